@@ -1,0 +1,497 @@
+/* The SQLite store: opening, schema migrations and cached statements. */
+#include "keygate/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_MAX_STMTS 96
+
+typedef struct store_stmt {
+    const char *sql; /* cache key: the literal's address */
+    sqlite3_stmt *stmt;
+} store_stmt_t;
+
+struct kg_store {
+    sqlite3 *db;
+    char *path;
+    int schema_version;
+    size_t nstmts;
+    store_stmt_t stmts[STORE_MAX_STMTS];
+};
+
+/*
+ * Schema migrations, in order: migration i brings the store from version i
+ * to i + 1. Never edit a released migration; add a new one.
+ */
+static const char *const store_migrations[] = {
+    /* 0 → 1: workspaces, keys and their secrets, audit. */
+    "CREATE TABLE workspaces ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  mode TEXT NOT NULL DEFAULT 'api-keys'"
+    "    CHECK (mode IN ('api-keys', 'credits', 'hybrid')),"
+    "  credits_balance INTEGER NOT NULL DEFAULT 0,"
+    "  rules TEXT NOT NULL DEFAULT '{}',"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE api_keys ("
+    "  id TEXT PRIMARY KEY,"
+    "  workspace_id TEXT NOT NULL REFERENCES workspaces(id),"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  metadata TEXT NOT NULL DEFAULT '{}',"
+    "  prefix TEXT NOT NULL,"
+    "  last4 TEXT NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'active'"
+    "    CHECK (status IN ('active', 'inactive', 'deleted')),"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  last_used_at INTEGER,"
+    "  expires_at INTEGER,"
+    "  usage_limit INTEGER,"
+    "  usage INTEGER NOT NULL DEFAULT 0,"
+    "  period TEXT CHECK (period IN ('hour', 'day', 'week', 'month')),"
+    "  period_limit INTEGER,"
+    "  period_usage INTEGER NOT NULL DEFAULT 0,"
+    "  period_started_at INTEGER,"
+    "  rpm INTEGER,"
+    "  tpm INTEGER,"
+    "  max_concurrent INTEGER,"
+    "  rules TEXT NOT NULL DEFAULT '{}'"
+    ") STRICT;"
+    "CREATE INDEX api_keys_workspace ON api_keys(workspace_id);"
+    "CREATE INDEX api_keys_expiry ON api_keys(expires_at)"
+    "  WHERE status != 'deleted' AND expires_at IS NOT NULL;"
+    /* A key has one current secret (expires_at NULL) and, after a rotation
+     * with a grace period, older ones valid until their expires_at. */
+    "CREATE TABLE key_secrets ("
+    "  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  PRIMARY KEY (key_id, hash)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE audit_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  object_type TEXT NOT NULL,"
+    "  object_id TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '{}'"
+    ") STRICT;"
+    "CREATE INDEX audit_events_object ON audit_events(object_type, object_id);",
+
+    /* 1 → 2: usage events and their hourly per-key aggregates. */
+    "CREATE TABLE usage_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  request_id TEXT NOT NULL UNIQUE,"
+    "  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+    "  workspace_id TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  operation TEXT NOT NULL,"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  provider TEXT NOT NULL DEFAULT '',"
+    "  mode TEXT NOT NULL DEFAULT 'api-keys'"
+    "    CHECK (mode IN ('api-keys', 'credits')),"
+    "  status INTEGER NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cached_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms INTEGER,"
+    "  streamed INTEGER NOT NULL DEFAULT 0,"
+    "  client_ip TEXT NOT NULL DEFAULT '',"
+    "  error_code TEXT"
+    ") STRICT;"
+    "CREATE INDEX usage_events_key_time ON usage_events(key_id, at_ms);"
+    "CREATE INDEX usage_events_time ON usage_events(at_ms);"
+    "CREATE TABLE usage_hourly ("
+    "  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+    "  hour INTEGER NOT NULL,"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  requests INTEGER NOT NULL DEFAULT 0,"
+    "  errors INTEGER NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cached_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms_sum INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (key_id, hour, model)"
+    ") STRICT, WITHOUT ROWID;",
+};
+
+_Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==
+                   KG_STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+kg_err_t kg_store_error(kg_store_t *store, int sqlite_rc, const char *action,
+                        kg_diag_t *diag)
+{
+    const char *path = store ? store->path : "store";
+    const char *why = sqlite3_errstr(sqlite_rc);
+
+    switch (sqlite_rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return KG_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return kg_diag_fail(diag, KG_ERR_STORE_BUSY,
+                            "%s: %s: the store is locked by another process",
+                            path, action);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
+                            "%s: %s: not a keygate store, or corrupt (%s)",
+                            path, action, why);
+    case SQLITE_CONSTRAINT:
+        return kg_diag_fail(diag, KG_ERR_EXISTS, "%s: %s: %s", path, action,
+                            why);
+    case SQLITE_NOMEM:
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "%s: %s: out of memory", path,
+                            action);
+    default:
+        return kg_diag_fail(diag, KG_ERR_STORE, "%s: %s: %s", path, action,
+                            why);
+    }
+}
+
+static kg_err_t store_exec(kg_store_t *store, const char *sql,
+                           const char *action, kg_diag_t *diag)
+{
+    int rc = sqlite3_exec(store->db, sql, NULL, NULL, NULL);
+
+    return kg_store_error(store, rc, action, diag);
+}
+
+/* Read a single-integer PRAGMA. */
+static kg_err_t store_pragma_int(kg_store_t *store, const char *sql,
+                                 int64_t *out, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return kg_store_error(store, rc, "reading the schema", diag);
+}
+
+static kg_err_t store_migrate(kg_store_t *store, int target, kg_diag_t *diag)
+{
+    int64_t version = 0;
+    int64_t app_id = 0;
+    int64_t tables = 0;
+    char sql[64];
+    kg_err_t rc;
+
+    rc = kg_store_begin(store, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    rc = store_pragma_int(store, "PRAGMA application_id", &app_id, diag);
+    if (rc == KG_OK) {
+        rc = store_pragma_int(store, "PRAGMA user_version", &version, diag);
+    }
+    if (rc == KG_OK) {
+        rc = store_pragma_int(store, "SELECT count(*) FROM sqlite_schema",
+                              &tables, diag);
+    }
+    if (rc != KG_OK) {
+        goto out;
+    }
+    if (app_id != KG_STORE_APPLICATION_ID && (app_id != 0 || tables != 0)) {
+        rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
+                          "%s is an SQLite database but not a keygate store",
+                          store->path);
+        goto out;
+    }
+    if (version > KG_STORE_SCHEMA_VERSION) {
+        rc = kg_diag_fail(diag, KG_ERR_STORE_VERSION,
+                          "%s has schema version %d, newer than this keygate "
+                          "(%d); upgrade keygate",
+                          store->path, (int)version, KG_STORE_SCHEMA_VERSION);
+        goto out;
+    }
+    for (int v = (int)version; v < target; v++) {
+        rc = store_exec(store, store_migrations[v], "migrating the schema",
+                        diag);
+        if (rc != KG_OK) {
+            goto out;
+        }
+    }
+    if (version < target) {
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", target);
+        rc = store_exec(store, sql, "migrating the schema", diag);
+        if (rc == KG_OK) {
+            snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
+                     KG_STORE_APPLICATION_ID);
+            rc = store_exec(store, sql, "migrating the schema", diag);
+        }
+        version = target;
+    }
+out:
+    if (rc == KG_OK) {
+        rc = kg_store_commit(store, diag);
+    } else {
+        kg_store_rollback(store);
+    }
+    store->schema_version = (int)version;
+    return rc;
+}
+
+/* Create the file with mode 0600 so SQLite's WAL and SHM files follow. */
+static kg_err_t store_create_file(const char *path, kg_diag_t *diag)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+    if (fd < 0) {
+        return kg_diag_fail(diag, KG_ERR_STORE, "cannot create store %s: %s",
+                            path, strerror(errno));
+    }
+    if (fchmod(fd, 0600) != 0) {
+        close(fd);
+        return kg_diag_fail(diag, KG_ERR_STORE, "cannot chmod store %s: %s",
+                            path, strerror(errno));
+    }
+    close(fd);
+    return KG_OK;
+}
+
+static kg_err_t store_configure(kg_store_t *store, int busy_timeout_ms,
+                                kg_diag_t *diag)
+{
+    sqlite3_stmt *st = NULL;
+    kg_err_t rc;
+    int src;
+
+    sqlite3_busy_timeout(store->db, busy_timeout_ms);
+    sqlite3_extended_result_codes(store->db, 1);
+    if (sqlite3_db_readonly(store->db, "main") == 1) {
+        return kg_diag_fail(diag, KG_ERR_STORE,
+                            "store %s is not writable by this user",
+                            store->path);
+    }
+    rc = store_exec(store, "PRAGMA foreign_keys = ON", "opening", diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    /* journal_mode answers with the mode in force; it must be WAL. */
+    src = sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1, &st,
+                             NULL);
+    if (src == SQLITE_OK) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(st, 0);
+            src = (mode && strcmp(mode, "wal") == 0) ? SQLITE_OK
+                                                     : SQLITE_CANTOPEN;
+        }
+    }
+    sqlite3_finalize(st);
+    rc = kg_store_error(store, src, "enabling WAL", diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    /* In WAL mode NORMAL survives a process crash (kill -9); an OS crash may
+     * lose the last commits but never corrupts the store. */
+    return store_exec(store, "PRAGMA synchronous = NORMAL", "opening", diag);
+}
+
+kg_err_t kg_store_open(const char *path, const kg_store_opts_t *opts,
+                       kg_store_t **out, kg_diag_t *diag)
+{
+    kg_store_t *store = NULL;
+    struct stat st;
+    kg_err_t rc = KG_OK;
+    int target =
+        opts->target_version ? opts->target_version : KG_STORE_SCHEMA_VERSION;
+    int src;
+
+    *out = NULL;
+    if (target < 1 || target > KG_STORE_SCHEMA_VERSION) {
+        return kg_diag_fail(diag, KG_ERR_INTERNAL, "bad schema target %d",
+                            target);
+    }
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT || !(opts->flags & KG_STORE_CREATE)) {
+            return kg_diag_fail(diag, KG_ERR_STORE_MISSING, "store %s: %s%s",
+                                path, strerror(errno),
+                                errno == ENOENT ? " (run 'keygate init')" : "");
+        }
+        rc = store_create_file(path, diag);
+        if (rc != KG_OK) {
+            return rc;
+        }
+    } else if (!S_ISREG(st.st_mode)) {
+        return kg_diag_fail(diag, KG_ERR_STORE, "store %s is not a file", path);
+    }
+    store = calloc(1, sizeof(*store));
+    if (store == NULL || (store->path = strdup(path)) == NULL) {
+        free(store);
+        return KG_ERR_NOMEM;
+    }
+    src = sqlite3_open_v2(path, &store->db,
+                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                              SQLITE_OPEN_NOFOLLOW,
+                          NULL);
+    if (src != SQLITE_OK) {
+        rc = kg_store_error(store, src, "opening", diag);
+        goto out;
+    }
+    rc = store_configure(store, opts->busy_timeout_ms, diag);
+    if (rc == KG_OK) {
+        rc = store_migrate(store, target, diag);
+    }
+out:
+    if (rc != KG_OK) {
+        kg_store_close(&store);
+    }
+    *out = store;
+    return rc;
+}
+
+void kg_store_close(kg_store_t **store)
+{
+    kg_store_t *s;
+
+    if (store == NULL || *store == NULL) {
+        return;
+    }
+    s = *store;
+    for (size_t i = 0; i < s->nstmts; i++) {
+        sqlite3_finalize(s->stmts[i].stmt);
+    }
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+    *store = NULL;
+}
+
+int kg_store_schema_version(kg_store_t *store)
+{
+    return store->schema_version;
+}
+
+const char *kg_store_path(const kg_store_t *store)
+{
+    return store->path;
+}
+
+sqlite3 *kg_store_db(kg_store_t *store)
+{
+    return store->db;
+}
+
+sqlite3_stmt *kg_store_stmt(kg_store_t *store, const char *sql, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    for (size_t i = 0; i < store->nstmts; i++) {
+        if (store->stmts[i].sql == sql) {
+            return store->stmts[i].stmt;
+        }
+    }
+    rc = sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                            NULL);
+    if (rc != SQLITE_OK) {
+        (void)kg_store_error(store, rc, "preparing a statement", diag);
+        return NULL;
+    }
+    if (store->nstmts == STORE_MAX_STMTS) {
+        /* Never expected: the statement set is fixed. Still work. */
+        sqlite3_finalize(st);
+        kg_diag_set(diag, "statement cache full");
+        return NULL;
+    }
+    store->stmts[store->nstmts].sql = sql;
+    store->stmts[store->nstmts].stmt = st;
+    store->nstmts++;
+    return st;
+}
+
+void kg_store_reset(sqlite3_stmt *stmt)
+{
+    if (stmt != NULL) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+    }
+}
+
+kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag)
+{
+    return store_exec(store, "BEGIN IMMEDIATE", "starting a transaction", diag);
+}
+
+kg_err_t kg_store_commit(kg_store_t *store, kg_diag_t *diag)
+{
+    kg_err_t rc = store_exec(store, "COMMIT", "committing", diag);
+
+    if (rc != KG_OK) {
+        kg_store_rollback(store);
+    }
+    return rc;
+}
+
+void kg_store_rollback(kg_store_t *store)
+{
+    if (!sqlite3_get_autocommit(store->db)) {
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+kg_err_t kg_store_exec_stmt(kg_store_t *store, sqlite3_stmt *stmt,
+                            const char *action, kg_diag_t *diag)
+{
+    int rc = sqlite3_step(stmt);
+    kg_err_t err = kg_store_error(store, rc, action, diag);
+
+    kg_store_reset(stmt);
+    return err;
+}
+
+int kg_store_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
+{
+    if (s == NULL) {
+        return sqlite3_bind_null(stmt, idx);
+    }
+    return sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+int kg_store_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
+{
+    if (v < 0) {
+        return sqlite3_bind_null(stmt, idx);
+    }
+    return sqlite3_bind_int64(stmt, idx, v);
+}
+
+const char *kg_store_col_text(sqlite3_stmt *stmt, int col)
+{
+    const unsigned char *t = sqlite3_column_text(stmt, col);
+
+    return t ? (const char *)t : "";
+}
+
+int64_t kg_store_col_opt_int(sqlite3_stmt *stmt, int col)
+{
+    if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+        return -1;
+    }
+    return sqlite3_column_int64(stmt, col);
+}
