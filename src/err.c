@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 typedef struct err_info {
     const char *name;
@@ -55,6 +56,21 @@ const char *kg_err_message(kg_err_t err)
 {
     const err_info_t *e = err_lookup(err);
     return e ? e->message : "Internal server error.";
+}
+
+const char *kg_err_format(kg_err_t err, const char *detail, char *buf,
+                          size_t len)
+{
+    const char *tmpl = kg_err_message(err);
+    const char *hole = strstr(tmpl, "%s");
+
+    if (hole == NULL) {
+        snprintf(buf, len, "%s", tmpl);
+    } else {
+        snprintf(buf, len, "%.*s%s%s", (int)(hole - tmpl), tmpl,
+                 detail ? detail : "", hole + 2);
+    }
+    return buf;
 }
 
 void kg_diag_set(kg_diag_t *diag, const char *fmt, ...)

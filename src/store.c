@@ -126,6 +126,42 @@ static const char *const store_migrations[] = {
     "  latency_ms_sum INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (key_id, hour, model)"
     ") STRICT, WITHOUT ROWID;",
+
+    /* 2 → 3: a revision counter that every change relevant to verifying a
+     * key or applying its policy bumps, so a running gateway's key cache
+     * notices CLI changes with one cheap read. Spend and bookkeeping
+     * columns (usage, period_usage, period_started_at, last_used_at,
+     * updated_at) and display columns (name, description, metadata, last4)
+     * are left out: the usage writer's updates must not flush the cache. */
+    "CREATE TABLE key_revision ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  rev INTEGER NOT NULL"
+    ") STRICT;"
+    "INSERT INTO key_revision VALUES (1, 0);"
+    "CREATE TRIGGER api_keys_rev_insert AFTER INSERT ON api_keys BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER api_keys_rev_delete AFTER DELETE ON api_keys BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER api_keys_rev_update AFTER UPDATE OF status, expires_at,"
+    "  workspace_id, prefix, usage_limit, period, period_limit, rpm, tpm,"
+    "  max_concurrent, rules ON api_keys BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER key_secrets_rev_insert AFTER INSERT ON key_secrets BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER key_secrets_rev_update AFTER UPDATE ON key_secrets BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER key_secrets_rev_delete AFTER DELETE ON key_secrets BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER workspaces_rev_update AFTER UPDATE OF mode, rules"
+    "  ON workspaces BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;",
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==
@@ -273,13 +309,10 @@ static kg_err_t store_create_file(const char *path, kg_diag_t *diag)
     return KG_OK;
 }
 
-static kg_err_t store_configure(kg_store_t *store, int busy_timeout_ms,
-                                kg_diag_t *diag)
+/* Busy timeout, foreign keys, and refusal of a read-only file. */
+static kg_err_t store_prepare_handle(kg_store_t *store, int busy_timeout_ms,
+                                     kg_diag_t *diag)
 {
-    sqlite3_stmt *st = NULL;
-    kg_err_t rc;
-    int src;
-
     sqlite3_busy_timeout(store->db, busy_timeout_ms);
     sqlite3_extended_result_codes(store->db, 1);
     if (sqlite3_db_readonly(store->db, "main") == 1) {
@@ -287,10 +320,41 @@ static kg_err_t store_configure(kg_store_t *store, int busy_timeout_ms,
                             "store %s is not writable by this user",
                             store->path);
     }
-    rc = store_exec(store, "PRAGMA foreign_keys = ON", "opening", diag);
-    if (rc != KG_OK) {
-        return rc;
+    return store_exec(store, "PRAGMA foreign_keys = ON", "opening", diag);
+}
+
+/*
+ * Refuse a file that is not a keygate store before changing anything in it
+ * (such as its journal mode): an empty database, or one marked with our
+ * application id, is ours.
+ */
+static kg_err_t store_identify(kg_store_t *store, kg_diag_t *diag)
+{
+    int64_t app_id = 0;
+    int64_t tables = 0;
+    kg_err_t rc;
+
+    rc = store_pragma_int(store, "PRAGMA application_id", &app_id, diag);
+    if (rc == KG_OK) {
+        rc = store_pragma_int(store, "SELECT count(*) FROM sqlite_schema",
+                              &tables, diag);
     }
+    if (rc == KG_OK && app_id != KG_STORE_APPLICATION_ID &&
+        (app_id != 0 || tables != 0)) {
+        rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
+                          "%s is an SQLite database but not a keygate store",
+                          store->path);
+    }
+    return rc;
+}
+
+/* WAL journal and the matching durability level. */
+static kg_err_t store_set_journal(kg_store_t *store, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = NULL;
+    kg_err_t rc;
+    int src;
+
     /* journal_mode answers with the mode in force; it must be WAL. */
     src = sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1, &st,
                              NULL);
@@ -299,7 +363,7 @@ static kg_err_t store_configure(kg_store_t *store, int busy_timeout_ms,
         if (src == SQLITE_ROW) {
             const char *mode = (const char *)sqlite3_column_text(st, 0);
             src = (mode && strcmp(mode, "wal") == 0) ? SQLITE_OK
-                                                     : SQLITE_CANTOPEN;
+                                                      : SQLITE_CANTOPEN;
         }
     }
     sqlite3_finalize(st);
@@ -353,7 +417,13 @@ kg_err_t kg_store_open(const char *path, const kg_store_opts_t *opts,
         rc = kg_store_error(store, src, "opening", diag);
         goto out;
     }
-    rc = store_configure(store, opts->busy_timeout_ms, diag);
+    rc = store_prepare_handle(store, opts->busy_timeout_ms, diag);
+    if (rc == KG_OK) {
+        rc = store_identify(store, diag);
+    }
+    if (rc == KG_OK) {
+        rc = store_set_journal(store, diag);
+    }
     if (rc == KG_OK) {
         rc = store_migrate(store, target, diag);
     }

@@ -105,7 +105,8 @@ static kg_err_t token_parse_parts(const char *prefix, size_t prefix_len,
     kg_err_t rc = KG_ERR_INVALID_KEY;
 
     memset(out, 0, sizeof(*out));
-    if (prefix_len == 0 || prefix_len > KG_TOKEN_PREFIX_MAX) {
+    if (prefix_len == 0 || prefix_len > KG_TOKEN_PREFIX_MAX ||
+        memchr(prefix, '\0', prefix_len) != NULL) {
         goto out;
     }
     memcpy(out->prefix, prefix, prefix_len);

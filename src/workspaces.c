@@ -343,6 +343,11 @@ kg_err_t kg_workspace_credit(kg_store_t *store, const char *actor,
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
     }
+    if (delta < -KG_MONEY_MAX || delta > KG_MONEY_MAX) {
+        return kg_diag_fail(diag, KG_ERR_INVAL,
+                            "the amount is above the maximum of %lld USD",
+                            (long long)KG_MONEY_MAX_USD);
+    }
     if (note != NULL) {
         rc = kg_validate_text(note, KG_DESCRIPTION_MAX, "note", diag);
         if (rc != KG_OK) {

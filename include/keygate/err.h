@@ -107,6 +107,13 @@ const char *kg_err_code(kg_err_t err);
 const char *kg_err_message(kg_err_t err);
 
 /*
+ * The public message of err with its "%s" (if any) replaced by detail
+ * (NULL = ""), written to buf. Returns buf.
+ */
+const char *kg_err_format(kg_err_t err, const char *detail, char *buf,
+                          size_t len);
+
+/*
  * A human explanation of a failure, for operators (CLI, logs). Never holds a
  * secret: callers put names and ids in it, not tokens.
  */
