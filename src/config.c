@@ -1,20 +1,35 @@
 /* keygate's INI configuration, driven by one table of settings. */
 #include "keygate/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "keygate/duration.h"
+#include "keygate/money.h"
 #include "keygate/token.h"
 
 #define CFG(field) offsetof(kg_config_t, field)
+#define PRV(field) offsetof(kg_provider_t, field)
+#define MDL(field) offsetof(kg_model_t, field)
+
+#define CONFIG_KIB INT64_C(1024)
+#define CONFIG_MIB (CONFIG_KIB * 1024)
+#define CONFIG_GIB (CONFIG_MIB * 1024)
+
+/* Bounds in seconds of the upstream timeouts, shared by [provider NAME]. */
+#define CONFIG_CONNECT_MAX    600
+#define CONFIG_FIRST_BYTE_MAX 3600
+#define CONFIG_IDLE_MAX       3600
 
 static const kg_setting_t config_settings[] = {
     {"store", "path", KG_SETTING_PATH, CFG(store_path),
@@ -37,15 +52,151 @@ static const kg_setting_t config_settings[] = {
      "32-byte server key for hashing secrets (mode 0600, outside the store)"},
     {"log", "level", KG_SETTING_LOGLEVEL, CFG(log_level), "info",
      KG_SETTING_RELOADABLE, 0, 0, "error, warn, info or debug"},
+    {"server", "listen", KG_SETTING_LISTEN, CFG(server_listen),
+     "127.0.0.1:8080", KG_SETTING_RESTART, 0, 0,
+     "address:port of the client listener; port 0 = ephemeral"},
+    {"server", "threads", KG_SETTING_INT, CFG(server_threads), "0",
+     KG_SETTING_RESTART, 0, 256, "event-loop threads; 0 = one per core"},
+    {"server", "max_connections", KG_SETTING_INT, CFG(server_max_connections),
+     "16384", KG_SETTING_RESTART, 1, 1000000,
+     "open client connections at most"},
+    {"server", "max_connections_per_ip", KG_SETTING_INT,
+     CFG(server_max_connections_per_ip), "1024", KG_SETTING_RESTART, 0, 1000000,
+     "open connections from one client IP; 0 = unlimited"},
+    {"server", "idle_timeout", KG_SETTING_DURATION_MS,
+     CFG(server_idle_timeout_ms), "60s", KG_SETTING_RESTART, 1, 86400,
+     "close a client connection idle this long"},
+    {"server", "header_timeout", KG_SETTING_DURATION_MS,
+     CFG(server_header_timeout_ms), "10s", KG_SETTING_RESTART, 1, 600,
+     "a client must send the request headers within this"},
+    {"server", "max_header_bytes", KG_SETTING_SIZE,
+     CFG(server_max_header_bytes), "16k", KG_SETTING_RESTART, 4 * CONFIG_KIB,
+     CONFIG_MIB, "request line and headers at most (431)"},
+    {"server", "max_body_bytes", KG_SETTING_SIZE, CFG(server_max_body_bytes),
+     "8m", KG_SETTING_RELOADABLE, CONFIG_KIB, 256 * CONFIG_MIB,
+     "request body at most (413)"},
+    {"server", "drain_timeout", KG_SETTING_DURATION_MS,
+     CFG(server_drain_timeout_ms), "30s", KG_SETTING_RELOADABLE, 0, 3600,
+     "on SIGTERM, how long in-flight requests may finish"},
+    {"server", "purge_interval", KG_SETTING_DURATION_MS,
+     CFG(server_purge_interval_ms), "60s", KG_SETTING_RELOADABLE, 1, 86400,
+     "period of the purge of expired keys and cache entries"},
+    {"server", "request_log", KG_SETTING_BOOL, CFG(server_request_log), "on",
+     KG_SETTING_RELOADABLE, 0, 0, "one structured log line per request"},
+    {"upstream", "connect_timeout", KG_SETTING_DURATION_MS,
+     CFG(upstream_connect_timeout_ms), "10s", KG_SETTING_RELOADABLE, 1,
+     CONFIG_CONNECT_MAX, "TCP and TLS connect to a provider (502)"},
+    {"upstream", "first_byte_timeout", KG_SETTING_DURATION_MS,
+     CFG(upstream_first_byte_timeout_ms), "300s", KG_SETTING_RELOADABLE, 1,
+     CONFIG_FIRST_BYTE_MAX, "provider must send its headers by then (504)"},
+    {"upstream", "idle_timeout", KG_SETTING_DURATION_MS,
+     CFG(upstream_idle_timeout_ms), "120s", KG_SETTING_RELOADABLE, 1,
+     CONFIG_IDLE_MAX, "no bytes this long mid-answer ends it"},
+    {"upstream", "max_response_bytes", KG_SETTING_SIZE,
+     CFG(upstream_max_response_bytes), "64m", KG_SETTING_RELOADABLE, CONFIG_KIB,
+     CONFIG_GIB, "a longer answer is cut"},
+    {"upstream", "max_connections_per_host", KG_SETTING_INT,
+     CFG(upstream_max_connections_per_host), "256", KG_SETTING_RESTART, 0,
+     65536, "open connections to one provider host; 0 = unlimited"},
+};
+
+/* [provider NAME]: rows without a default are unset until given. */
+static const kg_setting_t provider_settings[] = {
+    {"provider", "type", KG_SETTING_PROVIDER_TYPE, PRV(type), NULL,
+     KG_SETTING_RELOADABLE | KG_SETTING_REQUIRED, 0, 0, "openai or anthropic"},
+    {"provider", "base_url", KG_SETTING_URL, PRV(base_url), NULL,
+     KG_SETTING_RELOADABLE | KG_SETTING_REQUIRED, 0, 0,
+     "http(s) URL up to the version: https://api.openai.com/v1"},
+    {"provider", "api_key_env", KG_SETTING_SECRET_ENV, PRV(api_key_env), NULL,
+     KG_SETTING_RELOADABLE, 0, 0,
+     "environment variable holding the pool credential"},
+    {"provider", "api_key_file", KG_SETTING_SECRET_FILE, PRV(api_key_file),
+     NULL, KG_SETTING_RELOADABLE, 0, 0,
+     "file holding the pool credential (one line, mode 0600 or 0640)"},
+    {"provider", "connect_timeout", KG_SETTING_DURATION_MS,
+     PRV(connect_timeout_ms), NULL, KG_SETTING_RELOADABLE, 1,
+     CONFIG_CONNECT_MAX, "default: [upstream] connect_timeout"},
+    {"provider", "first_byte_timeout", KG_SETTING_DURATION_MS,
+     PRV(first_byte_timeout_ms), NULL, KG_SETTING_RELOADABLE, 1,
+     CONFIG_FIRST_BYTE_MAX, "default: [upstream] first_byte_timeout"},
+    {"provider", "idle_timeout", KG_SETTING_DURATION_MS, PRV(idle_timeout_ms),
+     NULL, KG_SETTING_RELOADABLE, 1, CONFIG_IDLE_MAX,
+     "default: [upstream] idle_timeout"},
+};
+
+/* [model NAME] */
+static const kg_setting_t model_settings[] = {
+    {"model", "provider", KG_SETTING_PROVIDER_NAME, MDL(provider_name), NULL,
+     KG_SETTING_RELOADABLE | KG_SETTING_REQUIRED, 0, 0,
+     "the [provider NAME] that serves it"},
+    {"model", "upstream", KG_SETTING_MODEL_NAME, MDL(upstream), NULL,
+     KG_SETTING_RELOADABLE, 0, 0,
+     "model name sent to the provider; default: the section's NAME"},
+    {"model", "input_price", KG_SETTING_PRICE, MDL(input_price), NULL,
+     KG_SETTING_RELOADABLE | KG_SETTING_REQUIRED, 0, KG_PRICE_MAX,
+     "USD per 1M input tokens"},
+    {"model", "output_price", KG_SETTING_PRICE, MDL(output_price), NULL,
+     KG_SETTING_RELOADABLE | KG_SETTING_REQUIRED, 0, KG_PRICE_MAX,
+     "USD per 1M output tokens"},
+    {"model", "cached_input_price", KG_SETTING_PRICE, MDL(cached_input_price),
+     NULL, KG_SETTING_RELOADABLE, 0, KG_PRICE_MAX,
+     "USD per 1M cached input tokens; default: input_price"},
+    {"model", "max_output_tokens", KG_SETTING_INT, MDL(max_output_tokens),
+     "4096", KG_SETTING_RELOADABLE, 1, 10000000,
+     "output cap of budget reservations when a request sets none"},
 };
 
 #define CONFIG_NSETTINGS (sizeof(config_settings) / sizeof(*config_settings))
+#define PROVIDER_NSETTINGS \
+    (sizeof(provider_settings) / sizeof(*provider_settings))
+#define MODEL_NSETTINGS (sizeof(model_settings) / sizeof(*model_settings))
+
+/* Room for the settings of one [provider] or [model] section. */
+#define CONFIG_SECTION_ROWS 16
+_Static_assert(PROVIDER_NSETTINGS <= CONFIG_SECTION_ROWS, "provider rows");
+_Static_assert(MODEL_NSETTINGS <= CONFIG_SECTION_ROWS, "model rows");
+
+/* A line buffer: lines are at most KG_CONFIG_MAX_LINE characters. */
+#define CONFIG_LINE_BUF 256
+
+typedef enum config_kind {
+    CONFIG_IN_NONE,     /* before the first section */
+    CONFIG_IN_FIXED,    /* a section of config_settings */
+    CONFIG_IN_PROVIDER, /* [provider NAME] */
+    CONFIG_IN_MODEL,    /* [model NAME] */
+    CONFIG_IN_UNKNOWN,
+} config_kind_t;
+
+/* What the parser remembers of one [provider] or [model] section. */
+typedef struct config_meta {
+    int line;          /* of the [section] header */
+    int provider_line; /* of a model's provider setting */
+    bool seen[CONFIG_SECTION_ROWS];
+} config_meta_t;
 
 typedef struct config_parse {
     kg_config_t *cfg;
     const char *dir; /* directory of the file, for relative paths */
+    FILE *f;
+    int line; /* lines read so far: the line libinih is working on */
     bool seen[CONFIG_NSETTINGS];
-    kg_diag_t first; /* the first error, without its line number */
+    /*
+     * The section of the current line as written in the file: libinih
+     * truncates long section names, so the reader tracks headers itself.
+     */
+    char section[CONFIG_LINE_BUF];
+    config_kind_t kind;
+    size_t entry;         /* index into cfg->providers or cfg->models */
+    int unknown_line;     /* header line of an unknown section, or 0 */
+    config_meta_t *pmeta; /* parallel to cfg->providers */
+    config_meta_t *mmeta; /* parallel to cfg->models */
+    size_t pcap;          /* room in cfg->providers */
+    size_t pmcap;         /* room in pmeta */
+    size_t mcap;          /* room in cfg->models */
+    size_t mmcap;         /* room in mmeta */
+    kg_diag_t first;      /* the first error, without its line number */
+    int fail_line;
+    kg_err_t fail_rc;
     bool failed;
 } config_parse_t;
 
@@ -53,6 +204,18 @@ const kg_setting_t *kg_config_settings(size_t *count)
 {
     *count = CONFIG_NSETTINGS;
     return config_settings;
+}
+
+const kg_setting_t *kg_config_provider_settings(size_t *count)
+{
+    *count = PROVIDER_NSETTINGS;
+    return provider_settings;
+}
+
+const kg_setting_t *kg_config_model_settings(size_t *count)
+{
+    *count = MODEL_NSETTINGS;
+    return model_settings;
 }
 
 const char *kg_config_pick_path(const char *explicit_path, int *explicit_out)
@@ -71,26 +234,46 @@ const char *kg_config_pick_path(const char *explicit_path, int *explicit_out)
     return KG_CONFIG_DEFAULT_PATH;
 }
 
-static char **config_str_slot(kg_config_t *cfg, const kg_setting_t *s)
+static char **config_str_slot(void *base, const kg_setting_t *s)
 {
-    return (char **)(void *)((char *)cfg + s->offset);
+    return (char **)(void *)((char *)base + s->offset);
 }
 
-static int64_t *config_int_slot(kg_config_t *cfg, const kg_setting_t *s)
+static int64_t *config_int_slot(void *base, const kg_setting_t *s)
 {
-    return (int64_t *)(void *)((char *)cfg + s->offset);
+    return (int64_t *)(void *)((char *)base + s->offset);
 }
 
-/* Store a string setting, resolving a relative PATH against dir. */
-static kg_err_t config_set_string(kg_config_t *cfg, const kg_setting_t *s,
+/* Whether a setting of this type is stored as a malloc'd string. */
+static bool config_type_is_string(kg_setting_type_t type)
+{
+    switch (type) {
+    case KG_SETTING_STRING:
+    case KG_SETTING_PATH:
+    case KG_SETTING_PREFIX:
+    case KG_SETTING_LISTEN:
+    case KG_SETTING_URL:
+    case KG_SETTING_PROVIDER_NAME:
+    case KG_SETTING_MODEL_NAME:
+    case KG_SETTING_SECRET_ENV:
+    case KG_SETTING_SECRET_FILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Store a string setting, resolving a relative path against dir. */
+static kg_err_t config_set_string(void *base, const kg_setting_t *s,
                                   const char *value, const char *dir,
                                   kg_diag_t *diag)
 {
-    char **slot = config_str_slot(cfg, s);
+    char **slot = config_str_slot(base, s);
     char *copy = NULL;
     size_t need;
 
-    if (s->type == KG_SETTING_PATH && value[0] != '/' && dir != NULL) {
+    if ((s->type == KG_SETTING_PATH || s->type == KG_SETTING_SECRET_FILE) &&
+        value[0] != '/' && dir != NULL) {
         need = strlen(dir) + 1 + strlen(value) + 1;
         if (need > PATH_MAX) {
             return kg_diag_fail(diag, KG_ERR_CONFIG, "path is too long");
@@ -131,21 +314,294 @@ static kg_err_t config_parse_int(const char *value, int64_t *out)
     return KG_OK;
 }
 
-/* Check and store one value. Returns KG_OK or an error with diag set. */
-static kg_err_t config_apply(kg_config_t *cfg, const kg_setting_t *s,
+/* "16k", "8m", "1g" (binary units) or plain bytes. */
+static bool config_parse_size(const char *s, int64_t *out)
+{
+    int64_t v = 0;
+    int64_t mult = 1;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9') {
+        return false;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (INT64_MAX - 9) / 10) {
+            return false;
+        }
+        v = v * 10 + (*p - '0');
+    }
+    if (*p == 'k' || *p == 'K') {
+        mult = CONFIG_KIB;
+        p++;
+    } else if (*p == 'm' || *p == 'M') {
+        mult = CONFIG_MIB;
+        p++;
+    } else if (*p == 'g' || *p == 'G') {
+        mult = CONFIG_GIB;
+        p++;
+    }
+    if (*p != '\0' || v > INT64_MAX / mult) {
+        return false;
+    }
+    *out = v * mult;
+    return true;
+}
+
+/* Print bytes in the largest exact unit ("16k", "8m", "1000"). */
+static const char *config_format_size(int64_t v, char *buf, size_t len)
+{
+    if (v != 0 && v % CONFIG_GIB == 0) {
+        snprintf(buf, len, "%" PRId64 "g", v / CONFIG_GIB);
+    } else if (v != 0 && v % CONFIG_MIB == 0) {
+        snprintf(buf, len, "%" PRId64 "m", v / CONFIG_MIB);
+    } else if (v != 0 && v % CONFIG_KIB == 0) {
+        snprintf(buf, len, "%" PRId64 "k", v / CONFIG_KIB);
+    } else {
+        snprintf(buf, len, "%" PRId64, v);
+    }
+    return buf;
+}
+
+static bool config_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"on", "true", "yes"};
+    static const char *const no[] = {"off", "false", "no"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(*yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool config_env_name_valid(const char *s)
+{
+    size_t n = strnlen(s, KG_ENV_NAME_MAX + 1);
+
+    if (n == 0 || n > KG_ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9')) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+kg_err_t kg_config_listen_parse(const char *s, char *host, size_t hostlen,
+                                int *port, kg_diag_t *diag)
+{
+    char h[KG_LISTEN_HOST_MAX];
+    unsigned char addr[16];
+    const char *portstr;
+    size_t n;
+    long v = 0;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        n = close == NULL ? 0 : (size_t)(close - s) - 1;
+        if (close == NULL || close[1] != ':' || n == 0 || n >= sizeof(h)) {
+            goto bad;
+        }
+        memcpy(h, s + 1, n);
+        h[n] = '\0';
+        if (inet_pton(AF_INET6, h, addr) != 1) {
+            goto bad;
+        }
+        portstr = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+
+        if (colon == NULL) {
+            return kg_diag_fail(diag, KG_ERR_INVAL,
+                                "'%.60s' has no port (ADDRESS:PORT, e.g. "
+                                "127.0.0.1:8080)",
+                                s);
+        }
+        n = (size_t)(colon - s);
+        if (memchr(s, ':', n) != NULL) {
+            return kg_diag_fail(diag, KG_ERR_INVAL,
+                                "'%.60s': write an IPv6 address in brackets, "
+                                "e.g. [::1]:8080",
+                                s);
+        }
+        if (n == 0 || n >= sizeof(h)) {
+            goto bad;
+        }
+        memcpy(h, s, n);
+        h[n] = '\0';
+        if (inet_pton(AF_INET, h, addr) != 1) {
+            goto bad;
+        }
+        portstr = colon + 1;
+    }
+    n = strlen(portstr);
+    if (n == 0 || n > 5) {
+        goto bad;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (portstr[i] < '0' || portstr[i] > '9') {
+            goto bad;
+        }
+        v = v * 10 + (portstr[i] - '0');
+    }
+    if (v > 65535) {
+        goto bad;
+    }
+    if (strlen(h) >= hostlen) {
+        return kg_diag_fail(diag, KG_ERR_INVAL, "address buffer too small");
+    }
+    memcpy(host, h, strlen(h) + 1);
+    *port = (int)v;
+    return KG_OK;
+bad:
+    return kg_diag_fail(diag, KG_ERR_INVAL,
+                        "'%.60s' is not ADDRESS:PORT with an IP address and "
+                        "a port from 0 to 65535 (e.g. 127.0.0.1:8080, "
+                        "0.0.0.0:8080, [::1]:8080)",
+                        s);
+}
+
+static kg_err_t config_apply_int(void *base, const kg_setting_t *s,
+                                 const char *value, kg_diag_t *diag)
+{
+    int64_t v = 0;
+
+    if (config_parse_int(value, &v) != KG_OK || v < s->min || v > s->max) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.40s' is not an integer from %" PRId64
+                            " to %" PRId64,
+                            value, s->min, s->max);
+    }
+    *config_int_slot(base, s) = v;
+    return KG_OK;
+}
+
+static kg_err_t config_apply_duration(void *base, const kg_setting_t *s,
+                                      const char *value, kg_diag_t *diag)
+{
+    int64_t v = 0;
+
+    if (kg_duration_parse(value, &v, diag) != KG_OK) {
+        return KG_ERR_CONFIG;
+    }
+    if (v < s->min || v > s->max) {
+        char lo[KG_DURATION_STRLEN];
+        char hi[KG_DURATION_STRLEN];
+
+        return kg_diag_fail(diag, KG_ERR_CONFIG, "'%.40s' is outside %s to %s",
+                            value, kg_duration_format(s->min, lo, sizeof(lo)),
+                            kg_duration_format(s->max, hi, sizeof(hi)));
+    }
+    if (s->type == KG_SETTING_DURATION_MS) {
+        v *= 1000;
+    }
+    *config_int_slot(base, s) = v;
+    return KG_OK;
+}
+
+static kg_err_t config_apply_size(void *base, const kg_setting_t *s,
+                                  const char *value, kg_diag_t *diag)
+{
+    char lo[32];
+    char hi[32];
+    int64_t v = 0;
+
+    if (!config_parse_size(value, &v) || v < s->min || v > s->max) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.40s' is not a size from %s to %s (bytes, or "
+                            "a number with k, m or g)",
+                            value, config_format_size(s->min, lo, sizeof(lo)),
+                            config_format_size(s->max, hi, sizeof(hi)));
+    }
+    *config_int_slot(base, s) = v;
+    return KG_OK;
+}
+
+static kg_err_t config_apply_price(void *base, const kg_setting_t *s,
+                                   const char *value, kg_diag_t *diag)
+{
+    kg_diag_t d = {{0}};
+    char max[KG_MONEY_STRLEN];
+    int64_t v = 0;
+
+    if (kg_money_parse(value, &v, &d) != KG_OK) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "%s (USD per 1M tokens, e.g. 2.50)", d.msg);
+    }
+    if (v < s->min || v > s->max) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.40s' is above the maximum of %s USD per 1M "
+                            "tokens",
+                            value, kg_money_format(s->max, max, sizeof(max)));
+    }
+    *config_int_slot(base, s) = v;
+    return KG_OK;
+}
+
+/* Check a name-like value, then store it as a string. */
+static kg_err_t config_apply_name(void *base, const kg_setting_t *s,
+                                  const char *value, kg_diag_t *diag)
+{
+    if (s->type == KG_SETTING_PROVIDER_NAME &&
+        !kg_providers_name_valid(value)) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.80s' is not a provider name (1-64 of a-z, "
+                            "0-9, _ and -)",
+                            value);
+    }
+    if (s->type == KG_SETTING_MODEL_NAME &&
+        !kg_providers_model_name_valid(value)) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.80s' is not a model name (1-256 printable "
+                            "characters, no spaces)",
+                            value);
+    }
+    if (s->type == KG_SETTING_SECRET_ENV && !config_env_name_valid(value)) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "'%.80s' is not an environment variable name "
+                            "(letters, digits and _, not starting with a "
+                            "digit)",
+                            value);
+    }
+    return config_set_string(base, s, value, NULL, diag);
+}
+
+/*
+ * Check and store one value into base (the struct s->offset points into).
+ * Returns KG_OK or an error with diag set.
+ */
+static kg_err_t config_apply(void *base, const kg_setting_t *s,
                              const char *value, const char *dir,
                              kg_diag_t *diag)
 {
-    int64_t v = 0;
     kg_log_level_t level;
+    kg_provider_type_t ptype;
+    char host[KG_LISTEN_HOST_MAX];
+    char *url = NULL;
+    bool b = false;
+    int port = 0;
+    kg_err_t rc;
 
     switch (s->type) {
     case KG_SETTING_STRING:
     case KG_SETTING_PATH:
+    case KG_SETTING_SECRET_FILE:
         if (*value == '\0') {
             return kg_diag_fail(diag, KG_ERR_CONFIG, "must not be empty");
         }
-        return config_set_string(cfg, s, value, dir, diag);
+        return config_set_string(base, s, value, dir, diag);
     case KG_SETTING_PREFIX:
         if (!kg_token_prefix_valid(value) ||
             strcmp(value, KG_TOKEN_ADMIN_PREFIX) == 0) {
@@ -154,35 +610,12 @@ static kg_err_t config_apply(kg_config_t *cfg, const kg_setting_t *s,
                                 "a-z and 0-9, not '%s')",
                                 value, KG_TOKEN_ADMIN_PREFIX);
         }
-        return config_set_string(cfg, s, value, NULL, diag);
+        return config_set_string(base, s, value, NULL, diag);
     case KG_SETTING_INT:
-        if (config_parse_int(value, &v) != KG_OK || v < s->min || v > s->max) {
-            return kg_diag_fail(diag, KG_ERR_CONFIG,
-                                "'%.40s' is not an integer from %" PRId64
-                                " to %" PRId64,
-                                value, s->min, s->max);
-        }
-        *config_int_slot(cfg, s) = v;
-        return KG_OK;
+        return config_apply_int(base, s, value, diag);
     case KG_SETTING_DURATION:
     case KG_SETTING_DURATION_MS:
-        if (kg_duration_parse(value, &v, diag) != KG_OK) {
-            return KG_ERR_CONFIG;
-        }
-        if (v < s->min || v > s->max) {
-            char lo[KG_DURATION_STRLEN];
-            char hi[KG_DURATION_STRLEN];
-
-            return kg_diag_fail(diag, KG_ERR_CONFIG,
-                                "'%.40s' is outside %s to %s", value,
-                                kg_duration_format(s->min, lo, sizeof(lo)),
-                                kg_duration_format(s->max, hi, sizeof(hi)));
-        }
-        if (s->type == KG_SETTING_DURATION_MS) {
-            v *= 1000;
-        }
-        *config_int_slot(cfg, s) = v;
-        return KG_OK;
+        return config_apply_duration(base, s, value, diag);
     case KG_SETTING_LOGLEVEL:
         if (!kg_log_level_parse(value, &level)) {
             return kg_diag_fail(diag, KG_ERR_CONFIG,
@@ -190,8 +623,45 @@ static kg_err_t config_apply(kg_config_t *cfg, const kg_setting_t *s,
                                 "debug",
                                 value);
         }
-        *(kg_log_level_t *)(void *)((char *)cfg + s->offset) = level;
+        *(kg_log_level_t *)(void *)((char *)base + s->offset) = level;
         return KG_OK;
+    case KG_SETTING_SIZE:
+        return config_apply_size(base, s, value, diag);
+    case KG_SETTING_BOOL:
+        if (!config_parse_bool(value, &b)) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "'%.40s' is not on/off, true/false or yes/no",
+                                value);
+        }
+        *(bool *)(void *)((char *)base + s->offset) = b;
+        return KG_OK;
+    case KG_SETTING_LISTEN:
+        if (kg_config_listen_parse(value, host, sizeof(host), &port, diag) !=
+            KG_OK) {
+            return KG_ERR_CONFIG;
+        }
+        return config_set_string(base, s, value, NULL, diag);
+    case KG_SETTING_URL:
+        rc = kg_providers_base_url_parse(value, &url, diag);
+        if (rc != KG_OK) {
+            return rc == KG_ERR_NOMEM ? KG_ERR_NOMEM : KG_ERR_CONFIG;
+        }
+        free(*config_str_slot(base, s));
+        *config_str_slot(base, s) = url;
+        return KG_OK;
+    case KG_SETTING_PROVIDER_TYPE:
+        if (!kg_provider_type_parse(value, &ptype)) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "'%.40s' is not openai or anthropic", value);
+        }
+        *(kg_provider_type_t *)(void *)((char *)base + s->offset) = ptype;
+        return KG_OK;
+    case KG_SETTING_PROVIDER_NAME:
+    case KG_SETTING_MODEL_NAME:
+    case KG_SETTING_SECRET_ENV:
+        return config_apply_name(base, s, value, diag);
+    case KG_SETTING_PRICE:
+        return config_apply_price(base, s, value, diag);
     }
     return kg_diag_fail(diag, KG_ERR_INTERNAL, "unknown setting type");
 }
@@ -201,6 +671,17 @@ static int config_find(const char *section, const char *name)
     for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
         if (strcmp(config_settings[i].section, section) == 0 &&
             strcmp(config_settings[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int config_find_row(const kg_setting_t *table, size_t n,
+                           const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(table[i].name, name) == 0) {
             return (int)i;
         }
     }
@@ -217,44 +698,400 @@ static bool config_section_known(const char *section)
     return false;
 }
 
+/* Record the first error, found on line (its number goes in front later). */
+static void config_fail_at(config_parse_t *p, int line, kg_err_t rc,
+                           const char *fmt, ...) KG_PRINTF(4, 5);
+
+static void config_fail_at(config_parse_t *p, int line, kg_err_t rc,
+                           const char *fmt, ...)
+{
+    va_list ap;
+
+    if (p->failed) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(p->first.msg, sizeof(p->first.msg), fmt, ap);
+    va_end(ap);
+    p->fail_line = line;
+    p->fail_rc = rc == KG_ERR_NOMEM ? KG_ERR_NOMEM : KG_ERR_CONFIG;
+    p->failed = true;
+}
+
+/* Apply the defaults of a section table to a new entry. */
+static kg_err_t config_entry_defaults(void *base, const kg_setting_t *table,
+                                      size_t n, kg_diag_t *diag)
+{
+    for (size_t i = 0; i < n; i++) {
+        kg_diag_t d = {{0}};
+
+        if (table[i].def == NULL) {
+            continue;
+        }
+        if (config_apply(base, &table[i], table[i].def, NULL, &d) != KG_OK) {
+            return kg_diag_fail(diag, KG_ERR_INTERNAL,
+                                "built-in default of [%s] %s: %s",
+                                table[i].section, table[i].name, d.msg);
+        }
+    }
+    return KG_OK;
+}
+
+/* Grow an array of elements of size sz to hold one more; false: no memory. */
+static bool config_grow(void **arr, size_t *cap, size_t used, size_t sz)
+{
+    size_t ncap = *cap == 0 ? 8 : *cap * 2;
+    void *n;
+
+    if (used < *cap) {
+        return true;
+    }
+    n = realloc(*arr, ncap * sz);
+    if (n == NULL) {
+        return false;
+    }
+    *arr = n;
+    *cap = ncap;
+    return true;
+}
+
+/* Open "[provider NAME]" (name after the space, or NULL). */
+static void config_open_provider(config_parse_t *p, const char *name)
+{
+    kg_config_t *cfg = p->cfg;
+    kg_provider_t *pr;
+    kg_diag_t d = {{0}};
+
+    if (name == NULL || !kg_providers_name_valid(name)) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s]: a provider section is [provider NAME] with "
+                       "NAME 1-64 of a-z, 0-9, _ and -",
+                       p->section);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        if (strcmp(cfg->providers[i].name, name) == 0) {
+            config_fail_at(p, p->line, KG_ERR_CONFIG,
+                           "[%.100s]: defined more than once (first on line "
+                           "%d)",
+                           p->section, p->pmeta[i].line);
+            return;
+        }
+    }
+    if (cfg->nproviders >= KG_PROVIDERS_MAX) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s]: too many providers (at most %d)", p->section,
+                       KG_PROVIDERS_MAX);
+        return;
+    }
+    if (!config_grow((void **)&cfg->providers, &p->pcap, cfg->nproviders,
+                     sizeof(*cfg->providers)) ||
+        !config_grow((void **)&p->pmeta, &p->pmcap, cfg->nproviders,
+                     sizeof(*p->pmeta))) {
+        config_fail_at(p, p->line, KG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    pr = &cfg->providers[cfg->nproviders];
+    memset(pr, 0, sizeof(*pr));
+    memset(&p->pmeta[cfg->nproviders], 0, sizeof(*p->pmeta));
+    p->pmeta[cfg->nproviders].line = p->line;
+    pr->connect_timeout_ms = -1;
+    pr->first_byte_timeout_ms = -1;
+    pr->idle_timeout_ms = -1;
+    pr->name = strdup(name);
+    cfg->nproviders++; /* counted now, so kg_config_free frees it */
+    if (pr->name == NULL) {
+        config_fail_at(p, p->line, KG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (config_entry_defaults(pr, provider_settings, PROVIDER_NSETTINGS, &d) !=
+        KG_OK) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG, "%s", d.msg);
+        return;
+    }
+    p->kind = CONFIG_IN_PROVIDER;
+    p->entry = cfg->nproviders - 1;
+}
+
+/* Open "[model NAME]" (name after the space, or NULL). */
+static void config_open_model(config_parse_t *p, const char *name)
+{
+    kg_config_t *cfg = p->cfg;
+    kg_model_t *m;
+    kg_diag_t d = {{0}};
+
+    if (name == NULL || !kg_providers_model_name_valid(name)) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s]: a model section is [model NAME] with NAME "
+                       "1-256 printable characters without spaces",
+                       p->section);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        if (strcmp(cfg->models[i].name, name) == 0) {
+            config_fail_at(p, p->line, KG_ERR_CONFIG,
+                           "[%.100s]: defined more than once (first on line "
+                           "%d)",
+                           p->section, p->mmeta[i].line);
+            return;
+        }
+    }
+    if (cfg->nmodels >= KG_MODELS_MAX) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s]: too many models (at most %d)", p->section,
+                       KG_MODELS_MAX);
+        return;
+    }
+    if (!config_grow((void **)&cfg->models, &p->mcap, cfg->nmodels,
+                     sizeof(*cfg->models)) ||
+        !config_grow((void **)&p->mmeta, &p->mmcap, cfg->nmodels,
+                     sizeof(*p->mmeta))) {
+        config_fail_at(p, p->line, KG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    m = &cfg->models[cfg->nmodels];
+    memset(m, 0, sizeof(*m));
+    memset(&p->mmeta[cfg->nmodels], 0, sizeof(*p->mmeta));
+    p->mmeta[cfg->nmodels].line = p->line;
+    m->cached_input_price = -1;
+    m->name = strdup(name);
+    cfg->nmodels++;
+    if (m->name == NULL) {
+        config_fail_at(p, p->line, KG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (config_entry_defaults(m, model_settings, MODEL_NSETTINGS, &d) !=
+        KG_OK) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG, "%s", d.msg);
+        return;
+    }
+    p->kind = CONFIG_IN_MODEL;
+    p->entry = cfg->nmodels - 1;
+}
+
+/* The current section ends: an unknown one without settings is an error. */
+static void config_section_end(config_parse_t *p)
+{
+    if (p->kind == CONFIG_IN_UNKNOWN && p->unknown_line > 0) {
+        config_fail_at(p, p->unknown_line, KG_ERR_CONFIG,
+                       "[%.100s]: unknown section", p->section);
+    }
+    p->unknown_line = 0;
+}
+
+/* A "[text]" header was read on the current line. */
+static void config_section_open(config_parse_t *p, const char *text, size_t n)
+{
+    config_section_end(p);
+    if (p->failed) {
+        return;
+    }
+    memcpy(p->section, text, n);
+    p->section[n] = '\0';
+    p->kind = CONFIG_IN_UNKNOWN;
+    if (strcmp(p->section, "provider") == 0) {
+        config_open_provider(p, NULL);
+    } else if (strncmp(p->section, "provider ", 9) == 0) {
+        config_open_provider(p, p->section + 9);
+    } else if (strcmp(p->section, "model") == 0) {
+        config_open_model(p, NULL);
+    } else if (strncmp(p->section, "model ", 6) == 0) {
+        config_open_model(p, p->section + 6);
+    } else if (config_section_known(p->section)) {
+        p->kind = CONFIG_IN_FIXED;
+    } else {
+        p->unknown_line = p->line;
+    }
+}
+
+/*
+ * Spot a "[section]" header the way libinih reads one: first non-blank
+ * character '[', up to the first ']' unless a " ;" comment comes first (then
+ * libinih reports a syntax error and keeps the old section).
+ */
+static void config_scan_header(config_parse_t *p, const char *line)
+{
+    const char *s = line;
+    const char *close;
+
+    if (p->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+    }
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' || *s == '\v') {
+        s++;
+    }
+    if (*s != '[') {
+        return;
+    }
+    close = strchr(s + 1, ']');
+    if (close == NULL) {
+        return;
+    }
+    for (const char *c = s + 1; c < close; c++) {
+        if (*c == ';' && (c[-1] == ' ' || c[-1] == '\t')) {
+            return;
+        }
+    }
+    config_section_open(p, s + 1, (size_t)(close - s - 1));
+}
+
+/*
+ * libinih's reader: one physical line per call (however long, so line
+ * numbers match the file), its header noted before libinih parses it.
+ * Returns NULL at the end of the file or after the first error.
+ */
+static char *config_reader(char *str, int num, void *stream)
+{
+    config_parse_t *p = stream;
+    char line[CONFIG_LINE_BUF];
+    size_t n = 0;
+    size_t keep;
+    int c;
+
+    if (p->failed || num < 2) {
+        return NULL;
+    }
+    while ((c = getc(p->f)) != EOF && c != '\n') {
+        if (n < sizeof(line) - 1) {
+            line[n++] = (char)c;
+        }
+    }
+    if (c == EOF && n == 0) {
+        config_section_end(p);
+        return NULL;
+    }
+    line[n] = '\0';
+    p->line++;
+    config_scan_header(p, line);
+    if (p->failed) {
+        return NULL;
+    }
+    keep = n < (size_t)num - 1 ? n : (size_t)num - 1;
+    memcpy(str, line, keep);
+    str[keep] = '\0';
+    return str;
+}
+
+/* A setting of a [provider NAME] or [model NAME] section. */
+static void config_entry_setting(config_parse_t *p, const char *name,
+                                 const char *value)
+{
+    bool provider = p->kind == CONFIG_IN_PROVIDER;
+    const kg_setting_t *table = provider ? provider_settings : model_settings;
+    size_t n = provider ? PROVIDER_NSETTINGS : MODEL_NSETTINGS;
+    config_meta_t *meta = provider ? &p->pmeta[p->entry] : &p->mmeta[p->entry];
+    kg_provider_t *pr = provider ? &p->cfg->providers[p->entry] : NULL;
+    void *base = provider ? (void *)pr : (void *)&p->cfg->models[p->entry];
+    kg_diag_t d = {{0}};
+    const kg_setting_t *s;
+    int idx = config_find_row(table, n, name);
+    kg_err_t rc;
+
+    if (idx < 0) {
+        bool inline_key = provider && (strcmp(name, "api_key") == 0 ||
+                                       strcmp(name, "credential") == 0);
+
+        config_fail_at(p, p->line, KG_ERR_CONFIG, "[%.100s] %.60s: %s",
+                       p->section, name,
+                       inline_key ? "credentials are never written in this "
+                                    "file: use api_key_env or api_key_file"
+                                  : "unknown setting");
+        return;
+    }
+    s = &table[idx];
+    if (meta->seen[idx]) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s] %s: set more than once", p->section, name);
+        return;
+    }
+    meta->seen[idx] = true;
+    if ((s->type == KG_SETTING_SECRET_ENV && pr->api_key_file != NULL) ||
+        (s->type == KG_SETTING_SECRET_FILE && pr->api_key_env != NULL)) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.100s] %s: api_key_env and api_key_file exclude "
+                       "each other; set one",
+                       p->section, name);
+        return;
+    }
+    rc = config_apply(base, s, value, p->dir, &d);
+    if (rc == KG_OK && s->type == KG_SETTING_SECRET_ENV) {
+        rc = kg_providers_credential_from_env(pr->api_key_env, &pr->credential,
+                                              &pr->credential_len, &d);
+    } else if (rc == KG_OK && s->type == KG_SETTING_SECRET_FILE) {
+        rc = kg_providers_credential_from_file(
+            pr->api_key_file, &pr->credential, &pr->credential_len, &d);
+    }
+    if (rc != KG_OK) {
+        config_fail_at(p, p->line, rc, "[%.100s] %s: %s", p->section, name,
+                       d.msg);
+        return;
+    }
+    if (s->type == KG_SETTING_PROVIDER_NAME) {
+        meta->provider_line = p->line;
+    }
+}
+
+/* A setting of a fixed section. */
+static void config_fixed_setting(config_parse_t *p, const char *name,
+                                 const char *value)
+{
+    kg_diag_t diag = {{0}};
+    int idx = config_find(p->section, name);
+    kg_err_t rc;
+
+    if (idx < 0) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.60s] %.60s: unknown setting", p->section, name);
+        return;
+    }
+    if (p->seen[idx]) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG, "[%s] %s: set more than once",
+                       p->section, name);
+        return;
+    }
+    p->seen[idx] = true;
+    rc = config_apply(p->cfg, &config_settings[idx], value, p->dir, &diag);
+    if (rc != KG_OK) {
+        config_fail_at(p, p->line, rc, "[%s] %s: %s", p->section, name,
+                       diag.msg);
+    }
+}
+
 /* libinih callback: returns 1 to go on, 0 to report an error on this line. */
 static int config_ini_handler(void *user, const char *section, const char *name,
                               const char *value)
 {
     config_parse_t *p = user;
-    kg_diag_t diag = {{0}};
-    int idx;
 
     if (p->failed) {
         return 0; /* the first error is what we report */
     }
-    idx = config_find(section, name);
-    if (idx < 0) {
-        if (*section == '\0') {
-            kg_diag_set(&p->first, "%.60s: setting outside of any section",
-                        name);
-        } else if (!config_section_known(section)) {
-            kg_diag_set(&p->first, "[%.60s]: unknown section", section);
-        } else {
-            kg_diag_set(&p->first, "[%.60s] %.60s: unknown setting", section,
-                        name);
-        }
-        p->failed = true;
+    /* libinih's section is ours, perhaps truncated; else we lost track. */
+    if (strncmp(section, p->section, strlen(section)) != 0) {
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "[%.60s]: a section header must start its own line "
+                       "and not follow an indented line",
+                       section);
         return 0;
     }
-    if (p->seen[idx]) {
-        kg_diag_set(&p->first, "[%s] %s: set more than once", section, name);
-        p->failed = true;
-        return 0;
+    switch (p->kind) {
+    case CONFIG_IN_NONE:
+        config_fail_at(p, p->line, KG_ERR_CONFIG,
+                       "%.60s: setting outside of any section", name);
+        break;
+    case CONFIG_IN_UNKNOWN:
+        config_fail_at(p, p->line, KG_ERR_CONFIG, "[%.60s]: unknown section",
+                       p->section);
+        break;
+    case CONFIG_IN_FIXED:
+        config_fixed_setting(p, name, value);
+        break;
+    case CONFIG_IN_PROVIDER:
+    case CONFIG_IN_MODEL:
+        config_entry_setting(p, name, value);
+        break;
     }
-    p->seen[idx] = true;
-    if (config_apply(p->cfg, &config_settings[idx], value, p->dir, &diag) !=
-        KG_OK) {
-        kg_diag_set(&p->first, "[%s] %s: %s", section, name, diag.msg);
-        p->failed = true;
-        return 0;
-    }
-    return 1;
+    return p->failed ? 0 : 1;
 }
 
 static kg_err_t config_defaults(kg_config_t *cfg, kg_diag_t *diag)
@@ -299,6 +1136,74 @@ static kg_err_t config_check_lines(const char *path, kg_diag_t *diag)
     return KG_OK;
 }
 
+/* Report the first REQUIRED row of table that meta has not seen. */
+static void config_check_required(config_parse_t *p, const char *kind,
+                                  const char *name, const kg_setting_t *table,
+                                  size_t n, const config_meta_t *meta)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((table[i].flags & KG_SETTING_REQUIRED) && !meta->seen[i]) {
+            config_fail_at(p, meta->line, KG_ERR_CONFIG,
+                           "[%s %.100s] %s: is required (%s)", kind, name,
+                           table[i].name, table[i].help);
+            return;
+        }
+    }
+}
+
+/*
+ * After the whole file: required settings, model → provider references
+ * (the order of sections does not matter), inherited timeouts, defaults
+ * that depend on the section's name.
+ */
+static void config_check_entries(config_parse_t *p)
+{
+    kg_config_t *cfg = p->cfg;
+
+    for (size_t i = 0; i < cfg->nproviders && !p->failed; i++) {
+        kg_provider_t *pr = &cfg->providers[i];
+
+        config_check_required(p, "provider", pr->name, provider_settings,
+                              PROVIDER_NSETTINGS, &p->pmeta[i]);
+        if (pr->connect_timeout_ms < 0) {
+            pr->connect_timeout_ms = cfg->upstream_connect_timeout_ms;
+        }
+        if (pr->first_byte_timeout_ms < 0) {
+            pr->first_byte_timeout_ms = cfg->upstream_first_byte_timeout_ms;
+        }
+        if (pr->idle_timeout_ms < 0) {
+            pr->idle_timeout_ms = cfg->upstream_idle_timeout_ms;
+        }
+    }
+    for (size_t i = 0; i < cfg->nmodels && !p->failed; i++) {
+        kg_model_t *m = &cfg->models[i];
+        const kg_provider_t *pr;
+
+        config_check_required(p, "model", m->name, model_settings,
+                              MODEL_NSETTINGS, &p->mmeta[i]);
+        if (p->failed) {
+            break;
+        }
+        pr = kg_providers_find(cfg, m->provider_name);
+        if (pr == NULL) {
+            config_fail_at(p, p->mmeta[i].provider_line, KG_ERR_CONFIG,
+                           "[model %.100s] provider: no [provider %.64s] "
+                           "section is defined",
+                           m->name, m->provider_name);
+            break;
+        }
+        m->provider = pr;
+        m->provider_index = (size_t)(pr - cfg->providers);
+        if (m->upstream == NULL) {
+            m->upstream = strdup(m->name);
+            if (m->upstream == NULL) {
+                config_fail_at(p, p->mmeta[i].line, KG_ERR_NOMEM,
+                               "out of memory");
+            }
+        }
+    }
+}
+
 /* Rules that tie settings together, checked after the whole file is read. */
 static kg_err_t config_check_consistency(const kg_config_t *cfg,
                                          kg_diag_t *diag)
@@ -317,52 +1222,95 @@ static kg_err_t config_check_consistency(const kg_config_t *cfg,
     return KG_OK;
 }
 
-kg_err_t kg_config_load(const char *path, kg_config_t **out, kg_diag_t *diag)
+/* Read path into cfg (defaults already applied). */
+static kg_err_t config_read_file(kg_config_t *cfg, const char *path,
+                                 kg_diag_t *diag)
 {
     config_parse_t p;
     char *dircopy = NULL;
-    kg_config_t *cfg = NULL;
     kg_err_t rc = KG_OK;
     int line;
 
-    *out = NULL;
     memset(&p, 0, sizeof(p));
+    cfg->path = strdup(path);
+    dircopy = strdup(path);
+    if (cfg->path == NULL || dircopy == NULL) {
+        rc = kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    p.f = fopen(path, "r");
+    if (p.f == NULL) {
+        rc = kg_diag_fail(diag, KG_ERR_CONFIG, "%s: cannot read: %s", path,
+                          strerror(errno));
+        goto out;
+    }
+    p.cfg = cfg;
+    p.dir = dirname(dircopy);
+    line = ini_parse_stream(config_reader, &p, config_ini_handler, &p);
+    if (line == 0 && !p.failed && ferror(p.f)) {
+        rc = kg_diag_fail(diag, KG_ERR_CONFIG, "%s: cannot read", path);
+        goto out;
+    }
+    if (line > 0 && (!p.failed || line < p.fail_line)) {
+        rc = kg_diag_fail(diag, KG_ERR_CONFIG,
+                          "%s:%d: syntax error (expected [section] or name "
+                          "= value)",
+                          path, line);
+        goto out;
+    }
+    if (line < 0) {
+        rc = kg_diag_fail(diag, KG_ERR_NOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (!p.failed) {
+        config_check_entries(&p);
+    }
+    if (p.failed) {
+        rc = kg_diag_fail(diag, p.fail_rc, "%s:%d: %s", path, p.fail_line,
+                          p.first.msg);
+    }
+out:
+    if (p.f != NULL) {
+        fclose(p.f);
+    }
+    free(p.pmeta);
+    free(p.mmeta);
+    free(dircopy);
+    return rc;
+}
+
+kg_err_t kg_config_load(const char *path, kg_config_t **out, kg_diag_t *diag)
+{
+    kg_config_t *cfg = NULL;
+    kg_err_t rc = KG_OK;
+
+    *out = NULL;
     cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL) {
         rc = KG_ERR_NOMEM;
         goto out;
     }
     rc = config_defaults(cfg, diag);
-    if (rc != KG_OK || path == NULL) {
-        goto out;
-    }
-    rc = config_check_lines(path, diag);
     if (rc != KG_OK) {
         goto out;
     }
-    cfg->path = strdup(path);
-    dircopy = strdup(path);
-    if (cfg->path == NULL || dircopy == NULL) {
-        rc = KG_ERR_NOMEM;
-        goto out;
+    if (path != NULL) {
+        rc = config_check_lines(path, diag);
+        if (rc == KG_OK) {
+            rc = config_read_file(cfg, path, diag);
+        }
+        if (rc == KG_OK) {
+            rc = config_check_consistency(cfg, diag);
+        }
+        if (rc != KG_OK) {
+            goto out;
+        }
     }
-    p.cfg = cfg;
-    p.dir = dirname(dircopy);
-    line = ini_parse(path, config_ini_handler, &p);
-    if (line < 0) {
-        rc = kg_diag_fail(diag, KG_ERR_CONFIG, "%s: cannot read: %s", path,
-                          line == -1 ? strerror(errno) : "out of memory");
-    } else if (line > 0) {
-        rc = kg_diag_fail(diag, KG_ERR_CONFIG, "%s:%d: %s", path, line,
-                          p.failed ? p.first.msg
-                                   : "syntax error (expected [section] or "
-                                     "name = value)");
-    }
-    if (rc == KG_OK) {
-        rc = config_check_consistency(cfg, diag);
+    rc = kg_providers_index_build(cfg);
+    if (rc != KG_OK) {
+        kg_diag_set(diag, "out of memory");
     }
 out:
-    free(dircopy);
     if (rc != KG_OK) {
         kg_config_free(&cfg);
     }
@@ -370,51 +1318,128 @@ out:
     return rc;
 }
 
+/* Free the string settings of table found in base. */
+static void config_free_strings(void *base, const kg_setting_t *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (config_type_is_string(table[i].type)) {
+            free(*config_str_slot(base, &table[i]));
+            *config_str_slot(base, &table[i]) = NULL;
+        }
+    }
+}
+
 void kg_config_free(kg_config_t **cfg)
 {
+    kg_config_t *c;
+
     if (cfg == NULL || *cfg == NULL) {
         return;
     }
-    for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
-        const kg_setting_t *s = &config_settings[i];
+    c = *cfg;
+    config_free_strings(c, config_settings, CONFIG_NSETTINGS);
+    for (size_t i = 0; i < c->nproviders; i++) {
+        kg_provider_t *pr = &c->providers[i];
 
-        if (s->type == KG_SETTING_STRING || s->type == KG_SETTING_PATH ||
-            s->type == KG_SETTING_PREFIX) {
-            free(*config_str_slot(*cfg, s));
-        }
+        config_free_strings(pr, provider_settings, PROVIDER_NSETTINGS);
+        kg_providers_credential_free(&pr->credential);
+        free(pr->name);
     }
-    free((*cfg)->path);
-    free(*cfg);
+    for (size_t i = 0; i < c->nmodels; i++) {
+        config_free_strings(&c->models[i], model_settings, MODEL_NSETTINGS);
+        free(c->models[i].name);
+    }
+    kg_providers_index_free(&c->index);
+    free(c->providers);
+    free(c->models);
+    free(c->path);
+    free(c);
     *cfg = NULL;
 }
 
-static json_t *config_value_json(const kg_config_t *cfg, const kg_setting_t *s)
+/* A setting's value as a new JSON value (null when unset). */
+static json_t *config_value_json(const void *cbase, const kg_setting_t *s)
 {
-    kg_config_t *c = (kg_config_t *)cfg;
-    char buf[KG_DURATION_STRLEN];
+    void *base = (void *)(uintptr_t)cbase;
+    char buf[KG_MONEY_STRLEN + KG_DURATION_STRLEN];
+    const char *str;
     int64_t v;
 
     if (s->flags & KG_SETTING_SENSITIVE) {
         return json_string("(redacted)");
     }
+    if (config_type_is_string(s->type)) {
+        str = *config_str_slot(base, s);
+        return str == NULL ? json_null() : json_string(str);
+    }
     switch (s->type) {
-    case KG_SETTING_STRING:
-    case KG_SETTING_PATH:
-    case KG_SETTING_PREFIX:
-        return json_string(*config_str_slot(c, s));
     case KG_SETTING_INT:
-        return json_integer(*config_int_slot(c, s));
+        return json_integer(*config_int_slot(base, s));
     case KG_SETTING_DURATION:
     case KG_SETTING_DURATION_MS:
-        v = *config_int_slot(c, s);
+        v = *config_int_slot(base, s);
+        if (v < 0) {
+            return json_null();
+        }
         if (s->type == KG_SETTING_DURATION_MS) {
             v /= 1000;
         }
         return json_string(kg_duration_format(v, buf, sizeof(buf)));
     case KG_SETTING_LOGLEVEL:
-        return json_string(kg_log_level_name(cfg->log_level));
+        return json_string(kg_log_level_name(
+            *(kg_log_level_t *)(void *)((char *)base + s->offset)));
+    case KG_SETTING_SIZE:
+        return json_string(
+            config_format_size(*config_int_slot(base, s), buf, sizeof(buf)));
+    case KG_SETTING_BOOL:
+        return json_boolean(*(bool *)(void *)((char *)base + s->offset));
+    case KG_SETTING_PROVIDER_TYPE:
+        return json_string(kg_provider_type_name(
+            *(kg_provider_type_t *)(void *)((char *)base + s->offset)));
+    case KG_SETTING_PRICE:
+        v = *config_int_slot(base, s);
+        return v < 0 ? json_null()
+                     : json_string(kg_money_format(v, buf, sizeof(buf)));
+    default:
+        return json_null();
     }
-    return json_null();
+}
+
+/* Add base's rows of table to the object obj; -1 on no memory. */
+static int config_rows_json(json_t *obj, const void *base,
+                            const kg_setting_t *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (json_object_set_new(obj, table[i].name,
+                                config_value_json(base, &table[i]))) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Add {"<kind> <name>": {rows}} to root; -1 on no memory. */
+static int config_entry_json(json_t *root, const char *kind, const char *name,
+                             const void *base, const kg_setting_t *table,
+                             size_t n, const kg_provider_t *pr)
+{
+    char key[CONFIG_LINE_BUF + 16];
+    json_t *obj = json_object(); /* new */
+
+    snprintf(key, sizeof(key), "%s %s", kind, name);
+    if (obj == NULL || json_object_set_new(root, key, obj)) {
+        return -1;
+    }
+    if (config_rows_json(obj, base, table, n)) {
+        return -1;
+    }
+    if (pr != NULL &&
+        json_object_set_new(
+            obj, "credential",
+            json_string(pr->credential != NULL ? "(redacted)" : "(none)"))) {
+        return -1;
+    }
+    return 0;
 }
 
 json_t *kg_config_to_json(const kg_config_t *cfg)
@@ -431,14 +1456,31 @@ json_t *kg_config_to_json(const kg_config_t *cfg)
         if (sec == NULL) {
             sec = json_object();
             if (sec == NULL || json_object_set_new(root, s->section, sec)) {
-                json_decref(root);
-                return NULL;
+                goto fail;
             }
         }
         if (json_object_set_new(sec, s->name, config_value_json(cfg, s))) {
-            json_decref(root);
-            return NULL;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        const kg_provider_t *pr = &cfg->providers[i];
+
+        if (config_entry_json(root, "provider", pr->name, pr, provider_settings,
+                              PROVIDER_NSETTINGS, pr)) {
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const kg_model_t *m = &cfg->models[i];
+
+        if (config_entry_json(root, "model", m->name, m, model_settings,
+                              MODEL_NSETTINGS, NULL)) {
+            goto fail;
         }
     }
     return root;
+fail:
+    json_decref(root);
+    return NULL;
 }

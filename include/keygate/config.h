@@ -3,11 +3,13 @@
 #define KEYGATE_CONFIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "keygate/err.h"
 #include "keygate/log.h"
+#include "keygate/providers.h"
 
 #define KG_CONFIG_DEFAULT_PATH "/etc/keygate/keygate.ini"
 /* libinih reads lines of at most this many characters. */
@@ -21,12 +23,27 @@ typedef enum kg_setting_type {
     KG_SETTING_DURATION_MS, /* like DURATION, stored in milliseconds */
     KG_SETTING_LOGLEVEL,    /* error | warn | info | debug */
     KG_SETTING_PREFIX,      /* a token prefix: 1..16 of [a-z0-9] */
+    KG_SETTING_SIZE,        /* "16k", "8m", "1g" (binary units) or bytes,
+                               within [min, max] bytes */
+    KG_SETTING_BOOL,        /* on/off, true/false, yes/no → bool */
+    KG_SETTING_LISTEN,      /* "127.0.0.1:8080", "[::1]:8080" (string) */
+    KG_SETTING_URL,         /* a provider base URL (string) */
+    KG_SETTING_PROVIDER_TYPE, /* openai | anthropic → kg_provider_type_t */
+    KG_SETTING_PROVIDER_NAME, /* a provider name (string), resolved later */
+    KG_SETTING_MODEL_NAME,    /* a model name (string) */
+    KG_SETTING_PRICE,       /* USD per 1M tokens → micro-USD in [min, max] */
+    KG_SETTING_SECRET_ENV,  /* names an env var holding the credential */
+    KG_SETTING_SECRET_FILE, /* names a file holding the credential (path) */
 } kg_setting_type_t;
 
 /* Flags of a setting. */
 #define KG_SETTING_RESTART    0x1u /* takes effect only after a restart */
 #define KG_SETTING_RELOADABLE 0x2u /* SIGHUP applies it */
 #define KG_SETTING_SENSITIVE  0x4u /* never printed; redacted views hide it */
+#define KG_SETTING_REQUIRED   0x8u /* a section without it is an error */
+
+/* Room for the address part of a listen setting ("::ffff:1.2.3.4"). */
+#define KG_LISTEN_HOST_MAX 64
 
 typedef struct kg_config {
     char *path; /* the file read, or NULL for built-in defaults */
@@ -41,22 +58,64 @@ typedef struct kg_config {
     char *hash_key_file;
     /* [log] */
     kg_log_level_t log_level;
+    /* [server] */
+    char *server_listen;    /* see kg_config_listen_parse */
+    int64_t server_threads; /* 0 = one per core */
+    int64_t server_max_connections;
+    int64_t server_max_connections_per_ip; /* 0 = unlimited */
+    int64_t server_idle_timeout_ms;
+    int64_t server_header_timeout_ms;
+    int64_t server_max_header_bytes;
+    int64_t server_max_body_bytes;
+    int64_t server_drain_timeout_ms;  /* SIGTERM drain deadline */
+    int64_t server_purge_interval_ms; /* periodic expiry purge */
+    bool server_request_log;
+    /* [upstream]: defaults of every provider's timeouts, and limits */
+    int64_t upstream_connect_timeout_ms;
+    int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */
+    int64_t upstream_idle_timeout_ms;       /* no bytes mid-answer → end it */
+    int64_t upstream_max_response_bytes;    /* larger answers are cut */
+    int64_t upstream_max_connections_per_host; /* 0 = unlimited */
+    /* [provider NAME] and [model NAME] sections, in file order */
+    kg_provider_t *providers;
+    size_t nproviders;
+    kg_model_t *models;
+    size_t nmodels;
+    struct kg_providers_index *index; /* for kg_providers_route */
 } kg_config_t;
 
 typedef struct kg_setting {
     const char *section;
     const char *name;
     kg_setting_type_t type;
-    size_t offset; /* into kg_config_t */
-    const char *def;
+    size_t offset;   /* into kg_config_t, kg_provider_t or kg_model_t */
+    const char *def; /* NULL: no default (see the section's rules) */
     unsigned flags;
-    int64_t min; /* INT and DURATION bounds */
+    int64_t min; /* INT, DURATION, SIZE and PRICE bounds */
     int64_t max;
     const char *help; /* one line; docs/configuration.md says more */
 } kg_setting_t;
 
 /* The settings table (for the docs check and redacted views). */
 const kg_setting_t *kg_config_settings(size_t *count);
+
+/*
+ * The settings of a [provider NAME] section (offsets into kg_provider_t)
+ * and of a [model NAME] section (offsets into kg_model_t); their section
+ * field is "provider" or "model".
+ */
+const kg_setting_t *kg_config_provider_settings(size_t *count);
+const kg_setting_t *kg_config_model_settings(size_t *count);
+
+/*
+ * Split a [server] listen value "ADDRESS:PORT" where ADDRESS is an IPv4
+ * literal or a bracketed IPv6 literal ("[::1]:8080") and PORT is 0..65535
+ * (0 = ephemeral). On KG_OK host (hostlen bytes, KG_LISTEN_HOST_MAX is
+ * enough) holds the address without brackets and *port the port; else
+ * KG_ERR_INVAL with diag saying why.
+ */
+kg_err_t kg_config_listen_parse(const char *s, char *host, size_t hostlen,
+                                int *port, kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
  * The path to use: explicit (from --config) if not NULL, else $KEYGATE_CONFIG
@@ -67,18 +126,24 @@ const char *kg_config_pick_path(const char *explicit_path, int *explicit_out);
 
 /*
  * Load built-in defaults, then path if not NULL. Errors name the file, the
- * line and the setting ("keygate.ini:12: [keys] max_ttl: ..."). On KG_OK
- * *out is new (kg_config_free); on KG_ERR_CONFIG *out is NULL.
+ * line and the setting ("keygate.ini:12: [keys] max_ttl: ...",
+ * "keygate.ini:30: [provider openai] base_url: ..."). Provider credentials
+ * are read from their env vars and files now. On KG_OK *out is new
+ * (kg_config_free); on error (KG_ERR_CONFIG, KG_ERR_NOMEM, KG_ERR_INTERNAL)
+ * *out is NULL.
  */
 kg_err_t kg_config_load(const char *path, kg_config_t **out,
                         kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Free *cfg and set it to NULL. */
+/* Free *cfg (wiping provider credentials) and set it to NULL. */
 void kg_config_free(kg_config_t **cfg);
 
 /*
  * The effective configuration as a new JSON object {"section": {"name":
- * value}}, SENSITIVE values replaced by "(redacted)". NULL on no memory.
+ * value}}, SENSITIVE values replaced by "(redacted)". Provider and model
+ * sections appear as "provider NAME" and "model NAME"; each provider has a
+ * "credential" member, "(redacted)" or "(none)", never the value. Unset
+ * optional values are null. NULL on no memory.
  */
 json_t *kg_config_to_json(const kg_config_t *cfg);
 
