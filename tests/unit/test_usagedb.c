@@ -1,0 +1,697 @@
+/* Unit tests of the usage writer: batches, sums, callbacks, locks, stop. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keygate/clock.h"
+#include "keygate/keyhash.h"
+#include "keygate/keys.h"
+#include "keygate/store.h"
+#include "keygate/token.h"
+#include "keygate/usagedb.h"
+#include "keygate/workspaces.h"
+#include "unit_util.h"
+
+/* 2030-01-01T00:00:00Z in milliseconds. */
+#define UT_T0_MS INT64_C(1893456000000)
+
+typedef struct ut_fx {
+    char dir[UT_PATH_MAX];
+    char path[UT_PATH_MAX];
+    kg_store_t *store;
+    kg_keyhash_t *hk;
+    kg_keys_ctx_t ctx;
+} ut_fx_t;
+
+static void ut_fx_open(ut_fx_t *fx)
+{
+    kg_store_opts_t opts = {.flags = KG_STORE_CREATE, .busy_timeout_ms = 5000};
+    unsigned char key[KG_KEYHASH_KEY_LEN];
+    kg_diag_t diag = {{0}};
+
+    memset(fx, 0, sizeof(*fx));
+    memset(key, 0x33, sizeof(key));
+    ut_tmpdir(fx->dir);
+    ut_join(fx->path, fx->dir, "keygate.db");
+    ck_assert_msg(kg_store_open(fx->path, &opts, &fx->store, &diag) == KG_OK,
+                  "%s", diag.msg);
+    ck_assert_int_eq(kg_workspace_ensure_default(fx->store, "cli:test", &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_keyhash_from_bytes(key, &fx->hk), KG_OK);
+    fx->ctx.store = fx->store;
+    fx->ctx.hashkey = fx->hk;
+    fx->ctx.prefix = "kg";
+    fx->ctx.actor = "cli:test";
+}
+
+static void ut_fx_close(ut_fx_t *fx)
+{
+    kg_store_close(&fx->store);
+    kg_keyhash_free(&fx->hk);
+    ut_tmpdir_remove(fx->dir);
+}
+
+/* Create a key and write its id to id. */
+static void ut_key(ut_fx_t *fx, char id[KG_TOKEN_ID_LEN + 1])
+{
+    kg_key_spec_t spec;
+    kg_key_t k;
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    memset(&spec, 0, sizeof(spec));
+    spec.name = "k";
+    ck_assert_msg(kg_keys_create(&fx->ctx, &spec, &k, token, &diag) == KG_OK,
+                  "%s", diag.msg);
+    memcpy(id, k.id, KG_TOKEN_ID_LEN + 1);
+    kg_key_clear(&k);
+}
+
+static kg_usagedb_t *ut_writer(const ut_fx_t *fx, int busy_ms, size_t qmax)
+{
+    kg_usagedb_t *w = NULL;
+    kg_diag_t diag = {{0}};
+
+    ck_assert_msg(kg_usagedb_start(fx->path, busy_ms, qmax, &w, &diag) == KG_OK,
+                  "%s", diag.msg);
+    return w;
+}
+
+static void ut_event(kg_usage_event_t *ev, const char *key_id, int n,
+                     int64_t at_ms)
+{
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->request_id, sizeof(ev->request_id), "req-%s-%d", key_id, n);
+    snprintf(ev->key_id, sizeof(ev->key_id), "%s", key_id);
+    snprintf(ev->workspace_id, sizeof(ev->workspace_id), "ws0000000000");
+    ev->at_ms = at_ms;
+    snprintf(ev->operation, sizeof(ev->operation), "chat");
+    snprintf(ev->model, sizeof(ev->model), "%s", n % 2 ? "gpt-x" : "claude-y");
+    snprintf(ev->provider, sizeof(ev->provider), "mock");
+    snprintf(ev->mode, sizeof(ev->mode), "api-keys");
+    ev->status = n % 5 == 0 ? 500 : 200;
+    ev->prompt_tokens = n % 7;
+    ev->completion_tokens = n % 11;
+    ev->cached_tokens = n % 3;
+    ev->cost = 100 + n % 13;
+    ev->latency_ms = n % 17;
+    ev->ttft_ms = n % 2 ? -1 : 5;
+    ev->streamed = n % 2;
+    snprintf(ev->client_ip, sizeof(ev->client_ip), "127.0.0.1");
+}
+
+/* A raw read-only connection, separate from every keygate handle. */
+static sqlite3 *ut_reader(const ut_fx_t *fx)
+{
+    sqlite3 *db = NULL;
+
+    ck_assert_int_eq(
+        sqlite3_open_v2(fx->path, &db,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL),
+        SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* One integer from sql with an optional text parameter; -1 for NULL. */
+static int64_t ut_int(sqlite3 *db, const char *sql, const char *param)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return -2;
+    }
+    if (param != NULL) {
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+    }
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Counts outcomes by error code; thread-safe. */
+typedef struct ut_tally {
+    atomic_int by_rc[KG_ERR__COUNT];
+    atomic_int calls;
+} ut_tally_t;
+
+static void ut_tally_done(void *ud, kg_err_t rc)
+{
+    ut_tally_t *t = ud;
+
+    if ((int)rc >= 0 && rc < KG_ERR__COUNT) {
+        atomic_fetch_add(&t->by_rc[rc], 1);
+    }
+    atomic_fetch_add(&t->calls, 1);
+}
+
+#define UT_PRODUCERS 4
+#define UT_PER_PROD  2500
+#define UT_KEYS      3
+
+typedef struct ut_prod {
+    kg_usagedb_t *w;
+    ut_tally_t *tally;
+    char (*keys)[KG_TOKEN_ID_LEN + 1];
+    int n;
+    int refused;
+} ut_prod_t;
+
+/* The n-th event overall: key i % UT_KEYS, spread over three hours. */
+static void ut_nth_event(kg_usage_event_t *ev,
+                         char (*keys)[KG_TOKEN_ID_LEN + 1], int i)
+{
+    ut_event(ev, keys[i % UT_KEYS], i,
+             UT_T0_MS + (int64_t)((i / UT_KEYS) % 3) * 3600 * 1000 + i);
+}
+
+static void *ut_produce(void *arg)
+{
+    ut_prod_t *p = arg;
+    kg_usage_event_t ev;
+
+    for (int j = 0; j < UT_PER_PROD; j++) {
+        int i = p->n * UT_PER_PROD + j;
+
+        ut_nth_event(&ev, p->keys, i);
+        while (kg_usagedb_submit(p->w, &ev, ut_tally_done, p->tally) ==
+               KG_ERR_UNAVAILABLE) {
+            struct timespec ts = {0, 1000000L};
+
+            p->refused++;
+            nanosleep(&ts, NULL); /* full: back off, as a test may */
+        }
+    }
+    return NULL;
+}
+
+/* Events from several threads land exactly once, with exact sums. */
+START_TEST(test_many_threads_exact_sums)
+{
+    ut_fx_t fx;
+    char keys[UT_KEYS][KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    ut_prod_t prods[UT_PRODUCERS];
+    pthread_t th[UT_PRODUCERS];
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *db;
+    const int total = UT_PRODUCERS * UT_PER_PROD;
+
+    ut_fx_open(&fx);
+    for (int k = 0; k < UT_KEYS; k++) {
+        ut_key(&fx, keys[k]);
+    }
+    w = ut_writer(&fx, 5000, 1024);
+    for (int i = 0; i < UT_PRODUCERS; i++) {
+        prods[i] = (ut_prod_t){.w = w, .tally = tally, .keys = keys, .n = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, ut_produce, &prods[i]),
+                         0);
+    }
+    for (int i = 0; i < UT_PRODUCERS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->calls), total);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), total);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.committed, (uint64_t)total);
+    ck_assert_uint_eq(st.submitted, (uint64_t)total);
+    ck_assert_uint_eq(st.failures, 0);
+    ck_assert_uint_eq(st.queued, 0);
+    ck_assert_uint_ge(st.batches, (uint64_t)total / KG_USAGEDB_BATCH_MAX);
+    ck_assert_uint_lt(st.batches, (uint64_t)total); /* grouped */
+    kg_usagedb_stop(&w);
+    ck_assert_ptr_null(w);
+
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL),
+                     total);
+    ck_assert_int_eq(ut_int(db,
+                            "SELECT count(DISTINCT request_id) FROM "
+                            "usage_events",
+                            NULL),
+                     total);
+    for (int k = 0; k < UT_KEYS; k++) {
+        int64_t cost = 0, requests = 0, errors = 0, prompt = 0, completion = 0;
+        int64_t cached = 0, latency = 0, last = 0;
+        kg_usage_event_t ev;
+
+        for (int i = k; i < total; i += UT_KEYS) {
+            ut_nth_event(&ev, keys, i);
+            cost += ev.cost;
+            requests++;
+            errors += ev.status >= 400;
+            prompt += ev.prompt_tokens;
+            completion += ev.completion_tokens;
+            cached += ev.cached_tokens;
+            latency += ev.latency_ms;
+            last = ev.at_ms / 1000 > last ? ev.at_ms / 1000 : last;
+        }
+        ck_assert_int_eq(
+            ut_int(db, "SELECT usage FROM api_keys WHERE id = ?", keys[k]),
+            cost);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT last_used_at FROM api_keys WHERE "
+                                "id = ?",
+                                keys[k]),
+                         last);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(cost) FROM usage_hourly WHERE "
+                                "key_id = ?",
+                                keys[k]),
+                         cost);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(requests) FROM usage_hourly "
+                                "WHERE key_id = ?",
+                                keys[k]),
+                         requests);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(errors) FROM usage_hourly "
+                                "WHERE key_id = ?",
+                                keys[k]),
+                         errors);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(prompt_tokens) FROM "
+                                "usage_hourly WHERE key_id = ?",
+                                keys[k]),
+                         prompt);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(completion_tokens) FROM "
+                                "usage_hourly WHERE key_id = ?",
+                                keys[k]),
+                         completion);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(cached_tokens) FROM "
+                                "usage_hourly WHERE key_id = ?",
+                                keys[k]),
+                         cached);
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT sum(latency_ms_sum) FROM "
+                                "usage_hourly WHERE key_id = ?",
+                                keys[k]),
+                         latency);
+        /* Three hours × two models, each hour on the top of the hour. */
+        ck_assert_int_eq(ut_int(db,
+                                "SELECT count(*) FROM usage_hourly WHERE "
+                                "key_id = ? AND hour % 3600 = 0",
+                                keys[k]),
+                         6);
+    }
+    /* The hourly rows agree with the events they sum. */
+    ck_assert_int_eq(ut_int(db,
+                            "SELECT count(*) FROM (SELECT key_id, "
+                            "at_ms / 3600000 * 3600 AS hour, model, "
+                            "count(*) AS n, sum(cost) AS c FROM usage_events "
+                            "GROUP BY 1, 2, 3) e JOIN usage_hourly h "
+                            "USING (key_id, hour, model) "
+                            "WHERE h.requests != e.n OR h.cost != e.c",
+                            NULL),
+                     0);
+    ck_assert_int_eq(ut_int(db,
+                            "SELECT count(*) FROM usage_events WHERE "
+                            "ttft_ms IS NULL",
+                            NULL),
+                     total / 2);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* The callback runs after commit: another connection already sees it. */
+typedef struct ut_seen {
+    sqlite3 *db;
+    atomic_int calls;
+    atomic_int unseen;
+    atomic_int bad_rc;
+} ut_seen_t;
+
+typedef struct ut_seen_ud {
+    ut_seen_t *seen;
+    char request_id[40];
+} ut_seen_ud_t;
+
+static void ut_seen_done(void *ud, kg_err_t rc)
+{
+    ut_seen_ud_t *u = ud;
+
+    if (rc != KG_OK) {
+        atomic_fetch_add(&u->seen->bad_rc, 1);
+    }
+    if (ut_int(u->seen->db,
+               "SELECT count(*) FROM usage_events WHERE request_id = ?",
+               u->request_id) != 1) {
+        atomic_fetch_add(&u->seen->unseen, 1);
+    }
+    atomic_fetch_add(&u->seen->calls, 1);
+}
+
+START_TEST(test_callback_after_commit)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_seen_t seen;
+    ut_seen_ud_t uds[300];
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    memset(&seen, 0, sizeof(seen));
+    seen.db = ut_reader(&fx);
+    w = ut_writer(&fx, 5000, 0);
+    for (int i = 0; i < 300; i++) {
+        ut_event(&ev, key, i, UT_T0_MS + i);
+        uds[i].seen = &seen;
+        memcpy(uds[i].request_id, ev.request_id, sizeof(ev.request_id));
+        ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_seen_done, &uds[i]),
+                         KG_OK);
+    }
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&seen.calls), 300);
+    ck_assert_int_eq(atomic_load(&seen.unseen), 0);
+    ck_assert_int_eq(atomic_load(&seen.bad_rc), 0);
+    kg_usagedb_stop(&w);
+    sqlite3_close(seen.db);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* Stop commits everything queued and calls every callback. */
+START_TEST(test_stop_drains)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    w = ut_writer(&fx, 5000, 4096);
+    for (int i = 0; i < 3000; i++) {
+        ut_event(&ev, key, i, UT_T0_MS + i);
+        ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally),
+                         KG_OK);
+    }
+    kg_usagedb_stop(&w);
+    kg_usagedb_stop(&w); /* NULL: nothing */
+    ck_assert_int_eq(atomic_load(&tally->calls), 3000);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 3000);
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL),
+                     3000);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* Hold the store's write lock from another connection. */
+static sqlite3 *ut_lock_store(const ut_fx_t *fx)
+{
+    sqlite3 *db = NULL;
+
+    ck_assert_int_eq(
+        sqlite3_open_v2(fx->path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    return db;
+}
+
+static void ut_unlock_store(sqlite3 *db)
+{
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void ut_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* An event for a key deleted meanwhile is reported; its batch commits. */
+START_TEST(test_deleted_key_skipped)
+{
+    ut_fx_t fx;
+    char live[KG_TOKEN_ID_LEN + 1];
+    char gone[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *t_live = calloc(1, sizeof(*t_live));
+    ut_tally_t *t_gone = calloc(1, sizeof(*t_gone));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    kg_diag_t diag = {{0}};
+    sqlite3 *lock;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, live);
+    ut_key(&fx, gone);
+    ck_assert_int_eq(kg_keys_delete(&fx.ctx, gone, &diag), KG_OK);
+    w = ut_writer(&fx, 5000, 0);
+    /* Queue all while the store is locked, so they form one batch. */
+    lock = ut_lock_store(&fx);
+    for (int i = 0; i < 6; i++) {
+        bool is_gone = i % 3 == 1;
+
+        ut_event(&ev, is_gone ? gone : live, i, UT_T0_MS + i);
+        ck_assert_int_eq(
+            kg_usagedb_submit(w, &ev, ut_tally_done, is_gone ? t_gone : t_live),
+            KG_OK);
+    }
+    ut_sleep_ms(50);
+    ut_unlock_store(lock);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&t_live->by_rc[KG_OK]), 4);
+    ck_assert_int_eq(atomic_load(&t_gone->by_rc[KG_ERR_NOT_FOUND]), 2);
+    ck_assert_int_eq(atomic_load(&t_gone->calls), 2);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.committed, 4);
+    ck_assert_uint_eq(st.skipped, 2);
+    ck_assert_uint_eq(st.batches, 1);
+    kg_usagedb_stop(&w);
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), 4);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_hourly", NULL), 2);
+    sqlite3_close(db);
+    free(t_live);
+    free(t_gone);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* A repeated request_id is stored and counted once, and reported. */
+START_TEST(test_duplicate_request_id)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    w = ut_writer(&fx, 5000, 0);
+    ut_event(&ev, key, 1, UT_T0_MS);
+    ev.cost = 700;
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 1);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_ERR_EXISTS]), 2);
+    kg_usagedb_stop(&w);
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT usage FROM api_keys WHERE id = ?", key),
+                     700);
+    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_hourly", NULL),
+                     1);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* Another process holding the write lock: the writer waits, commits once
+ * it is released, and calls back only then. */
+START_TEST(test_waits_for_write_lock)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    /* A short busy timeout: the wait spans several bounded retries. */
+    w = ut_writer(&fx, 50, 0);
+    lock = ut_lock_store(&fx);
+    for (int i = 0; i < 10; i++) {
+        ut_event(&ev, key, i, UT_T0_MS + i);
+        ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally),
+                         KG_OK);
+    }
+    ut_sleep_ms(300);
+    ck_assert_int_eq(atomic_load(&tally->calls), 0);
+    ck_assert_int_eq(ut_int(lock, "SELECT count(*) FROM usage_events", NULL),
+                     0);
+    ut_unlock_store(lock);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 10);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_gt(st.busy_retries, 0);
+    ck_assert_uint_eq(st.failures, 0);
+    kg_usagedb_stop(&w);
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), 10);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* A lock held past every retry fails the batch loudly; later events go
+ * through once it is released. */
+START_TEST(test_busy_past_retries_fails_batch)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    w = ut_writer(&fx, 10, 0);
+    lock = ut_lock_store(&fx);
+    ut_event(&ev, key, 1, UT_T0_MS);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    /* 7 tries × 10 ms + 10+20+...+320 ms of backoff < 1 s. */
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_ERR_STORE_BUSY);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_ERR_STORE_BUSY]), 1);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.failures, 1);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.busy_retries, KG_USAGEDB_BUSY_RETRIES);
+    ut_unlock_store(lock);
+    ut_event(&ev, key, 2, UT_T0_MS);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 1);
+    kg_usagedb_stop(&w);
+    db = ut_reader(&fx);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), 1);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* Submit checks its input and its bound, without blocking. */
+START_TEST(test_submit_refuses)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    kg_usage_event_t ev;
+    kg_usage_event_t bad;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    kg_diag_t diag = {{0}};
+    sqlite3 *lock;
+    sqlite3 *db;
+    int64_t at;
+
+    ut_fx_open(&fx);
+    ut_key(&fx, key);
+    ck_assert_int_eq(
+        kg_usagedb_start(fx.path, 100, KG_USAGEDB_QUEUE_MAX + 1, &w, &diag),
+        KG_ERR_INVAL);
+    ck_assert_ptr_null(w);
+    w = ut_writer(&fx, 5000, 2);
+    ut_event(&ev, key, 1, 0); /* at_ms 0: the time of submit */
+
+    bad = ev;
+    snprintf(bad.mode, sizeof(bad.mode), "hybrid");
+    ck_assert_int_eq(kg_usagedb_submit(w, &bad, NULL, NULL), KG_ERR_INVAL);
+    bad = ev;
+    memset(bad.model, 'm', sizeof(bad.model)); /* no NUL */
+    ck_assert_int_eq(kg_usagedb_submit(w, &bad, NULL, NULL), KG_ERR_INVAL);
+    bad = ev;
+    snprintf(bad.key_id, sizeof(bad.key_id), "short");
+    ck_assert_int_eq(kg_usagedb_submit(w, &bad, NULL, NULL), KG_ERR_INVAL);
+    bad = ev;
+    bad.request_id[0] = '\0';
+    ck_assert_int_eq(kg_usagedb_submit(w, &bad, NULL, NULL), KG_ERR_INVAL);
+    bad = ev;
+    bad.cost = -1;
+    ck_assert_int_eq(kg_usagedb_submit(w, &bad, NULL, NULL), KG_ERR_INVAL);
+
+    /* A full queue answers at once. */
+    lock = ut_lock_store(&fx);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, NULL, NULL), KG_OK);
+    snprintf(ev.request_id, sizeof(ev.request_id), "second");
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, NULL, NULL), KG_OK);
+    snprintf(ev.request_id, sizeof(ev.request_id), "third");
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, NULL, NULL), KG_ERR_UNAVAILABLE);
+    ut_unlock_store(lock);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.rejected, 6);
+    ck_assert_uint_eq(st.committed, 2);
+    kg_usagedb_stop(&w);
+    db = ut_reader(&fx);
+    at = ut_int(db, "SELECT min(at_ms) FROM usage_events", NULL);
+    ck_assert_int_lt(llabs(at - kg_clock_now_ms()), 60000);
+    sqlite3_close(db);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+static Suite *usagedb_suite(void)
+{
+    Suite *s = suite_create("usagedb");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_many_threads_exact_sums);
+    tcase_add_test(tc, test_callback_after_commit);
+    tcase_add_test(tc, test_stop_drains);
+    tcase_add_test(tc, test_deleted_key_skipped);
+    tcase_add_test(tc, test_duplicate_request_id);
+    tcase_add_test(tc, test_waits_for_write_lock);
+    tcase_add_test(tc, test_busy_past_retries_fails_batch);
+    tcase_add_test(tc, test_submit_refuses);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return ut_run(usagedb_suite());
+}
