@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "keygate/audit.h"
+#include "keygate/gateway.h"
 #include "keygate/log.h"
 
 static int cli_version(kg_cli_t *cli, int argc, char **argv);
@@ -118,8 +119,8 @@ int kg_cli_main(int argc, char **argv)
     int rc;
 
     memset(&cli, 0, sizeof(cli));
-    if (sodium_init() < 0) {
-        kg_cli_errorf("cannot initialise libsodium");
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        kg_cli_errorf("cannot initialise libsodium or libcurl");
         return KG_EXIT_RUNTIME;
     }
     kg_audit_cli_actor(cli.actor, sizeof(cli.actor));
@@ -129,6 +130,7 @@ int kg_cli_main(int argc, char **argv)
     }
     rc = kg_cli_dispatch(&cli, NULL, cli_commands, argc, argv);
     kg_cli_close(&cli);
+    curl_global_cleanup();
     return rc;
 }
 
@@ -229,13 +231,38 @@ static int cli_version(kg_cli_t *cli, int argc, char **argv)
 
 static int cli_serve(kg_cli_t *cli, int argc, char **argv)
 {
-    if (argc > 1 &&
-        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("Usage: keygate [--config FILE] serve\n\n"
-               "Run the gateway in the foreground.\n");
-        return KG_EXIT_OK;
+    kg_gateway_opts_t opts;
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+    int ex;
+
+    memset(&opts, 0, sizeof(opts));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: keygate [--config FILE] serve [--port-file "
+                   "FILE]\n\n"
+                   "Run the gateway in the foreground until SIGTERM or "
+                   "SIGINT (drain,\nflush usage, exit 0; a second signal "
+                   "exits at once).\n\n"
+                   "  --port-file FILE  write the bound port to FILE (for "
+                   "[server] listen\n                    with port 0)\n");
+            return KG_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) {
+            opts.port_file = argv[++i];
+        } else {
+            return kg_cli_usage_error("serve", "unexpected argument '%.40s'",
+                                      argv[i]);
+        }
     }
-    (void)cli;
-    kg_cli_errorf("serve: the gateway is not available in this version yet");
-    return KG_EXIT_RUNTIME;
+    ex = kg_cli_load_config(cli);
+    if (ex != KG_EXIT_OK) {
+        return ex;
+    }
+    rc = kg_gateway_run(cli->cfg, &opts, &diag);
+    if (rc != KG_OK) {
+        kg_cli_fail(rc, &diag);
+        return KG_EXIT_RUNTIME;
+    }
+    return KG_EXIT_OK;
 }

@@ -1,0 +1,62 @@
+/* The gateway daemon: wires config, key cache, usage writer, proxy and HTTP. */
+#ifndef KEYGATE_GATEWAY_H
+#define KEYGATE_GATEWAY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keygate/config.h"
+#include "keygate/err.h"
+#include "keygate/keycache.h"
+#include "keygate/keyhash.h"
+#include "keygate/proxy.h"
+#include "keygate/usagedb.h"
+
+struct MHD_Daemon;
+
+/*
+ * The running gateway. Everything is owned by it; the configuration is
+ * read-only while the gateway runs, so request threads borrow from it
+ * without locks.
+ */
+typedef struct kg_gateway {
+    const kg_config_t *cfg; /* borrowed; outlives the gateway */
+    kg_keyhash_t *hashkey;
+    kg_keycache_t *keycache;
+    kg_usagedb_t *usage;
+    kg_proxy_t *proxy;
+    struct MHD_Daemon *daemon;
+    uint16_t port; /* the bound port (useful with port 0) */
+    atomic_bool draining;
+    atomic_long inflight; /* requests between first call and completion */
+    atomic_ulong request_seq;
+    char id_prefix[9]; /* random per process, starts every request id */
+    pthread_t maintenance;
+    bool maintenance_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+    bool stopping;
+} kg_gateway_t;
+
+typedef struct kg_gateway_opts {
+    const char *port_file; /* write the bound port here, or NULL */
+} kg_gateway_opts_t;
+
+/*
+ * Run the gateway in the foreground until SIGTERM or SIGINT: block the
+ * signals, start every part, listen, then drain and stop. A second signal
+ * exits at once. Returns KG_OK after a clean stop, or the error that kept
+ * it from starting (diag says why).
+ */
+kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
+                        kg_diag_t *diag) KG_MUST_CHECK;
+
+/* The HTTP front end (src/http.c). */
+kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag) KG_MUST_CHECK;
+/* Stop accepting new connections; in-flight requests go on. */
+void kg_http_quiesce(kg_gateway_t *gw);
+void kg_http_stop(kg_gateway_t *gw);
+
+#endif /* KEYGATE_GATEWAY_H */

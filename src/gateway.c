@@ -1,0 +1,242 @@
+/* The gateway daemon: wires config, key cache, usage writer, proxy and HTTP. */
+#include "keygate/gateway.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keygate/clock.h"
+#include "keygate/keys.h"
+#include "keygate/log.h"
+#include "keygate/token.h"
+
+/* Write the bound port to path atomically (tmp file + rename). */
+static kg_err_t gateway_write_port(const char *path, uint16_t port,
+                                   kg_diag_t *diag)
+{
+    char tmp[4096];
+    char text[16];
+    int fd;
+    int n;
+
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        return kg_diag_fail(diag, KG_ERR_IO, "port file path too long");
+    }
+    n = snprintf(text, sizeof(text), "%u\n", (unsigned)port);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
+                            strerror(errno));
+    }
+    return KG_OK;
+}
+
+/* Periodic work off the request path: the expiry purge. */
+static void *gateway_maintenance(void *arg)
+{
+    kg_gateway_t *gw = arg;
+    kg_store_t *store = NULL;
+    kg_store_opts_t sopts = {0, (int)gw->cfg->store_busy_timeout_ms, 0};
+    kg_diag_t diag = {{0}};
+    kg_keys_ctx_t ctx;
+
+    if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
+        KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
+        return NULL;
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.store = store;
+    ctx.hashkey = gw->hashkey;
+    ctx.prefix = gw->cfg->keys_prefix;
+    ctx.max_ttl = gw->cfg->keys_max_ttl;
+    ctx.default_ttl = gw->cfg->keys_default_ttl;
+    ctx.actor = "daemon";
+    pthread_mutex_lock(&gw->stop_mu);
+    while (!gw->stopping) {
+        struct timespec until;
+        size_t n = 0;
+
+        pthread_mutex_unlock(&gw->stop_mu);
+        if (kg_keys_purge_expired(&ctx, &n, &diag) != KG_OK) {
+            KG_WARN("maintenance: purge of expired keys failed: %s", diag.msg);
+        } else if (n > 0) {
+            KG_INFO("maintenance: revoked %zu expired key%s", n,
+                    n == 1 ? "" : "s");
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += gw->cfg->server_purge_interval_ms / 1000;
+        pthread_mutex_lock(&gw->stop_mu);
+        if (!gw->stopping) {
+            pthread_cond_timedwait(&gw->stop_cv, &gw->stop_mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&gw->stop_mu);
+    kg_store_close(&store);
+    return NULL;
+}
+
+static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
+                              kg_diag_t *diag)
+{
+    const kg_config_t *cfg = gw->cfg;
+    kg_proxy_opts_t popts;
+    kg_err_t rc;
+
+    rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
+    if (rc == KG_OK) {
+        rc = kg_keycache_new(cfg->store_path, (int)cfg->store_busy_timeout_ms,
+                             gw->hashkey, 1000000, &gw->keycache, diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_keycache_start(gw->keycache, KG_KEYCACHE_DEFAULT_INTERVAL_MS);
+    }
+    if (rc == KG_OK) {
+        rc = kg_usagedb_start(cfg->store_path, (int)cfg->store_busy_timeout_ms,
+                              65536, &gw->usage, diag);
+    }
+    if (rc != KG_OK) {
+        return rc;
+    }
+    memset(&popts, 0, sizeof(popts));
+    popts.connect_timeout_ms = cfg->upstream_connect_timeout_ms;
+    popts.first_byte_timeout_ms = cfg->upstream_first_byte_timeout_ms;
+    popts.idle_timeout_ms = cfg->upstream_idle_timeout_ms;
+    popts.max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
+    popts.max_host_connections = (long)cfg->upstream_max_connections_per_host;
+    popts.usage = gw->usage;
+    rc = kg_proxy_start(&popts, &gw->proxy, diag);
+    if (rc == KG_OK) {
+        rc = kg_http_start(gw, diag);
+    }
+    if (rc == KG_OK && opts->port_file != NULL) {
+        rc = gateway_write_port(opts->port_file, gw->port, diag);
+    }
+    if (rc == KG_OK) {
+        if (pthread_create(&gw->maintenance, NULL, gateway_maintenance, gw) ==
+            0) {
+            gw->maintenance_started = true;
+        } else {
+            rc = kg_diag_fail(diag, KG_ERR_INTERNAL,
+                              "cannot start the maintenance thread");
+        }
+    }
+    return rc;
+}
+
+/* Stop in reverse order; every part tolerates not having started. */
+static void gateway_stop(kg_gateway_t *gw)
+{
+    pthread_mutex_lock(&gw->stop_mu);
+    gw->stopping = true;
+    pthread_cond_broadcast(&gw->stop_cv);
+    pthread_mutex_unlock(&gw->stop_mu);
+    if (gw->maintenance_started) {
+        pthread_join(gw->maintenance, NULL);
+    }
+    kg_http_stop(gw);
+    kg_proxy_stop(&gw->proxy);
+    kg_usagedb_stop(&gw->usage);
+    kg_keycache_free(&gw->keycache);
+    kg_keyhash_free(&gw->hashkey);
+}
+
+/* Drain: stop accepting, let in-flight requests finish until the deadline. */
+static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
+{
+    int64_t deadline =
+        kg_clock_mono_us() + gw->cfg->server_drain_timeout_ms * 1000;
+    struct timespec tick = {0, 50 * 1000 * 1000};
+
+    atomic_store(&gw->draining, true);
+    kg_http_quiesce(gw);
+    KG_INFO("draining %ld request%s (deadline %llds)",
+            atomic_load(&gw->inflight),
+            atomic_load(&gw->inflight) == 1 ? "" : "s",
+            (long long)gw->cfg->server_drain_timeout_ms / 1000);
+    while (atomic_load(&gw->inflight) > 0 && kg_clock_mono_us() < deadline) {
+        int sig = sigtimedwait(set, NULL, &tick);
+
+        if (sig == SIGTERM || sig == SIGINT) {
+            KG_WARN("second signal: exiting now");
+            _exit(1);
+        }
+    }
+    if (atomic_load(&gw->inflight) > 0) {
+        KG_WARN("drain deadline reached with %ld request%s in flight; "
+                "cutting them",
+                atomic_load(&gw->inflight),
+                atomic_load(&gw->inflight) == 1 ? "" : "s");
+    }
+}
+
+kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
+                        kg_diag_t *diag)
+{
+    kg_gateway_t gw;
+    sigset_t set;
+    kg_err_t rc;
+    int sig = 0;
+
+    memset(&gw, 0, sizeof(gw));
+    gw.cfg = cfg;
+    pthread_mutex_init(&gw.stop_mu, NULL);
+    pthread_cond_init(&gw.stop_cv, NULL);
+    kg_token_random_base62(gw.id_prefix, sizeof(gw.id_prefix) - 1);
+    /* Signals are handled in this thread only: block them before any other
+     * thread starts so every thread inherits the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    KG_INFO("keygate %s starting (libmicrohttpd %s, libcurl %s, sqlite %s, "
+            "libsodium %s, jansson %s)",
+            KEYGATE_VERSION, MHD_get_version(),
+            curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
+            sodium_version_string(), JANSSON_VERSION);
+    rc = gateway_start(&gw, opts, diag);
+    if (rc != KG_OK) {
+        gateway_stop(&gw);
+        goto out;
+    }
+    KG_INFO("listening on %s (port %u), %zu provider%s, %zu model%s",
+            cfg->server_listen, (unsigned)gw.port, cfg->nproviders,
+            cfg->nproviders == 1 ? "" : "s", cfg->nmodels,
+            cfg->nmodels == 1 ? "" : "s");
+    for (;;) {
+        if (sigwait(&set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            break;
+        }
+        if (sig == SIGHUP) {
+            KG_WARN("SIGHUP: configuration reload is not supported yet; "
+                    "keeping the running configuration");
+        }
+    }
+    KG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gateway_drain(&gw, &set);
+    gateway_stop(&gw);
+    KG_INFO("stopped");
+out:
+    pthread_cond_destroy(&gw.stop_cv);
+    pthread_mutex_destroy(&gw.stop_mu);
+    return rc;
+}

@@ -1,0 +1,867 @@
+/* The HTTP front end: libmicrohttpd, routes, credentials and error bodies. */
+#include "keygate/gateway.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "keygate/auth.h"
+#include "keygate/clock.h"
+#include "keygate/exchange.h"
+#include "keygate/framing.h"
+#include "keygate/log.h"
+#include "keygate/money.h"
+#include "keygate/request.h"
+#include "keygate/timefmt.h"
+
+#define HTTP_MAX_HEADERS 100
+#define HTTP_READ_BLOCK  (16 * 1024)
+
+typedef enum http_kind {
+    HTTP_ROUTE_MODELS,
+    HTTP_ROUTE_KEY,
+    HTTP_ROUTE_PROXY,
+} http_kind_t;
+
+/* One route: method ("*" = any), path, operation name, API, handler kind. */
+typedef struct http_route {
+    const char *method;
+    const char *path;
+    bool prefix;
+    const char *operation;
+    kg_provider_type_t api;
+    http_kind_t kind;
+    bool needs_model;
+} http_route_t;
+
+static const http_route_t http_routes[] = {
+    {"GET", "/v1/models", false, "models", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_MODELS, false},
+    {"GET", "/v1/key", false, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_KEY,
+     false},
+    {"POST", "/v1/chat/completions", false, "chat", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_PROXY, true},
+    {"POST", "/v1/completions", false, "completions", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_PROXY, true},
+    {"POST", "/v1/embeddings", false, "embeddings", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_PROXY, true},
+    {"POST", "/v1/responses", false, "responses", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_PROXY, true},
+    {"POST", "/v1/moderations", false, "moderations", KG_PROVIDER_OPENAI,
+     HTTP_ROUTE_PROXY, false},
+    {"POST", "/v1/messages", false, "messages", KG_PROVIDER_ANTHROPIC,
+     HTTP_ROUTE_PROXY, true},
+    {"POST", "/v1/messages/count_tokens", false, "messages",
+     KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true},
+    /* Every other /v1/ path goes to an OpenAI-type provider. */
+    {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false},
+};
+
+/* Per-request state of the HTTP side (libmicrohttpd's con_cls). */
+typedef struct http_req {
+    kg_gateway_t *gw;
+    const http_route_t *route;
+    char request_id[KG_REQUEST_ID_LEN + 1];
+    char client_ip[KG_CLIENT_IP_MAX];
+    kg_key_view_t key;
+    kg_buf_t body;
+    bool body_too_large;
+    bool answered;     /* a response is queued */
+    kg_exchange_t *ex; /* the HTTP side's reference */
+    int64_t start_us;
+} http_req_t;
+
+/* Header collection for the pure framing and credential checks. */
+typedef struct http_headers {
+    kg_header_t h[HTTP_MAX_HEADERS];
+    size_t n;
+    size_t bytes;
+    bool overflow;
+} http_headers_t;
+
+static enum MHD_Result http_collect_header(void *cls, enum MHD_ValueKind kind,
+                                           const char *key, size_t key_size,
+                                           const char *value, size_t value_size)
+{
+    http_headers_t *hs = cls;
+
+    (void)kind;
+    hs->bytes += key_size + value_size + 4;
+    if (hs->n == HTTP_MAX_HEADERS) {
+        hs->overflow = true;
+        return MHD_NO;
+    }
+    hs->h[hs->n].name = key;
+    hs->h[hs->n].name_len = key_size;
+    hs->h[hs->n].value = value ? value : "";
+    hs->h[hs->n].value_len = value ? value_size : 0;
+    hs->n++;
+    return MHD_YES;
+}
+
+/* A key in the query string is refused even next to a good header. */
+static enum MHD_Result http_check_arg(void *cls, enum MHD_ValueKind kind,
+                                      const char *key, size_t key_size,
+                                      const char *value, size_t value_size)
+{
+    bool *found = cls;
+
+    (void)kind;
+    if (kg_auth_query_arg_has_key(key, key_size, value,
+                                  value ? value_size : 0)) {
+        *found = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void http_add_common(struct MHD_Response *resp, const http_req_t *req)
+{
+    MHD_add_response_header(resp, "x-request-id", req->request_id);
+}
+
+/* Queue a JSON body with status; copies body. */
+static enum MHD_Result http_queue_json(struct MHD_Connection *conn,
+                                       http_req_t *req, unsigned status,
+                                       const char *body, size_t len, bool close)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_buffer(len, (void *)body,
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    http_add_common(resp, req);
+    if (close) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (status == 401) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"keygate\"");
+    }
+    ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    return ret;
+}
+
+/* Answer with keygate's error body for err (detail fills "%s"). */
+static enum MHD_Result http_error(struct MHD_Connection *conn, http_req_t *req,
+                                  kg_err_t err, const char *detail, bool close)
+{
+    char msg[512];
+    int status = kg_err_http_status(err);
+    json_t *j;
+    char *body;
+    enum MHD_Result ret;
+
+    kg_err_format(err, detail, msg, sizeof(msg));
+    j = json_pack("{s:{s:s, s:s, s:s}, s:i, s:s}", "error", "message", msg,
+                  "type", kg_err_type(err), "code", kg_err_code(err), "status",
+                  status, "message", msg);
+    body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (body == NULL) {
+        return MHD_NO;
+    }
+    /* A proxied request was logged by the proxy with its usage. */
+    if (req->gw->cfg->server_request_log && req->ex == NULL) {
+        KG_INFO("request id=%s key=%s status=%d route=%s error=%s",
+                req->request_id, req->key.id[0] ? req->key.id : "-", status,
+                req->route ? req->route->operation : "-", kg_err_code(err));
+    }
+    ret =
+        http_queue_json(conn, req, (unsigned)status, body, strlen(body), close);
+    free(body);
+    return ret;
+}
+
+static const http_route_t *http_route_find(const char *method, const char *url,
+                                           bool *bad_method)
+{
+    *bad_method = false;
+    for (size_t i = 0; i < sizeof(http_routes) / sizeof(*http_routes); i++) {
+        const http_route_t *r = &http_routes[i];
+        bool path_ok = r->prefix ? strncmp(url, r->path, strlen(r->path)) == 0
+                                 : strcmp(url, r->path) == 0;
+
+        if (!path_ok) {
+            continue;
+        }
+        if (strcmp(r->method, "*") == 0 || strcmp(r->method, method) == 0) {
+            return r;
+        }
+        *bad_method = true;
+        return NULL;
+    }
+    return NULL;
+}
+
+static void http_client_ip(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(buf, len, "unknown");
+    if (sa == NULL) {
+        return;
+    }
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET,
+                  &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                  buf, (socklen_t)len);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6,
+                  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                  buf, (socklen_t)len);
+    }
+}
+
+/* GET /v1/models: the models the key may use, OpenAI list format. */
+static enum MHD_Result http_models(struct MHD_Connection *conn, http_req_t *req)
+{
+    const kg_config_t *cfg = req->gw->cfg;
+    json_t *data = json_array();
+    json_t *root;
+    char *body;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const kg_model_t *m = &cfg->models[i];
+
+        json_array_append_new(data,
+                              json_pack("{s:s, s:s, s:i, s:s}", "id", m->name,
+                                        "object", "model", "created", 0,
+                                        "owned_by", m->provider->name));
+    }
+    root = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    body = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (body == NULL) {
+        return MHD_NO;
+    }
+    resp = MHD_create_response_from_buffer(strlen(body), body,
+                                           MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "private, no-store");
+    http_add_common(resp, req);
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    return ret;
+}
+
+static json_t *http_money(int64_t micro)
+{
+    char buf[KG_MONEY_STRLEN];
+
+    return micro < 0 ? json_null()
+                     : json_string(kg_money_format(micro, buf, sizeof(buf)));
+}
+
+/* GET /v1/key: the calling key, never its secret. */
+static enum MHD_Result http_key_info(struct MHD_Connection *conn,
+                                     http_req_t *req)
+{
+    const kg_key_view_t *k = &req->key;
+    char display[KG_TOKEN_DISPLAY_STRLEN];
+    char expires[KG_TIME_STRLEN];
+    int64_t remaining = -1;
+    json_t *j;
+    char *body;
+    enum MHD_Result ret;
+
+    if (k->usage_limit >= 0) {
+        remaining = k->usage_limit > k->usage ? k->usage_limit - k->usage : 0;
+    }
+    j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+        "object", "key", "id", k->id, "name", k->name, "display",
+        kg_token_display(k->prefix, k->id, k->last4, display, sizeof(display)),
+        "status", kg_key_status_name(k->status), "expiresAt",
+        k->expires_at < 0 ? json_null()
+                          : json_string(kg_time_format(k->expires_at, expires,
+                                                       sizeof(expires))),
+        "usage", http_money(k->usage), "usageLimit", http_money(k->usage_limit),
+        "remaining", http_money(remaining), "period",
+        k->period ? json_string(kg_period_name(k->period)) : json_null(),
+        "periodLimit", http_money(k->period_limit), "periodUsage",
+        http_money(k->period_usage));
+    body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (body == NULL) {
+        return MHD_NO;
+    }
+    ret = http_queue_json(conn, req, MHD_HTTP_OK, body, strlen(body), false);
+    free(body);
+    return ret;
+}
+
+/* First call: framing, route, credentials. Returns true when answered. */
+static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
+                            const char *method, const char *url,
+                            const char *version, enum MHD_Result *ret)
+{
+    kg_gateway_t *gw = req->gw;
+    http_headers_t hs;
+    bool key_in_query = false;
+    kg_token_t tok;
+    kg_diag_t diag = {{0}};
+    bool bad_method = false;
+    kg_err_t rc;
+
+    memset(&hs, 0, sizeof(hs));
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, http_collect_header,
+                                &hs);
+    if (hs.overflow || hs.bytes > (size_t)gw->cfg->server_max_header_bytes) {
+        *ret = http_error(conn, req, KG_ERR_HEADERS_TOO_LARGE, NULL, true);
+        return true;
+    }
+    rc = kg_framing_check(hs.h, hs.n, strcmp(version, "HTTP/1.1") == 0, &diag);
+    if (rc != KG_OK) {
+        *ret = http_error(conn, req, rc, diag.msg, true);
+        return true;
+    }
+    if (atomic_load(&gw->draining)) {
+        *ret =
+            http_error(conn, req, KG_ERR_UNAVAILABLE, "shutting down.", true);
+        return true;
+    }
+    req->route = http_route_find(method, url, &bad_method);
+    if (req->route == NULL) {
+        *ret = bad_method ? http_error(conn, req, KG_ERR_METHOD, NULL, false)
+                          : http_error(conn, req, KG_ERR_NO_ROUTE,
+                                       "only /v1/ paths are served.", false);
+        return true;
+    }
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_check_arg,
+                                &key_in_query);
+    rc = kg_auth_extract(hs.h, hs.n, NULL, &tok, NULL, &diag);
+    if (key_in_query) {
+        kg_token_wipe(&tok);
+        rc = kg_diag_fail(&diag, KG_ERR_INVALID_KEY, "a key in the query");
+    }
+    if (rc == KG_OK) {
+        rc = kg_keycache_verify(gw->keycache, &tok, &req->key);
+        kg_token_wipe(&tok);
+    }
+    if (rc != KG_OK) {
+        if (rc == KG_ERR_STORE || rc == KG_ERR_STORE_BUSY ||
+            rc == KG_ERR_STORE_CORRUPT || rc == KG_ERR_STORE_MISSING ||
+            rc == KG_ERR_STORE_VERSION || rc == KG_ERR_NOMEM ||
+            rc == KG_ERR_INTERNAL) {
+            KG_ERROR("request %s: key verification failed: %s", req->request_id,
+                     kg_err_name(rc));
+            rc = KG_ERR_UNAVAILABLE;
+            *ret = http_error(conn, req, rc, "the key store is unavailable.",
+                              false);
+            return true;
+        }
+        if (diag.msg[0] != '\0') {
+            KG_DEBUG("request %s: credential refused: %s", req->request_id,
+                     diag.msg);
+        }
+        *ret = http_error(conn, req, rc, NULL, false);
+        return true;
+    }
+    if (req->route->kind == HTTP_ROUTE_MODELS) {
+        *ret = http_models(conn, req);
+        return true;
+    }
+    if (req->route->kind == HTTP_ROUTE_KEY) {
+        *ret = http_key_info(conn, req);
+        return true;
+    }
+    return false;
+}
+
+/* The first OpenAI-type provider, for paths that name no model. */
+static const kg_provider_t *http_default_provider(const kg_config_t *cfg,
+                                                  kg_provider_type_t api)
+{
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        if (cfg->providers[i].type == api) {
+            return &cfg->providers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Headers sent upstream: an allowlist plus the provider credential. */
+static struct curl_slist *http_upstream_headers(struct MHD_Connection *conn,
+                                                const kg_provider_t *prov)
+{
+    static const char *const pass[] = {"anthropic-version", "anthropic-beta",
+                                       "openai-beta"};
+    struct curl_slist *list = NULL;
+    struct curl_slist *next;
+    char line[8192];
+    const char *accept =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+    bool have_version = false;
+
+#define HTTP_ADD(s)                          \
+    do {                                     \
+        next = curl_slist_append(list, (s)); \
+        if (next == NULL) {                  \
+            goto fail;                       \
+        }                                    \
+        list = next;                         \
+    } while (0)
+
+    HTTP_ADD("Content-Type: application/json");
+    HTTP_ADD("Expect:");
+    HTTP_ADD("User-Agent: keygate/" KEYGATE_VERSION);
+    if (accept != NULL && strlen(accept) < 256) {
+        snprintf(line, sizeof(line), "Accept: %s", accept);
+        HTTP_ADD(line);
+    }
+    for (size_t i = 0; i < sizeof(pass) / sizeof(*pass); i++) {
+        const char *v =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, pass[i]);
+
+        if (v != NULL && strlen(v) < 1024) {
+            snprintf(line, sizeof(line), "%s: %s", pass[i], v);
+            HTTP_ADD(line);
+            have_version |= strcmp(pass[i], "anthropic-version") == 0;
+        }
+    }
+    if (prov->type == KG_PROVIDER_ANTHROPIC && !have_version) {
+        HTTP_ADD("anthropic-version: 2023-06-01");
+    }
+    if (prov->credential != NULL) {
+        snprintf(line, sizeof(line),
+                 prov->type == KG_PROVIDER_ANTHROPIC ? "x-api-key: %s"
+                                                     : "Authorization: "
+                                                       "Bearer %s",
+                 prov->credential);
+        HTTP_ADD(line);
+        explicit_bzero(line, sizeof(line));
+    }
+#undef HTTP_ADD
+    return list;
+fail:
+    explicit_bzero(line, sizeof(line));
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+/* Body complete: inspect, route, build the exchange and hand it over. */
+static enum MHD_Result http_forward(struct MHD_Connection *conn,
+                                    http_req_t *req, const char *url)
+{
+    kg_gateway_t *gw = req->gw;
+    const kg_config_t *cfg = gw->cfg;
+    const http_route_t *route = req->route;
+    kg_request_info_t info;
+    kg_diag_t diag = {{0}};
+    const kg_model_t *model = NULL;
+    const kg_provider_t *prov = NULL;
+    kg_exchange_t *ex = NULL;
+    char *body = NULL;
+    size_t body_len = 0;
+    bool add_usage;
+    size_t url_len;
+
+    memset(&info, 0, sizeof(info));
+    info.max_tokens = -1;
+    if (req->body.len > 0) {
+        if (kg_request_inspect(req->body.data, req->body.len, &info, &diag) !=
+            KG_OK) {
+            return http_error(conn, req, KG_ERR_BAD_REQUEST, diag.msg, false);
+        }
+    }
+    if (route->needs_model && !info.has_model) {
+        return http_error(conn, req, KG_ERR_BAD_REQUEST,
+                          "the request body needs a \"model\".", false);
+    }
+    if (info.has_model) {
+        model = kg_providers_route(cfg, info.model, NULL);
+        if (model == NULL || model->provider->type != route->api) {
+            return http_error(conn, req, KG_ERR_UNKNOWN_MODEL, info.model,
+                              false);
+        }
+        prov = model->provider;
+    } else {
+        prov = http_default_provider(cfg, route->api);
+        if (prov == NULL) {
+            return http_error(conn, req, KG_ERR_NO_ROUTE,
+                              "no provider serves this path.", false);
+        }
+    }
+    add_usage = info.stream && !info.client_include_usage &&
+                route->api == KG_PROVIDER_OPENAI &&
+                (strcmp(route->operation, "chat") == 0 ||
+                 strcmp(route->operation, "completions") == 0);
+    if (model != NULL &&
+        (add_usage || strcmp(model->upstream, info.model) != 0)) {
+        if (kg_request_rewrite(req->body.data, req->body.len, model->upstream,
+                               add_usage, &body, &body_len) != KG_OK) {
+            return http_error(conn, req, KG_ERR_BAD_REQUEST,
+                              "the request body could not be rewritten.",
+                              false);
+        }
+    } else if (req->body.len > 0) {
+        body = kg_buf_steal(&req->body, &body_len);
+    }
+    ex = kg_exchange_new(SIZE_MAX / 2);
+    if (ex == NULL) {
+        free(body);
+        return http_error(conn, req, KG_ERR_NOMEM, NULL, false);
+    }
+    url_len = strlen(prov->base_url) + strlen(url) + 1;
+    ex->url = malloc(url_len);
+    ex->curl_headers = http_upstream_headers(conn, prov);
+    if (ex->url == NULL || ex->curl_headers == NULL ||
+        kg_providers_upstream_url(prov, url, ex->url, url_len) != KG_OK) {
+        free(body);
+        curl_slist_free_all(ex->curl_headers);
+        ex->curl_headers = NULL;
+        kg_exchange_unref(ex);
+        return http_error(conn, req, KG_ERR_NOMEM, NULL, false);
+    }
+    ex->body = body;
+    ex->body_len = body_len;
+    memcpy(ex->request_id, req->request_id, sizeof(ex->request_id));
+    ex->key = req->key;
+    ex->model = model;
+    ex->provider = prov;
+    ex->operation = route->operation;
+    memcpy(ex->client_ip, req->client_ip, sizeof(ex->client_ip));
+    ex->stream_requested = info.stream;
+    ex->client_wants_usage = info.client_include_usage;
+    ex->input_estimate = info.input_estimate_tokens;
+    ex->start_us = req->start_us;
+    ex->conn = conn;
+    {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        ex->client_fd = ci ? ci->connect_fd : -1;
+    }
+    ex->suspended = true;
+    kg_exchange_ref(ex); /* the proxy's reference */
+    req->ex = ex;
+    MHD_suspend_connection(conn);
+    kg_proxy_submit(gw->proxy, ex);
+    return MHD_YES;
+}
+
+/* Content reader of a relayed SSE stream. */
+static ssize_t http_stream_reader(void *cls, uint64_t pos, char *buf,
+                                  size_t max)
+{
+    http_req_t *req = cls;
+    kg_exchange_t *ex = req->ex;
+    bool unpause = false;
+    ssize_t n;
+
+    (void)pos;
+    pthread_mutex_lock(&ex->mu);
+    if (ex->out.len > 0) {
+        size_t take = ex->out.len < max ? ex->out.len : max;
+
+        memcpy(buf, ex->out.data, take);
+        kg_buf_consume(&ex->out, take);
+        if (ex->paused && !ex->unpause_asked &&
+            ex->out.len < KG_RELAY_LOW_WATER) {
+            ex->unpause_asked = true;
+            unpause = true;
+        }
+        n = (ssize_t)take;
+    } else if (ex->upstream_done && !ex->holding) {
+        /* A stream cut short ends without the chunked terminator, so the
+         * client sees the truncation; no fake [DONE] is ever added. */
+        n = ex->upstream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+                                : MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        ex->suspended = true;
+        MHD_suspend_connection(ex->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    if (unpause) {
+        kg_proxy_unpause(req->gw->proxy, ex);
+    }
+    return n;
+}
+
+/* The exchange is ready: queue the provider's answer or keygate's error. */
+static enum MHD_Result http_respond(struct MHD_Connection *conn,
+                                    http_req_t *req)
+{
+    kg_exchange_t *ex = req->ex;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char *body;
+    size_t len;
+    int status;
+
+    pthread_mutex_lock(&ex->mu);
+    if (ex->phase != KG_PHASE_READY) {
+        /* Woken early (a heartbeat): wait again. */
+        ex->suspended = true;
+        MHD_suspend_connection(conn);
+        pthread_mutex_unlock(&ex->mu);
+        return MHD_YES;
+    }
+    ex->phase = KG_PHASE_QUEUED;
+    if (ex->error != KG_OK) {
+        kg_err_t err = ex->error;
+
+        pthread_mutex_unlock(&ex->mu);
+        return http_error(conn, req, err, NULL, false);
+    }
+    status = ex->status;
+    if (ex->is_sse) {
+        pthread_mutex_unlock(&ex->mu);
+        resp = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, HTTP_READ_BLOCK, http_stream_reader, req, NULL);
+        if (resp == NULL) {
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                                "no-cache");
+    } else {
+        body = kg_buf_steal(&ex->out, &len);
+        pthread_mutex_unlock(&ex->mu);
+        resp = MHD_create_response_from_buffer(len, body ? body : (char *)"",
+                                               body ? MHD_RESPMEM_MUST_FREE
+                                                    : MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                ex->content_type[0] ? ex->content_type
+                                                    : "application/json");
+    }
+    if (ex->retry_after[0] != '\0') {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
+                                ex->retry_after);
+    }
+    http_add_common(resp, req);
+    ret = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    return ret;
+}
+
+static void http_new_request_id(kg_gateway_t *gw, char *out)
+{
+    unsigned long seq = atomic_fetch_add(&gw->request_seq, 1);
+
+    snprintf(out, KG_REQUEST_ID_LEN + 1, "req_%s%012lx", gw->id_prefix, seq);
+}
+
+static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
+                                    const char *url, const char *method,
+                                    const char *version,
+                                    const char *upload_data,
+                                    size_t *upload_data_size, void **con_cls)
+{
+    kg_gateway_t *gw = cls;
+    http_req_t *req = *con_cls;
+    enum MHD_Result ret = MHD_YES;
+
+    if (req == NULL) {
+        req = calloc(1, sizeof(*req));
+        if (req == NULL) {
+            return MHD_NO;
+        }
+        req->gw = gw;
+        req->start_us = kg_clock_mono_us();
+        kg_buf_init(&req->body, (size_t)gw->cfg->server_max_body_bytes);
+        http_new_request_id(gw, req->request_id);
+        http_client_ip(conn, req->client_ip, sizeof(req->client_ip));
+        *con_cls = req;
+        atomic_fetch_add(&gw->inflight, 1);
+        if (http_first_call(conn, req, method, url, version, &ret)) {
+            return ret;
+        }
+        return MHD_YES;
+    }
+    if (req->answered) {
+        *upload_data_size = 0; /* discard the rest of a refused body */
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!req->body_too_large && kg_buf_append(&req->body, upload_data,
+                                                  *upload_data_size) != KG_OK) {
+            req->body_too_large = true;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->body_too_large) {
+        return http_error(conn, req, KG_ERR_BODY_TOO_LARGE, NULL, true);
+    }
+    if (req->ex == NULL) {
+        return http_forward(conn, req, url);
+    }
+    return http_respond(conn, req);
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn,
+                           void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    kg_gateway_t *gw = cls;
+    http_req_t *req = *con_cls;
+    kg_exchange_t *ex;
+
+    (void)conn;
+    (void)toe;
+    if (req == NULL) {
+        return;
+    }
+    ex = req->ex;
+    if (ex != NULL) {
+        bool done;
+
+        pthread_mutex_lock(&ex->mu);
+        ex->client_gone = true;
+        ex->conn = NULL;
+        ex->suspended = false;
+        done = ex->upstream_done && !ex->holding;
+        pthread_mutex_unlock(&ex->mu);
+        if (!done) {
+            kg_proxy_cancel(gw->proxy, ex);
+        }
+        kg_exchange_unref(ex);
+    }
+    kg_buf_free(&req->body);
+    free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&gw->inflight, 1);
+}
+
+static void http_log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\r\n")] = '\0';
+    KG_DEBUG("libmicrohttpd: %s", line);
+}
+
+/* [server] listen → a socket address. */
+static kg_err_t http_parse_listen(const char *s, struct sockaddr_storage *ss,
+                                  kg_diag_t *diag)
+{
+    char host[KG_LISTEN_HOST_MAX];
+    int port = 0;
+    kg_err_t rc;
+
+    memset(ss, 0, sizeof(*ss));
+    rc = kg_config_listen_parse(s, host, sizeof(host), &port, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    if (strchr(host, ':') != NULL) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)ss;
+
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+            return KG_OK;
+        }
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
+
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+            return KG_OK;
+        }
+    }
+    return kg_diag_fail(diag, KG_ERR_CONFIG,
+                        "[server] listen: '%s' is not an address", s);
+}
+
+kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
+{
+    const kg_config_t *cfg = gw->cfg;
+    struct sockaddr_storage ss;
+    unsigned threads = (unsigned)cfg->server_threads;
+    /* ITC lets MHD_quiesce_daemon stop accepting while threads run. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    const union MHD_DaemonInfo *info;
+    kg_err_t rc;
+
+    rc = http_parse_listen(cfg->server_listen, &ss, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    if (ss.ss_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    gw->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_handler, gw, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->server_max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->server_max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)((cfg->server_idle_timeout_ms + 999) / 1000),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)cfg->server_max_header_bytes * 2 + 64 * 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, gw,
+        MHD_OPTION_EXTERNAL_LOGGER, http_log_mhd, NULL, MHD_OPTION_END);
+    if (gw->daemon == NULL) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "cannot listen on %s (address in use or not "
+                            "available?)",
+                            cfg->server_listen);
+    }
+    info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    gw->port = info ? info->port : 0;
+    return KG_OK;
+}
+
+void kg_http_quiesce(kg_gateway_t *gw)
+{
+    if (gw->daemon != NULL) {
+        MHD_socket fd = MHD_quiesce_daemon(gw->daemon);
+
+        if (fd != MHD_INVALID_SOCKET) {
+            close(fd);
+        }
+    }
+}
+
+void kg_http_stop(kg_gateway_t *gw)
+{
+    if (gw->daemon != NULL) {
+        MHD_stop_daemon(gw->daemon);
+        gw->daemon = NULL;
+    }
+}

@@ -1,0 +1,784 @@
+/* The upstream side: one thread drives every provider transfer with libcurl. */
+#define _GNU_SOURCE /* memmem */
+#include "keygate/proxy.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "keygate/clock.h"
+#include "keygate/log.h"
+#include "keygate/money.h"
+#include "keygate/sse.h"
+#include "keygate/usage.h"
+
+#define PROXY_MAX_SSE_EVENT (1024 * 1024)
+#define PROXY_HEARTBEAT_US  (500 * 1000)
+
+typedef enum proxy_cmd_type {
+    PROXY_CMD_START,
+    PROXY_CMD_CANCEL,
+    PROXY_CMD_UNPAUSE,
+} proxy_cmd_type_t;
+
+typedef struct proxy_cmd {
+    proxy_cmd_type_t type;
+    kg_exchange_t *ex; /* holds a reference */
+    struct proxy_cmd *next;
+} proxy_cmd_t;
+
+/* Proxy-private state of one exchange; lives while the transfer runs. */
+typedef struct upstream {
+    kg_exchange_t *ex; /* the proxy's reference */
+    kg_proxy_t *proxy;
+    CURL *easy;
+    struct upstream *prev;
+    struct upstream *next;
+    bool headers_done;
+    int status;
+    int64_t first_byte_us;
+    size_t received;
+    bool cut; /* over max_response_bytes */
+    kg_buf_t body;
+    kg_sse_parser_t *sse;
+    kg_usage_stream_t us;
+    bool usage_sent;
+} upstream_t;
+
+struct kg_proxy {
+    kg_proxy_opts_t opts;
+    CURLM *multi;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards the command queue and stopping */
+    proxy_cmd_t *head;
+    proxy_cmd_t *tail;
+    bool stopping;
+    upstream_t *active; /* doubly linked, proxy thread only */
+    int64_t last_heartbeat_us;
+    atomic_size_t nactive;
+};
+
+static void proxy_enqueue(kg_proxy_t *p, proxy_cmd_type_t type,
+                          kg_exchange_t *ex)
+{
+    proxy_cmd_t *cmd = malloc(sizeof(*cmd));
+
+    if (cmd == NULL) {
+        KG_ERROR("proxy: out of memory queueing a command");
+        kg_exchange_unref(ex);
+        return;
+    }
+    cmd->type = type;
+    cmd->ex = ex;
+    cmd->next = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail != NULL) {
+        p->tail->next = cmd;
+    } else {
+        p->head = cmd;
+    }
+    p->tail = cmd;
+    pthread_mutex_unlock(&p->mu);
+    curl_multi_wakeup(p->multi);
+}
+
+void kg_proxy_submit(kg_proxy_t *p, kg_exchange_t *ex)
+{
+    proxy_enqueue(p, PROXY_CMD_START, ex);
+}
+
+void kg_proxy_cancel(kg_proxy_t *p, kg_exchange_t *ex)
+{
+    kg_exchange_ref(ex);
+    proxy_enqueue(p, PROXY_CMD_CANCEL, ex);
+}
+
+void kg_proxy_unpause(kg_proxy_t *p, kg_exchange_t *ex)
+{
+    kg_exchange_ref(ex);
+    proxy_enqueue(p, PROXY_CMD_UNPAUSE, ex);
+}
+
+size_t kg_proxy_active(kg_proxy_t *p)
+{
+    return atomic_load(&p->nactive);
+}
+
+/* Overwrite every occurrence of the provider credential in buf. */
+static void proxy_redact(char *buf, size_t len, const kg_provider_t *prov)
+{
+    const char *cred = prov ? prov->credential : NULL;
+    size_t clen = cred ? prov->credential_len : 0;
+    char *hit;
+
+    if (clen < 8) {
+        return;
+    }
+    while ((hit = memmem(buf, len, cred, clen)) != NULL) {
+        memset(hit, '*', clen);
+    }
+}
+
+static kg_api_t proxy_api(const kg_exchange_t *ex)
+{
+    return ex->provider->type == KG_PROVIDER_ANTHROPIC ? KG_API_ANTHROPIC
+                                                       : KG_API_OPENAI;
+}
+
+/* Called on the usage writer thread once the event has committed. */
+static void proxy_usage_committed(void *ud, kg_err_t rc)
+{
+    kg_exchange_t *ex = ud;
+
+    if (rc != KG_OK) {
+        KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,
+                 kg_err_name(rc));
+    }
+    pthread_mutex_lock(&ex->mu);
+    if (ex->holding) {
+        if (kg_buf_append(&ex->out, ex->held, ex->held_len) != KG_OK) {
+            ex->upstream_failed = true;
+        }
+        free(ex->held);
+        ex->held = NULL;
+        ex->holding = false;
+    }
+    if (ex->phase == KG_PHASE_WAITING && ex->upstream_done) {
+        ex->phase = KG_PHASE_READY;
+    }
+    kg_exchange_wake_locked(ex);
+    pthread_mutex_unlock(&ex->mu);
+    kg_exchange_unref(ex);
+}
+
+/* Record the exchange's usage; the answer's last bytes wait for it. */
+static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
+                             const char *error_code)
+{
+    kg_exchange_t *ex = up->ex;
+    kg_usage_event_t ev;
+    kg_price_t price;
+    int64_t now_us = kg_clock_mono_us();
+    char money[KG_MONEY_STRLEN];
+
+    if (up->usage_sent) {
+        return;
+    }
+    up->usage_sent = true;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.request_id, sizeof(ev.request_id), "%s", ex->request_id);
+    snprintf(ev.key_id, sizeof(ev.key_id), "%s", ex->key.id);
+    snprintf(ev.workspace_id, sizeof(ev.workspace_id), "%s",
+             ex->key.workspace_id);
+    ev.at_ms = kg_clock_now_ms();
+    snprintf(ev.operation, sizeof(ev.operation), "%s", ex->operation);
+    snprintf(ev.model, sizeof(ev.model), "%s",
+             ex->model ? ex->model->name : "");
+    snprintf(ev.provider, sizeof(ev.provider), "%s", ex->provider->name);
+    snprintf(ev.mode, sizeof(ev.mode), "%s", "api-keys");
+    ev.status = status;
+    ev.prompt_tokens = u->prompt_tokens;
+    ev.completion_tokens = u->completion_tokens;
+    ev.cached_tokens = u->cached_tokens;
+    memset(&price, 0, sizeof(price));
+    if (ex->model != NULL) {
+        price.input_per_mtok = ex->model->input_price;
+        price.output_per_mtok = ex->model->output_price;
+        price.cached_input_per_mtok = ex->model->cached_input_price;
+    }
+    ev.cost = kg_usage_cost(u, &price);
+    ev.latency_ms = (now_us - ex->start_us) / 1000;
+    ev.ttft_ms =
+        up->first_byte_us ? (up->first_byte_us - ex->start_us) / 1000 : -1;
+    ev.streamed = ex->is_sse;
+    snprintf(ev.client_ip, sizeof(ev.client_ip), "%s", ex->client_ip);
+    snprintf(ev.error_code, sizeof(ev.error_code), "%s",
+             error_code ? error_code : "");
+    KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
+            "prompt_tokens=%lld completion_tokens=%lld cost=%s "
+            "latency_ms=%lld%s%s",
+            ev.request_id, ev.key_id, status, ev.model, ev.provider,
+            (long long)ev.prompt_tokens, (long long)ev.completion_tokens,
+            kg_money_format(ev.cost, money, sizeof(money)),
+            (long long)ev.latency_ms, error_code ? " error=" : "",
+            error_code ? error_code : "");
+    kg_exchange_ref(ex);
+    if (kg_usagedb_submit(up->proxy->opts.usage, &ev, proxy_usage_committed,
+                          ex) != KG_OK) {
+        proxy_usage_committed(ex, KG_ERR_UNAVAILABLE);
+    }
+}
+
+/* Make the exchange answer with keygate's own error (before headers). */
+static void proxy_fail(upstream_t *up, kg_err_t err, const char *code)
+{
+    kg_exchange_t *ex = up->ex;
+    kg_usage_t u;
+
+    memset(&u, 0, sizeof(u));
+    pthread_mutex_lock(&ex->mu);
+    ex->error = err;
+    ex->status = kg_err_http_status(err);
+    ex->is_sse = false;
+    ex->upstream_done = true;
+    pthread_mutex_unlock(&ex->mu);
+    /* 499 (client closed request) when nobody is left to answer. */
+    proxy_send_usage(
+        up, &u,
+        strcmp(code, "client_gone") == 0 ? 499 : kg_err_http_status(err), code);
+}
+
+static size_t proxy_header_cb(char *line, size_t size, size_t n, void *ud)
+{
+    upstream_t *up = ud;
+    kg_exchange_t *ex = up->ex;
+    size_t len = size * n;
+    long code = 0;
+
+    if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+        up->headers_done = false;
+        return len;
+    }
+    if (len <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+        curl_easy_getinfo(up->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 100 && code < 200) {
+            return len; /* an interim answer: the real one follows */
+        }
+        up->headers_done = true;
+        up->status = (int)code;
+        up->first_byte_us = kg_clock_mono_us();
+        pthread_mutex_lock(&ex->mu);
+        ex->status = (int)code;
+        ex->is_sse = code >= 200 && code < 300 &&
+                     strncmp(ex->content_type, "text/event-stream", 17) == 0;
+        if (ex->is_sse) {
+            ex->phase = KG_PHASE_READY;
+            kg_exchange_wake_locked(ex);
+        }
+        pthread_mutex_unlock(&ex->mu);
+        return len;
+    }
+    if (len > 13 && strncasecmp(line, "content-type:", 13) == 0) {
+        const char *v = line + 13;
+        size_t vlen = len - 13;
+
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
+                            v[vlen - 1] == ' ')) {
+            vlen--;
+        }
+        pthread_mutex_lock(&ex->mu);
+        snprintf(ex->content_type, sizeof(ex->content_type), "%.*s", (int)vlen,
+                 v);
+        pthread_mutex_unlock(&ex->mu);
+    } else if (len > 12 && strncasecmp(line, "retry-after:", 12) == 0) {
+        const char *v = line + 12;
+        size_t vlen = len - 12;
+
+        while (vlen > 0 && *v == ' ') {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
+                            v[vlen - 1] == ' ')) {
+            vlen--;
+        }
+        /* Only digits or an HTTP date reach the client. */
+        if (vlen > 0 && vlen < sizeof(ex->retry_after) &&
+            strspn(v, "0123456789 ,:ADFGJMNOSTWacdeghilnoprstuvy") >= vlen) {
+            pthread_mutex_lock(&ex->mu);
+            snprintf(ex->retry_after, sizeof(ex->retry_after), "%.*s",
+                     (int)vlen, v);
+            pthread_mutex_unlock(&ex->mu);
+        }
+    }
+    return len;
+}
+
+/* One complete SSE event from the provider: inspect, then relay or hold. */
+static kg_err_t proxy_sse_event(const kg_sse_event_t *sev, void *ud)
+{
+    upstream_t *up = ud;
+    kg_exchange_t *ex = up->ex;
+    bool forward = true;
+    char *copy;
+    kg_err_t rc = KG_OK;
+
+    kg_usage_stream_event(&up->us, sev, &forward);
+    if (!forward) {
+        return KG_OK;
+    }
+    copy = malloc(sev->raw_len ? sev->raw_len : 1);
+    if (copy == NULL) {
+        return KG_ERR_NOMEM;
+    }
+    memcpy(copy, sev->raw, sev->raw_len);
+    proxy_redact(copy, sev->raw_len, ex->provider);
+    if (up->us.terminal) {
+        /* Hold the stream's last event until its usage event commits, so a
+         * client that saw the whole answer always has it recorded. */
+        kg_usage_t u;
+
+        pthread_mutex_lock(&ex->mu);
+        free(ex->held);
+        ex->held = copy;
+        ex->held_len = sev->raw_len;
+        ex->holding = true;
+        pthread_mutex_unlock(&ex->mu);
+        kg_usage_stream_estimate(&up->us, &u);
+        proxy_send_usage(up, &u, up->status, NULL);
+        return KG_OK;
+    }
+    pthread_mutex_lock(&ex->mu);
+    rc = kg_buf_append(&ex->out, copy, sev->raw_len);
+    kg_exchange_wake_locked(ex);
+    pthread_mutex_unlock(&ex->mu);
+    free(copy);
+    return rc;
+}
+
+static size_t proxy_write_cb(char *data, size_t size, size_t n, void *ud)
+{
+    upstream_t *up = ud;
+    kg_exchange_t *ex = up->ex;
+    size_t len = size * n;
+    bool sse;
+
+    pthread_mutex_lock(&ex->mu);
+    sse = ex->is_sse;
+    if (sse && ex->out.len >= KG_RELAY_HIGH_WATER) {
+        /* Backpressure: the client is slower than the provider. */
+        ex->paused = true;
+        pthread_mutex_unlock(&ex->mu);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    if (up->received + len > up->proxy->opts.max_response_bytes) {
+        up->cut = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    up->received += len;
+    if (!sse) {
+        return kg_buf_append(&up->body, data, len) == KG_OK ? len : 0;
+    }
+    if (kg_sse_feed(up->sse, data, len, proxy_sse_event, up) != KG_OK) {
+        up->cut = true;
+        return 0;
+    }
+    return len;
+}
+
+/* The JSON body keygate answers when the provider's error is not JSON. */
+static char *proxy_wrap_error(int status, size_t *len)
+{
+    char msg[96];
+    json_t *j;
+    char *out;
+
+    snprintf(msg, sizeof(msg), "Upstream provider error (status %d).", status);
+    j = json_pack("{s:{s:s, s:s, s:s}, s:i, s:s}", "error", "message", msg,
+                  "type", "api_error", "code", "upstream_error", "status",
+                  status, "message", msg);
+    out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    *len = out ? strlen(out) : 0;
+    return out;
+}
+
+/* A buffered (non-SSE) answer is complete: check it, price it, publish. */
+static void proxy_finish_buffered(upstream_t *up)
+{
+    kg_exchange_t *ex = up->ex;
+    kg_usage_t u;
+    json_t *probe;
+    size_t len = up->body.len;
+    char *body;
+    bool json_ok;
+
+    memset(&u, 0, sizeof(u));
+    if (up->status >= 300 && up->status < 400) {
+        proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_redirect");
+        return;
+    }
+    probe = json_loadb(up->body.data ? up->body.data : "", len, 0, NULL);
+    json_ok = json_is_object(probe) || json_is_array(probe);
+    json_decref(probe);
+    if (up->status < 300 && !json_ok) {
+        proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_garbage");
+        return;
+    }
+    if (up->status < 300) {
+        kg_usage_from_json(proxy_api(ex), up->body.data, len, &u);
+    }
+    if (json_ok) {
+        body = kg_buf_steal(&up->body, &len);
+        proxy_redact(body, len, ex->provider);
+    } else {
+        body = proxy_wrap_error(up->status, &len);
+        snprintf(ex->content_type, sizeof(ex->content_type),
+                 "application/json");
+    }
+    pthread_mutex_lock(&ex->mu);
+    if (body == NULL || kg_buf_append(&ex->out, body, len) != KG_OK) {
+        ex->error = KG_ERR_NOMEM;
+        ex->status = 500;
+    }
+    ex->upstream_done = true;
+    pthread_mutex_unlock(&ex->mu);
+    free(body);
+    proxy_send_usage(up, &u, up->status,
+                     up->status >= 400 ? "upstream_error" : NULL);
+}
+
+static const char *proxy_curl_error_code(CURLcode rc, bool cut)
+{
+    if (cut) {
+        return "upstream_too_large";
+    }
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "upstream_timeout";
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return "upstream_unreachable";
+    default:
+        return "upstream_failed";
+    }
+}
+
+/* The transfer ended (rc) — or was cut short by keygate (rc_override). */
+static void proxy_finish(upstream_t *up, CURLcode rc, const char *why)
+{
+    kg_exchange_t *ex = up->ex;
+    kg_usage_t u;
+    bool sse;
+
+    pthread_mutex_lock(&ex->mu);
+    sse = ex->is_sse && up->headers_done;
+    pthread_mutex_unlock(&ex->mu);
+    if (!up->headers_done || (!sse && rc != CURLE_OK)) {
+        bool timeout = rc == CURLE_OPERATION_TIMEDOUT ||
+                       (why && strcmp(why, "upstream_timeout") == 0);
+
+        proxy_fail(up, timeout ? KG_ERR_GATEWAY_TIMEOUT : KG_ERR_BAD_GATEWAY,
+                   why ? why : proxy_curl_error_code(rc, up->cut));
+        return;
+    }
+    if (!sse) {
+        proxy_finish_buffered(up);
+        return;
+    }
+    kg_usage_stream_estimate(&up->us, &u);
+    pthread_mutex_lock(&ex->mu);
+    ex->upstream_done = true;
+    ex->upstream_failed = rc != CURLE_OK || why != NULL || !up->us.done;
+    kg_exchange_wake_locked(ex);
+    pthread_mutex_unlock(&ex->mu);
+    proxy_send_usage(up, &u, up->status,
+                     why ? why
+                         : (rc != CURLE_OK ? proxy_curl_error_code(rc, up->cut)
+                                           : (up->us.done ? NULL
+                                                          : "upstream_"
+                                                            "incomplete")));
+}
+
+static void proxy_release(kg_proxy_t *p, upstream_t *up)
+{
+    if (up->prev != NULL) {
+        up->prev->next = up->next;
+    } else if (p->active == up) {
+        p->active = up->next;
+    }
+    if (up->next != NULL) {
+        up->next->prev = up->prev;
+    }
+    atomic_fetch_sub(&p->nactive, 1);
+    curl_multi_remove_handle(p->multi, up->easy);
+    curl_easy_cleanup(up->easy);
+    curl_slist_free_all(up->ex->curl_headers);
+    up->ex->curl_headers = NULL;
+    up->ex->upstream = NULL;
+    kg_buf_free(&up->body);
+    kg_sse_parser_free(&up->sse);
+    kg_exchange_unref(up->ex);
+    free(up);
+}
+
+static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
+{
+    upstream_t *up = calloc(1, sizeof(*up));
+    const kg_provider_t *prov = ex->provider;
+    int64_t connect_ms = prov->connect_timeout_ms > 0
+                             ? prov->connect_timeout_ms
+                             : p->opts.connect_timeout_ms;
+    int64_t idle_ms = prov->idle_timeout_ms > 0 ? prov->idle_timeout_ms
+                                                : p->opts.idle_timeout_ms;
+    CURL *e;
+
+    if (up == NULL) {
+        goto fail;
+    }
+    up->ex = ex;
+    up->proxy = p;
+    kg_buf_init(&up->body, p->opts.max_response_bytes);
+    kg_usage_stream_init(&up->us, proxy_api(ex), ex->client_wants_usage);
+    up->us.prompt_estimate = ex->input_estimate;
+    if (kg_sse_parser_new(PROXY_MAX_SSE_EVENT, &up->sse) != KG_OK) {
+        goto fail;
+    }
+    e = curl_easy_init();
+    if (e == NULL) {
+        goto fail;
+    }
+    up->easy = e;
+    ex->upstream = up;
+    curl_easy_setopt(e, CURLOPT_URL, ex->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, up);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(idle_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER,
+                     (struct curl_slist *)ex->curl_headers);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, proxy_header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, up);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, proxy_write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, up);
+    if (ex->body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, ex->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)ex->body_len);
+    }
+    up->next = p->active;
+    if (p->active != NULL) {
+        p->active->prev = up;
+    }
+    p->active = up;
+    atomic_fetch_add(&p->nactive, 1);
+    if (curl_multi_add_handle(p->multi, e) != CURLM_OK) {
+        proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_failed");
+        proxy_release(p, up);
+    }
+    return;
+fail:
+    KG_ERROR("request %s: cannot start the upstream transfer", ex->request_id);
+    if (up != NULL) {
+        kg_sse_parser_free(&up->sse);
+        kg_buf_free(&up->body);
+        free(up);
+    }
+    pthread_mutex_lock(&ex->mu);
+    ex->error = KG_ERR_INTERNAL;
+    ex->status = 500;
+    ex->upstream_done = true;
+    ex->phase = KG_PHASE_READY;
+    kg_exchange_wake_locked(ex);
+    pthread_mutex_unlock(&ex->mu);
+    kg_exchange_unref(ex);
+}
+
+static void proxy_run_command(kg_proxy_t *p, proxy_cmd_t *cmd)
+{
+    kg_exchange_t *ex = cmd->ex;
+    upstream_t *up = ex->upstream;
+
+    switch (cmd->type) {
+    case PROXY_CMD_START:
+        proxy_start_one(p, ex); /* takes the command's reference */
+        return;
+    case PROXY_CMD_CANCEL:
+        if (up != NULL) {
+            proxy_finish(up, CURLE_OK, "client_gone");
+            proxy_release(p, up);
+        }
+        break;
+    case PROXY_CMD_UNPAUSE:
+        if (up != NULL) {
+            pthread_mutex_lock(&ex->mu);
+            ex->paused = false;
+            ex->unpause_asked = false;
+            pthread_mutex_unlock(&ex->mu);
+            curl_easy_pause(up->easy, CURLPAUSE_CONT);
+        }
+        break;
+    }
+    kg_exchange_unref(ex);
+}
+
+static bool proxy_drain_commands(kg_proxy_t *p)
+{
+    proxy_cmd_t *cmd;
+    bool stopping;
+
+    pthread_mutex_lock(&p->mu);
+    cmd = p->head;
+    p->head = NULL;
+    p->tail = NULL;
+    stopping = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    while (cmd != NULL) {
+        proxy_cmd_t *next = cmd->next;
+
+        proxy_run_command(p, cmd);
+        free(cmd);
+        cmd = next;
+    }
+    return stopping;
+}
+
+/*
+ * True when the client of a suspended exchange has closed its side.
+ * libmicrohttpd does not watch a suspended connection's socket, so a client
+ * that goes away while the provider is silent is noticed here: a peek that
+ * consumes nothing, on a socket MHD leaves alone while suspended.
+ */
+static bool proxy_client_closed(kg_exchange_t *ex)
+{
+    struct pollfd pfd;
+    bool closed = false;
+
+    pthread_mutex_lock(&ex->mu);
+    if (ex->suspended && !ex->client_gone && ex->client_fd >= 0) {
+        pfd.fd = ex->client_fd;
+        pfd.events = POLLIN | POLLRDHUP;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 0) == 1 &&
+            (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+            closed = true;
+        }
+    }
+    pthread_mutex_unlock(&ex->mu);
+    return closed;
+}
+
+/*
+ * Transfers whose provider has not answered in time get a 504; every
+ * PROXY_HEARTBEAT_US, transfers whose client has gone are cut (and charged
+ * for what was produced).
+ */
+static void proxy_check_deadlines(kg_proxy_t *p)
+{
+    int64_t now = kg_clock_mono_us();
+    upstream_t *up = p->active;
+    bool beat = now - p->last_heartbeat_us >= PROXY_HEARTBEAT_US;
+
+    while (up != NULL) {
+        upstream_t *next = up->next;
+        const kg_provider_t *prov = up->ex->provider;
+        int64_t fbt = prov->first_byte_timeout_ms > 0
+                          ? prov->first_byte_timeout_ms
+                          : p->opts.first_byte_timeout_ms;
+
+        if (!up->headers_done && now - up->ex->start_us > fbt * 1000) {
+            proxy_finish(up, CURLE_OPERATION_TIMEDOUT, "upstream_timeout");
+            proxy_release(p, up);
+        } else if (beat && proxy_client_closed(up->ex)) {
+            proxy_finish(up, CURLE_OK, "client_gone");
+            proxy_release(p, up);
+        }
+        up = next;
+    }
+    if (beat) {
+        p->last_heartbeat_us = now;
+    }
+}
+
+static void *proxy_main(void *arg)
+{
+    kg_proxy_t *p = arg;
+    int running = 0;
+
+    for (;;) {
+        CURLMsg *msg;
+        int left;
+        bool stopping = proxy_drain_commands(p);
+
+        if (stopping) {
+            break;
+        }
+        curl_multi_perform(p->multi, &running);
+        while ((msg = curl_multi_info_read(p->multi, &left)) != NULL) {
+            upstream_t *up = NULL;
+
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&up);
+            proxy_finish(up, msg->data.result, NULL);
+            proxy_release(p, up);
+        }
+        proxy_check_deadlines(p);
+        curl_multi_poll(p->multi, NULL, 0, 100, NULL);
+    }
+    /* Stopping: whatever is still in flight is cut and recorded. */
+    while (p->active != NULL) {
+        upstream_t *up = p->active;
+
+        proxy_finish(up, CURLE_OK, "shutdown");
+        proxy_release(p, up);
+    }
+    proxy_drain_commands(p);
+    return NULL;
+}
+
+kg_err_t kg_proxy_start(const kg_proxy_opts_t *opts, kg_proxy_t **out,
+                        kg_diag_t *diag)
+{
+    kg_proxy_t *p = calloc(1, sizeof(*p));
+
+    *out = NULL;
+    if (p == NULL) {
+        return KG_ERR_NOMEM;
+    }
+    p->opts = *opts;
+    pthread_mutex_init(&p->mu, NULL);
+    p->multi = curl_multi_init();
+    if (p->multi == NULL) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return kg_diag_fail(diag, KG_ERR_INTERNAL, "curl_multi_init failed");
+    }
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      opts->max_host_connections);
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
+                      opts->max_host_connections);
+    if (pthread_create(&p->thread, NULL, proxy_main, p) != 0) {
+        curl_multi_cleanup(p->multi);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return kg_diag_fail(diag, KG_ERR_INTERNAL,
+                            "cannot start the proxy thread");
+    }
+    *out = p;
+    return KG_OK;
+}
+
+void kg_proxy_stop(kg_proxy_t **pp)
+{
+    kg_proxy_t *p;
+
+    if (pp == NULL || *pp == NULL) {
+        return;
+    }
+    p = *pp;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_mutex_unlock(&p->mu);
+    curl_multi_wakeup(p->multi);
+    pthread_join(p->thread, NULL);
+    curl_multi_cleanup(p->multi);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    *pp = NULL;
+}
