@@ -779,9 +779,11 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
         memset(out, 0, sizeof(*out));
     }
     if (grace < 0 || grace > max_grace) {
+        kg_duration_format(max_grace, graces, sizeof(graces));
         return kg_diag_fail(diag, KG_ERR_INVAL,
                             "grace period must be between 0 and the maximum "
-                            "key lifetime");
+                            "key lifetime of %s ([keys] max_ttl)",
+                            graces);
     }
     rc = kg_store_begin(ctx->store, diag);
     if (rc != KG_OK) {

@@ -261,9 +261,9 @@ static int keys_parse_spec(const char *cmd, int argc, char **argv,
 
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+", keys_spec_options, NULL)) !=
+    while ((opt = getopt_long(argc, argv, "+h", keys_spec_options, NULL)) !=
            -1) {
-        if (opt == OPT_HELP) {
+        if (opt == OPT_HELP || opt == 'h') {
             *help = true;
             return -1;
         }
@@ -345,12 +345,12 @@ static int keys_list(kg_cli_t *cli, int argc, char **argv)
 
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         if (opt == OPT_WORKSPACE) {
             filter.workspace = optarg;
         } else if (opt == OPT_ALL) {
             filter.include_deleted = true;
-        } else if (opt == OPT_HELP) {
+        } else if (opt == OPT_HELP || opt == 'h') {
             printf("Usage: keygate keys list [--workspace W] [--all] "
                    "[--json]\n\nList keys (--all: revoked ones too). "
                    "Secrets are never shown.\n");
@@ -511,6 +511,12 @@ static int keys_update(kg_cli_t *cli, int argc, char **argv)
         return kg_cli_usage_error("keys update",
                                   "a key cannot move to another workspace");
     }
+    if (spec.name == NULL && spec.description == NULL &&
+        spec.metadata == NULL && spec.rules == NULL && !spec.set_expires &&
+        !spec.set_usage_limit && !spec.set_period_limit && !spec.set_rpm &&
+        !spec.set_tpm && !spec.set_max_concurrent) {
+        return kg_cli_usage_error("keys update", "nothing to change");
+    }
     ex = kg_cli_open(cli);
     if (ex != KG_EXIT_OK) {
         return ex;
@@ -590,8 +596,8 @@ static int keys_rotate(kg_cli_t *cli, int argc, char **argv)
 
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (opt == OPT_HELP) {
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == OPT_HELP || opt == 'h') {
             printf("Usage: keygate keys rotate ID [--grace DURATION]\n\n"
                    "Issue a new secret for the key and print the new token "
                    "once.\nThe old secret stays valid for the grace period "
@@ -639,8 +645,8 @@ static int keys_delete(kg_cli_t *cli, int argc, char **argv)
 
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (opt == OPT_HELP) {
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == OPT_HELP || opt == 'h') {
             printf("Usage: keygate keys delete ID --yes\n\nRemove the key, "
                    "its secrets and its usage history for good.\nTo stop a "
                    "key but keep its history, use 'keys revoke'.\n");
