@@ -698,6 +698,9 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
         http_client_ip(conn, req->client_ip, sizeof(req->client_ip));
         *con_cls = req;
         atomic_fetch_add(&gw->inflight, 1);
+        MHD_set_connection_option(
+            conn, MHD_CONNECTION_OPTION_TIMEOUT,
+            (unsigned)((gw->cfg->server_idle_timeout_ms + 999) / 1000));
         if (http_first_call(conn, req, method, url, version, &ret)) {
             return ret;
         }
@@ -830,8 +833,11 @@ kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->server_max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->server_max_connections_per_ip,
+        /* Until a request's headers are in, a connection may be silent for
+         * header_timeout; the first call of the handler raises it to
+         * idle_timeout (see http_handler). */
         MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)((cfg->server_idle_timeout_ms + 999) / 1000),
+        (unsigned)((cfg->server_header_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->server_max_header_bytes * 2 + 64 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, gw,
