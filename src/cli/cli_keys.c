@@ -1,5 +1,6 @@
 /* The 'keygate keys' subcommands: the key lifecycle from the shell. */
 #include "cli.h"
+#include "cli_rules.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -255,14 +256,19 @@ static int keys_print_token(kg_cli_t *cli, const kg_key_t *k, const char *token,
 
 /* getopt_long over the create/update options; returns -1 or an exit code. */
 static int keys_parse_spec(const char *cmd, int argc, char **argv,
-                           kg_key_spec_t *spec, bool *help)
+                           kg_key_spec_t *spec, kg_cli_rules_t *rules,
+                           bool *help)
 {
+    struct option all[64];
     int opt;
 
+    if (kg_cli_rules_options_join(keys_spec_options, all,
+                                  sizeof(all) / sizeof(*all)) == NULL) {
+        return KG_EXIT_RUNTIME;
+    }
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+h", keys_spec_options, NULL)) !=
-           -1) {
+    while ((opt = getopt_long(argc, argv, "+h", all, NULL)) != -1) {
         if (opt == OPT_HELP || opt == 'h') {
             *help = true;
             return -1;
@@ -271,54 +277,77 @@ static int keys_parse_spec(const char *cmd, int argc, char **argv,
             return kg_cli_usage_error(cmd, "unknown or incomplete option '%s'",
                                       argv[optind - 1]);
         }
-        if (!keys_spec_option(opt, optarg, spec)) {
+        if (kg_cli_rules_is_option(opt)) {
+            if (!kg_cli_rules_take(rules, opt, optarg)) {
+                return KG_EXIT_USAGE;
+            }
+        } else if (!keys_spec_option(opt, optarg, spec)) {
             return KG_EXIT_USAGE;
         }
+    }
+    if (rules->any && spec->rules != NULL) {
+        return kg_cli_usage_error(cmd, "--rules replaces all rules; do not "
+                                       "combine it with rule options");
     }
     return -1;
 }
 
-static int keys_create(kg_cli_t *cli, int argc, char **argv)
+/* Create the key of spec and print its token once. */
+static int keys_create_run(kg_cli_t *cli, const kg_key_spec_t *spec)
 {
-    kg_key_spec_t spec;
     kg_key_t key;
     kg_diag_t diag = {{0}};
     char token[KG_TOKEN_STRLEN];
-    bool help = false;
     kg_err_t rc;
     int ex;
 
-    memset(&spec, 0, sizeof(spec));
-    ex = keys_parse_spec("keys create", argc, argv, &spec, &help);
-    if (help) {
-        printf("Usage: keygate keys create --name NAME [--workspace W] "
-               "[OPTIONS]\n\nCreate a key and print its token once.\n\n"
-               "  --workspace W          workspace name or id (default: "
-               "default)\n%s",
-               keys_spec_help);
-        return KG_EXIT_OK;
-    }
-    if (ex != -1) {
-        return ex;
-    }
-    if (optind < argc) {
-        return kg_cli_usage_error("keys create", "unexpected argument '%.40s'",
-                                  argv[optind]);
-    }
-    if (spec.name == NULL) {
-        return kg_cli_usage_error("keys create", "--name is required");
-    }
     ex = kg_cli_open(cli);
     if (ex != KG_EXIT_OK) {
         return ex;
     }
-    rc = kg_keys_create(&cli->keys, &spec, &key, token, &diag);
+    rc = kg_keys_create(&cli->keys, spec, &key, token, &diag);
     if (rc != KG_OK) {
         return kg_cli_fail(rc, &diag);
     }
     ex = keys_print_token(cli, &key, token, "Created");
     sodium_memzero(token, sizeof(token));
     kg_key_clear(&key);
+    return ex;
+}
+
+static int keys_create(kg_cli_t *cli, int argc, char **argv)
+{
+    kg_key_spec_t spec;
+    kg_cli_rules_t rules;
+    char *merged = NULL;
+    bool help = false;
+    int ex;
+
+    memset(&spec, 0, sizeof(spec));
+    kg_cli_rules_init(&rules);
+    ex = keys_parse_spec("keys create", argc, argv, &spec, &rules, &help);
+    if (help) {
+        printf("Usage: keygate keys create --name NAME [--workspace W] "
+               "[OPTIONS]\n\nCreate a key and print its token once.\n\n"
+               "  --workspace W          workspace name or id (default: "
+               "default)\n%s%s",
+               keys_spec_help, kg_cli_rules_help);
+        ex = KG_EXIT_OK;
+    } else if (ex == -1 && optind < argc) {
+        ex = kg_cli_usage_error("keys create", "unexpected argument '%.40s'",
+                                argv[optind]);
+    } else if (ex == -1 && spec.name == NULL) {
+        ex = kg_cli_usage_error("keys create", "--name is required");
+    } else if (ex == -1 && rules.any) {
+        merged = kg_cli_rules_merge(&rules, NULL);
+        spec.rules = merged;
+        ex = merged ? -1 : KG_EXIT_RUNTIME;
+    }
+    kg_cli_rules_free(&rules);
+    if (ex == -1) {
+        ex = keys_create_run(cli, &spec);
+    }
+    free(merged);
     return ex;
 }
 
@@ -478,54 +507,64 @@ static int keys_show(kg_cli_t *cli, int argc, char **argv)
 static int keys_update(kg_cli_t *cli, int argc, char **argv)
 {
     kg_key_spec_t spec;
+    kg_cli_rules_t rules;
     kg_key_t key;
     kg_diag_t diag = {{0}};
+    char *merged = NULL;
     bool help = false;
-    const char *id;
+    const char *id = NULL;
     kg_err_t rc;
     int ex;
 
     memset(&spec, 0, sizeof(spec));
+    kg_cli_rules_init(&rules);
     if (argc >= 2 && argv[1][0] != '-') {
         id = argv[1];
         argc--;
         argv++;
-    } else {
-        id = NULL;
     }
-    ex = keys_parse_spec("keys update", argc, argv, &spec, &help);
+    ex = keys_parse_spec("keys update", argc, argv, &spec, &rules, &help);
     if (help) {
         printf("Usage: keygate keys update ID [OPTIONS]\n\nChange a key; "
-               "options not given stay as they are.\n\n%s",
-               keys_spec_help);
-        return KG_EXIT_OK;
+               "options not given stay as they are.\n\n%s%s",
+               keys_spec_help, kg_cli_rules_help);
+        ex = KG_EXIT_OK;
+    } else if (ex == -1 && (id == NULL || optind < argc)) {
+        ex = kg_cli_usage_error("keys update",
+                                "expected one key id and options");
+    } else if (ex == -1 && spec.workspace != NULL) {
+        ex = kg_cli_usage_error("keys update",
+                                "a key cannot move to another workspace");
+    } else if (ex == -1 && !rules.any && spec.name == NULL &&
+               spec.description == NULL && spec.metadata == NULL &&
+               spec.rules == NULL && !spec.set_expires &&
+               !spec.set_usage_limit && !spec.set_period_limit &&
+               !spec.set_rpm && !spec.set_tpm && !spec.set_max_concurrent) {
+        ex = kg_cli_usage_error("keys update", "nothing to change");
+    } else if (ex == -1) {
+        ex = kg_cli_open(cli);
+        ex = ex == KG_EXIT_OK ? -1 : ex;
     }
-    if (ex != -1) {
-        return ex;
+    if (ex == -1 && rules.any) {
+        /* Rule options replace their rule and keep the key's others. */
+        rc = kg_keys_get(&cli->keys, id, &key, &diag);
+        if (rc != KG_OK) {
+            ex = kg_cli_fail(rc, &diag);
+        } else {
+            merged = kg_cli_rules_merge(&rules, key.rules);
+            spec.rules = merged;
+            ex = merged ? -1 : KG_EXIT_RUNTIME;
+            kg_key_clear(&key);
+        }
     }
-    if (id == NULL || optind < argc) {
-        return kg_cli_usage_error("keys update",
-                                  "expected one key id and options");
+    kg_cli_rules_free(&rules);
+    if (ex == -1) {
+        rc = kg_keys_update(&cli->keys, id, &spec, &key, &diag);
+        ex = rc == KG_OK ? keys_report(cli, &key, "updated")
+                         : kg_cli_fail(rc, &diag);
     }
-    if (spec.workspace != NULL) {
-        return kg_cli_usage_error("keys update",
-                                  "a key cannot move to another workspace");
-    }
-    if (spec.name == NULL && spec.description == NULL &&
-        spec.metadata == NULL && spec.rules == NULL && !spec.set_expires &&
-        !spec.set_usage_limit && !spec.set_period_limit && !spec.set_rpm &&
-        !spec.set_tpm && !spec.set_max_concurrent) {
-        return kg_cli_usage_error("keys update", "nothing to change");
-    }
-    ex = kg_cli_open(cli);
-    if (ex != KG_EXIT_OK) {
-        return ex;
-    }
-    rc = kg_keys_update(&cli->keys, id, &spec, &key, &diag);
-    if (rc != KG_OK) {
-        return kg_cli_fail(rc, &diag);
-    }
-    return keys_report(cli, &key, "updated");
+    free(merged);
+    return ex;
 }
 
 typedef kg_err_t (*keys_change_fn)(const kg_keys_ctx_t *ctx, const char *ref,
