@@ -199,6 +199,9 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     snprintf(ev.client_ip, sizeof(ev.client_ip), "%s", ex->client_ip);
     snprintf(ev.error_code, sizeof(ev.error_code), "%s",
              error_code ? error_code : "");
+    ev.period_start = ex->key.period != KG_PERIOD_NONE
+                          ? kg_period_start(ex->key.period, ev.at_ms / 1000)
+                          : -1;
     KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
             "prompt_tokens=%lld completion_tokens=%lld cost=%s "
             "latency_ms=%lld%s%s",

@@ -27,10 +27,26 @@ static const char ud_sql_hourly[] =
     "cached_tokens = cached_tokens + excluded.cached_tokens, "
     "cost = cost + excluded.cost, "
     "latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
-/* Touches no column of the key-revision triggers: no cache flush. */
+/*
+ * Touches no column of the key-revision triggers: no cache flush. ?4 is
+ * the start of the budget period the charge falls in (-1: the key has no
+ * period): a new period restarts period_usage, a charge for a period
+ * older than the stored one only counts toward the lifetime usage.
+ */
 static const char ud_sql_key[] =
-    "UPDATE api_keys SET usage = usage + ?, "
-    "last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?";
+    "UPDATE api_keys SET usage = usage + ?1, "
+    "last_used_at = max(coalesce(last_used_at, 0), ?2), "
+    "period_usage = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 "
+    "THEN period_usage WHEN period_started_at = ?4 THEN period_usage + ?1 "
+    "ELSE ?1 END, "
+    "period_started_at = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 THEN period_started_at ELSE ?4 END "
+    "WHERE id = ?3";
+/* Credits mode: the pool's cost comes off the workspace's balance. */
+static const char ud_sql_credits[] =
+    "UPDATE workspaces SET credits_balance = credits_balance - ? "
+    "WHERE id = ?";
 
 /* A queued event and, once its batch ran, its outcome. */
 typedef struct ud_item {
@@ -166,7 +182,18 @@ static kg_err_t ud_add_totals(kg_usagedb_t *w, const kg_usage_event_t *ev,
     sqlite3_bind_int64(st, 1, ev->cost);
     sqlite3_bind_int64(st, 2, at);
     kg_store_bind_text(st, 3, ev->key_id);
-    return kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+    sqlite3_bind_int64(st, 4, ev->period_start);
+    rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+    if (rc != KG_OK || !ev->charge_credits || ev->cost == 0) {
+        return rc;
+    }
+    st = kg_store_stmt(w->store, ud_sql_credits, diag);
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, ev->cost);
+    kg_store_bind_text(st, 2, ev->workspace_id);
+    return kg_store_exec_stmt(w->store, st, "charging workspace credits", diag);
 }
 
 /* The size of the next batch: what is queued now, up to the maximum. */

@@ -45,6 +45,9 @@ typedef struct kg_usage_event {
     bool streamed;
     char client_ip[46];
     char error_code[48]; /* "": none */
+    /* Start of the key's budget period the cost falls in; -1: no period. */
+    int64_t period_start;
+    bool charge_credits; /* credits mode: deduct cost from the workspace */
 } kg_usage_event_t;
 
 /*
