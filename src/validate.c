@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "keygate/money.h"
+#include "keygate/rules.h"
 
 /* Length of the UTF-8 sequence at s, or 0 when it is not well formed. */
 static size_t validate_utf8_len(const unsigned char *s, size_t left)
@@ -244,6 +245,13 @@ kg_err_t kg_validate_rules(const char *json, kg_diag_t *diag)
         if (rc != KG_OK) {
             break;
         }
+    }
+    if (rc == KG_OK) {
+        /* The values' meaning: globs, CIDRs (diag names rule and value). */
+        kg_rules_t *compiled = NULL;
+
+        rc = kg_rules_compile(json, &compiled, diag);
+        kg_rules_free(&compiled);
     }
     json_decref(root);
     return rc;
