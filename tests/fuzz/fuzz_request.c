@@ -1,0 +1,241 @@
+/* libFuzzer target: request inspection and rewriting. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "keygate/request.h"
+
+#define FUZZ_CHECK(cond)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                  \
+            abort();                                                         \
+        }                                                                    \
+    } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The diag is a short, terminated message whenever a body is refused. */
+static void fuzz_check_diag(const kg_diag_t *diag)
+{
+    FUZZ_CHECK(memchr(diag->msg, '\0', sizeof(diag->msg)) != NULL);
+    FUZZ_CHECK(diag->msg[0] != '\0');
+}
+
+/* True when objects a and b hold the same member names in the same order. */
+static bool fuzz_same_order(json_t *a, json_t *b)
+{
+    void *ia = json_object_iter(a);
+    void *ib = json_object_iter(b);
+
+    while (ia != NULL && ib != NULL) {
+        if (strcmp(json_object_iter_key(ia), json_object_iter_key(ib)) != 0) {
+            return false;
+        }
+        ia = json_object_iter_next(a, ia);
+        ib = json_object_iter_next(b, ib);
+    }
+    return ia == NULL && ib == NULL;
+}
+
+/*
+ * The oracle: the rewritten bytes parse to what jansson makes of the body
+ * with the same edits, member order included.
+ */
+static void fuzz_check_splice(const char *body, size_t len, const char *out,
+                              size_t out_len, const char *upstream,
+                              bool add_usage)
+{
+    const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+    json_t *want = json_loadb(body, len, flags, NULL);   /* new */
+    json_t *got = json_loadb(out, out_len, flags, NULL); /* new */
+    json_t *so;                                          /* borrowed */
+
+    FUZZ_CHECK(json_is_object(want));
+    FUZZ_CHECK(json_is_object(got));
+    if (upstream != NULL) {
+        json_object_set_new(want, "model", json_string(upstream));
+    }
+    if (add_usage) {
+        so = json_object_get(want, "stream_options");
+        if (json_is_object(so)) {
+            json_object_set_new(so, "include_usage", json_true());
+        } else {
+            so = json_object();
+            json_object_set_new(so, "include_usage", json_true());
+            json_object_set_new(want, "stream_options", so);
+        }
+        FUZZ_CHECK(fuzz_same_order(json_object_get(want, "stream_options"),
+                                   json_object_get(got, "stream_options")));
+    }
+    FUZZ_CHECK(json_equal(want, got));
+    FUZZ_CHECK(fuzz_same_order(want, got));
+    json_decref(want);
+    json_decref(got);
+}
+
+/* Rewrite body and check the result against what inspect said of it. */
+static void fuzz_rewrite(const char *body, size_t len, bool ok,
+                         const kg_request_info_t *info, const char *upstream,
+                         bool add_usage)
+{
+    char *out = NULL;
+    size_t out_len = 0;
+    kg_request_info_t again;
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+
+    rc = kg_request_rewrite(body, len, upstream, add_usage, &out, &out_len);
+    if (rc == KG_ERR_NOMEM) {
+        return;
+    }
+    if (rc != KG_OK) {
+        FUZZ_CHECK(out == NULL && out_len == 0);
+        /* A body inspect accepted is always rewritable. */
+        FUZZ_CHECK(!ok);
+        FUZZ_CHECK(rc == KG_ERR_BAD_REQUEST);
+        return;
+    }
+    FUZZ_CHECK(out != NULL && strlen(out) == out_len);
+    fuzz_check_splice(body, len, out, out_len, upstream, add_usage);
+    rc = kg_request_inspect(out, out_len, &again, &diag);
+    if (ok && (upstream == NULL || strcmp(upstream, "upstream-model") == 0)) {
+        /* The rewritten body says the same, with the new model. */
+        FUZZ_CHECK(rc == KG_OK);
+        FUZZ_CHECK(again.stream == info->stream);
+        FUZZ_CHECK(again.max_tokens == info->max_tokens);
+        FUZZ_CHECK(again.input_estimate_tokens == info->input_estimate_tokens);
+        FUZZ_CHECK(again.client_include_usage ==
+                   (add_usage || info->client_include_usage));
+        if (upstream != NULL) {
+            FUZZ_CHECK(again.has_model && strcmp(again.model, upstream) == 0);
+        } else {
+            FUZZ_CHECK(again.has_model == info->has_model);
+            FUZZ_CHECK(strcmp(again.model, info->model) == 0);
+        }
+    }
+    free(out);
+}
+
+/* Input: a request body, inspected, then rewritten two ways. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *body = (const char *)data;
+    kg_request_info_t info;
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+    bool ok;
+
+    rc = kg_request_inspect(body, size, &info, &diag);
+    if (rc == KG_ERR_NOMEM) {
+        return 0;
+    }
+    ok = rc == KG_OK;
+    if (ok) {
+        FUZZ_CHECK(info.has_model == (info.model[0] != '\0'));
+        FUZZ_CHECK(strlen(info.model) <= KG_MODEL_NAME_MAX);
+        FUZZ_CHECK(info.max_tokens >= KG_NONE);
+        FUZZ_CHECK(info.input_estimate_tokens >= 0);
+        FUZZ_CHECK((uint64_t)info.input_estimate_tokens <=
+                   (uint64_t)size / 4 + 1 +
+                       (uint64_t)size * KG_REQUEST_MESSAGE_OVERHEAD);
+    } else {
+        FUZZ_CHECK(rc == KG_ERR_BAD_REQUEST);
+        fuzz_check_diag(&diag);
+    }
+    fuzz_rewrite(body, size, ok, &info, NULL, false);
+    fuzz_rewrite(body, size, ok, &info, "upstream-model", true);
+    fuzz_rewrite(body, size, ok, &info, NULL, true);
+    fuzz_rewrite(body, size, ok, &info, "a\"b\\c\x01\xC3\xA9", false);
+    return 0;
+}
+
+#ifdef KG_FUZZ_REPLAY
+#include <dirent.h>
+#include <sys/stat.h>
+
+/* Run the target over one file; returns 0, or 1 when it cannot be read. */
+static int fuzz_replay_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t cap = 4096;
+    size_t n = 0;
+    int rc = 1;
+
+    if (f == NULL) {
+        goto out;
+    }
+    buf = malloc(cap);
+    while (buf != NULL) {
+        uint8_t *grown;
+
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) {
+            break;
+        }
+        cap *= 2;
+        grown = realloc(buf, cap);
+        if (grown == NULL) {
+            goto out;
+        }
+        buf = grown;
+    }
+    if (buf == NULL || ferror(f)) {
+        goto out;
+    }
+    LLVMFuzzerTestOneInput(buf, n);
+    rc = 0;
+out:
+    if (rc != 0) {
+        fprintf(stderr, "cannot read %s\n", path);
+    }
+    free(buf);
+    if (f != NULL) {
+        fclose(f);
+    }
+    return rc;
+}
+
+/* Replay files, or every file of a directory, given as arguments. */
+int main(int argc, char **argv)
+{
+    int failed = 0;
+    int runs = 0;
+
+    for (int i = 1; i < argc; i++) {
+        struct stat st;
+        DIR *d;
+        struct dirent *e;
+
+        if (stat(argv[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            failed |= fuzz_replay_file(argv[i]);
+            runs++;
+            continue;
+        }
+        d = opendir(argv[i]);
+        if (d == NULL) {
+            failed = 1;
+            continue;
+        }
+        while ((e = readdir(d)) != NULL) {
+            char path[4096];
+
+            if (e->d_name[0] == '.') {
+                continue;
+            }
+            snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
+            failed |= fuzz_replay_file(path);
+            runs++;
+        }
+        closedir(d);
+    }
+    fprintf(stderr, "replayed %d inputs\n", runs);
+    return failed;
+}
+#endif /* KG_FUZZ_REPLAY */
