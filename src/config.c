@@ -50,6 +50,10 @@ static const kg_setting_t config_settings[] = {
     {"security", "hash_key_file", KG_SETTING_PATH, CFG(hash_key_file),
      "/var/lib/keygate/hash.key", KG_SETTING_RESTART, 0, 0,
      "32-byte server key for hashing secrets (mode 0600, outside the store)"},
+    {"security", "secret_key_file", KG_SETTING_PATH, CFG(secret_key_file),
+     "/var/lib/keygate/secret.key", KG_SETTING_RESTART, 0, 0,
+     "32-byte server key sealing workspace credentials (mode 0600); default: "
+     "next to hash_key_file"},
     {"log", "level", KG_SETTING_LOGLEVEL, CFG(log_level), "info",
      KG_SETTING_RELOADABLE, 0, 0, "error, warn, info or debug"},
     {"server", "listen", KG_SETTING_LISTEN, CFG(server_listen),
@@ -1204,12 +1208,56 @@ static void config_check_entries(config_parse_t *p)
     }
 }
 
+/*
+ * [security] secret_key_file, when the file does not set it, is
+ * "secret.key" in the directory of hash_key_file: a file that moves the
+ * hash key moves both server keys (with the defaults, both are in
+ * /var/lib/keygate).
+ */
+static void config_derive_secret_key(config_parse_t *p)
+{
+    int hash = config_find("security", "hash_key_file");
+    int secret = config_find("security", "secret_key_file");
+    kg_diag_t d = {{0}};
+    const char *dir;
+    char *copy;
+    kg_err_t rc;
+
+    if (p->failed || hash < 0 || secret < 0 || p->seen[secret] ||
+        !p->seen[hash]) {
+        return;
+    }
+    copy = strdup(p->cfg->hash_key_file);
+    if (copy == NULL) {
+        config_fail_at(p, p->line, KG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    dir = dirname(copy);
+    if (strcmp(dir, "/") == 0) {
+        rc = config_set_string(p->cfg, &config_settings[secret], "/secret.key",
+                               NULL, &d);
+    } else {
+        rc = config_set_string(p->cfg, &config_settings[secret], "secret.key",
+                               dir, &d);
+    }
+    free(copy);
+    if (rc != KG_OK) {
+        config_fail_at(p, p->line, rc, "[security] secret_key_file: %s", d.msg);
+    }
+}
+
 /* Rules that tie settings together, checked after the whole file is read. */
 static kg_err_t config_check_consistency(const kg_config_t *cfg,
                                          kg_diag_t *diag)
 {
     char max[KG_DURATION_STRLEN];
 
+    if (strcmp(cfg->hash_key_file, cfg->secret_key_file) == 0) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "%s: [security] secret_key_file must be another "
+                            "file than hash_key_file",
+                            cfg->path ? cfg->path : "defaults");
+    }
     if (cfg->keys_max_ttl > 0 && (cfg->keys_default_ttl == 0 ||
                                   cfg->keys_default_ttl > cfg->keys_max_ttl)) {
         return kg_diag_fail(
@@ -1265,6 +1313,7 @@ static kg_err_t config_read_file(kg_config_t *cfg, const char *path,
     if (!p.failed) {
         config_check_entries(&p);
     }
+    config_derive_secret_key(&p);
     if (p.failed) {
         rc = kg_diag_fail(diag, p.fail_rc, "%s:%d: %s", path, p.fail_line,
                           p.first.msg);

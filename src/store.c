@@ -162,6 +162,38 @@ static const char *const store_migrations[] = {
     "  ON workspaces BEGIN"
     "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
     "END;",
+
+    /* 3 → 4: workspace provider credentials (bring your own key), sealed
+     * with crypto_secretbox under the server secret key kept outside the
+     * store (src/wscred.c, src/secretbox.c); every change bumps the key
+     * revision so that a running gateway reloads them. And api_keys.reserved,
+     * the gateway's periodic snapshot of a key's in-flight budget
+     * reservations: bookkeeping, so api_keys_rev_update (an UPDATE OF list
+     * without it) does not fire on it. */
+    "ALTER TABLE api_keys ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE workspace_credentials ("
+    "  workspace_id TEXT NOT NULL"
+    "    REFERENCES workspaces(id) ON DELETE CASCADE,"
+    "  provider TEXT NOT NULL,"
+    "  nonce BLOB NOT NULL CHECK (length(nonce) = 24),"
+    "  ciphertext BLOB NOT NULL CHECK (length(ciphertext) > 16),"
+    "  last4 TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (workspace_id, provider)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TRIGGER workspace_credentials_rev_insert AFTER INSERT"
+    "  ON workspace_credentials BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER workspace_credentials_rev_update AFTER UPDATE"
+    "  ON workspace_credentials BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;"
+    "CREATE TRIGGER workspace_credentials_rev_delete AFTER DELETE"
+    "  ON workspace_credentials BEGIN"
+    "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
+    "END;",
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==

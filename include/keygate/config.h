@@ -56,6 +56,7 @@ typedef struct kg_config {
     int64_t keys_default_ttl; /* seconds; 0 = no expiry unless asked */
     /* [security] */
     char *hash_key_file;
+    char *secret_key_file; /* default: "secret.key" next to hash_key_file */
     /* [log] */
     kg_log_level_t log_level;
     /* [server] */

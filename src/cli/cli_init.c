@@ -1,4 +1,4 @@
-/* 'keygate init': the state directory, hash key, store and default workspace.
+/* 'keygate init': the state directory, server keys, store, default workspace.
  */
 #include "cli.h"
 
@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "keygate/secretbox.h"
 #include "keygate/workspaces.h"
+#include "keygate/wscred.h"
 
 /* mkdir -p for the directory that holds path, new directories 0700. */
 static int init_parent_dir(const char *path)
@@ -42,10 +44,50 @@ static int init_parent_dir(const char *path)
     return KG_EXIT_OK;
 }
 
+/*
+ * Create the secret key file unless it exists. A store that holds workspace
+ * credentials while the file is missing is refused rather than given a new
+ * key: that key could not open them. *created says whether it was made.
+ */
+static kg_err_t init_secret_key(kg_cli_t *cli, bool *created, kg_diag_t *diag)
+{
+    const char *path = cli->cfg->secret_key_file;
+    kg_secretbox_t *sb = NULL;
+    struct stat st;
+    int64_t sealed = 0;
+    kg_err_t rc;
+
+    *created = false;
+    if (lstat(path, &st) != 0 && errno == ENOENT) {
+        rc = kg_wscred_count(cli->store, &sealed, diag);
+        if (rc != KG_OK) {
+            return rc;
+        }
+        if (sealed > 0) {
+            return kg_diag_fail(diag, KG_ERR_IO,
+                                "secret key file %s is missing but the store "
+                                "holds %lld workspace credential(s) sealed "
+                                "with it; restore it from a backup, or delete "
+                                "those credentials first",
+                                path, (long long)sealed);
+        }
+        rc = kg_secretbox_create_file(path, diag);
+        if (rc != KG_OK && rc != KG_ERR_EXISTS) {
+            return rc;
+        }
+        *created = rc == KG_OK;
+    }
+    /* Refuse an unreadable or loose key now rather than at first use. */
+    rc = kg_secretbox_load(path, &sb, diag);
+    kg_secretbox_free(&sb);
+    return rc;
+}
+
 int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
 {
     kg_diag_t diag = {{0}};
     bool new_key = true;
+    bool new_secret = false;
     kg_err_t rc;
     int ex;
 
@@ -53,10 +95,10 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
         (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("Usage: keygate [--config FILE] init\n\n"
                "Create what the configuration names, when missing: the "
-               "hash key file\n(32 random bytes, mode 0600), the store "
-               "(mode 0600, schema migrated)\nand the 'default' workspace. "
-               "Safe to run again: it never replaces\nan existing hash "
-               "key.\n");
+               "hash key file and\nthe secret key file (32 random bytes "
+               "each, mode 0600), the store (mode\n0600, schema migrated) "
+               "and the 'default' workspace. Safe to run again:\nit never "
+               "replaces an existing hash key or secret key.\n");
         return KG_EXIT_OK;
     }
     if (argc != 1) {
@@ -68,6 +110,9 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
         return ex;
     }
     ex = init_parent_dir(cli->cfg->hash_key_file);
+    if (ex == KG_EXIT_OK) {
+        ex = init_parent_dir(cli->cfg->secret_key_file);
+    }
     if (ex == KG_EXIT_OK) {
         ex = init_parent_dir(cli->cfg->store_path);
     }
@@ -91,6 +136,9 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
         rc = kg_keyhash_load(cli->cfg->hash_key_file, &cli->hashkey, &diag);
     }
     if (rc == KG_OK) {
+        rc = init_secret_key(cli, &new_secret, &diag);
+    }
+    if (rc == KG_OK) {
         rc = kg_workspace_ensure_default(cli->store, cli->actor, &diag);
     }
     if (rc != KG_OK) {
@@ -98,14 +146,17 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         return kg_cli_print_json(json_pack(
-            "{s:s, s:s, s:b, s:i}", "store", cli->cfg->store_path, "hashKey",
-            cli->cfg->hash_key_file, "hashKeyCreated", new_key, "schemaVersion",
-            kg_store_schema_version(cli->store)));
+            "{s:s, s:s, s:b, s:s, s:b, s:i}", "store", cli->cfg->store_path,
+            "hashKey", cli->cfg->hash_key_file, "hashKeyCreated", new_key,
+            "secretKey", cli->cfg->secret_key_file, "secretKeyCreated",
+            new_secret, "schemaVersion", kg_store_schema_version(cli->store)));
     }
-    printf("Store:     %s (schema %d)\n", cli->cfg->store_path,
+    printf("Store:      %s (schema %d)\n", cli->cfg->store_path,
            kg_store_schema_version(cli->store));
-    printf("Hash key:  %s (%s)\n", cli->cfg->hash_key_file,
+    printf("Hash key:   %s (%s)\n", cli->cfg->hash_key_file,
            new_key ? "created" : "kept");
-    printf("Workspace: %s\n", KG_WORKSPACE_DEFAULT);
+    printf("Secret key: %s (%s)\n", cli->cfg->secret_key_file,
+           new_secret ? "created" : "kept");
+    printf("Workspace:  %s\n", KG_WORKSPACE_DEFAULT);
     return KG_EXIT_OK;
 }

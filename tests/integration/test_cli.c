@@ -470,6 +470,7 @@ static void setup_copy(void)
     ck_assert_int_eq(mkdir(g_state, 0700), 0);
     copy_file(g_template, g_state, "keygate.db");
     copy_file(g_template, g_state, "hash.key");
+    copy_file(g_template, g_state, "secret.key");
 }
 
 /* ---- init, version, config, serve ------------------------------------ */
