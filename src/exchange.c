@@ -2,6 +2,7 @@
 #include "keygate/exchange.h"
 
 #include <microhttpd.h>
+#include "keygate/clock.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,10 @@ void kg_exchange_unref(kg_exchange_t *ex)
     if (ex == NULL ||
         atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) != 1) {
         return;
+    }
+    /* Normally settled by the proxy; this covers every other path. */
+    if (ex->policy != NULL) {
+        kg_policy_settle(ex->policy, &ex->ticket, 0, 0, kg_clock_now_ms());
     }
     pthread_mutex_destroy(&ex->mu);
     kg_buf_free(&ex->out);

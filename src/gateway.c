@@ -54,6 +54,7 @@ static void *gateway_maintenance(void *arg)
     kg_store_opts_t sopts = {0, (int)gw->cfg->store_busy_timeout_ms, 0};
     kg_diag_t diag = {{0}};
     kg_keys_ctx_t ctx;
+    int64_t next_purge = 0;
 
     if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
         KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
@@ -69,17 +70,26 @@ static void *gateway_maintenance(void *arg)
     pthread_mutex_lock(&gw->stop_mu);
     while (!gw->stopping) {
         struct timespec until;
+        int64_t now = kg_clock_mono_us();
         size_t n = 0;
 
         pthread_mutex_unlock(&gw->stop_mu);
-        if (kg_keys_purge_expired(&ctx, &n, &diag) != KG_OK) {
-            KG_WARN("maintenance: purge of expired keys failed: %s", diag.msg);
-        } else if (n > 0) {
-            KG_INFO("maintenance: revoked %zu expired key%s", n,
-                    n == 1 ? "" : "s");
+        if (now >= next_purge) {
+            next_purge = now + gw->cfg->server_purge_interval_ms * 1000;
+            if (kg_keys_purge_expired(&ctx, &n, &diag) != KG_OK) {
+                KG_WARN("maintenance: purge of expired keys failed: %s",
+                        diag.msg);
+            } else if (n > 0) {
+                KG_INFO("maintenance: revoked %zu expired key%s", n,
+                        n == 1 ? "" : "s");
+            }
+        }
+        /* Reservations in flight, for 'keygate keys show'. */
+        if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
+            KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
         }
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += gw->cfg->server_purge_interval_ms / 1000;
+        until.tv_sec += 1;
         pthread_mutex_lock(&gw->stop_mu);
         if (!gw->stopping) {
             pthread_cond_timedwait(&gw->stop_cv, &gw->stop_mu, &until);
@@ -98,6 +108,14 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     kg_err_t rc;
 
     rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
+    if (rc == KG_OK) {
+        rc = kg_secretbox_load(cfg->secret_key_file, &gw->secretbox, diag);
+    }
+    if (rc == KG_OK) {
+        rc =
+            kg_policy_new(cfg, cfg->store_path, (int)cfg->store_busy_timeout_ms,
+                          gw->secretbox, &gw->policy, diag);
+    }
     if (rc == KG_OK) {
         rc = kg_keycache_new(cfg->store_path, (int)cfg->store_busy_timeout_ms,
                              gw->hashkey, 1000000, &gw->keycache, diag);
@@ -119,6 +137,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts.max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
     popts.max_host_connections = (long)cfg->upstream_max_connections_per_host;
     popts.usage = gw->usage;
+    popts.policy = gw->policy;
     rc = kg_proxy_start(&popts, &gw->proxy, diag);
     if (rc == KG_OK) {
         rc = kg_http_start(gw, diag);
@@ -152,6 +171,8 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_proxy_stop(&gw->proxy);
     kg_usagedb_stop(&gw->usage);
     kg_keycache_free(&gw->keycache);
+    kg_policy_free(&gw->policy);
+    kg_secretbox_free(&gw->secretbox);
     kg_keyhash_free(&gw->hashkey);
 }
 

@@ -27,6 +27,7 @@
 
 typedef enum http_kind {
     HTTP_ROUTE_MODELS,
+    HTTP_ROUTE_MODEL,
     HTTP_ROUTE_KEY,
     HTTP_ROUTE_PROXY,
 } http_kind_t;
@@ -61,6 +62,8 @@ static const http_route_t http_routes[] = {
      HTTP_ROUTE_PROXY, true},
     {"POST", "/v1/messages/count_tokens", false, "messages",
      KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true},
+    {"GET", "/v1/models/", true, "models", KG_PROVIDER_OPENAI, HTTP_ROUTE_MODEL,
+     false},
     /* Every other /v1/ path goes to an OpenAI-type provider. */
     {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false},
 };
@@ -77,6 +80,8 @@ typedef struct http_req {
     bool answered;     /* a response is queued */
     kg_exchange_t *ex; /* the HTTP side's reference */
     int64_t start_us;
+    int64_t retry_after;             /* seconds, for a 429; 0 = none */
+    const kg_ratelimit_info_t *rate; /* x-ratelimit-* headers, or NULL */
 } http_req_t;
 
 /* Header collection for the pure framing and credential checks. */
@@ -123,9 +128,42 @@ static enum MHD_Result http_check_arg(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
+/* x-ratelimit-* headers, for the limits the key has (OpenAI's names). */
+static void http_add_rate_headers(struct MHD_Response *resp,
+                                  const kg_ratelimit_info_t *ri)
+{
+    char v[32];
+
+    if (ri->limit_requests >= 0) {
+        snprintf(v, sizeof(v), "%lld", (long long)ri->limit_requests);
+        MHD_add_response_header(resp, "x-ratelimit-limit-requests", v);
+        snprintf(v, sizeof(v), "%lld", (long long)ri->remaining_requests);
+        MHD_add_response_header(resp, "x-ratelimit-remaining-requests", v);
+        kg_ratelimit_format_reset(ri->reset_requests_ms, v, sizeof(v));
+        MHD_add_response_header(resp, "x-ratelimit-reset-requests", v);
+    }
+    if (ri->limit_tokens >= 0) {
+        snprintf(v, sizeof(v), "%lld", (long long)ri->limit_tokens);
+        MHD_add_response_header(resp, "x-ratelimit-limit-tokens", v);
+        snprintf(v, sizeof(v), "%lld", (long long)ri->remaining_tokens);
+        MHD_add_response_header(resp, "x-ratelimit-remaining-tokens", v);
+        kg_ratelimit_format_reset(ri->reset_tokens_ms, v, sizeof(v));
+        MHD_add_response_header(resp, "x-ratelimit-reset-tokens", v);
+    }
+}
+
 static void http_add_common(struct MHD_Response *resp, const http_req_t *req)
 {
     MHD_add_response_header(resp, "x-request-id", req->request_id);
+    if (req->retry_after > 0) {
+        char v[24];
+
+        snprintf(v, sizeof(v), "%lld", (long long)req->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    if (req->rate != NULL) {
+        http_add_rate_headers(resp, req->rate);
+    }
 }
 
 /* Queue a JSON body with status; copies body. */
@@ -192,6 +230,9 @@ static const http_route_t *http_route_find(const char *method, const char *url,
                                            bool *bad_method)
 {
     *bad_method = false;
+    if (strncmp(url, "/v1/v1/", 7) == 0) {
+        return NULL; /* a base URL with /v1 twice: say so, do not guess */
+    }
     for (size_t i = 0; i < sizeof(http_routes) / sizeof(*http_routes); i++) {
         const http_route_t *r = &http_routes[i];
         bool path_ok = r->prefix ? strncmp(url, r->path, strlen(r->path)) == 0
@@ -230,27 +271,22 @@ static void http_client_ip(struct MHD_Connection *conn, char *buf, size_t len)
     }
 }
 
-/* GET /v1/models: the models the key may use, OpenAI list format. */
-static enum MHD_Result http_models(struct MHD_Connection *conn, http_req_t *req)
+static json_t *http_model_json(const kg_model_t *m)
 {
-    const kg_config_t *cfg = req->gw->cfg;
-    json_t *data = json_array();
-    json_t *root;
-    char *body;
+    return json_pack("{s:s, s:s, s:i, s:s}", "id", m->name, "object", "model",
+                     "created", 0, "owned_by", m->provider->name);
+}
+
+/* Queue body (new, freed by MHD) as a private JSON answer. */
+static enum MHD_Result http_queue_private(struct MHD_Connection *conn,
+                                          http_req_t *req, unsigned status,
+                                          json_t *j)
+{
+    char *body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    for (size_t i = 0; i < cfg->nmodels; i++) {
-        const kg_model_t *m = &cfg->models[i];
-
-        json_array_append_new(data,
-                              json_pack("{s:s, s:s, s:i, s:s}", "id", m->name,
-                                        "object", "model", "created", 0,
-                                        "owned_by", m->provider->name));
-    }
-    root = json_pack("{s:s, s:o}", "object", "list", "data", data);
-    body = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
+    json_decref(j);
     if (body == NULL) {
         return MHD_NO;
     }
@@ -265,10 +301,82 @@ static enum MHD_Result http_models(struct MHD_Connection *conn, http_req_t *req)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
                             "private, no-store");
     http_add_common(resp, req);
-    ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     req->answered = true;
     return ret;
+}
+
+/*
+ * The "models" operation itself is subject to the key's rules and rate
+ * limits; it costs nothing. Returns true when the request was answered
+ * (refused).
+ */
+static bool http_admit_models(struct MHD_Connection *conn, http_req_t *req,
+                              enum MHD_Result *ret)
+{
+    kg_policy_request_t preq;
+    kg_policy_ticket_t t;
+    kg_policy_denial_t d;
+    int64_t now = kg_clock_now_ms();
+
+    memset(&preq, 0, sizeof(preq));
+    preq.key = &req->key;
+    preq.operation = "models";
+    preq.client_ip = req->client_ip;
+    preq.max_tokens = 0;
+    if (kg_policy_admit(req->gw->policy, &preq, now, &t, &d) != KG_OK) {
+        req->retry_after = d.retry_after;
+        req->rate = d.err == KG_ERR_RATE_LIMITED ? &d.rate_info : NULL;
+        *ret = http_error(conn, req, d.err, d.detail, false);
+        req->rate = NULL;
+        return true;
+    }
+    kg_policy_settle(req->gw->policy, &t, 0, 0, now);
+    return false;
+}
+
+/* GET /v1/models: the models the key may use, OpenAI list format. */
+static enum MHD_Result http_models(struct MHD_Connection *conn, http_req_t *req)
+{
+    const kg_config_t *cfg = req->gw->cfg;
+    enum MHD_Result ret;
+    json_t *data;
+
+    if (http_admit_models(conn, req, &ret)) {
+        return ret;
+    }
+    data = json_array();
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const kg_model_t *m = &cfg->models[i];
+
+        if (kg_policy_model_visible(req->gw->policy, &req->key, m,
+                                    req->client_ip)) {
+            json_array_append_new(data, http_model_json(m));
+        }
+    }
+    return http_queue_private(
+        conn, req, MHD_HTTP_OK,
+        json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* GET /v1/models/{model}: one model, if the key may use it. */
+static enum MHD_Result http_model(struct MHD_Connection *conn, http_req_t *req,
+                                  const char *url)
+{
+    const char *name = url + strlen("/v1/models/");
+    const kg_model_t *m;
+    enum MHD_Result ret;
+
+    if (http_admit_models(conn, req, &ret)) {
+        return ret;
+    }
+    m = kg_providers_route(req->gw->cfg, name, NULL);
+    if (m == NULL || !kg_policy_model_visible(req->gw->policy, &req->key, m,
+                                              req->client_ip)) {
+        return http_error(conn, req, KG_ERR_UNKNOWN_MODEL, name, false);
+    }
+    return http_queue_private(conn, req, MHD_HTTP_OK, http_model_json(m));
 }
 
 static json_t *http_money(int64_t micro)
@@ -286,13 +394,19 @@ static enum MHD_Result http_key_info(struct MHD_Connection *conn,
     const kg_key_view_t *k = &req->key;
     char display[KG_TOKEN_DISPLAY_STRLEN];
     char expires[KG_TIME_STRLEN];
+    char reset[KG_TIME_STRLEN];
+    kg_budget_key_view_t b;
     int64_t remaining = -1;
     json_t *j;
     char *body;
     enum MHD_Result ret;
 
-    if (k->usage_limit >= 0) {
-        remaining = k->usage_limit > k->usage ? k->usage_limit - k->usage : 0;
+    if (kg_policy_key_budget(req->gw->policy, k, kg_clock_now(), &b) != KG_OK) {
+        return http_error(conn, req, KG_ERR_UNAVAILABLE,
+                          "the key store is unavailable.", false);
+    }
+    if (b.usage_limit >= 0) {
+        remaining = b.remaining;
     }
     j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
@@ -302,11 +416,30 @@ static enum MHD_Result http_key_info(struct MHD_Connection *conn,
         k->expires_at < 0 ? json_null()
                           : json_string(kg_time_format(k->expires_at, expires,
                                                        sizeof(expires))),
-        "usage", http_money(k->usage), "usageLimit", http_money(k->usage_limit),
+        "usage", http_money(b.usage), "usageLimit", http_money(b.usage_limit),
         "remaining", http_money(remaining), "period",
         k->period ? json_string(kg_period_name(k->period)) : json_null(),
-        "periodLimit", http_money(k->period_limit), "periodUsage",
-        http_money(k->period_usage));
+        "periodLimit", http_money(b.period_limit), "periodUsage",
+        http_money(k->period ? b.period_usage : -1));
+    if (j != NULL) {
+        json_t *rl = json_object();
+
+        json_object_set_new(j, "reserved", http_money(b.reserved));
+        json_object_set_new(j, "periodResetsAt",
+                            k->period
+                                ? json_string(kg_time_format(
+                                      b.period_reset, reset, sizeof(reset)))
+                                : json_null());
+        json_object_set_new(rl, "rpm",
+                            k->rpm < 0 ? json_null() : json_integer(k->rpm));
+        json_object_set_new(rl, "tpm",
+                            k->tpm < 0 ? json_null() : json_integer(k->tpm));
+        json_object_set_new(rl, "maxConcurrent",
+                            k->max_concurrent < 0
+                                ? json_null()
+                                : json_integer(k->max_concurrent));
+        json_object_set_new(j, "rateLimits", rl);
+    }
     body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     if (body == NULL) {
@@ -350,9 +483,24 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     req->route = http_route_find(method, url, &bad_method);
     if (req->route == NULL) {
         *ret = bad_method ? http_error(conn, req, KG_ERR_METHOD, NULL, false)
-                          : http_error(conn, req, KG_ERR_NO_ROUTE,
-                                       "only /v1/ paths are served.", false);
+               : strncmp(url, "/v1/v1/", 7) == 0
+                   ? http_error(conn, req, KG_ERR_NO_ROUTE,
+                                "the path has /v1 twice; check the client's "
+                                "base URL.",
+                                false)
+                   : http_error(conn, req, KG_ERR_NO_ROUTE,
+                                "only /v1/ paths are served.", false);
         return true;
+    }
+    {
+        int64_t retry = 0;
+
+        if (!kg_policy_auth_allowed(gw->policy, req->client_ip,
+                                    kg_clock_now_ms(), &retry)) {
+            req->retry_after = retry;
+            *ret = http_error(conn, req, KG_ERR_AUTH_THROTTLED, NULL, false);
+            return true;
+        }
     }
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_check_arg,
                                 &key_in_query);
@@ -381,11 +529,19 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
             KG_DEBUG("request %s: credential refused: %s", req->request_id,
                      diag.msg);
         }
+        if (rc != KG_ERR_NO_KEY) {
+            kg_policy_auth_failed(gw->policy, req->client_ip,
+                                  kg_clock_now_ms());
+        }
         *ret = http_error(conn, req, rc, NULL, false);
         return true;
     }
     if (req->route->kind == HTTP_ROUTE_MODELS) {
         *ret = http_models(conn, req);
+        return true;
+    }
+    if (req->route->kind == HTTP_ROUTE_MODEL) {
+        *ret = http_model(conn, req, url);
         return true;
     }
     if (req->route->kind == HTTP_ROUTE_KEY) {
@@ -409,7 +565,8 @@ static const kg_provider_t *http_default_provider(const kg_config_t *cfg,
 
 /* Headers sent upstream: an allowlist plus the provider credential. */
 static struct curl_slist *http_upstream_headers(struct MHD_Connection *conn,
-                                                const kg_provider_t *prov)
+                                                const kg_provider_t *prov,
+                                                const char *credential)
 {
     static const char *const pass[] = {"anthropic-version", "anthropic-beta",
                                        "openai-beta"};
@@ -449,12 +606,12 @@ static struct curl_slist *http_upstream_headers(struct MHD_Connection *conn,
     if (prov->type == KG_PROVIDER_ANTHROPIC && !have_version) {
         HTTP_ADD("anthropic-version: 2023-06-01");
     }
-    if (prov->credential != NULL) {
+    if (credential != NULL) {
         snprintf(line, sizeof(line),
                  prov->type == KG_PROVIDER_ANTHROPIC ? "x-api-key: %s"
                                                      : "Authorization: "
                                                        "Bearer %s",
-                 prov->credential);
+                 credential);
         HTTP_ADD(line);
         explicit_bzero(line, sizeof(line));
     }
@@ -466,87 +623,146 @@ fail:
     return NULL;
 }
 
-/* Body complete: inspect, route, build the exchange and hand it over. */
+/*
+ * Inspect the body and pick the model and provider. Returns true when the
+ * request was answered (refused) instead.
+ */
+static bool http_route_request(struct MHD_Connection *conn, http_req_t *req,
+                               kg_request_info_t *info,
+                               const kg_model_t **model,
+                               const kg_provider_t **prov, enum MHD_Result *ret)
+{
+    const kg_config_t *cfg = req->gw->cfg;
+    const http_route_t *route = req->route;
+    kg_diag_t diag = {{0}};
+
+    memset(info, 0, sizeof(*info));
+    info->max_tokens = KG_NONE;
+    *model = NULL;
+    *prov = NULL;
+    if (req->body.len > 0 && kg_request_inspect(req->body.data, req->body.len,
+                                                info, &diag) != KG_OK) {
+        *ret = http_error(conn, req, KG_ERR_BAD_REQUEST, diag.msg, false);
+        return true;
+    }
+    if (route->needs_model && !info->has_model) {
+        *ret = http_error(conn, req, KG_ERR_BAD_REQUEST,
+                          "the request body needs a \"model\".", false);
+        return true;
+    }
+    if (info->has_model) {
+        *model = kg_providers_route(cfg, info->model, NULL);
+        if (*model == NULL || (*model)->provider->type != route->api) {
+            *ret =
+                http_error(conn, req, KG_ERR_UNKNOWN_MODEL, info->model, false);
+            return true;
+        }
+        *prov = (*model)->provider;
+        return false;
+    }
+    *prov = http_default_provider(cfg, route->api);
+    if (*prov == NULL) {
+        *ret = http_error(conn, req, KG_ERR_NO_ROUTE,
+                          "no provider serves this path.", false);
+        return true;
+    }
+    return false;
+}
+
+/* The body to send upstream (new): rewritten when the model or usage needs. */
+static kg_err_t http_upstream_body(http_req_t *req,
+                                   const kg_request_info_t *info,
+                                   const kg_model_t *model, char **body,
+                                   size_t *len)
+{
+    const http_route_t *route = req->route;
+    bool add_usage = info->stream && !info->client_include_usage &&
+                     route->api == KG_PROVIDER_OPENAI &&
+                     (strcmp(route->operation, "chat") == 0 ||
+                      strcmp(route->operation, "completions") == 0);
+
+    *body = NULL;
+    *len = 0;
+    if (model != NULL &&
+        (add_usage || strcmp(model->upstream, info->model) != 0)) {
+        return kg_request_rewrite(req->body.data, req->body.len,
+                                  model->upstream, add_usage, body, len);
+    }
+    if (req->body.len > 0) {
+        *body = kg_buf_steal(&req->body, len);
+    }
+    return KG_OK;
+}
+
+/* Body complete: route, admit, build the exchange and hand it over. */
 static enum MHD_Result http_forward(struct MHD_Connection *conn,
                                     http_req_t *req, const char *url)
 {
     kg_gateway_t *gw = req->gw;
-    const kg_config_t *cfg = gw->cfg;
-    const http_route_t *route = req->route;
     kg_request_info_t info;
-    kg_diag_t diag = {{0}};
+    kg_policy_request_t preq;
+    kg_policy_ticket_t ticket;
+    kg_policy_denial_t denial;
     const kg_model_t *model = NULL;
     const kg_provider_t *prov = NULL;
     kg_exchange_t *ex = NULL;
+    enum MHD_Result ret = MHD_YES;
     char *body = NULL;
     size_t body_len = 0;
-    bool add_usage;
     size_t url_len;
 
-    memset(&info, 0, sizeof(info));
-    info.max_tokens = -1;
-    if (req->body.len > 0) {
-        if (kg_request_inspect(req->body.data, req->body.len, &info, &diag) !=
-            KG_OK) {
-            return http_error(conn, req, KG_ERR_BAD_REQUEST, diag.msg, false);
-        }
+    if (http_route_request(conn, req, &info, &model, &prov, &ret)) {
+        return ret;
     }
-    if (route->needs_model && !info.has_model) {
-        return http_error(conn, req, KG_ERR_BAD_REQUEST,
-                          "the request body needs a \"model\".", false);
+    memset(&preq, 0, sizeof(preq));
+    preq.key = &req->key;
+    preq.model = model;
+    preq.provider = prov;
+    preq.operation = req->route->operation;
+    preq.client_ip = req->client_ip;
+    preq.max_tokens = info.max_tokens;
+    preq.input_estimate = info.input_estimate_tokens;
+    if (kg_policy_admit(gw->policy, &preq, kg_clock_now_ms(), &ticket,
+                        &denial) != KG_OK) {
+        req->retry_after = denial.retry_after;
+        req->rate =
+            denial.err == KG_ERR_RATE_LIMITED ? &denial.rate_info : NULL;
+        ret = http_error(conn, req, denial.err, denial.detail, false);
+        req->rate = NULL;
+        return ret;
     }
-    if (info.has_model) {
-        model = kg_providers_route(cfg, info.model, NULL);
-        if (model == NULL || model->provider->type != route->api) {
-            return http_error(conn, req, KG_ERR_UNKNOWN_MODEL, info.model,
-                              false);
-        }
-        prov = model->provider;
-    } else {
-        prov = http_default_provider(cfg, route->api);
-        if (prov == NULL) {
-            return http_error(conn, req, KG_ERR_NO_ROUTE,
-                              "no provider serves this path.", false);
-        }
-    }
-    add_usage = info.stream && !info.client_include_usage &&
-                route->api == KG_PROVIDER_OPENAI &&
-                (strcmp(route->operation, "chat") == 0 ||
-                 strcmp(route->operation, "completions") == 0);
-    if (model != NULL &&
-        (add_usage || strcmp(model->upstream, info.model) != 0)) {
-        if (kg_request_rewrite(req->body.data, req->body.len, model->upstream,
-                               add_usage, &body, &body_len) != KG_OK) {
-            return http_error(conn, req, KG_ERR_BAD_REQUEST,
-                              "the request body could not be rewritten.",
-                              false);
-        }
-    } else if (req->body.len > 0) {
-        body = kg_buf_steal(&req->body, &body_len);
-    }
+    /* From here on the ticket belongs to the exchange, which settles it. */
     ex = kg_exchange_new(SIZE_MAX / 2);
     if (ex == NULL) {
-        free(body);
+        kg_policy_settle(gw->policy, &ticket, 0, 0, kg_clock_now_ms());
         return http_error(conn, req, KG_ERR_NOMEM, NULL, false);
+    }
+    ex->policy = gw->policy;
+    ex->ticket = ticket;
+    if (http_upstream_body(req, &info, model, &body, &body_len) != KG_OK) {
+        kg_exchange_unref(ex);
+        return http_error(conn, req, KG_ERR_BAD_REQUEST,
+                          "the request body could not be rewritten.", false);
     }
     url_len = strlen(prov->base_url) + strlen(url) + 1;
     ex->url = malloc(url_len);
-    ex->curl_headers = http_upstream_headers(conn, prov);
+    ex->body = body;
+    ex->body_len = body_len;
+    ex->curl_headers = http_upstream_headers(
+        conn, prov,
+        ex->ticket.credential ? ex->ticket.credential : prov->credential);
     if (ex->url == NULL || ex->curl_headers == NULL ||
         kg_providers_upstream_url(prov, url, ex->url, url_len) != KG_OK) {
-        free(body);
         curl_slist_free_all(ex->curl_headers);
         ex->curl_headers = NULL;
         kg_exchange_unref(ex);
         return http_error(conn, req, KG_ERR_NOMEM, NULL, false);
     }
-    ex->body = body;
-    ex->body_len = body_len;
     memcpy(ex->request_id, req->request_id, sizeof(ex->request_id));
     ex->key = req->key;
     ex->model = model;
     ex->provider = prov;
-    ex->operation = route->operation;
+    ex->operation = req->route->operation;
     memcpy(ex->client_ip, req->client_ip, sizeof(ex->client_ip));
     ex->stream_requested = info.stream;
     ex->client_wants_usage = info.client_include_usage;
@@ -662,7 +878,9 @@ static enum MHD_Result http_respond(struct MHD_Connection *conn,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER,
                                 ex->retry_after);
     }
+    req->rate = &ex->ticket.rate_info;
     http_add_common(resp, req);
+    req->rate = NULL;
     ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     req->answered = true;

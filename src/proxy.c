@@ -138,6 +138,9 @@ static void proxy_usage_committed(void *ud, kg_err_t rc)
     if (rc != KG_OK) {
         KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,
                  kg_err_name(rc));
+    } else if (ex->charged_credits > 0 && ex->policy != NULL) {
+        kg_policy_credits_committed(ex->policy, ex->ticket.workspace_id,
+                                    ex->charged_credits);
     }
     pthread_mutex_lock(&ex->mu);
     if (ex->holding) {
@@ -180,7 +183,8 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     snprintf(ev.model, sizeof(ev.model), "%s",
              ex->model ? ex->model->name : "");
     snprintf(ev.provider, sizeof(ev.provider), "%s", ex->provider->name);
-    snprintf(ev.mode, sizeof(ev.mode), "%s", "api-keys");
+    snprintf(ev.mode, sizeof(ev.mode), "%s",
+             ex->ticket.credits ? "credits" : "api-keys");
     ev.status = status;
     ev.prompt_tokens = u->prompt_tokens;
     ev.completion_tokens = u->completion_tokens;
@@ -199,9 +203,18 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     snprintf(ev.client_ip, sizeof(ev.client_ip), "%s", ex->client_ip);
     snprintf(ev.error_code, sizeof(ev.error_code), "%s",
              error_code ? error_code : "");
-    ev.period_start = ex->key.period != KG_PERIOD_NONE
-                          ? kg_period_start(ex->key.period, ev.at_ms / 1000)
-                          : -1;
+    /* Release the reservations and charge what the answer really cost. */
+    ev.period_start =
+        ex->policy == NULL
+            ? -1
+            : kg_policy_settle(ex->policy, &ex->ticket, ev.cost,
+                               ev.prompt_tokens + ev.completion_tokens,
+                               ev.at_ms);
+    if (ev.period_start < 0) {
+        ev.period_start = -1;
+    }
+    ev.charge_credits = ex->ticket.credits;
+    ex->charged_credits = ex->ticket.credits ? ev.cost : 0;
     KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
             "prompt_tokens=%lld completion_tokens=%lld cost=%s "
             "latency_ms=%lld%s%s",

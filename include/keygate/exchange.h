@@ -9,6 +9,7 @@
 
 #include "keygate/buf.h"
 #include "keygate/keycache.h"
+#include "keygate/policy.h"
 #include "keygate/providers.h"
 
 struct MHD_Connection;
@@ -53,6 +54,9 @@ typedef struct kg_exchange {
     size_t body_len;
     void *curl_headers; /* struct curl_slist *, owned by the proxy */
     int64_t start_us;
+    kg_policy_t *policy;       /* borrowed: settles the ticket */
+    kg_policy_ticket_t ticket; /* holds released once, at the end */
+    int64_t charged_credits;   /* credits charged, reported after commit */
 
     pthread_mutex_t mu;
     struct MHD_Connection *conn; /* NULL once the client side completed */

@@ -11,7 +11,9 @@
 #include "keygate/err.h"
 #include "keygate/keycache.h"
 #include "keygate/keyhash.h"
+#include "keygate/policy.h"
 #include "keygate/proxy.h"
+#include "keygate/secretbox.h"
 #include "keygate/usagedb.h"
 
 struct MHD_Daemon;
@@ -24,7 +26,9 @@ struct MHD_Daemon;
 typedef struct kg_gateway {
     const kg_config_t *cfg; /* borrowed; outlives the gateway */
     kg_keyhash_t *hashkey;
+    kg_secretbox_t *secretbox;
     kg_keycache_t *keycache;
+    kg_policy_t *policy;
     kg_usagedb_t *usage;
     kg_proxy_t *proxy;
     struct MHD_Daemon *daemon;

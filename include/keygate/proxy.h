@@ -18,6 +18,7 @@ typedef struct kg_proxy_opts {
     size_t max_response_bytes;     /* a longer answer is cut */
     long max_host_connections;
     kg_usagedb_t *usage; /* borrowed: where usage events go */
+    kg_policy_t *policy; /* borrowed: settles budgets and rate limits */
 } kg_proxy_opts_t;
 
 /* Start the proxy thread. *out is new (kg_proxy_stop). */

@@ -1,0 +1,113 @@
+/* Policy on the request path: access rules, workspace modes, budgets, rates. */
+#ifndef KEYGATE_POLICY_H
+#define KEYGATE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keygate/budget.h"
+#include "keygate/config.h"
+#include "keygate/err.h"
+#include "keygate/keycache.h"
+#include "keygate/ratelimit.h"
+#include "keygate/rules.h"
+#include "keygate/secretbox.h"
+
+typedef struct kg_policy kg_policy_t;
+
+/* What the policy needs to know of a request; all borrowed. */
+typedef struct kg_policy_request {
+    const kg_key_view_t *key;
+    const kg_model_t *model;       /* NULL for a path that names none */
+    const kg_provider_t *provider; /* where the request would go */
+    const char *operation;
+    const char *client_ip;
+    int64_t max_tokens;     /* KG_NONE when the request sets none */
+    int64_t input_estimate; /* tokens */
+} kg_policy_request_t;
+
+/*
+ * What an admitted request holds until it settles: budget and credit
+ * holds, a rate-limit ticket and, when the workspace's own credential is
+ * used, a copy of it (sodium memory, wiped by kg_policy_settle).
+ */
+typedef struct kg_policy_ticket {
+    kg_budget_hold_t key_hold;
+    kg_budget_hold_t credit_hold;
+    kg_ratelimit_ticket_t rate;
+    kg_ratelimit_info_t rate_info; /* for the x-ratelimit-* headers */
+    bool credits;     /* credits mode: the pool is used and charged */
+    char *credential; /* the workspace's own, or NULL: the provider's */
+    size_t credential_len;
+    char workspace_id[KG_WORKSPACE_ID_LEN + 1];
+    bool live;
+} kg_policy_ticket_t;
+
+/* Why a request was refused: the error and its "%s" detail. */
+typedef struct kg_policy_denial {
+    kg_err_t err;
+    char detail[KG_RULES_REASON_MAX];
+    kg_ratelimit_info_t rate_info; /* set for KG_ERR_RATE_LIMITED */
+    int64_t retry_after;           /* seconds; 0 = none */
+} kg_policy_denial_t;
+
+/*
+ * A policy with its own store connection (path). cfg and sb are borrowed
+ * and outlive it. On start every stale budget reservation left in the
+ * store by an earlier run is reclaimed (reserved = 0). *out is new.
+ */
+kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
+                       int busy_timeout_ms, const kg_secretbox_t *sb,
+                       kg_policy_t **out, kg_diag_t *diag) KG_MUST_CHECK;
+
+void kg_policy_free(kg_policy_t **p);
+
+/*
+ * Admit a request or say why not: KG_ERR_ACCESS_DENIED (403, detail is the
+ * reason), KG_ERR_UNKNOWN_MODEL (the workspace's mode has no credential
+ * for the provider), KG_ERR_RATE_LIMITED (429), KG_ERR_USAGE_LIMIT and
+ * KG_ERR_PERIOD_LIMIT (401), KG_ERR_NO_CREDITS (402), or a store error
+ * (503). On KG_OK *t holds reservations: kg_policy_settle must follow on
+ * every path. now_ms is the wall clock (kg_clock_now_ms) in production.
+ */
+kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
+                         int64_t now_ms, kg_policy_ticket_t *t,
+                         kg_policy_denial_t *d) KG_MUST_CHECK;
+
+/*
+ * Settle an admitted request with its real cost and tokens: release the
+ * holds, charge the cost, wipe the credential copy. Idempotent. Returns
+ * the start of the budget period the cost was charged to (KG_NONE when
+ * the key has no period), for the usage event.
+ */
+int64_t kg_policy_settle(kg_policy_t *p, kg_policy_ticket_t *t, int64_t cost,
+                         int64_t tokens, int64_t now_ms);
+
+/* The usage writer committed a credits charge of ws_id. */
+void kg_policy_credits_committed(kg_policy_t *p, const char *ws_id,
+                                 int64_t cost);
+
+/* Whether the key may see model in /v1/models (rules and mode). */
+bool kg_policy_model_visible(kg_policy_t *p, const kg_key_view_t *key,
+                             const kg_model_t *model, const char *client_ip);
+
+/* The key's budget as the daemon sees it (spend, reserved, remaining). */
+kg_err_t kg_policy_key_budget(kg_policy_t *p, const kg_key_view_t *key,
+                              int64_t now,
+                              kg_budget_key_view_t *out) KG_MUST_CHECK;
+
+/* Failed authentications per client IP (429 past the threshold). */
+bool kg_policy_auth_allowed(kg_policy_t *p, const char *ip, int64_t now_ms,
+                            int64_t *retry_after_s);
+void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms);
+
+/*
+ * Write the reservations in flight to api_keys.reserved (the CLI shows
+ * them) and drop idle rate-limit windows; the maintenance thread calls
+ * this every second or so.
+ */
+kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms,
+                           kg_diag_t *diag) KG_MUST_CHECK;
+
+#endif /* KEYGATE_POLICY_H */

@@ -1,0 +1,707 @@
+/* Policy on the request path: access rules, workspace modes, budgets, rates. */
+#define _GNU_SOURCE /* pthread_rwlock writer preference */
+#include "keygate/policy.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "keygate/clock.h"
+#include "keygate/keys.h"
+#include "keygate/log.h"
+#include "keygate/money.h"
+#include "keygate/store.h"
+#include "keygate/workspaces.h"
+#include "keygate/wscred.h"
+
+/* How often the key revision is looked at (the key cache does the same). */
+#define POLICY_REFRESH_MS  200
+#define POLICY_MAX_ENTRIES (1u << 20)
+
+/* A workspace's credential for one provider, decrypted (sodium memory). */
+typedef struct pol_cred {
+    char *secret; /* NULL: none */
+    size_t len;
+} pol_cred_t;
+
+typedef struct pol_ws {
+    char id[KG_WORKSPACE_ID_LEN + 1];
+    kg_ws_mode_t mode;
+    kg_rules_t *rules;
+    bool rules_bad;    /* stored rules did not compile: deny (fail closed) */
+    pol_cred_t *creds; /* one per configured provider */
+    UT_hash_handle hh;
+} pol_ws_t;
+
+typedef struct pol_key {
+    char id[KG_TOKEN_ID_LEN + 1];
+    kg_rules_t *rules;
+    bool rules_bad;
+    pol_ws_t *ws; /* lives as long as this entry (flushed together) */
+    UT_hash_handle hh;
+} pol_key_t;
+
+struct kg_policy {
+    const kg_config_t *cfg;
+    const kg_secretbox_t *sb;
+    kg_store_t *store; /* guarded by store_mu */
+    pthread_mutex_t store_mu;
+    pthread_rwlock_t lock; /* guards keys and wss */
+    pol_key_t *keys;
+    pol_ws_t *wss;
+    size_t nentries;
+    int64_t revision;
+    atomic_llong next_check_ms;
+    kg_budget_t *budget;
+    kg_ratelimit_t *rate;
+};
+
+static const char pol_sql_rev[] = "SELECT rev FROM key_revision WHERE id = 1";
+static const char pol_sql_key[] =
+    "SELECT rules, workspace_id FROM api_keys WHERE id = ?";
+static const char pol_sql_ws[] =
+    "SELECT mode, rules, credits_balance FROM workspaces WHERE id = ?";
+static const char pol_sql_reclaim[] =
+    "UPDATE api_keys SET reserved = 0 WHERE reserved != 0";
+static const char pol_sql_reserved[] =
+    "UPDATE api_keys SET reserved = ? WHERE id = ?";
+
+static void pol_ws_free(const kg_config_t *cfg, pol_ws_t *ws)
+{
+    if (ws == NULL) {
+        return;
+    }
+    kg_rules_free(&ws->rules);
+    for (size_t i = 0; ws->creds != NULL && i < cfg->nproviders; i++) {
+        kg_wscred_secret_free(&ws->creds[i].secret, ws->creds[i].len);
+    }
+    free(ws->creds);
+    free(ws);
+}
+
+/* Drop every entry; call with the write lock held. */
+static void pol_flush_locked(kg_policy_t *p)
+{
+    pol_key_t *k;
+    pol_key_t *ktmp;
+    pol_ws_t *w;
+    pol_ws_t *wtmp;
+
+    HASH_ITER(hh, p->keys, k, ktmp)
+    {
+        HASH_DEL(p->keys, k);
+        kg_rules_free(&k->rules);
+        free(k);
+    }
+    HASH_ITER(hh, p->wss, w, wtmp)
+    {
+        HASH_DEL(p->wss, w);
+        pol_ws_free(p->cfg, w);
+    }
+    p->nentries = 0;
+}
+
+/* Read the key revision (store_mu held). */
+static kg_err_t pol_read_revision(kg_policy_t *p, int64_t *rev)
+{
+    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_rev, NULL);
+    int src;
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    src = sqlite3_step(st);
+    *rev = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    kg_store_reset(st);
+    return src == SQLITE_ROW ? KG_OK : kg_store_error(p->store, src, "", NULL);
+}
+
+/* Every POLICY_REFRESH_MS: flush everything when the key revision moved. */
+static void pol_maybe_refresh(kg_policy_t *p, int64_t now_ms)
+{
+    int64_t next = atomic_load(&p->next_check_ms);
+    int64_t rev = -1;
+
+    if (now_ms < next ||
+        !atomic_compare_exchange_strong(&p->next_check_ms, &next,
+                                        now_ms + POLICY_REFRESH_MS)) {
+        return;
+    }
+    pthread_mutex_lock(&p->store_mu);
+    if (pol_read_revision(p, &rev) != KG_OK) {
+        rev = -1;
+    }
+    pthread_mutex_unlock(&p->store_mu);
+    if (rev < 0) {
+        return;
+    }
+    pthread_rwlock_wrlock(&p->lock);
+    if (rev != p->revision) {
+        pol_flush_locked(p);
+        p->revision = rev;
+    }
+    pthread_rwlock_unlock(&p->lock);
+}
+
+/* Compile stored rules; a failure is kept as "deny everything". */
+static kg_rules_t *pol_compile(const char *json, bool *bad, const char *what,
+                               const char *id)
+{
+    kg_rules_t *r = NULL;
+    kg_diag_t diag = {{0}};
+
+    *bad = kg_rules_compile(json, &r, &diag) != KG_OK;
+    if (*bad) {
+        KG_ERROR("policy: the stored rules of %s %s do not compile (%s); "
+                 "its requests are denied",
+                 what, id, diag.msg);
+    }
+    return r;
+}
+
+/* Load a workspace (store_mu held). New on KG_OK. */
+static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
+{
+    const kg_config_t *cfg = p->cfg;
+    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_ws, NULL);
+    pol_ws_t *ws = NULL;
+    int64_t balance = 0;
+    kg_err_t rc = KG_OK;
+    int src;
+
+    *out = NULL;
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    ws = calloc(1, sizeof(*ws));
+    if (ws == NULL ||
+        (cfg->nproviders > 0 &&
+         (ws->creds = calloc(cfg->nproviders, sizeof(*ws->creds))) == NULL)) {
+        kg_store_reset(st);
+        pol_ws_free(cfg, ws);
+        return KG_ERR_NOMEM;
+    }
+    snprintf(ws->id, sizeof(ws->id), "%s", ws_id);
+    kg_store_bind_text(st, 1, ws_id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (!kg_ws_mode_parse(kg_store_col_text(st, 0), &ws->mode)) {
+            ws->mode = KG_MODE_API_KEYS;
+        }
+        ws->rules = pol_compile(kg_store_col_text(st, 1), &ws->rules_bad,
+                                "workspace", ws_id);
+        balance = sqlite3_column_int64(st, 2);
+    } else {
+        rc = src == SQLITE_DONE ? KG_ERR_NOT_FOUND
+                                : kg_store_error(p->store, src, "", NULL);
+    }
+    kg_store_reset(st);
+    for (size_t i = 0; rc == KG_OK && i < cfg->nproviders; i++) {
+        kg_diag_t diag = {{0}};
+        kg_err_t lr =
+            kg_wscred_load(p->store, p->sb, ws_id, cfg->providers[i].name,
+                           &ws->creds[i].secret, &ws->creds[i].len, &diag);
+
+        if (lr == KG_ERR_NOT_FOUND) {
+            continue;
+        }
+        if (lr != KG_OK) {
+            KG_ERROR("policy: %s", diag.msg);
+            rc = lr;
+        }
+    }
+    if (rc == KG_OK) {
+        rc = kg_budget_sync_credits(p->budget, ws_id, balance);
+    }
+    if (rc != KG_OK) {
+        pol_ws_free(cfg, ws);
+        return rc;
+    }
+    *out = ws;
+    return KG_OK;
+}
+
+/* Make sure key_id has an entry; returns it with the read lock held. */
+static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
+{
+    pol_key_t *k = NULL;
+    pol_ws_t *ws = NULL;
+    sqlite3_stmt *st;
+    char ws_id[KG_WORKSPACE_ID_LEN + 1];
+    char *rules = NULL;
+    kg_err_t rc = KG_OK;
+    int src;
+
+    pthread_rwlock_rdlock(&p->lock);
+    HASH_FIND_STR(p->keys, key_id, k);
+    if (k != NULL) {
+        *out = k;
+        return KG_OK;
+    }
+    pthread_rwlock_unlock(&p->lock);
+
+    pthread_mutex_lock(&p->store_mu);
+    st = kg_store_stmt(p->store, pol_sql_key, NULL);
+    if (st == NULL) {
+        pthread_mutex_unlock(&p->store_mu);
+        return KG_ERR_STORE;
+    }
+    kg_store_bind_text(st, 1, key_id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        rules = strdup(kg_store_col_text(st, 0));
+        snprintf(ws_id, sizeof(ws_id), "%s", kg_store_col_text(st, 1));
+        rc = rules ? KG_OK : KG_ERR_NOMEM;
+    } else {
+        rc = src == SQLITE_DONE ? KG_ERR_INVALID_KEY
+                                : kg_store_error(p->store, src, "", NULL);
+    }
+    kg_store_reset(st);
+    if (rc == KG_OK) {
+        pthread_rwlock_rdlock(&p->lock);
+        HASH_FIND_STR(p->wss, ws_id, ws);
+        pthread_rwlock_unlock(&p->lock);
+        if (ws == NULL) {
+            rc = pol_load_ws(p, ws_id, &ws);
+        } else {
+            ws = NULL; /* someone else's; looked up again below */
+        }
+    }
+    pthread_mutex_unlock(&p->store_mu);
+    if (rc == KG_OK) {
+        k = calloc(1, sizeof(*k));
+        rc = k ? KG_OK : KG_ERR_NOMEM;
+    }
+    if (rc != KG_OK) {
+        free(rules);
+        pol_ws_free(p->cfg, ws);
+        return rc;
+    }
+    snprintf(k->id, sizeof(k->id), "%s", key_id);
+    k->rules = pol_compile(rules, &k->rules_bad, "key", key_id);
+    free(rules);
+
+    pthread_rwlock_wrlock(&p->lock);
+    if (p->nentries >= POLICY_MAX_ENTRIES) {
+        pol_flush_locked(p);
+    }
+    if (ws != NULL) {
+        pol_ws_t *have = NULL;
+
+        HASH_FIND_STR(p->wss, ws->id, have);
+        if (have == NULL) {
+            HASH_ADD_STR(p->wss, id, ws);
+            p->nentries++;
+        } else {
+            pol_ws_free(p->cfg, ws);
+        }
+    }
+    HASH_FIND_STR(p->wss, ws_id, k->ws);
+    if (k->ws == NULL) {
+        /* Flushed meanwhile: let the caller retry from the start. */
+        pthread_rwlock_unlock(&p->lock);
+        kg_rules_free(&k->rules);
+        free(k);
+        return pol_entry(p, key_id, out);
+    }
+    {
+        pol_key_t *have = NULL;
+
+        HASH_FIND_STR(p->keys, key_id, have);
+        if (have == NULL) {
+            HASH_ADD_STR(p->keys, id, k);
+            p->nentries++;
+        } else {
+            kg_rules_free(&k->rules);
+            free(k);
+        }
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return pol_entry(p, key_id, out);
+}
+
+kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
+                       int busy_timeout_ms, const kg_secretbox_t *sb,
+                       kg_policy_t **out, kg_diag_t *diag)
+{
+    kg_policy_t *p = calloc(1, sizeof(*p));
+    kg_store_opts_t sopts = {0, busy_timeout_ms, 0};
+    kg_ratelimit_opts_t ropts;
+    sqlite3_stmt *st;
+    kg_err_t rc;
+
+    *out = NULL;
+    if (p == NULL) {
+        return KG_ERR_NOMEM;
+    }
+    p->cfg = cfg;
+    p->sb = sb;
+    p->revision = -1;
+    pthread_mutex_init(&p->store_mu, NULL);
+    pthread_rwlock_init(&p->lock, NULL);
+    memset(&ropts, 0, sizeof(ropts));
+    rc = kg_store_open(store_path, &sopts, &p->store, diag);
+    if (rc == KG_OK) {
+        rc = kg_budget_new(POLICY_MAX_ENTRIES, &p->budget);
+    }
+    if (rc == KG_OK) {
+        rc = kg_ratelimit_new(&ropts, &p->rate);
+    }
+    if (rc == KG_OK) {
+        /* Reservations of a run that did not stop cleanly: reclaimed. */
+        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
+        rc = st ? kg_store_exec_stmt(p->store, st,
+                                     "reclaiming stale reservations", diag)
+                : KG_ERR_STORE;
+    }
+    if (rc != KG_OK) {
+        kg_policy_free(&p);
+        return rc;
+    }
+    *out = p;
+    return KG_OK;
+}
+
+void kg_policy_free(kg_policy_t **pp)
+{
+    kg_policy_t *p;
+
+    if (pp == NULL || *pp == NULL) {
+        return;
+    }
+    p = *pp;
+    pthread_rwlock_wrlock(&p->lock);
+    pol_flush_locked(p);
+    pthread_rwlock_unlock(&p->lock);
+    kg_budget_free(&p->budget);
+    kg_ratelimit_free(&p->rate);
+    kg_store_close(&p->store);
+    pthread_rwlock_destroy(&p->lock);
+    pthread_mutex_destroy(&p->store_mu);
+    free(p);
+    *pp = NULL;
+}
+
+/*
+ * Which credential serves provider for ws (read lock held): the
+ * workspace's own (*ws_cred), the provider's pool (*credits), or none at
+ * all for a provider that needs none. false: the mode leaves the provider
+ * unavailable to the workspace.
+ */
+static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
+                                const kg_provider_t *prov,
+                                const pol_cred_t **ws_cred, bool *credits)
+{
+    size_t idx = (size_t)(prov - p->cfg->providers);
+    const pol_cred_t *own = idx < p->cfg->nproviders && ws->creds != NULL &&
+                                    ws->creds[idx].secret != NULL
+                                ? &ws->creds[idx]
+                                : NULL;
+
+    *ws_cred = NULL;
+    *credits = false;
+    switch (ws->mode) {
+    case KG_MODE_API_KEYS:
+        /* Only the workspace's own keys; a keyless provider is open. */
+        *ws_cred = own;
+        return own != NULL || prov->credential == NULL;
+    case KG_MODE_CREDITS:
+        *credits = true;
+        return true;
+    case KG_MODE_HYBRID:
+        *ws_cred = own;
+        *credits = own == NULL;
+        return true;
+    }
+    return false;
+}
+
+static void pol_rules_request(const kg_policy_request_t *req,
+                              kg_rules_request_t *rr)
+{
+    memset(rr, 0, sizeof(*rr));
+    rr->model = req->model ? req->model->name : NULL;
+    rr->provider = req->provider ? req->provider->name : NULL;
+    rr->operation = req->operation;
+    rr->client_ip = req->client_ip;
+    rr->input_price = req->model ? req->model->input_price : -1;
+    rr->output_price = req->model ? req->model->output_price : -1;
+}
+
+static kg_err_t pol_deny(kg_policy_denial_t *d, kg_err_t err,
+                         const char *detail)
+{
+    d->err = err;
+    snprintf(d->detail, sizeof(d->detail), "%s", detail ? detail : "");
+    return err;
+}
+
+/* Rules and mode, under the entry's read lock. */
+static kg_err_t pol_check_entry(kg_policy_t *p, const pol_key_t *k,
+                                const kg_policy_request_t *req,
+                                kg_policy_ticket_t *t, kg_policy_denial_t *d)
+{
+    const pol_cred_t *own = NULL;
+    kg_rules_request_t rr;
+    char reason[KG_RULES_REASON_MAX];
+
+    if (k->rules_bad || k->ws->rules_bad) {
+        return pol_deny(d, KG_ERR_ACCESS_DENIED,
+                        "the stored access rules could not be read.");
+    }
+    pol_rules_request(req, &rr);
+    if (kg_rules_check(k->ws->rules, k->rules, &rr, reason, sizeof(reason)) !=
+        KG_OK) {
+        return pol_deny(d, KG_ERR_ACCESS_DENIED, reason);
+    }
+    if (req->provider != NULL &&
+        !pol_pick_credential(p, k->ws, req->provider, &own, &t->credits)) {
+        return pol_deny(d, KG_ERR_UNKNOWN_MODEL,
+                        req->model ? req->model->name : req->operation);
+    }
+    if (own != NULL) {
+        t->credential = sodium_malloc(own->len + 1);
+        if (t->credential == NULL) {
+            return pol_deny(d, KG_ERR_NOMEM, NULL);
+        }
+        memcpy(t->credential, own->secret, own->len + 1);
+        t->credential_len = own->len;
+    }
+    snprintf(t->workspace_id, sizeof(t->workspace_id), "%s", k->ws->id);
+    return KG_OK;
+}
+
+static void pol_ticket_drop_credential(kg_policy_ticket_t *t)
+{
+    if (t->credential != NULL) {
+        sodium_memzero(t->credential, t->credential_len);
+        sodium_free(t->credential);
+        t->credential = NULL;
+        t->credential_len = 0;
+    }
+}
+
+kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
+                         int64_t now_ms, kg_policy_ticket_t *t,
+                         kg_policy_denial_t *d)
+{
+    const kg_key_view_t *key = req->key;
+    kg_budget_key_state_t bs;
+    kg_ratelimit_limits_t lim;
+    pol_key_t *k = NULL;
+    int64_t max_out;
+    int64_t worst = 0;
+    kg_err_t rc;
+
+    memset(t, 0, sizeof(*t));
+    memset(d, 0, sizeof(*d));
+    pol_maybe_refresh(p, now_ms);
+    rc = pol_entry(p, key->id, &k);
+    if (rc != KG_OK) {
+        return pol_deny(d,
+                        rc == KG_ERR_INVALID_KEY ? KG_ERR_INVALID_KEY
+                                                 : KG_ERR_UNAVAILABLE,
+                        "the key store is unavailable.");
+    }
+    rc = pol_check_entry(p, k, req, t, d);
+    pthread_rwlock_unlock(&p->lock);
+    if (rc != KG_OK) {
+        return rc;
+    }
+
+    memset(&bs, 0, sizeof(bs));
+    bs.id = key->id;
+    bs.usage_limit = key->usage_limit;
+    bs.usage = key->usage;
+    bs.period = key->period;
+    bs.period_limit = key->period_limit;
+    bs.period_usage = key->period_usage;
+    bs.period_started_at = key->period_started_at;
+    rc = kg_budget_sync_key(p->budget, &bs);
+    if (rc != KG_OK) {
+        pol_ticket_drop_credential(t);
+        return pol_deny(d, KG_ERR_UNAVAILABLE, "the gateway is overloaded.");
+    }
+    max_out = req->max_tokens >= 0 ? req->max_tokens
+              : req->model         ? req->model->max_output_tokens
+                                   : 0;
+    if (req->model != NULL) {
+        worst = kg_budget_worst_case(req->input_estimate, max_out,
+                                     req->model->input_price,
+                                     req->model->output_price);
+    }
+    lim.rpm = key->rpm;
+    lim.tpm = key->tpm;
+    lim.max_concurrent = key->max_concurrent;
+    rc = kg_ratelimit_acquire(p->rate, key->id, &lim,
+                              req->input_estimate + max_out, now_ms, &t->rate,
+                              &t->rate_info);
+    if (rc != KG_OK) {
+        static const char *const what[] = {"", "requests per minute",
+                                           "tokens per minute",
+                                           "concurrent requests"};
+        int kind = (int)t->rate_info.refused;
+
+        pol_ticket_drop_credential(t);
+        d->rate_info = t->rate_info;
+        d->retry_after = t->rate_info.retry_after_s;
+        snprintf(d->detail, sizeof(d->detail),
+                 "this key's limit of %s was reached.",
+                 kind > 0 && kind < 4 ? what[kind] : "requests");
+        d->err = KG_ERR_RATE_LIMITED;
+        return d->err;
+    }
+    rc = kg_budget_reserve_key(p->budget, key->id, worst, now_ms / 1000,
+                               &t->key_hold);
+    if (rc == KG_OK && t->credits) {
+        rc = kg_budget_reserve_credits(p->budget, t->workspace_id, worst,
+                                       &t->credit_hold);
+    }
+    if (rc != KG_OK) {
+        kg_budget_settle(p->budget, &t->key_hold, 0, now_ms / 1000);
+        kg_ratelimit_release(p->rate, &t->rate, 0, now_ms);
+        pol_ticket_drop_credential(t);
+        return pol_deny(d, rc == KG_ERR_NOT_FOUND ? KG_ERR_UNAVAILABLE : rc,
+                        "the gateway lost track of the budget.");
+    }
+    t->live = true;
+    return KG_OK;
+}
+
+int64_t kg_policy_settle(kg_policy_t *p, kg_policy_ticket_t *t, int64_t cost,
+                         int64_t tokens, int64_t now_ms)
+{
+    int64_t period = KG_NONE;
+
+    if (t == NULL) {
+        return KG_NONE;
+    }
+    if (t->live) {
+        t->live = false;
+        kg_budget_settle(p->budget, &t->key_hold, cost, now_ms / 1000);
+        kg_budget_settle(p->budget, &t->credit_hold, cost, now_ms / 1000);
+        kg_ratelimit_release(p->rate, &t->rate, tokens, now_ms);
+    }
+    period = t->key_hold.charged_period_start;
+    pol_ticket_drop_credential(t);
+    return period;
+}
+
+void kg_policy_credits_committed(kg_policy_t *p, const char *ws_id,
+                                 int64_t cost)
+{
+    kg_budget_credits_persisted(p->budget, ws_id, cost);
+}
+
+bool kg_policy_model_visible(kg_policy_t *p, const kg_key_view_t *key,
+                             const kg_model_t *model, const char *client_ip)
+{
+    kg_policy_request_t req;
+    kg_rules_request_t rr;
+    const pol_cred_t *own = NULL;
+    bool credits = false;
+    pol_key_t *k = NULL;
+    bool ok;
+
+    pol_maybe_refresh(p, kg_clock_now_ms());
+    if (pol_entry(p, key->id, &k) != KG_OK) {
+        return false;
+    }
+    memset(&req, 0, sizeof(req));
+    req.key = key;
+    req.model = model;
+    req.provider = model->provider;
+    req.operation = "models";
+    req.client_ip = client_ip;
+    pol_rules_request(&req, &rr);
+    ok = !k->rules_bad && !k->ws->rules_bad &&
+         kg_rules_model_visible(k->ws->rules, k->rules, &rr) &&
+         pol_pick_credential(p, k->ws, model->provider, &own, &credits);
+    pthread_rwlock_unlock(&p->lock);
+    return ok;
+}
+
+kg_err_t kg_policy_key_budget(kg_policy_t *p, const kg_key_view_t *key,
+                              int64_t now, kg_budget_key_view_t *out)
+{
+    kg_budget_key_state_t bs;
+
+    memset(&bs, 0, sizeof(bs));
+    bs.id = key->id;
+    bs.usage_limit = key->usage_limit;
+    bs.usage = key->usage;
+    bs.period = key->period;
+    bs.period_limit = key->period_limit;
+    bs.period_usage = key->period_usage;
+    bs.period_started_at = key->period_started_at;
+    if (kg_budget_sync_key(p->budget, &bs) != KG_OK) {
+        return KG_ERR_UNAVAILABLE;
+    }
+    return kg_budget_key_snapshot(p->budget, key->id, now, out);
+}
+
+bool kg_policy_auth_allowed(kg_policy_t *p, const char *ip, int64_t now_ms,
+                            int64_t *retry_after_s)
+{
+    return kg_ratelimit_auth_allowed(p->rate, ip, now_ms, retry_after_s);
+}
+
+void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms)
+{
+    kg_ratelimit_auth_failed(p->rate, ip, now_ms);
+}
+
+typedef struct pol_persist {
+    kg_policy_t *p;
+    kg_err_t rc;
+    kg_diag_t *diag;
+} pol_persist_t;
+
+static void pol_persist_one(void *ud, const kg_budget_entry_t *e)
+{
+    pol_persist_t *pp = ud;
+    sqlite3_stmt *st;
+
+    if (e->credits || pp->rc != KG_OK || e->reserved <= 0) {
+        return;
+    }
+    st = kg_store_stmt(pp->p->store, pol_sql_reserved, pp->diag);
+    if (st == NULL) {
+        pp->rc = KG_ERR_STORE;
+        return;
+    }
+    sqlite3_bind_int64(st, 1, e->reserved);
+    kg_store_bind_text(st, 2, e->id);
+    pp->rc =
+        kg_store_exec_stmt(pp->p->store, st, "saving reservations", pp->diag);
+}
+
+kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
+{
+    pol_persist_t pp = {p, KG_OK, diag};
+    sqlite3_stmt *st;
+
+    kg_ratelimit_sweep(p->rate, now_ms);
+    pthread_mutex_lock(&p->store_mu);
+    pp.rc = kg_store_begin(p->store, diag);
+    if (pp.rc == KG_OK) {
+        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
+        pp.rc =
+            st ? kg_store_exec_stmt(p->store, st, "saving reservations", diag)
+               : KG_ERR_STORE;
+    }
+    if (pp.rc == KG_OK) {
+        kg_budget_foreach_reserved(p->budget, pol_persist_one, &pp);
+    }
+    if (pp.rc == KG_OK) {
+        pp.rc = kg_store_commit(p->store, diag);
+    } else {
+        kg_store_rollback(p->store);
+    }
+    pthread_mutex_unlock(&p->store_mu);
+    return pp.rc;
+}
