@@ -20,7 +20,7 @@ static const char *const key_status_names[] = {"active", "inactive", "deleted"};
     "k.updated_at, k.last_used_at, k.expires_at, k.usage_limit, k.usage, "   \
     "k.period, k.period_limit, k.period_usage, k.period_started_at, k.rpm, " \
     "k.tpm, k.max_concurrent, (SELECT max(s.expires_at) FROM key_secrets s " \
-    "WHERE s.key_id = k.id AND s.expires_at IS NOT NULL) "                   \
+    "WHERE s.key_id = k.id AND s.expires_at IS NOT NULL), k.reserved "       \
     "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id "
 
 static const char key_sql_get[] = "SELECT " KEY_COLUMNS "WHERE k.id = ?";
@@ -128,6 +128,7 @@ static kg_err_t key_from_row(sqlite3_stmt *st, kg_key_t *k)
     k->tpm = kg_store_col_opt_int(st, 21);
     k->max_concurrent = kg_store_col_opt_int(st, 22);
     k->grace_until = kg_store_col_opt_int(st, 23);
+    k->reserved = sqlite3_column_int64(st, 24);
     if (k->grace_until != KG_NONE && k->grace_until <= kg_clock_now()) {
         k->grace_until = KG_NONE; /* past grace: purge drops it later */
     }
@@ -1113,6 +1114,34 @@ json_t *kg_key_to_json(const kg_key_t *k)
         key_json_count(k->max_concurrent), "rules",
         rules ? rules : json_object(), "graceUntil",
         key_json_time(k->grace_until));
+}
+
+/* kg_key_to_json plus what the budget looks like now. */
+json_t *kg_key_to_json_budget(const kg_key_t *k, int64_t now)
+{
+    json_t *j = kg_key_to_json(k);
+    int64_t period_usage = k->period_usage;
+    int64_t remaining = KG_NONE;
+
+    if (j == NULL) {
+        return NULL;
+    }
+    if (k->period != KG_PERIOD_NONE &&
+        k->period_started_at < kg_period_start(k->period, now)) {
+        period_usage = 0; /* a new period began since the last charge */
+    }
+    if (k->usage_limit != KG_NONE) {
+        remaining = k->usage_limit - k->usage - k->reserved;
+        remaining = remaining < 0 ? 0 : remaining;
+    }
+    json_object_set_new(j, "periodUsage", key_json_money(period_usage));
+    json_object_set_new(j, "reserved", key_json_money(k->reserved));
+    json_object_set_new(j, "remaining", key_json_money(remaining));
+    json_object_set_new(j, "periodResetsAt",
+                        k->period == KG_PERIOD_NONE
+                            ? json_null()
+                            : key_json_time(kg_period_next(k->period, now)));
+    return j;
 }
 
 void kg_key_clear(kg_key_t *key)

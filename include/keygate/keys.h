@@ -49,6 +49,7 @@ typedef struct kg_key {
     int64_t tpm;
     int64_t max_concurrent;
     int64_t grace_until; /* an old secret is valid until then, or KG_NONE */
+    int64_t reserved;    /* in flight in a running gateway (its snapshot) */
 } kg_key_t;
 
 /*
@@ -164,6 +165,13 @@ kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
 
 /* Public JSON form (new reference): no secret, no hash. */
 json_t *kg_key_to_json(const kg_key_t *key);
+
+/*
+ * kg_key_to_json plus the budget as of now: "reserved" (in flight in a
+ * running gateway), "remaining" (limit − spend − reserved, or null),
+ * "periodUsage" of the current period and "periodResetsAt".
+ */
+json_t *kg_key_to_json_budget(const kg_key_t *key, int64_t now);
 
 void kg_key_clear(kg_key_t *key);
 void kg_keys_list_free(kg_key_t **list, size_t count);

@@ -182,6 +182,37 @@ static const char *keys_usage_cell(const kg_key_t *k, char *buf, size_t len)
     return buf;
 }
 
+/* Spend, reserved, remaining and the next period reset, as of now. */
+static void keys_print_budget(const kg_key_t *k)
+{
+    json_t *j = kg_key_to_json_budget(k, kg_clock_now());
+    const char *reserved = json_string_value(json_object_get(j, "reserved"));
+    const char *remaining = json_string_value(json_object_get(j, "remaining"));
+    const char *pusage = json_string_value(json_object_get(j, "periodUsage"));
+    const char *reset = json_string_value(json_object_get(j, "periodResetsAt"));
+    char m1[KG_MONEY_STRLEN];
+
+    printf("Spend:         %s USD (reserved %s)\n",
+           kg_money_format(k->usage, m1, sizeof(m1)),
+           reserved ? reserved : "0.00");
+    if (k->usage_limit == KG_NONE) {
+        printf("Usage limit:   none\n");
+    } else {
+        printf("Usage limit:   %s (remaining %s)\n",
+               kg_money_format(k->usage_limit, m1, sizeof(m1)),
+               remaining ? remaining : "0.00");
+    }
+    if (k->period != KG_PERIOD_NONE) {
+        printf("Period limit:  %s per %s (spent %s this %s; resets %s)\n",
+               kg_money_format(k->period_limit, m1, sizeof(m1)),
+               kg_period_name(k->period), pusage ? pusage : "0.00",
+               kg_period_name(k->period), reset ? reset : "?");
+    } else {
+        printf("Period limit:  none\n");
+    }
+    json_decref(j);
+}
+
 static void keys_print_detail(const kg_key_t *k)
 {
     char display[KG_TOKEN_DISPLAY_STRLEN];
@@ -208,21 +239,7 @@ static void keys_print_detail(const kg_key_t *k)
         printf("Old secret:    valid until %s\n",
                kg_time_format(k->grace_until, t, sizeof(t)));
     }
-    printf("Usage:         %s USD\n",
-           kg_money_format(k->usage, m1, sizeof(m1)));
-    printf("Usage limit:   %s\n",
-           k->usage_limit == KG_NONE
-               ? "none"
-               : kg_money_format(k->usage_limit, m2, sizeof(m2)));
-    if (k->period != KG_PERIOD_NONE) {
-        printf("Period limit:  %s per %s (used %s this %s)\n",
-               kg_money_format(k->period_limit, m1, sizeof(m1)),
-               kg_period_name(k->period),
-               kg_money_format(k->period_usage, m2, sizeof(m2)),
-               kg_period_name(k->period));
-    } else {
-        printf("Period limit:  none\n");
-    }
+    keys_print_budget(k);
     printf("Rate limits:   rpm %s, tpm %s, concurrent %s\n",
            k->rpm == KG_NONE
                ? "none"
@@ -496,7 +513,7 @@ static int keys_show(kg_cli_t *cli, int argc, char **argv)
         return kg_cli_fail(rc, &diag);
     }
     if (cli->json) {
-        ex = kg_cli_print_json(kg_key_to_json(&key));
+        ex = kg_cli_print_json(kg_key_to_json_budget(&key, kg_clock_now()));
     } else {
         keys_print_detail(&key);
     }
