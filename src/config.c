@@ -16,6 +16,7 @@
 
 #include "keygate/duration.h"
 #include "keygate/money.h"
+#include "keygate/rules.h"
 #include "keygate/token.h"
 
 #define CFG(field) offsetof(kg_config_t, field)
@@ -87,6 +88,9 @@ static const kg_setting_t config_settings[] = {
      "period of the purge of expired keys and cache entries"},
     {"server", "request_log", KG_SETTING_BOOL, CFG(server_request_log), "on",
      KG_SETTING_RELOADABLE, 0, 0, "one structured log line per request"},
+    {"server", "trusted_proxies", KG_SETTING_CIDRS, CFG(server_trusted_proxies),
+     "", KG_SETTING_RESTART, 0, 0,
+     "proxies whose X-Forwarded-For names the client (CIDR list)"},
     {"upstream", "connect_timeout", KG_SETTING_DURATION_MS,
      CFG(upstream_connect_timeout_ms), "10s", KG_SETTING_RELOADABLE, 1,
      CONFIG_CONNECT_MAX, "TCP and TLS connect to a provider (502)"},
@@ -261,6 +265,7 @@ static bool config_type_is_string(kg_setting_type_t type)
     case KG_SETTING_MODEL_NAME:
     case KG_SETTING_SECRET_ENV:
     case KG_SETTING_SECRET_FILE:
+    case KG_SETTING_CIDRS:
         return true;
     default:
         return false;
@@ -606,6 +611,16 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
             return kg_diag_fail(diag, KG_ERR_CONFIG, "must not be empty");
         }
         return config_set_string(base, s, value, dir, diag);
+    case KG_SETTING_CIDRS: {
+        kg_cidr_list_t *list = NULL;
+
+        rc = kg_cidr_list_parse(value, &list, diag);
+        kg_cidr_list_free(&list);
+        if (rc != KG_OK) {
+            return KG_ERR_CONFIG;
+        }
+        return config_set_string(base, s, value, NULL, diag);
+    }
     case KG_SETTING_PREFIX:
         if (!kg_token_prefix_valid(value) ||
             strcmp(value, KG_TOKEN_ADMIN_PREFIX) == 0) {

@@ -108,6 +108,10 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     kg_err_t rc;
 
     rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
+    if (rc == KG_OK && cfg->server_trusted_proxies[0] != '\0') {
+        rc = kg_cidr_list_parse(cfg->server_trusted_proxies,
+                                &gw->trusted_proxies, diag);
+    }
     if (rc == KG_OK) {
         rc = kg_secretbox_load(cfg->secret_key_file, &gw->secretbox, diag);
     }
@@ -172,6 +176,7 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_usagedb_stop(&gw->usage);
     kg_keycache_free(&gw->keycache);
     kg_policy_free(&gw->policy);
+    kg_cidr_list_free(&gw->trusted_proxies);
     kg_secretbox_free(&gw->secretbox);
     kg_keyhash_free(&gw->hashkey);
 }

@@ -450,6 +450,42 @@ static enum MHD_Result http_key_info(struct MHD_Connection *conn,
     return ret;
 }
 
+/*
+ * Behind a trusted proxy the client is named by X-Forwarded-For (every
+ * such header, joined in order); otherwise it is the socket peer.
+ */
+static void http_forwarded_client(http_req_t *req, const http_headers_t *hs)
+{
+    char xff[KG_XFF_ENTRIES_MAX * (KG_XFF_ENTRY_MAX + 1) + 1];
+    char peer[KG_CLIENT_IP_MAX];
+    size_t used = 0;
+    bool any = false;
+
+    for (size_t i = 0; i < hs->n; i++) {
+        const kg_header_t *h = &hs->h[i];
+
+        if (!kg_framing_name_is(h, "X-Forwarded-For")) {
+            continue;
+        }
+        if (used + h->value_len + 2 > sizeof(xff)) {
+            return; /* too long to trust: keep the peer */
+        }
+        if (any) {
+            xff[used++] = ',';
+        }
+        memcpy(xff + used, h->value, h->value_len);
+        used += h->value_len;
+        any = true;
+    }
+    if (!any) {
+        return;
+    }
+    xff[used] = '\0';
+    memcpy(peer, req->client_ip, sizeof(peer));
+    kg_rules_client_ip(peer, xff, req->gw->trusted_proxies, req->client_ip,
+                       sizeof(req->client_ip));
+}
+
 /* First call: framing, route, credentials. Returns true when answered. */
 static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
                             const char *method, const char *url,
@@ -474,6 +510,9 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     if (rc != KG_OK) {
         *ret = http_error(conn, req, rc, diag.msg, true);
         return true;
+    }
+    if (gw->trusted_proxies != NULL) {
+        http_forwarded_client(req, &hs);
     }
     if (atomic_load(&gw->draining)) {
         *ret =

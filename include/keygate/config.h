@@ -34,6 +34,7 @@ typedef enum kg_setting_type {
     KG_SETTING_PRICE,       /* USD per 1M tokens → micro-USD in [min, max] */
     KG_SETTING_SECRET_ENV,  /* names an env var holding the credential */
     KG_SETTING_SECRET_FILE, /* names a file holding the credential (path) */
+    KG_SETTING_CIDRS,       /* comma-separated IPv4/IPv6 CIDRs; "" = none */
 } kg_setting_type_t;
 
 /* Flags of a setting. */
@@ -71,6 +72,7 @@ typedef struct kg_config {
     int64_t server_drain_timeout_ms;  /* SIGTERM drain deadline */
     int64_t server_purge_interval_ms; /* periodic expiry purge */
     bool server_request_log;
+    char *server_trusted_proxies; /* CIDRs whose X-Forwarded-For is used */
     /* [upstream]: defaults of every provider's timeouts, and limits */
     int64_t upstream_connect_timeout_ms;
     int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */

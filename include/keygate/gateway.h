@@ -29,6 +29,7 @@ typedef struct kg_gateway {
     kg_secretbox_t *secretbox;
     kg_keycache_t *keycache;
     kg_policy_t *policy;
+    kg_cidr_list_t *trusted_proxies; /* NULL: the socket peer is the client */
     kg_usagedb_t *usage;
     kg_proxy_t *proxy;
     struct MHD_Daemon *daemon;

@@ -1,6 +1,7 @@
 /* The 'keygate workspaces' subcommands: workspaces, modes, credits and the
  * workspaces' own provider credentials. */
 #include "cli.h"
+#include "cli_rules.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -232,51 +233,83 @@ static int ws_update(kg_cli_t *cli, int argc, char **argv)
         {"rules", required_argument, NULL, OPT_RULES},
         {NULL, 0, NULL, 0},
     };
+    struct option all[32];
     kg_workspace_changes_t changes;
+    kg_cli_rules_t rules;
     kg_workspace_t ws;
     kg_diag_t diag = {{0}};
+    char *merged = NULL;
     kg_err_t rc;
     int opt;
-    int ex;
+    int ex = -1;
 
     if (ws_help(argc, argv,
                 "Usage: keygate workspaces update WORKSPACE [--name NAME] "
-                "[--mode MODE] [--rules JSON]\n\nChange a workspace.\n")) {
+                "[--mode MODE] [--rules JSON] [RULE OPTIONS]\n\nChange a "
+                "workspace. Its rules apply to every key in it; a key's own "
+                "rules\ncan only narrow them. MODE: api-keys, credits, "
+                "hybrid.\n\n")) {
+        printf("%s", kg_cli_rules_help);
         return KG_EXIT_OK;
     }
     memset(&changes, 0, sizeof(changes));
+    kg_cli_rules_init(&rules);
+    kg_cli_rules_options_join(opts, all, sizeof(all) / sizeof(*all));
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (ex == -1 && (opt = getopt_long(argc, argv, "", all, NULL)) != -1) {
         if (opt == OPT_NAME) {
             changes.name = optarg;
         } else if (opt == OPT_RULES) {
             changes.rules = optarg;
         } else if (opt == OPT_MODE) {
             if (!ws_parse_mode(optarg, &changes.mode)) {
-                return KG_EXIT_USAGE;
+                ex = KG_EXIT_USAGE;
             }
             changes.set_mode = true;
+        } else if (kg_cli_rules_is_option(opt)) {
+            if (!kg_cli_rules_take(&rules, opt, optarg)) {
+                ex = KG_EXIT_USAGE;
+            }
         } else {
-            return kg_cli_usage_error("workspaces update",
-                                      "unknown or incomplete option '%s'",
-                                      argv[optind - 1]);
+            ex = kg_cli_usage_error("workspaces update",
+                                    "unknown or incomplete option '%s'",
+                                    argv[optind - 1]);
         }
     }
-    if (argc - optind != 1) {
-        return kg_cli_usage_error("workspaces update",
-                                  "expected exactly one workspace");
+    if (ex == -1 && argc - optind != 1) {
+        ex = kg_cli_usage_error("workspaces update",
+                                "expected exactly one workspace");
+    } else if (ex == -1 && rules.any && changes.rules != NULL) {
+        ex = kg_cli_usage_error("workspaces update",
+                                "--rules replaces all rules; do not combine "
+                                "it with rule options");
     }
-    ex = kg_cli_open(cli);
-    if (ex != KG_EXIT_OK) {
-        return ex;
+    if (ex == -1) {
+        ex = kg_cli_open(cli);
+        ex = ex == KG_EXIT_OK ? -1 : ex;
     }
-    rc = kg_workspace_update(cli->store, cli->actor, argv[optind], &changes,
-                             &ws, &diag);
-    if (rc != KG_OK) {
-        return kg_cli_fail(rc, &diag);
+    if (ex == -1 && rules.any) {
+        /* Rule options replace their rule, the workspace's others stay. */
+        rc = kg_workspace_get(cli->store, argv[optind], &ws, &diag);
+        if (rc != KG_OK) {
+            ex = kg_cli_fail(rc, &diag);
+        } else {
+            merged = kg_cli_rules_merge(&rules, ws.rules);
+            changes.rules = merged;
+            ex = merged ? -1 : KG_EXIT_RUNTIME;
+            kg_workspace_clear(&ws);
+        }
     }
-    return ws_report(cli, &ws, "updated");
+    kg_cli_rules_free(&rules);
+    if (ex == -1) {
+        rc = kg_workspace_update(cli->store, cli->actor, argv[optind], &changes,
+                                 &ws, &diag);
+        ex = rc == KG_OK ? ws_report(cli, &ws, "updated")
+                         : kg_cli_fail(rc, &diag);
+    }
+    free(merged);
+    return ex;
 }
 
 static int ws_credit(kg_cli_t *cli, int argc, char **argv)
