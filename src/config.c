@@ -184,7 +184,8 @@ typedef struct config_meta {
 
 typedef struct config_parse {
     kg_config_t *cfg;
-    const char *dir; /* directory of the file, for relative paths */
+    bool skip_credentials; /* KG_CONFIG_NO_CREDENTIALS */
+    const char *dir;       /* directory of the file, for relative paths */
     FILE *f;
     int line; /* lines read so far: the line libinih is working on */
     bool seen[CONFIG_NSETTINGS];
@@ -1033,7 +1034,9 @@ static void config_entry_setting(config_parse_t *p, const char *name,
         return;
     }
     rc = config_apply(base, s, value, p->dir, &d);
-    if (rc == KG_OK && s->type == KG_SETTING_SECRET_ENV) {
+    if (rc == KG_OK && p->skip_credentials) {
+        /* Names are checked; the secrets themselves are not read. */
+    } else if (rc == KG_OK && s->type == KG_SETTING_SECRET_ENV) {
         rc = kg_providers_credential_from_env(pr->api_key_env, &pr->credential,
                                               &pr->credential_len, &d);
     } else if (rc == KG_OK && s->type == KG_SETTING_SECRET_FILE) {
@@ -1287,7 +1290,7 @@ static kg_err_t config_check_consistency(const kg_config_t *cfg,
 
 /* Read path into cfg (defaults already applied). */
 static kg_err_t config_read_file(kg_config_t *cfg, const char *path,
-                                 kg_diag_t *diag)
+                                 unsigned flags, kg_diag_t *diag)
 {
     config_parse_t p;
     char *dircopy = NULL;
@@ -1295,6 +1298,7 @@ static kg_err_t config_read_file(kg_config_t *cfg, const char *path,
     int line;
 
     memset(&p, 0, sizeof(p));
+    p.skip_credentials = (flags & KG_CONFIG_NO_CREDENTIALS) != 0;
     cfg->path = strdup(path);
     dircopy = strdup(path);
     if (cfg->path == NULL || dircopy == NULL) {
@@ -1345,6 +1349,12 @@ out:
 
 kg_err_t kg_config_load(const char *path, kg_config_t **out, kg_diag_t *diag)
 {
+    return kg_config_load_ex(path, 0, out, diag);
+}
+
+kg_err_t kg_config_load_ex(const char *path, unsigned flags, kg_config_t **out,
+                           kg_diag_t *diag)
+{
     kg_config_t *cfg = NULL;
     kg_err_t rc = KG_OK;
 
@@ -1361,7 +1371,7 @@ kg_err_t kg_config_load(const char *path, kg_config_t **out, kg_diag_t *diag)
     if (path != NULL) {
         rc = config_check_lines(path, diag);
         if (rc == KG_OK) {
-            rc = config_read_file(cfg, path, diag);
+            rc = config_read_file(cfg, path, flags, diag);
         }
         if (rc == KG_OK) {
             rc = config_check_consistency(cfg, diag);

@@ -20,6 +20,10 @@
 #include "keygate/log.h"
 #include "keygate/token.h"
 
+/* After cutting the transfers at the drain deadline, how long the clients
+ * get to receive their ends before libmicrohttpd stops. */
+#define GATEWAY_CUT_GRACE_US (3 * INT64_C(1000000))
+
 /* Write the bound port to path atomically (tmp file + rename). */
 static kg_err_t gateway_write_port(const char *path, uint16_t port,
                                    kg_diag_t *diag)
@@ -207,6 +211,20 @@ static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
                 "cutting them",
                 atomic_load(&gw->inflight),
                 atomic_load(&gw->inflight) == 1 ? "" : "s");
+        /* Cut every transfer so each suspended connection is resumed with
+         * its end (libmicrohttpd must not be stopped while one is still
+         * suspended), then give the clients a moment to get it. */
+        kg_proxy_cut_all(gw->proxy);
+        deadline = kg_clock_mono_us() + GATEWAY_CUT_GRACE_US;
+        while (atomic_load(&gw->inflight) > 0 &&
+               kg_clock_mono_us() < deadline) {
+            int sig = sigtimedwait(set, NULL, &tick);
+
+            if (sig == SIGTERM || sig == SIGINT) {
+                KG_WARN("second signal: exiting now");
+                _exit(1);
+            }
+        }
     }
 }
 

@@ -80,7 +80,9 @@ typedef struct http_req {
     bool answered;     /* a response is queued */
     kg_exchange_t *ex; /* the HTTP side's reference */
     int64_t start_us;
-    int64_t retry_after;             /* seconds, for a 429; 0 = none */
+    int64_t retry_after; /* seconds, for a 429; 0 = none */
+    kg_err_t deferred;   /* refusal queued once the body is in */
+    char deferred_detail[256];
     const kg_ratelimit_info_t *rate; /* x-ratelimit-* headers, or NULL */
 } http_req_t;
 
@@ -486,6 +488,38 @@ static void http_forwarded_client(http_req_t *req, const http_headers_t *hs)
                        sizeof(req->client_ip));
 }
 
+/*
+ * Remember a refusal to answer once the request is fully read: answering
+ * before the body would make libmicrohttpd close the connection, so
+ * refusals keep keep-alive this way. Returns false ("not answered yet").
+ */
+static bool http_defer(http_req_t *req, kg_err_t err, const char *detail)
+{
+    req->deferred = err;
+    snprintf(req->deferred_detail, sizeof(req->deferred_detail), "%s",
+             detail ? detail : "");
+    return false;
+}
+
+/* A Content-Length above the limit: refuse without reading the body. */
+static bool http_declared_too_large(const http_headers_t *hs, size_t max)
+{
+    for (size_t i = 0; i < hs->n; i++) {
+        if (kg_framing_name_is(&hs->h[i], "Content-Length")) {
+            char digits[24];
+            size_t n = hs->h[i].value_len;
+
+            if (n == 0 || n >= sizeof(digits)) {
+                return n >= sizeof(digits);
+            }
+            memcpy(digits, hs->h[i].value, n);
+            digits[n] = '\0';
+            return strtoull(digits, NULL, 10) > max;
+        }
+    }
+    return false;
+}
+
 /* First call: framing, route, credentials. Returns true when answered. */
 static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
                             const char *method, const char *url,
@@ -514,6 +548,11 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     if (gw->trusted_proxies != NULL) {
         http_forwarded_client(req, &hs);
     }
+    if (http_declared_too_large(&hs, (size_t)gw->cfg->server_max_body_bytes)) {
+        /* Refused before reading it; the connection closes. */
+        *ret = http_error(conn, req, KG_ERR_BODY_TOO_LARGE, NULL, true);
+        return true;
+    }
     if (atomic_load(&gw->draining)) {
         *ret =
             http_error(conn, req, KG_ERR_UNAVAILABLE, "shutting down.", true);
@@ -521,15 +560,13 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     }
     req->route = http_route_find(method, url, &bad_method);
     if (req->route == NULL) {
-        *ret = bad_method ? http_error(conn, req, KG_ERR_METHOD, NULL, false)
+        return bad_method ? http_defer(req, KG_ERR_METHOD, NULL)
                : strncmp(url, "/v1/v1/", 7) == 0
-                   ? http_error(conn, req, KG_ERR_NO_ROUTE,
+                   ? http_defer(req, KG_ERR_NO_ROUTE,
                                 "the path has /v1 twice; check the client's "
-                                "base URL.",
-                                false)
-                   : http_error(conn, req, KG_ERR_NO_ROUTE,
-                                "only /v1/ paths are served.", false);
-        return true;
+                                "base URL.")
+                   : http_defer(req, KG_ERR_NO_ROUTE,
+                                "only /v1/ paths are served.");
     }
     {
         int64_t retry = 0;
@@ -537,8 +574,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
         if (!kg_policy_auth_allowed(gw->policy, req->client_ip,
                                     kg_clock_now_ms(), &retry)) {
             req->retry_after = retry;
-            *ret = http_error(conn, req, KG_ERR_AUTH_THROTTLED, NULL, false);
-            return true;
+            return http_defer(req, KG_ERR_AUTH_THROTTLED, NULL);
         }
     }
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_check_arg,
@@ -559,10 +595,8 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
             rc == KG_ERR_INTERNAL) {
             KG_ERROR("request %s: key verification failed: %s", req->request_id,
                      kg_err_name(rc));
-            rc = KG_ERR_UNAVAILABLE;
-            *ret = http_error(conn, req, rc, "the key store is unavailable.",
-                              false);
-            return true;
+            return http_defer(req, KG_ERR_UNAVAILABLE,
+                              "the key store is unavailable.");
         }
         if (diag.msg[0] != '\0') {
             KG_DEBUG("request %s: credential refused: %s", req->request_id,
@@ -572,20 +606,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
             kg_policy_auth_failed(gw->policy, req->client_ip,
                                   kg_clock_now_ms());
         }
-        *ret = http_error(conn, req, rc, NULL, false);
-        return true;
-    }
-    if (req->route->kind == HTTP_ROUTE_MODELS) {
-        *ret = http_models(conn, req);
-        return true;
-    }
-    if (req->route->kind == HTTP_ROUTE_MODEL) {
-        *ret = http_model(conn, req, url);
-        return true;
-    }
-    if (req->route->kind == HTTP_ROUTE_KEY) {
-        *ret = http_key_info(conn, req);
-        return true;
+        return http_defer(req, rc, NULL);
     }
     return false;
 }
@@ -963,9 +984,26 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
         }
         return MHD_YES;
     }
-    if (req->answered) {
-        *upload_data_size = 0; /* discard the rest of a refused body */
+    if (req->answered ||
+        (*upload_data_size > 0 &&
+         (req->deferred != KG_OK || req->route->kind != HTTP_ROUTE_PROXY))) {
+        *upload_data_size = 0; /* discard a body nobody will read */
         return MHD_YES;
+    }
+    if (req->deferred != KG_OK) {
+        return http_error(conn, req, req->deferred,
+                          req->deferred_detail[0] ? req->deferred_detail : NULL,
+                          false);
+    }
+    switch (req->route->kind) {
+    case HTTP_ROUTE_MODELS:
+        return http_models(conn, req);
+    case HTTP_ROUTE_MODEL:
+        return http_model(conn, req, url);
+    case HTTP_ROUTE_KEY:
+        return http_key_info(conn, req);
+    case HTTP_ROUTE_PROXY:
+        break;
     }
     if (*upload_data_size > 0) {
         if (!req->body_too_large && kg_buf_append(&req->body, upload_data,
@@ -991,11 +1029,14 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
     http_req_t *req = *con_cls;
     kg_exchange_t *ex;
 
-    (void)conn;
     (void)toe;
     if (req == NULL) {
         return;
     }
+    /* A kept-alive connection waits for its next request's headers. */
+    MHD_set_connection_option(
+        conn, MHD_CONNECTION_OPTION_TIMEOUT,
+        (unsigned)((gw->cfg->server_header_timeout_ms + 999) / 1000));
     ex = req->ex;
     if (ex != NULL) {
         bool done;

@@ -24,6 +24,7 @@ typedef enum proxy_cmd_type {
     PROXY_CMD_START,
     PROXY_CMD_CANCEL,
     PROXY_CMD_UNPAUSE,
+    PROXY_CMD_CUT_ALL,
 } proxy_cmd_type_t;
 
 typedef struct proxy_cmd {
@@ -42,6 +43,7 @@ typedef struct upstream {
     bool headers_done;
     int status;
     int64_t first_byte_us;
+    int64_t last_data_us; /* for the idle timeout; paused time not counted */
     size_t received;
     bool cut; /* over max_response_bytes */
     kg_buf_t body;
@@ -98,6 +100,11 @@ void kg_proxy_cancel(kg_proxy_t *p, kg_exchange_t *ex)
     proxy_enqueue(p, PROXY_CMD_CANCEL, ex);
 }
 
+void kg_proxy_cut_all(kg_proxy_t *p)
+{
+    proxy_enqueue(p, PROXY_CMD_CUT_ALL, NULL);
+}
+
 void kg_proxy_unpause(kg_proxy_t *p, kg_exchange_t *ex)
 {
     kg_exchange_ref(ex);
@@ -144,7 +151,8 @@ static void proxy_usage_committed(void *ud, kg_err_t rc)
     }
     pthread_mutex_lock(&ex->mu);
     if (ex->holding) {
-        if (kg_buf_append(&ex->out, ex->held, ex->held_len) != KG_OK) {
+        if (ex->held != NULL &&
+            kg_buf_append(&ex->out, ex->held, ex->held_len) != KG_OK) {
             ex->upstream_failed = true;
         }
         free(ex->held);
@@ -382,6 +390,7 @@ static size_t proxy_write_cb(char *data, size_t size, size_t n, void *ud)
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
     up->received += len;
+    up->last_data_us = kg_clock_mono_us();
     if (!sse) {
         return kg_buf_append(&up->body, data, len) == KG_OK ? len : 0;
     }
@@ -470,6 +479,38 @@ static const char *proxy_curl_error_code(CURLcode rc, bool cut)
     }
 }
 
+/*
+ * A clean end of stream: deliver an event the parser held for its final
+ * CR, and forward a trailing event that was never ended by a blank line
+ * as it came (a client discards it too).
+ */
+static void proxy_flush_partial(upstream_t *up)
+{
+    kg_exchange_t *ex = up->ex;
+    const char *rest = NULL;
+    size_t rest_len = 0;
+    bool partial = false;
+    char *copy;
+
+    if (kg_sse_finish(up->sse, proxy_sse_event, up, &partial, &rest,
+                      &rest_len) != KG_OK ||
+        !partial || rest_len == 0) {
+        return;
+    }
+    copy = malloc(rest_len);
+    if (copy == NULL) {
+        return;
+    }
+    memcpy(copy, rest, rest_len);
+    proxy_redact(copy, rest_len, ex->provider);
+    pthread_mutex_lock(&ex->mu);
+    if (kg_buf_append(&ex->out, copy, rest_len) != KG_OK) {
+        ex->upstream_failed = true;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    free(copy);
+}
+
 /* The transfer ended (rc) — or was cut short by keygate (rc_override). */
 static void proxy_finish(upstream_t *up, CURLcode rc, const char *why)
 {
@@ -492,10 +533,18 @@ static void proxy_finish(upstream_t *up, CURLcode rc, const char *why)
         proxy_finish_buffered(up);
         return;
     }
+    if (rc == CURLE_OK && why == NULL) {
+        proxy_flush_partial(up);
+    }
     kg_usage_stream_estimate(&up->us, &u);
     pthread_mutex_lock(&ex->mu);
     ex->upstream_done = true;
     ex->upstream_failed = rc != CURLE_OK || why != NULL || !up->us.done;
+    if (!up->usage_sent) {
+        /* The end of the stream waits for its usage event to commit, like
+         * a complete stream's terminal event does. */
+        ex->holding = true;
+    }
     kg_exchange_wake_locked(ex);
     pthread_mutex_unlock(&ex->mu);
     proxy_send_usage(up, &u, up->status,
@@ -535,8 +584,6 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     int64_t connect_ms = prov->connect_timeout_ms > 0
                              ? prov->connect_timeout_ms
                              : p->opts.connect_timeout_ms;
-    int64_t idle_ms = prov->idle_timeout_ms > 0 ? prov->idle_timeout_ms
-                                                : p->opts.idle_timeout_ms;
     CURL *e;
 
     if (up == NULL) {
@@ -544,6 +591,7 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     }
     up->ex = ex;
     up->proxy = p;
+    up->last_data_us = kg_clock_mono_us();
     kg_buf_init(&up->body, p->opts.max_response_bytes);
     kg_usage_stream_init(&up->us, proxy_api(ex), ex->client_wants_usage);
     up->us.prompt_estimate = ex->input_estimate;
@@ -562,8 +610,6 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(idle_ms + 999) / 1000);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER,
                      (struct curl_slist *)ex->curl_headers);
@@ -607,9 +653,18 @@ fail:
 static void proxy_run_command(kg_proxy_t *p, proxy_cmd_t *cmd)
 {
     kg_exchange_t *ex = cmd->ex;
-    upstream_t *up = ex->upstream;
+    upstream_t *up = ex ? ex->upstream : NULL;
 
     switch (cmd->type) {
+    case PROXY_CMD_CUT_ALL:
+        /* Drain deadline: every transfer ends now, recorded as cut. */
+        while (p->active != NULL) {
+            upstream_t *cut = p->active;
+
+            proxy_finish(cut, CURLE_OK, "shutdown");
+            proxy_release(p, cut);
+        }
+        return;
     case PROXY_CMD_START:
         proxy_start_one(p, ex); /* takes the command's reference */
         return;
@@ -625,6 +680,7 @@ static void proxy_run_command(kg_proxy_t *p, proxy_cmd_t *cmd)
             ex->paused = false;
             ex->unpause_asked = false;
             pthread_mutex_unlock(&ex->mu);
+            up->last_data_us = kg_clock_mono_us();
             curl_easy_pause(up->easy, CURLPAUSE_CONT);
         }
         break;
@@ -696,7 +752,20 @@ static void proxy_check_deadlines(kg_proxy_t *p)
                           ? prov->first_byte_timeout_ms
                           : p->opts.first_byte_timeout_ms;
 
+        int64_t idle = prov->idle_timeout_ms > 0 ? prov->idle_timeout_ms
+                                                 : p->opts.idle_timeout_ms;
+        bool paused;
+
+        pthread_mutex_lock(&up->ex->mu);
+        paused = up->ex->paused;
+        pthread_mutex_unlock(&up->ex->mu);
+        if (paused) {
+            up->last_data_us = now; /* a slow client is not an idle provider */
+        }
         if (!up->headers_done && now - up->ex->start_us > fbt * 1000) {
+            proxy_finish(up, CURLE_OPERATION_TIMEDOUT, "upstream_timeout");
+            proxy_release(p, up);
+        } else if (up->headers_done && now - up->last_data_us > idle * 1000) {
             proxy_finish(up, CURLE_OPERATION_TIMEDOUT, "upstream_timeout");
             proxy_release(p, up);
         } else if (beat && proxy_client_closed(up->ex)) {

@@ -395,7 +395,7 @@ static kg_err_t store_set_journal(kg_store_t *store, kg_diag_t *diag)
         if (src == SQLITE_ROW) {
             const char *mode = (const char *)sqlite3_column_text(st, 0);
             src = (mode && strcmp(mode, "wal") == 0) ? SQLITE_OK
-                                                      : SQLITE_CANTOPEN;
+                                                     : SQLITE_CANTOPEN;
         }
     }
     sqlite3_finalize(st);

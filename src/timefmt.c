@@ -57,8 +57,7 @@ kg_err_t kg_time_parse(const char *s, int64_t *unix_seconds, kg_diag_t *diag)
     time_t t;
 
     memset(&tm, 0, sizeof(tm));
-    if ((len != 10 && len != 20 && len != 25) || s[4] != '-' ||
-        s[7] != '-') {
+    if ((len != 10 && len != 20 && len != 25) || s[4] != '-' || s[7] != '-') {
         goto bad;
     }
     tm.tm_year = time_num(s, 4) - 1900;
@@ -86,8 +85,8 @@ kg_err_t kg_time_parse(const char *s, int64_t *unix_seconds, kg_diag_t *diag)
             offset = (hh * 3600L + mm * 60L) * (s[19] == '+' ? 1 : -1);
         }
     }
-    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 ||
-        tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0) {
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 ||
+        tm.tm_min < 0 || tm.tm_sec < 0) {
         goto bad;
     }
     back = tm;

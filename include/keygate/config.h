@@ -138,6 +138,19 @@ const char *kg_config_pick_path(const char *explicit_path, int *explicit_out);
 kg_err_t kg_config_load(const char *path, kg_config_t **out,
                         kg_diag_t *diag) KG_MUST_CHECK;
 
+/* Flags of kg_config_load_ex. */
+#define KG_CONFIG_NO_CREDENTIALS 0x1u /* do not read provider secrets */
+
+/*
+ * kg_config_load with flags. KG_CONFIG_NO_CREDENTIALS checks that
+ * api_key_env / api_key_file are well formed but does not read them, so
+ * store-only commands (keys, workspaces) work in a shell that does not
+ * have the service's provider secrets; every provider's credential is
+ * then NULL.
+ */
+kg_err_t kg_config_load_ex(const char *path, unsigned flags, kg_config_t **out,
+                           kg_diag_t *diag) KG_MUST_CHECK;
+
 /* Free *cfg (wiping provider credentials) and set it to NULL. */
 void kg_config_free(kg_config_t **cfg);
 

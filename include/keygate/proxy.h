@@ -38,6 +38,13 @@ void kg_proxy_cancel(kg_proxy_t *p, kg_exchange_t *ex);
 /* The client drained the relay buffer: resume a paused transfer. */
 void kg_proxy_unpause(kg_proxy_t *p, kg_exchange_t *ex);
 
+/*
+ * End every transfer in flight now (the drain deadline): each client gets
+ * its answer cut (502, or a truncated stream) and the usage so far is
+ * recorded with error "shutdown".
+ */
+void kg_proxy_cut_all(kg_proxy_t *p);
+
 /* Transfers in flight. */
 size_t kg_proxy_active(kg_proxy_t *p);
 

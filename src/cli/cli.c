@@ -154,7 +154,9 @@ int kg_cli_load_config(kg_cli_t *cli)
             fclose(probe);
         }
     }
-    rc = kg_config_load(path, &cli->cfg, &diag);
+    rc = kg_config_load_ex(path,
+                           cli->need_credentials ? 0 : KG_CONFIG_NO_CREDENTIALS,
+                           &cli->cfg, &diag);
     if (rc != KG_OK) {
         kg_cli_fail(rc, &diag);
         return KG_EXIT_RUNTIME; /* a bad file is not a bad command line */
@@ -255,6 +257,7 @@ static int cli_serve(kg_cli_t *cli, int argc, char **argv)
                                       argv[i]);
         }
     }
+    cli->need_credentials = true;
     ex = kg_cli_load_config(cli);
     if (ex != KG_EXIT_OK) {
         return ex;

@@ -22,6 +22,7 @@
 typedef struct kg_cli {
     const char *config_path; /* --config, or NULL */
     bool json;               /* --json */
+    bool need_credentials;   /* read provider secrets (serve, config check) */
     kg_config_t *cfg;        /* owned, loaded by kg_cli_open */
     kg_store_t *store;       /* owned */
     kg_keyhash_t *hashkey;   /* owned */

@@ -19,6 +19,7 @@ static int config_check(kg_cli_t *cli, int argc, char **argv)
         return kg_cli_usage_error("config check", "unexpected argument '%.40s'",
                                   argv[1]);
     }
+    cli->need_credentials = true; /* check that they can be read */
     ex = kg_cli_load_config(cli);
     if (ex != KG_EXIT_OK) {
         return ex;

@@ -993,14 +993,11 @@ START_TEST(test_body_too_large)
 }
 END_TEST
 
-#ifdef KEYGATE_GATEWAY_KNOWN_BUGS
 /*
- * BUG: a body declared larger than max_body_bytes is not refused until it
- * has been received in full (docs/configuration.md: "a larger one → 413,
- * without reading the rest"): src/http.c http_handler keeps consuming the
- * upload and answers only at its end, so the client here waits forever.
+ * A body declared larger than max_body_bytes is refused with 413 at once,
+ * without reading it (docs/configuration.md), and the connection closes.
  */
-START_TEST(bug_declared_oversized_body_not_refused_early)
+START_TEST(test_declared_oversized_body_refused_early)
 {
     char req[1024];
     gwf_buf_t b = {0};
@@ -1020,7 +1017,6 @@ START_TEST(bug_declared_oversized_body_not_refused_early)
     gwf_buf_free(&b);
 }
 END_TEST
-#endif
 
 /* ---- credential isolation ------------------------------------------------ */
 
@@ -1316,9 +1312,7 @@ static Suite *gateway_suite(void)
     tcase_add_test(tc, test_unknown_and_missing_model);
     tcase_add_loop_test(tc, test_bad_bodies, 0, 8);
     tcase_add_test(tc, test_body_too_large);
-#ifdef KEYGATE_GATEWAY_KNOWN_BUGS
-    tcase_add_test(tc, bug_declared_oversized_body_not_refused_early);
-#endif
+    tcase_add_test(tc, test_declared_oversized_body_refused_early);
     tcase_add_test(tc, test_isolation_openai);
     tcase_add_test(tc, test_isolation_anthropic);
     tcase_add_test(tc, test_isolation_basic_and_pair);

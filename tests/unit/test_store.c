@@ -271,7 +271,6 @@ START_TEST(test_migrate_from_v1)
     kg_store_t *store = NULL;
     kg_keyhash_t *hk = NULL;
     kg_keys_ctx_t ctx;
-    kg_key_spec_t spec;
     kg_key_t made;
     kg_key_t got;
     kg_workspace_t ws;
@@ -306,12 +305,55 @@ START_TEST(test_migrate_from_v1)
     ctx.max_ttl = 90 * 86400;
     ctx.default_ttl = 30 * 86400;
     ctx.actor = UT_ACTOR;
-    memset(&spec, 0, sizeof(spec));
-    spec.name = "before-migration";
-    spec.workspace = "team-a";
-    spec.rules = "{\"allow_models\": [\"gpt-4o\"]}";
-    ck_assert_msg(kg_keys_create(&ctx, &spec, &made, token, &diag) == KG_OK,
-                  "%s", diag.msg);
+    /* A key as version-1 code wrote it: today's library speaks the newest
+     * schema, so the rows are written with version 1's columns by hand. */
+    {
+        unsigned char hash[KG_KEYHASH_LEN];
+        sqlite3_stmt *st = NULL;
+        kg_token_t t;
+
+        memset(&made, 0, sizeof(made));
+        ck_assert_int_eq(kg_token_generate("kg", &t), KG_OK);
+        ck_assert_int_eq(kg_token_format(&t, token, sizeof(token)), KG_OK);
+        kg_keyhash_compute(hk, t.id, t.secret, hash);
+        snprintf(made.id, sizeof(made.id), "%s", t.id);
+        memcpy(made.last4, t.secret + KG_TOKEN_SECRET_LEN - 4, 4);
+        made.rules = strdup("{\"allow_models\": [\"gpt-4o\"]}");
+        made.expires_at = 2000000000;
+        ck_assert_int_eq(
+            sqlite3_prepare_v2(
+                db,
+                "INSERT INTO api_keys (id, workspace_id, name, prefix, last4, "
+                "created_at, updated_at, expires_at, rules) SELECT ?1, id, "
+                "'before-migration', 'kg', ?2, 1, 1, ?3, ?4 FROM workspaces "
+                "WHERE name = 'team-a'",
+                -1, &st, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(st, 1, made.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, made.last4, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, made.expires_at);
+        sqlite3_bind_text(st, 4, made.rules, -1, SQLITE_STATIC);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        ck_assert_int_eq(
+            sqlite3_prepare_v2(db,
+                               "INSERT INTO key_secrets (key_id, hash, "
+                               "created_at) VALUES (?, ?, 1)",
+                               -1, &st, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(st, 1, made.id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        ck_assert_int_eq(sqlite3_exec(db,
+                                      "INSERT INTO audit_events (at, actor, "
+                                      "action, object_type, object_id) "
+                                      "VALUES (1, 'test', 'create', 'key', "
+                                      "'x')",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        kg_token_wipe(&t);
+    }
     kg_store_close(&store);
 
     /* Reopen with the default target: migrated to the newest version. */
