@@ -1,13 +1,10 @@
 /* The server hash key and keyed BLAKE2b hashing of key secrets. */
 #include "keygate/keyhash.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "keygate/keyfile.h"
 #include "keygate/token.h"
 
 struct kg_keyhash {
@@ -16,87 +13,25 @@ struct kg_keyhash {
 
 kg_err_t kg_keyhash_create_file(const char *path, kg_diag_t *diag)
 {
-    unsigned char key[KG_KEYHASH_KEY_LEN];
-    kg_err_t rc = KG_OK;
-    ssize_t w;
-    int fd;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST) {
-            return kg_diag_fail(diag, KG_ERR_EXISTS,
-                                "hash key file %s already exists", path);
-        }
-        return kg_diag_fail(diag, KG_ERR_IO, "cannot create %s: %s", path,
-                            strerror(errno));
-    }
-    randombytes_buf(key, sizeof(key));
-    w = write(fd, key, sizeof(key));
-    sodium_memzero(key, sizeof(key));
-    if (w != (ssize_t)sizeof(key) || fsync(fd) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
-                          strerror(errno));
-    }
-    if (close(fd) != 0 && rc == KG_OK) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
-                          strerror(errno));
-    }
-    if (rc != KG_OK) {
-        unlink(path);
-    }
-    return rc;
+    return kg_keyfile_create(path, "hash key", KG_KEYHASH_KEY_LEN, diag);
 }
 
 kg_err_t kg_keyhash_load(const char *path, kg_keyhash_t **out, kg_diag_t *diag)
 {
-    kg_keyhash_t *hk = NULL;
-    struct stat st;
-    kg_err_t rc = KG_OK;
-    ssize_t r;
-    int fd;
+    kg_keyhash_t *hk = sodium_malloc(sizeof(*hk));
+    kg_err_t rc;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        return kg_diag_fail(
-            diag, KG_ERR_IO, "cannot open hash key file %s: %s%s", path,
-            strerror(errno), errno == ENOENT ? " (run 'keygate init')" : "");
-    }
-    if (fstat(fd, &st) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot stat %s: %s", path,
-                          strerror(errno));
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO,
-                          "hash key file %s is accessible by group or others "
-                          "(mode %03o); run chmod 600 on it",
-                          path, (unsigned)(st.st_mode & 0777));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size != KG_KEYHASH_KEY_LEN) {
-        rc = kg_diag_fail(diag, KG_ERR_IO,
-                          "hash key file %s must be a regular file of %d "
-                          "bytes",
-                          path, KG_KEYHASH_KEY_LEN);
-        goto out;
-    }
-    hk = sodium_malloc(sizeof(*hk));
     if (hk == NULL) {
-        rc = KG_ERR_NOMEM;
-        goto out;
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
-    r = read(fd, hk->key, sizeof(hk->key));
-    if (r != (ssize_t)sizeof(hk->key)) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot read %s", path);
-        goto out;
+    rc = kg_keyfile_read(path, "hash key", hk->key, sizeof(hk->key), diag);
+    if (rc != KG_OK) {
+        kg_keyhash_free(&hk);
+        return rc;
     }
     *out = hk;
-    hk = NULL;
-out:
-    kg_keyhash_free(&hk);
-    close(fd);
-    return rc;
+    return KG_OK;
 }
 
 kg_err_t kg_keyhash_from_bytes(const unsigned char key[KG_KEYHASH_KEY_LEN],

@@ -1,6 +1,8 @@
 /* Inspecting and rewriting client request bodies (OpenAI and Anthropic). */
 #include "keygate/request.h"
 
+#include "keygate/validate.h"
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,43 +27,6 @@ static const char *const request_max_members[] = {
 
 #define REQUEST_NROWS(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Length of the UTF-8 sequence at s, or 0 when it is not well formed. */
-static size_t request_utf8_len(const unsigned char *s, size_t left)
-{
-    size_t n;
-    uint32_t cp;
-
-    if (s[0] < 0x80) {
-        return 1;
-    } else if ((s[0] & 0xE0) == 0xC0) {
-        n = 2;
-        cp = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        n = 3;
-        cp = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        n = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return 0;
-    }
-    return n;
-}
-
 /*
  * One pass over the raw body before jansson sees it: valid UTF-8 throughout,
  * no raw control character but whitespace, and arrays/objects nested at
@@ -79,7 +44,7 @@ static kg_err_t request_prescan(const char *body, size_t len, kg_diag_t *diag)
         unsigned char c = p[i];
 
         if (c >= 0x80) {
-            size_t n = request_utf8_len(p + i, len - i);
+            size_t n = kg_validate_utf8_len(p + i, len - i);
 
             if (n == 0) {
                 return kg_diag_fail(diag, KG_ERR_BAD_REQUEST,
@@ -687,7 +652,7 @@ kg_err_t kg_request_rewrite(const char *body, size_t len,
         size_t n = strlen(upstream_model);
 
         for (size_t i = 0; i < n;) {
-            size_t step = request_utf8_len(
+            size_t step = kg_validate_utf8_len(
                 (const unsigned char *)upstream_model + i, n - i);
 
             if (step == 0) {

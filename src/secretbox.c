@@ -1,13 +1,11 @@
 /* The server secret key and authenticated encryption of values at rest. */
 #include "keygate/secretbox.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "keygate/keyfile.h"
+
 #include <sodium.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 _Static_assert(KG_SECRETBOX_KEY_LEN == crypto_secretbox_KEYBYTES,
                "secretbox key length");
@@ -33,118 +31,27 @@ struct kg_secretbox {
 
 kg_err_t kg_secretbox_create_file(const char *path, kg_diag_t *diag)
 {
-    unsigned char key[KG_SECRETBOX_KEY_LEN];
-    kg_err_t rc = KG_OK;
-    size_t done = 0;
-    int fd;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST) {
-            return kg_diag_fail(diag, KG_ERR_EXISTS,
-                                "secret key file %s already exists", path);
-        }
-        return kg_diag_fail(diag, KG_ERR_IO, "cannot create %s: %s", path,
-                            strerror(errno));
-    }
-    randombytes_buf(key, sizeof(key));
-    while (done < sizeof(key)) {
-        ssize_t w = write(fd, key + done, sizeof(key) - done);
-
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            rc = kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
-                              w < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        done += (size_t)w;
-    }
-    sodium_memzero(key, sizeof(key));
-    if (rc == KG_OK && fsync(fd) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
-                          strerror(errno));
-    }
-    if (close(fd) != 0 && rc == KG_OK) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot write %s: %s", path,
-                          strerror(errno));
-    }
-    if (rc != KG_OK) {
-        unlink(path);
-    }
-    return rc;
-}
-
-/* Read exactly len bytes from fd; false on error or early end of file. */
-static bool secretbox_read_all(int fd, unsigned char *buf, size_t len)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t r = read(fd, buf + done, len - done);
-
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return false;
-        }
-        done += (size_t)r;
-    }
-    return true;
+    return kg_keyfile_create(path, "secret key", KG_SECRETBOX_KEY_LEN, diag);
 }
 
 kg_err_t kg_secretbox_load(const char *path, kg_secretbox_t **out,
                            kg_diag_t *diag)
 {
-    kg_secretbox_t *sb = NULL;
-    struct stat st;
-    kg_err_t rc = KG_OK;
-    int fd;
+    kg_secretbox_t *sb = sodium_malloc(sizeof(*sb));
+    kg_err_t rc;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-    if (fd < 0) {
-        return kg_diag_fail(
-            diag, KG_ERR_IO, "cannot open secret key file %s: %s%s", path,
-            strerror(errno), errno == ENOENT ? " (run 'keygate init')" : "");
-    }
-    if (fstat(fd, &st) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot stat %s: %s", path,
-                          strerror(errno));
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_IO,
-                          "secret key file %s is accessible by group or "
-                          "others (mode %03o); run chmod 600 on it",
-                          path, (unsigned)(st.st_mode & 0777));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size != KG_SECRETBOX_KEY_LEN) {
-        rc = kg_diag_fail(diag, KG_ERR_IO,
-                          "secret key file %s must be a regular file of %d "
-                          "bytes",
-                          path, KG_SECRETBOX_KEY_LEN);
-        goto out;
-    }
-    sb = sodium_malloc(sizeof(*sb));
     if (sb == NULL) {
-        rc = kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
-        goto out;
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
-    if (!secretbox_read_all(fd, sb->key, sizeof(sb->key))) {
-        rc = kg_diag_fail(diag, KG_ERR_IO, "cannot read %s", path);
-        goto out;
+    rc = kg_keyfile_read(path, "secret key", sb->key, sizeof(sb->key), diag);
+    if (rc != KG_OK) {
+        kg_secretbox_free(&sb);
+        return rc;
     }
     (void)sodium_mprotect_readonly(sb);
     *out = sb;
-    sb = NULL;
-out:
-    kg_secretbox_free(&sb);
-    close(fd);
-    return rc;
+    return KG_OK;
 }
 
 kg_err_t kg_secretbox_from_bytes(const unsigned char key[KG_SECRETBOX_KEY_LEN],

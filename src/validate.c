@@ -9,8 +9,7 @@
 #include "keygate/money.h"
 #include "keygate/rules.h"
 
-/* Length of the UTF-8 sequence at s, or 0 when it is not well formed. */
-static size_t validate_utf8_len(const unsigned char *s, size_t left)
+size_t kg_validate_utf8_len(const unsigned char *s, size_t left)
 {
     size_t n;
     uint32_t cp;
@@ -53,7 +52,7 @@ static bool validate_clean(const char *s, size_t len, bool allow_newlines)
     size_t i = 0;
 
     while (i < len) {
-        size_t n = validate_utf8_len(p + i, len - i);
+        size_t n = kg_validate_utf8_len(p + i, len - i);
 
         if (n == 0) {
             return false;

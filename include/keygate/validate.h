@@ -15,6 +15,13 @@
 #define KG_ACTOR_MAX       64
 
 /*
+ * Length of the well-formed UTF-8 sequence at s (left ≥ 1 bytes available):
+ * 1 to 4, or 0 when it is malformed, overlong, a surrogate or above
+ * U+10FFFF.
+ */
+size_t kg_validate_utf8_len(const unsigned char *s, size_t left);
+
+/*
  * A name: 1..KG_NAME_MAX bytes of printable ASCII or UTF-8, no control
  * characters, no leading or trailing space. what names the field in the
  * message ("key name"). Returns KG_OK or KG_ERR_INVAL with diag.
