@@ -178,6 +178,14 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_http_stop(gw);
     kg_proxy_stop(&gw->proxy);
     kg_usagedb_stop(&gw->usage);
+    if (gw->policy != NULL) {
+        kg_diag_t diag = {{0}};
+
+        /* Everything has settled: leave no reservation in the store. */
+        if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
+            KG_WARN("reservations not cleared: %s", diag.msg);
+        }
+    }
     kg_keycache_free(&gw->keycache);
     kg_policy_free(&gw->policy);
     kg_cidr_list_free(&gw->trusted_proxies);

@@ -327,6 +327,7 @@ static bool http_admit_models(struct MHD_Connection *conn, http_req_t *req,
     preq.operation = "models";
     preq.client_ip = req->client_ip;
     preq.max_tokens = 0;
+    preq.no_charge = true;
     if (kg_policy_admit(req->gw->policy, &preq, now, &t, &d) != KG_OK) {
         req->retry_after = d.retry_after;
         req->rate = d.err == KG_ERR_RATE_LIMITED ? &d.rate_info : NULL;
@@ -782,6 +783,7 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     preq.client_ip = req->client_ip;
     preq.max_tokens = info.max_tokens;
     preq.input_estimate = info.input_estimate_tokens;
+    preq.input_bound = (int64_t)req->body.len;
     if (kg_policy_admit(gw->policy, &preq, kg_clock_now_ms(), &ticket,
                         &denial) != KG_OK) {
         req->retry_after = denial.retry_after;

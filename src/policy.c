@@ -530,9 +530,10 @@ kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
               : req->model         ? req->model->max_output_tokens
                                    : 0;
     if (req->model != NULL) {
-        worst = kg_budget_worst_case(req->input_estimate, max_out,
-                                     req->model->input_price,
-                                     req->model->output_price);
+        worst = kg_budget_worst_case(
+            req->input_bound > req->input_estimate ? req->input_bound
+                                                   : req->input_estimate,
+            max_out, req->model->input_price, req->model->output_price);
     }
     lim.rpm = key->rpm;
     lim.tpm = key->tpm;
@@ -555,8 +556,9 @@ kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
         d->err = KG_ERR_RATE_LIMITED;
         return d->err;
     }
-    rc = kg_budget_reserve_key(p->budget, key->id, worst, now_ms / 1000,
-                               &t->key_hold);
+    rc = req->no_charge ? KG_OK
+                        : kg_budget_reserve_key(p->budget, key->id, worst,
+                                                now_ms / 1000, &t->key_hold);
     if (rc == KG_OK && t->credits) {
         rc = kg_budget_reserve_credits(p->budget, t->workspace_id, worst,
                                        &t->credit_hold);

@@ -31,6 +31,13 @@ static const char ws_sql_update[] =
 static const char ws_sql_credit[] =
     "UPDATE workspaces SET credits_balance = credits_balance + ?, "
     "updated_at = ? WHERE id = ?";
+/*
+ * An operator's credit change must reach a running gateway, but the usage
+ * writer's own charges must not flush its caches: so the revision is
+ * bumped here, not by a trigger on credits_balance.
+ */
+static const char ws_sql_bump_revision[] =
+    "UPDATE key_revision SET rev = rev + 1 WHERE id = 1";
 
 const char *kg_ws_mode_name(kg_ws_mode_t mode)
 {
@@ -384,6 +391,12 @@ kg_err_t kg_workspace_credit(kg_store_t *store, const char *actor,
     sqlite3_bind_int64(st, 2, kg_clock_now());
     kg_store_bind_text(st, 3, ws.id);
     rc = kg_store_exec_stmt(store, st, "crediting a workspace", diag);
+    if (rc != KG_OK) {
+        goto out;
+    }
+    st = kg_store_stmt(store, ws_sql_bump_revision, diag);
+    rc = st ? kg_store_exec_stmt(store, st, "crediting a workspace", diag)
+            : KG_ERR_STORE;
     if (rc != KG_OK) {
         goto out;
     }

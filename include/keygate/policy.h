@@ -24,7 +24,15 @@ typedef struct kg_policy_request {
     const char *operation;
     const char *client_ip;
     int64_t max_tokens;     /* KG_NONE when the request sets none */
-    int64_t input_estimate; /* tokens */
+    int64_t input_estimate; /* tokens, for rate limits */
+    /*
+     * An upper bound of the input tokens for budget reservations: the body's
+     * size in bytes (a byte-level tokenizer never makes more tokens than
+     * bytes), so spend cannot pass a limit when max_tokens is set. 0: use
+     * input_estimate.
+     */
+    int64_t input_bound;
+    bool no_charge; /* costs nothing (GET /v1/models): skip the budgets */
 } kg_policy_request_t;
 
 /*

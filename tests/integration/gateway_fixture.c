@@ -1216,3 +1216,18 @@ void gwf_fake_token(const char *id, char *buf, size_t len)
     ck_assert_int_eq(kg_token_format(&t, buf, len), KG_OK);
     kg_token_wipe(&t);
 }
+
+/* ---- appended helpers -------------------------------------------------- */
+
+int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = sql_prepare(f, &db, sql, arg);
+    int rc = sqlite3_step(st);
+    int changed = sqlite3_changes(db);
+
+    ck_assert_msg(rc == SQLITE_DONE, "%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return changed;
+}

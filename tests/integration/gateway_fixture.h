@@ -301,4 +301,10 @@ const char *gwf_basic(const char *token, char *buf, size_t len);
  * id and a fresh secret when id is not NULL. */
 void gwf_fake_token(const char *id, char *buf, size_t len);
 
+/* ---- appended helpers -------------------------------------------------- */
+
+/* Run one statement with an optional text parameter ?1 (asserted);
+ * returns the number of rows it changed. */
+int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg);
+
 #endif /* KEYGATE_GATEWAY_FIXTURE_H */
