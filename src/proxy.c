@@ -433,15 +433,17 @@ static void proxy_finish_buffered(upstream_t *up)
         proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_redirect");
         return;
     }
-    probe = json_loadb(up->body.data ? up->body.data : "", len, 0, NULL);
-    json_ok = json_is_object(probe) || json_is_array(probe);
-    json_decref(probe);
+    /* One parse in the common case: an answer with usage is JSON. */
+    json_ok = up->status < 300 &&
+              kg_usage_from_json(proxy_api(ex), up->body.data, len, &u);
+    if (!json_ok) {
+        probe = json_loadb(up->body.data ? up->body.data : "", len, 0, NULL);
+        json_ok = json_is_object(probe) || json_is_array(probe);
+        json_decref(probe);
+    }
     if (up->status < 300 && !json_ok) {
         proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_garbage");
         return;
-    }
-    if (up->status < 300) {
-        kg_usage_from_json(proxy_api(ex), up->body.data, len, &u);
     }
     if (json_ok) {
         body = kg_buf_steal(&up->body, &len);
