@@ -305,7 +305,7 @@ static int cmp_key(const void *a, const void *b)
 static void tok_of(const ctx_t *c, size_t i, kg_token_t *t)
 {
     memset(t, 0, sizeof(*t));
-    strcpy(t->prefix, "kg");
+    memcpy(t->prefix, "kg", sizeof("kg"));
     memcpy(t->id, c->bulk[i].id, sizeof(t->id));
     memcpy(t->secret, c->bulk[i].secret, sizeof(t->secret));
 }
@@ -367,8 +367,7 @@ static void bench_lookup(ctx_t *c, size_t n, size_t samples)
     printf("MICRO name=lookup_%zu keys_in_store=%zu samples=%zu p50_us=%.2f "
            "p99_us=%.2f mean_us=%.2f\n",
            n, n, done, (double)pct(lat, done, 50) / 1e3,
-           (double)pct(lat, done, 99) / 1e3,
-           (double)sum / (double)done / 1e3);
+           (double)pct(lat, done, 99) / 1e3, (double)sum / (double)done / 1e3);
 
     /* Store verification without the cache (kg_keys_verify), same keys. */
     {
@@ -593,10 +592,9 @@ static void bench_usage(ctx_t *c, unsigned long events)
            (unsigned long)atomic_load(&usage_failed), dt,
            (double)atomic_load(&usage_done) / dt,
            (unsigned long long)(st.batches - st0.batches),
-           st.batches > st0.batches
-               ? (double)(st.committed - st0.committed) /
-                     (double)(st.batches - st0.batches)
-               : 0.0,
+           st.batches > st0.batches ? (double)(st.committed - st0.committed) /
+                                          (double)(st.batches - st0.batches)
+                                    : 0.0,
            full);
     kg_usagedb_stop(&w);
 }

@@ -94,12 +94,12 @@ typedef struct stream {
     uint64_t t_first;
     uint64_t t_last;
     unsigned events;
-    bool prev_nl;    /* the last byte seen (CR ignored) was LF */
-    bool done_seen;  /* "[DONE]" arrived */
-    char tail[8];    /* the last bytes, to find "[DONE]" across chunks */
+    bool prev_nl;   /* the last byte seen (CR ignored) was LF */
+    bool done_seen; /* "[DONE]" arrived */
+    char tail[8];   /* the last bytes, to find "[DONE]" across chunks */
     size_t tail_len;
     bool finished;
-    vec_t *gaps;     /* where to record gaps, or NULL */
+    vec_t *gaps; /* where to record gaps, or NULL */
 } stream_t;
 
 /* Open-mode counters, updated from the write callback. */
@@ -411,11 +411,11 @@ static int run_open(const opts_t *o)
             added++;
         }
 
-        wait = g_timer_ms < 0 ? 100 : (g_timer_ms > 100 ? 100 : (int)g_timer_ms);
+        wait =
+            g_timer_ms < 0 ? 100 : (g_timer_ms > 100 ? 100 : (int)g_timer_ms);
         nev = epoll_wait(g_ep, evs, 512, wait);
         if (nev <= 0) {
-            curl_multi_socket_action(g_multi, CURL_SOCKET_TIMEOUT, 0,
-                                     &running);
+            curl_multi_socket_action(g_multi, CURL_SOCKET_TIMEOUT, 0, &running);
         } else {
             for (int i = 0; i < nev; i++) {
                 int flags = 0;

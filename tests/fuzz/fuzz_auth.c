@@ -11,7 +11,7 @@
  * Build:  clang -fsanitize=fuzzer,address,undefined -Iinclude \
  *           tests/fuzz/fuzz_auth.c src/auth.c src/framing.c src/token.c \
  *           src/err.c -lsodium -lz
- * Replay: cc -DKG_FUZZ_REPLAY ... (same sources) then run the binary with
+ * Replay: add tests/fuzz/replay_main.c (same sources) then run the binary with
  *         seed files as arguments; it exits non-zero on a failed read.
  */
 #include <sodium.h>
@@ -217,59 +217,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_free(&in);
     return 0;
 }
-
-#ifdef KG_FUZZ_REPLAY
-/* Read path into a new buffer (*len bytes); NULL on error. */
-static uint8_t *fuzz_read(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t n;
-
-    if (f == NULL) {
-        return NULL;
-    }
-    buf = malloc(FUZZ_MAX_INPUT);
-    if (buf == NULL) {
-        fclose(f);
-        return NULL;
-    }
-    n = fread(buf, 1, FUZZ_MAX_INPUT, f);
-    if (ferror(f) || (n == FUZZ_MAX_INPUT && fgetc(f) != EOF)) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
-int main(int argc, char **argv)
-{
-    int failed = 0;
-
-    LLVMFuzzerInitialize(&argc, &argv);
-    for (int i = 1; i < argc; i++) {
-        size_t len = 0;
-        uint8_t *buf = fuzz_read(argv[i], &len);
-        uint8_t *exact;
-
-        if (buf == NULL) {
-            fprintf(stderr, "fuzz_auth: cannot read %s\n", argv[i]);
-            failed = 1;
-            continue;
-        }
-        /* An exact-size copy, as libFuzzer gives, so overreads show. */
-        exact = malloc(len > 0 ? len : 1);
-        if (exact == NULL) {
-            abort();
-        }
-        memcpy(exact, buf, len);
-        free(buf);
-        LLVMFuzzerTestOneInput(exact, len);
-        free(exact);
-    }
-    printf("fuzz_auth: replayed %d input(s)\n", argc - 1);
-    return failed;
-}
-#endif /* KG_FUZZ_REPLAY */
