@@ -1231,3 +1231,17 @@ int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg)
     sqlite3_close(db);
     return changed;
 }
+
+int gwf_run_suite(Suite *s)
+{
+    SRunner *sr;
+    int failed;
+
+    gwf_global_init();
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    gwf_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

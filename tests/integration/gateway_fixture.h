@@ -2,6 +2,7 @@
 #ifndef KEYGATE_GATEWAY_FIXTURE_H
 #define KEYGATE_GATEWAY_FIXTURE_H
 
+#include <check.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -103,6 +104,12 @@ typedef struct gwf_buf {
 /* Once per test program, before any fork: curl, libsodium. */
 void gwf_global_init(void);
 void gwf_global_cleanup(void);
+
+/*
+ * The main() of a gateway test program: global set-up, run suite s (taken
+ * over), clean-up. Returns the process exit status.
+ */
+int gwf_run_suite(Suite *s);
 
 /*
  * The root directory of a test case (made in an unchecked fixture, in the

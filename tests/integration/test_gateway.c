@@ -1325,14 +1325,5 @@ static Suite *gateway_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    gwf_global_init();
-    sr = srunner_create(gateway_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    gwf_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return gwf_run_suite(gateway_suite());
 }
