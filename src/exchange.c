@@ -50,5 +50,8 @@ void kg_exchange_wake_locked(kg_exchange_t *ex)
     if (ex->suspended && !ex->client_gone && ex->conn != NULL) {
         ex->suspended = false;
         MHD_resume_connection(ex->conn);
+        if (ex->wake_loop != NULL) {
+            ex->wake_loop(ex->wake_loop_ud);
+        }
     }
 }

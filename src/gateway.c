@@ -108,7 +108,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                               kg_diag_t *diag)
 {
     const kg_config_t *cfg = gw->cfg;
-    kg_proxy_opts_t popts;
+    kg_proxy_opts_t *popts = &gw->proxy_opts;
     kg_err_t rc;
 
     rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
@@ -138,18 +138,15 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     if (rc != KG_OK) {
         return rc;
     }
-    memset(&popts, 0, sizeof(popts));
-    popts.connect_timeout_ms = cfg->upstream_connect_timeout_ms;
-    popts.first_byte_timeout_ms = cfg->upstream_first_byte_timeout_ms;
-    popts.idle_timeout_ms = cfg->upstream_idle_timeout_ms;
-    popts.max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
-    popts.max_host_connections = (long)cfg->upstream_max_connections_per_host;
-    popts.usage = gw->usage;
-    popts.policy = gw->policy;
-    rc = kg_proxy_start(&popts, &gw->proxy, diag);
-    if (rc == KG_OK) {
-        rc = kg_http_start(gw, diag);
-    }
+    memset(popts, 0, sizeof(*popts));
+    popts->connect_timeout_ms = cfg->upstream_connect_timeout_ms;
+    popts->first_byte_timeout_ms = cfg->upstream_first_byte_timeout_ms;
+    popts->idle_timeout_ms = cfg->upstream_idle_timeout_ms;
+    popts->max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
+    popts->max_host_connections = (long)cfg->upstream_max_connections_per_host;
+    popts->usage = gw->usage;
+    popts->policy = gw->policy;
+    rc = kg_http_start(gw, diag);
     if (rc == KG_OK && opts->port_file != NULL) {
         rc = gateway_write_port(opts->port_file, gw->port, diag);
     }
@@ -175,8 +172,7 @@ static void gateway_stop(kg_gateway_t *gw)
     if (gw->maintenance_started) {
         pthread_join(gw->maintenance, NULL);
     }
-    kg_http_stop(gw);
-    kg_proxy_stop(&gw->proxy);
+    kg_http_stop(gw); /* the workers: their daemons and proxies */
     kg_usagedb_stop(&gw->usage);
     if (gw->policy != NULL) {
         kg_diag_t diag = {{0}};
@@ -222,7 +218,7 @@ static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
         /* Cut every transfer so each suspended connection is resumed with
          * its end (libmicrohttpd must not be stopped while one is still
          * suspended), then give the clients a moment to get it. */
-        kg_proxy_cut_all(gw->proxy);
+        kg_http_cut_all(gw);
         deadline = kg_clock_mono_us() + GATEWAY_CUT_GRACE_US;
         while (atomic_load(&gw->inflight) > 0 &&
                kg_clock_mono_us() < deadline) {

@@ -10,17 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "keygate/auth.h"
 #include "keygate/clock.h"
+#include "keygate/connlimit.h"
 #include "keygate/exchange.h"
 #include "keygate/framing.h"
 #include "keygate/log.h"
 #include "keygate/money.h"
 #include "keygate/request.h"
 #include "keygate/timefmt.h"
+#include "keygate/worker.h"
 
 #define HTTP_MAX_HEADERS 100
 #define HTTP_READ_BLOCK  (16 * 1024)
@@ -71,6 +75,7 @@ static const http_route_t http_routes[] = {
 /* Per-request state of the HTTP side (libmicrohttpd's con_cls). */
 typedef struct http_req {
     kg_gateway_t *gw;
+    kg_proxy_t *proxy; /* the connection's worker's */
     const http_route_t *route;
     char request_id[KG_REQUEST_ID_LEN + 1];
     char client_ip[KG_CLIENT_IP_MAX];
@@ -837,11 +842,13 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
 
         ex->client_fd = ci ? ci->connect_fd : -1;
     }
+    ex->wake_loop = kg_proxy_wake_loop;
+    ex->wake_loop_ud = req->proxy;
     ex->suspended = true;
     kg_exchange_ref(ex); /* the proxy's reference */
     req->ex = ex;
     MHD_suspend_connection(conn);
-    kg_proxy_submit(gw->proxy, ex);
+    kg_proxy_submit(req->proxy, ex);
     return MHD_YES;
 }
 
@@ -879,7 +886,7 @@ static ssize_t http_stream_reader(void *cls, uint64_t pos, char *buf,
     }
     pthread_mutex_unlock(&ex->mu);
     if (unpause) {
-        kg_proxy_unpause(req->gw->proxy, ex);
+        kg_proxy_unpause(req->proxy, ex);
     }
     return n;
 }
@@ -962,16 +969,24 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
                                     const char *upload_data,
                                     size_t *upload_data_size, void **con_cls)
 {
-    kg_gateway_t *gw = cls;
+    kg_worker_t *w = cls;
+    kg_gateway_t *gw = w->gw;
     http_req_t *req = *con_cls;
     enum MHD_Result ret = MHD_YES;
 
     if (req == NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        if (ci == NULL || ci->socket_context == NULL) {
+            return MHD_NO; /* over a connection limit: close */
+        }
         req = calloc(1, sizeof(*req));
         if (req == NULL) {
             return MHD_NO;
         }
         req->gw = gw;
+        req->proxy = w->proxy;
         req->start_us = kg_clock_mono_us();
         kg_buf_init(&req->body, (size_t)gw->cfg->server_max_body_bytes);
         http_new_request_id(gw, req->request_id);
@@ -1027,7 +1042,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
 static void http_completed(void *cls, struct MHD_Connection *conn,
                            void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    kg_gateway_t *gw = cls;
+    kg_worker_t *w = cls;
+    kg_gateway_t *gw = w->gw;
     http_req_t *req = *con_cls;
     kg_exchange_t *ex;
 
@@ -1050,7 +1066,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
         done = ex->upstream_done && !ex->holding;
         pthread_mutex_unlock(&ex->mu);
         if (!done) {
-            kg_proxy_cancel(gw->proxy, ex);
+            kg_proxy_cancel(req->proxy, ex);
         }
         kg_exchange_unref(ex);
     }
@@ -1104,35 +1120,101 @@ static kg_err_t http_parse_listen(const char *s, struct sockaddr_storage *ss,
                         "[server] listen: '%s' is not an address", s);
 }
 
-kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
+/* Accept policy: refuse at once past a connection limit (any worker). */
+static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *sa,
+                                          socklen_t len)
 {
-    const kg_config_t *cfg = gw->cfg;
-    struct sockaddr_storage ss;
-    unsigned threads = (unsigned)cfg->server_threads;
-    /* ITC lets MHD_quiesce_daemon stop accepting while threads run. */
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    const union MHD_DaemonInfo *info;
-    kg_err_t rc;
+    kg_worker_t *w = cls;
+    const kg_config_t *cfg = w->gw->cfg;
+    size_t from_sa = 0;
+    size_t total = kg_connlimit_count(w->gw->connlimit, sa, len, &from_sa);
 
-    rc = http_parse_listen(cfg->server_listen, &ss, diag);
-    if (rc != KG_OK) {
-        return rc;
+    if (total >= (size_t)cfg->server_max_connections ||
+        (cfg->server_max_connections_per_ip > 0 &&
+         from_sa >= (size_t)cfg->server_max_connections_per_ip)) {
+        return MHD_NO;
     }
-    if (ss.ss_family == AF_INET6) {
-        flags |= MHD_USE_IPv6;
-    }
-    if (threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return MHD_YES;
+}
 
-        threads = n > 0 ? (unsigned)n : 1;
+/*
+ * Count every connection in the limits shared by the workers (each worker's
+ * daemon only knows its own). A connection that loses a race for the last
+ * slot gets no slot and is closed by its first request.
+ */
+static void http_notify_connection(void *cls, struct MHD_Connection *conn,
+                                   void **socket_context,
+                                   enum MHD_ConnectionNotificationCode code)
+{
+    kg_worker_t *w = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+        *socket_context = kg_connlimit_acquire(
+            w->gw->connlimit, sa,
+            sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in));
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        kg_connlimit_release(w->gw->connlimit, *socket_context);
+        *socket_context = NULL;
     }
-    gw->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, http_handler, gw, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+}
+
+/* The listening socket every worker's daemon accepts from. */
+static int http_listen_socket(const kg_config_t *cfg,
+                              const struct sockaddr_storage *ss, uint16_t *port,
+                              kg_diag_t *diag)
+{
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    int one = 1;
+    int fd =
+        socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        kg_diag_fail(diag, KG_ERR_CONFIG, "cannot create a socket: %s",
+                     strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+        listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &blen) != 0) {
+        kg_diag_fail(diag, KG_ERR_CONFIG, "cannot listen on %s: %s",
+                     cfg->server_listen, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(bound.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)(void *)&bound)->sin6_port
+                      : ((struct sockaddr_in *)(void *)&bound)->sin_port);
+    return fd;
+}
+
+/* One worker's daemon: external epoll, driven by the worker's loop. */
+static struct MHD_Daemon *http_daemon_new(kg_worker_t *w, int listen_fd,
+                                          bool ipv6)
+{
+    const kg_config_t *cfg = w->gw->cfg;
+    /* ITC: MHD_resume_connection from another thread (the usage writer)
+     * wakes the loop through the daemon's epoll set. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+
+    return MHD_start_daemon(
+        flags, 0, http_accept_policy, w, http_handler, w,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
+        /* The shared limits are kept by kg_connlimit; this is a backstop. */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->server_max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->server_max_connections_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, w,
         /* Until a request's headers are in, a connection may be silent for
          * header_timeout; the first call of the handler raises it to
          * idle_timeout (see http_handler). */
@@ -1144,34 +1226,104 @@ kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
          * profile showed a 96 KiB pool costing ~28% of all instructions). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->server_max_header_bytes + 16 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, http_completed, gw,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, w,
         MHD_OPTION_EXTERNAL_LOGGER, http_log_mhd, NULL, MHD_OPTION_END);
-    if (gw->daemon == NULL) {
-        return kg_diag_fail(diag, KG_ERR_CONFIG,
-                            "cannot listen on %s (address in use or not "
-                            "available?)",
-                            cfg->server_listen);
+}
+
+kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
+{
+    const kg_config_t *cfg = gw->cfg;
+    struct sockaddr_storage ss;
+    unsigned n = (unsigned)cfg->server_threads;
+    kg_proxy_opts_t popts = gw->proxy_opts;
+    int lfd;
+    kg_err_t rc;
+
+    rc = http_parse_listen(cfg->server_listen, &ss, diag);
+    if (rc != KG_OK) {
+        return rc;
     }
-    info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    gw->port = info ? info->port : 0;
-    return KG_OK;
+    if (n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n = cores > 0 ? (unsigned)cores : 1;
+    }
+    /* max_connections_per_host is for the whole gateway: share it out. */
+    if (popts.max_host_connections > 0) {
+        popts.max_host_connections =
+            (popts.max_host_connections + (long)n - 1) / (long)n;
+    }
+    rc = kg_connlimit_new((size_t)cfg->server_max_connections,
+                          (size_t)cfg->server_max_connections_per_ip,
+                          &gw->connlimit);
+    if (rc != KG_OK) {
+        return kg_diag_fail(diag, rc, "out of memory");
+    }
+    gw->workers = calloc(n, sizeof(*gw->workers));
+    if (gw->workers == NULL) {
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+    }
+    lfd = http_listen_socket(cfg, &ss, &gw->port, diag);
+    if (lfd < 0) {
+        return KG_ERR_CONFIG;
+    }
+    /* Every worker's daemon accepts from its own duplicate of one socket:
+     * the kernel wakes whichever loop is free, and no other process can
+     * bind the port alongside (as SO_REUSEPORT would let it). */
+    for (unsigned i = 0; i < n && rc == KG_OK; i++) {
+        kg_worker_t *w = NULL;
+        int dfd;
+
+        rc = kg_worker_new(gw, i, &popts, &w, diag);
+        if (rc != KG_OK) {
+            break;
+        }
+        gw->workers[gw->nworkers++] = w;
+        dfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+        w->daemon =
+            dfd < 0 ? NULL : http_daemon_new(w, dfd, ss.ss_family == AF_INET6);
+        if (w->daemon == NULL) {
+            if (dfd >= 0) {
+                close(dfd);
+            }
+            rc = kg_diag_fail(diag, KG_ERR_CONFIG,
+                              "cannot start the HTTP daemon on %s",
+                              cfg->server_listen);
+            break;
+        }
+        rc = kg_worker_attach(w, w->daemon, diag);
+    }
+    close(lfd);
+    for (unsigned i = 0; i < gw->nworkers && rc == KG_OK; i++) {
+        rc = kg_worker_start(gw->workers[i], diag);
+    }
+    return rc;
 }
 
 void kg_http_quiesce(kg_gateway_t *gw)
 {
-    if (gw->daemon != NULL) {
-        MHD_socket fd = MHD_quiesce_daemon(gw->daemon);
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        kg_worker_quiesce(gw->workers[i]);
+    }
+}
 
-        if (fd != MHD_INVALID_SOCKET) {
-            close(fd);
-        }
+void kg_http_cut_all(kg_gateway_t *gw)
+{
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        kg_proxy_cut_all(gw->workers[i]->proxy);
     }
 }
 
 void kg_http_stop(kg_gateway_t *gw)
 {
-    if (gw->daemon != NULL) {
-        MHD_stop_daemon(gw->daemon);
-        gw->daemon = NULL;
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        kg_worker_stop(gw->workers[i]);
     }
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        kg_worker_free(&gw->workers[i]);
+    }
+    free(gw->workers);
+    gw->workers = NULL;
+    gw->nworkers = 0;
+    kg_connlimit_free(&gw->connlimit);
 }

@@ -1,15 +1,20 @@
-/* The upstream side: one thread drives every provider transfer with libcurl. */
+/* The upstream side: provider transfers with libcurl, driven by one event loop.
+ */
 #define _GNU_SOURCE /* memmem */
 #include "keygate/proxy.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
-#include <poll.h>
+#include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "keygate/clock.h"
 #include "keygate/log.h"
@@ -19,6 +24,10 @@
 
 #define PROXY_MAX_SSE_EVENT (1024 * 1024)
 #define PROXY_HEARTBEAT_US  (500 * 1000)
+/* Timeouts are checked this often (first byte, idle). */
+#define PROXY_CHECK_US (50 * 1000)
+/* Easy handles kept for reuse (curl_easy_reset) instead of freed. */
+#define PROXY_SPARE_EASY 64
 
 typedef enum proxy_cmd_type {
     PROXY_CMD_START,
@@ -52,18 +61,52 @@ typedef struct upstream {
     bool usage_sent;
 } upstream_t;
 
+/* A provider socket curl asked the loop to watch (epoll's data.ptr). */
+typedef struct proxy_sock {
+    int fd;
+    bool dead; /* removed; freed after the current batch of events */
+    struct proxy_sock *prev; /* every live socket, for the final free */
+    struct proxy_sock *next;
+    struct proxy_sock *next_dead;
+} proxy_sock_t;
+
 struct kg_proxy {
     kg_proxy_opts_t opts;
     CURLM *multi;
-    pthread_t thread;
-    pthread_mutex_t mu; /* guards the command queue and stopping */
+    int epfd;    /* the owning loop's epoll set (borrowed) */
+    int wake_fd; /* eventfd: commands from other threads */
+    char wake_tag;
+    pthread_t owner; /* the loop thread, once kg_proxy_bind_thread ran */
+    atomic_bool bound;
+    bool mhd_kick;      /* a connection was resumed on the loop thread */
+    pthread_mutex_t mu; /* guards the command queue */
     proxy_cmd_t *head;
     proxy_cmd_t *tail;
-    bool stopping;
-    upstream_t *active; /* doubly linked, proxy thread only */
+    upstream_t *active;   /* doubly linked, loop thread only */
+    int64_t timer_due_us; /* curl's timeout; -1: none */
+    int64_t next_check_us;
     int64_t last_heartbeat_us;
+    proxy_sock_t *socks; /* live */
+    proxy_sock_t *dead_socks;
+    CURL *spare[PROXY_SPARE_EASY]; /* reset handles ready for reuse */
+    size_t nspare;
     atomic_size_t nactive;
 };
+
+static bool proxy_on_thread(kg_proxy_t *p)
+{
+    return atomic_load_explicit(&p->bound, memory_order_acquire) &&
+           pthread_equal(p->owner, pthread_self());
+}
+
+static void proxy_wake(kg_proxy_t *p)
+{
+    uint64_t one = 1;
+
+    if (write(p->wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is already non-zero, the loop will wake. */
+    }
+}
 
 static void proxy_enqueue(kg_proxy_t *p, proxy_cmd_type_t type,
                           kg_exchange_t *ex)
@@ -86,7 +129,30 @@ static void proxy_enqueue(kg_proxy_t *p, proxy_cmd_type_t type,
     }
     p->tail = cmd;
     pthread_mutex_unlock(&p->mu);
-    curl_multi_wakeup(p->multi);
+    /* The loop runs its queue after every round of libmicrohttpd work, so
+     * a command from its own thread needs no wake-up. */
+    if (!proxy_on_thread(p)) {
+        proxy_wake(p);
+    }
+}
+
+void kg_proxy_wake_loop(void *ud)
+{
+    kg_proxy_t *p = ud;
+
+    if (proxy_on_thread(p)) {
+        p->mhd_kick = true; /* the loop runs libmicrohttpd after this round */
+    } else {
+        proxy_wake(p);
+    }
+}
+
+bool kg_proxy_take_kick(kg_proxy_t *p)
+{
+    bool k = p->mhd_kick;
+
+    p->mhd_kick = false;
+    return k;
 }
 
 void kg_proxy_submit(kg_proxy_t *p, kg_exchange_t *ex)
@@ -569,7 +635,12 @@ static void proxy_release(kg_proxy_t *p, upstream_t *up)
     }
     atomic_fetch_sub(&p->nactive, 1);
     curl_multi_remove_handle(p->multi, up->easy);
-    curl_easy_cleanup(up->easy);
+    if (p->nspare < PROXY_SPARE_EASY) {
+        curl_easy_reset(up->easy);
+        p->spare[p->nspare++] = up->easy;
+    } else {
+        curl_easy_cleanup(up->easy);
+    }
     curl_slist_free_all(up->ex->curl_headers);
     up->ex->curl_headers = NULL;
     up->ex->upstream = NULL;
@@ -600,7 +671,7 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     if (kg_sse_parser_new(PROXY_MAX_SSE_EVENT, &up->sse) != KG_OK) {
         goto fail;
     }
-    e = curl_easy_init();
+    e = p->nspare > 0 ? p->spare[--p->nspare] : curl_easy_init();
     if (e == NULL) {
         goto fail;
     }
@@ -690,16 +761,14 @@ static void proxy_run_command(kg_proxy_t *p, proxy_cmd_t *cmd)
     kg_exchange_unref(ex);
 }
 
-static bool proxy_drain_commands(kg_proxy_t *p)
+static void proxy_drain_commands(kg_proxy_t *p)
 {
     proxy_cmd_t *cmd;
-    bool stopping;
 
     pthread_mutex_lock(&p->mu);
     cmd = p->head;
     p->head = NULL;
     p->tail = NULL;
-    stopping = p->stopping;
     pthread_mutex_unlock(&p->mu);
     while (cmd != NULL) {
         proxy_cmd_t *next = cmd->next;
@@ -708,7 +777,6 @@ static bool proxy_drain_commands(kg_proxy_t *p)
         free(cmd);
         cmd = next;
     }
-    return stopping;
 }
 
 /*
@@ -781,77 +849,205 @@ static void proxy_check_deadlines(kg_proxy_t *p)
     }
 }
 
-static void *proxy_main(void *arg)
+/* Finish every transfer curl reports done. */
+static void proxy_read_messages(kg_proxy_t *p)
 {
-    kg_proxy_t *p = arg;
-    int running = 0;
+    CURLMsg *msg;
+    int left;
 
-    for (;;) {
-        CURLMsg *msg;
-        int left;
-        bool stopping = proxy_drain_commands(p);
+    while ((msg = curl_multi_info_read(p->multi, &left)) != NULL) {
+        upstream_t *up = NULL;
 
-        if (stopping) {
-            break;
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
         }
-        curl_multi_perform(p->multi, &running);
-        while ((msg = curl_multi_info_read(p->multi, &left)) != NULL) {
-            upstream_t *up = NULL;
-
-            if (msg->msg != CURLMSG_DONE) {
-                continue;
-            }
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&up);
-            proxy_finish(up, msg->data.result, NULL);
-            proxy_release(p, up);
-        }
-        proxy_check_deadlines(p);
-        curl_multi_poll(p->multi, NULL, 0, 100, NULL);
-    }
-    /* Stopping: whatever is still in flight is cut and recorded. */
-    while (p->active != NULL) {
-        upstream_t *up = p->active;
-
-        proxy_finish(up, CURLE_OK, "shutdown");
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&up);
+        proxy_finish(up, msg->data.result, NULL);
         proxy_release(p, up);
     }
-    proxy_drain_commands(p);
-    return NULL;
 }
 
-kg_err_t kg_proxy_start(const kg_proxy_opts_t *opts, kg_proxy_t **out,
-                        kg_diag_t *diag)
+/* CURLMOPT_SOCKETFUNCTION: keep the loop's epoll set in step with curl. */
+static int proxy_socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud,
+                           void *sockp)
+{
+    kg_proxy_t *p = ud;
+    proxy_sock_t *ps = sockp;
+    struct epoll_event ev;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (ps != NULL) {
+            epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
+            curl_multi_assign(p->multi, fd, NULL);
+            if (ps->prev != NULL) {
+                ps->prev->next = ps->next;
+            } else {
+                p->socks = ps->next;
+            }
+            if (ps->next != NULL) {
+                ps->next->prev = ps->prev;
+            }
+            /* An event for it may still wait in the current batch. */
+            ps->dead = true;
+            ps->next_dead = p->dead_socks;
+            p->dead_socks = ps;
+        }
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) |
+                (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (ps == NULL) {
+        ps = calloc(1, sizeof(*ps));
+        if (ps == NULL) {
+            return -1;
+        }
+        ps->fd = fd;
+        ev.data.ptr = ps;
+        if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            free(ps);
+            return -1;
+        }
+        curl_multi_assign(p->multi, fd, ps);
+        ps->next = p->socks;
+        if (p->socks != NULL) {
+            p->socks->prev = ps;
+        }
+        p->socks = ps;
+        return 0;
+    }
+    ev.data.ptr = ps;
+    return epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -1;
+}
+
+/* CURLMOPT_TIMERFUNCTION: remember when curl wants to be called. */
+static int proxy_timer_cb(CURLM *multi, long timeout_ms, void *ud)
+{
+    kg_proxy_t *p = ud;
+
+    (void)multi;
+    p->timer_due_us =
+        timeout_ms < 0 ? -1 : kg_clock_mono_us() + (int64_t)timeout_ms * 1000;
+    return 0;
+}
+
+void kg_proxy_bind_thread(kg_proxy_t *p)
+{
+    p->owner = pthread_self();
+    atomic_store_explicit(&p->bound, true, memory_order_release);
+}
+
+void kg_proxy_on_event(kg_proxy_t *p, void *tag, uint32_t events)
+{
+    proxy_sock_t *ps = tag;
+    int flags = 0;
+    int running = 0;
+
+    if (tag == &p->wake_tag) {
+        uint64_t n;
+
+        if (read(p->wake_fd, &n, sizeof(n)) < 0) {
+            /* EAGAIN: another round already read it. */
+        }
+        p->mhd_kick = true; /* maybe a resume from another thread */
+        return;
+    }
+    if (ps->dead) {
+        return;
+    }
+    if (events & EPOLLIN) {
+        flags |= CURL_CSELECT_IN;
+    }
+    if (events & EPOLLOUT) {
+        flags |= CURL_CSELECT_OUT;
+    }
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        flags |= CURL_CSELECT_ERR;
+    }
+    curl_multi_socket_action(p->multi, ps->fd, flags, &running);
+}
+
+int kg_proxy_timeout_ms(kg_proxy_t *p)
+{
+    int64_t now = kg_clock_mono_us();
+    int64_t due = p->next_check_us;
+
+    if (p->head != NULL || p->mhd_kick) {
+        return 0; /* a racy peek is fine: a command also wakes the loop */
+    }
+    if (p->timer_due_us >= 0 && p->timer_due_us < due) {
+        due = p->timer_due_us;
+    }
+    if (p->active == NULL && p->timer_due_us < 0) {
+        return -1; /* nothing to time; commands wake the loop */
+    }
+    return due <= now ? 0 : (int)((due - now + 999) / 1000);
+}
+
+void kg_proxy_run(kg_proxy_t *p)
+{
+    int64_t now;
+    int running = 0;
+
+    proxy_drain_commands(p);
+    now = kg_clock_mono_us();
+    if (p->timer_due_us >= 0 && p->timer_due_us <= now) {
+        p->timer_due_us = -1;
+        curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    proxy_read_messages(p);
+    if (now >= p->next_check_us) {
+        p->next_check_us = now + PROXY_CHECK_US;
+        proxy_check_deadlines(p);
+    }
+    while (p->dead_socks != NULL) {
+        proxy_sock_t *ps = p->dead_socks;
+
+        p->dead_socks = ps->next_dead;
+        free(ps);
+    }
+}
+
+kg_err_t kg_proxy_new(const kg_proxy_opts_t *opts, int epfd, kg_proxy_t **out,
+                      kg_diag_t *diag)
 {
     kg_proxy_t *p = calloc(1, sizeof(*p));
+    struct epoll_event ev;
 
     *out = NULL;
     if (p == NULL) {
         return KG_ERR_NOMEM;
     }
     p->opts = *opts;
+    p->epfd = epfd;
+    p->timer_due_us = -1;
     pthread_mutex_init(&p->mu, NULL);
+    p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     p->multi = curl_multi_init();
-    if (p->multi == NULL) {
-        pthread_mutex_destroy(&p->mu);
-        free(p);
-        return kg_diag_fail(diag, KG_ERR_INTERNAL, "curl_multi_init failed");
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.ptr = &p->wake_tag;
+    if (p->multi == NULL || p->wake_fd < 0 ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, p->wake_fd, &ev) != 0) {
+        kg_proxy_free(&p);
+        return kg_diag_fail(diag, KG_ERR_INTERNAL,
+                            "cannot set up the upstream side: %s",
+                            strerror(errno));
     }
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, proxy_socket_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, proxy_timer_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
     curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                       opts->max_host_connections);
     curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
                       opts->max_host_connections);
-    if (pthread_create(&p->thread, NULL, proxy_main, p) != 0) {
-        curl_multi_cleanup(p->multi);
-        pthread_mutex_destroy(&p->mu);
-        free(p);
-        return kg_diag_fail(diag, KG_ERR_INTERNAL,
-                            "cannot start the proxy thread");
-    }
     *out = p;
     return KG_OK;
 }
 
-void kg_proxy_stop(kg_proxy_t **pp)
+void kg_proxy_free(kg_proxy_t **pp)
 {
     kg_proxy_t *p;
 
@@ -859,12 +1055,37 @@ void kg_proxy_stop(kg_proxy_t **pp)
         return;
     }
     p = *pp;
-    pthread_mutex_lock(&p->mu);
-    p->stopping = true;
-    pthread_mutex_unlock(&p->mu);
-    curl_multi_wakeup(p->multi);
-    pthread_join(p->thread, NULL);
-    curl_multi_cleanup(p->multi);
+    /* Whatever is still in flight is cut and recorded. */
+    proxy_drain_commands(p);
+    while (p->active != NULL) {
+        upstream_t *up = p->active;
+
+        proxy_finish(up, CURLE_OK, "shutdown");
+        proxy_release(p, up);
+    }
+    proxy_drain_commands(p);
+    while (p->nspare > 0) {
+        curl_easy_cleanup(p->spare[--p->nspare]);
+    }
+    if (p->multi != NULL) {
+        curl_multi_cleanup(p->multi); /* REMOVE callbacks fill dead_socks */
+    }
+    while (p->dead_socks != NULL) {
+        proxy_sock_t *ps = p->dead_socks;
+
+        p->dead_socks = ps->next_dead;
+        free(ps);
+    }
+    while (p->socks != NULL) {
+        proxy_sock_t *ps = p->socks;
+
+        p->socks = ps->next;
+        free(ps);
+    }
+    if (p->wake_fd >= 0) {
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->wake_fd, NULL);
+        close(p->wake_fd);
+    }
     pthread_mutex_destroy(&p->mu);
     free(p);
     *pp = NULL;

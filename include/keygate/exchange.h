@@ -57,6 +57,9 @@ typedef struct kg_exchange {
     kg_policy_t *policy;       /* borrowed: settles the ticket */
     kg_policy_ticket_t ticket; /* holds released once, at the end */
     int64_t charged_credits;   /* credits charged, reported after commit */
+    /* Wakes the connection's event loop after a resume from any thread. */
+    void (*wake_loop)(void *ud);
+    void *wake_loop_ud;
 
     pthread_mutex_t mu;
     struct MHD_Connection *conn; /* NULL once the client side completed */

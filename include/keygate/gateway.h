@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/config.h"
+#include "keygate/connlimit.h"
 #include "keygate/err.h"
 #include "keygate/keycache.h"
 #include "keygate/keyhash.h"
@@ -16,7 +17,7 @@
 #include "keygate/secretbox.h"
 #include "keygate/usagedb.h"
 
-struct MHD_Daemon;
+struct kg_worker;
 
 /*
  * The running gateway. Everything is owned by it; the configuration is
@@ -31,9 +32,11 @@ typedef struct kg_gateway {
     kg_policy_t *policy;
     kg_cidr_list_t *trusted_proxies; /* NULL: the socket peer is the client */
     kg_usagedb_t *usage;
-    kg_proxy_t *proxy;
-    struct MHD_Daemon *daemon;
-    uint16_t port; /* the bound port (useful with port 0) */
+    kg_proxy_opts_t proxy_opts; /* each worker's proxy starts from these */
+    struct kg_worker **workers; /* event loops ([server] threads) */
+    unsigned nworkers;
+    kg_connlimit_t *connlimit; /* client connections, all workers */
+    uint16_t port;             /* the bound port (useful with port 0) */
     atomic_bool draining;
     atomic_long inflight; /* requests between first call and completion */
     atomic_ulong request_seq;
@@ -62,6 +65,9 @@ kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
 kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag) KG_MUST_CHECK;
 /* Stop accepting new connections; in-flight requests go on. */
 void kg_http_quiesce(kg_gateway_t *gw);
+
+/* Cut every transfer in flight (the drain deadline); see kg_proxy_cut_all. */
+void kg_http_cut_all(kg_gateway_t *gw);
 void kg_http_stop(kg_gateway_t *gw);
 
 #endif /* KEYGATE_GATEWAY_H */
