@@ -144,6 +144,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts->idle_timeout_ms = cfg->upstream_idle_timeout_ms;
     popts->max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
     popts->max_host_connections = (long)cfg->upstream_max_connections_per_host;
+    popts->request_log = cfg->server_request_log;
     popts->usage = gw->usage;
     popts->policy = gw->policy;
     rc = kg_http_start(gw, diag);

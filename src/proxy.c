@@ -289,14 +289,16 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     }
     ev.charge_credits = ex->ticket.credits;
     ex->charged_credits = ex->ticket.credits ? ev.cost : 0;
-    KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
-            "prompt_tokens=%lld completion_tokens=%lld cost=%s "
-            "latency_ms=%lld%s%s",
-            ev.request_id, ev.key_id, status, ev.model, ev.provider,
-            (long long)ev.prompt_tokens, (long long)ev.completion_tokens,
-            kg_money_format(ev.cost, money, sizeof(money)),
-            (long long)ev.latency_ms, error_code ? " error=" : "",
-            error_code ? error_code : "");
+    if (up->proxy->opts.request_log) {
+        KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
+                "prompt_tokens=%lld completion_tokens=%lld cost=%s "
+                "latency_ms=%lld%s%s",
+                ev.request_id, ev.key_id, status, ev.model, ev.provider,
+                (long long)ev.prompt_tokens, (long long)ev.completion_tokens,
+                kg_money_format(ev.cost, money, sizeof(money)),
+                (long long)ev.latency_ms, error_code ? " error=" : "",
+                error_code ? error_code : "");
+    }
     kg_exchange_ref(ex);
     if (kg_usagedb_submit(up->proxy->opts.usage, &ev, proxy_usage_committed,
                           ex) != KG_OK) {

@@ -19,6 +19,7 @@ typedef struct kg_proxy_opts {
     int64_t idle_timeout_ms;       /* no bytes for this long ends it */
     size_t max_response_bytes;     /* a longer answer is cut */
     long max_host_connections;
+    bool request_log;    /* [server] request_log: one line per request */
     kg_usagedb_t *usage; /* borrowed: where usage events go */
     kg_policy_t *policy; /* borrowed: settles budgets and rate limits */
 } kg_proxy_opts_t;
