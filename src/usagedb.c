@@ -19,9 +19,10 @@ static const char ud_sql_event[] =
 static const char ud_sql_hourly[] =
     "INSERT INTO usage_hourly (key_id, hour, model, requests, errors, "
     "prompt_tokens, completion_tokens, cached_tokens, cost, latency_ms_sum) "
-    "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (key_id, hour, model) DO UPDATE SET "
-    "requests = requests + 1, errors = errors + excluded.errors, "
+    "requests = requests + excluded.requests, "
+    "errors = errors + excluded.errors, "
     "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
     "completion_tokens = completion_tokens + excluded.completion_tokens, "
     "cached_tokens = cached_tokens + excluded.cached_tokens, "
@@ -56,6 +57,48 @@ typedef struct ud_item {
     kg_err_t rc;
 } ud_item_t;
 
+/*
+ * A batch's totals, folded before they are written: one usage_hourly
+ * upsert per (key, hour, model), one api_keys update per (key, budget
+ * period) and one credits update per workspace, instead of one of each per
+ * event. Folding is exact: each statement adds its values (last_used_at
+ * takes the maximum), and two charges for the same period_start applied
+ * one after the other give the same row as their sum applied once (see
+ * ud_sql_key); charges for different periods stay separate statements.
+ * Only events whose usage_events row was inserted are folded, so an event
+ * already stored (the same request_id) is never counted twice.
+ */
+typedef enum ud_fold_kind {
+    UD_FOLD_HOURLY,  /* (key_id, hour, model) */
+    UD_FOLD_KEY,     /* (key_id, period_start) */
+    UD_FOLD_CREDITS, /* (workspace_id) */
+    UD_FOLD__COUNT
+} ud_fold_kind_t;
+
+/* A power of two, at least twice KG_USAGEDB_BATCH_MAX: few collisions. */
+#define UD_FOLD_SLOTS 1024
+_Static_assert(UD_FOLD_SLOTS >= 2 * KG_USAGEDB_BATCH_MAX,
+               "the fold's hash table has room for a batch");
+
+typedef struct ud_acc {
+    const kg_usage_event_t *ev; /* the group's first event: its strings */
+    int64_t num;                /* hourly: the hour; key: period_start */
+    int64_t requests;
+    int64_t errors;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cached_tokens;
+    int64_t cost;
+    int64_t latency_ms;
+    int64_t last_s; /* the latest event time, unix seconds */
+} ud_acc_t;
+
+typedef struct ud_fold {
+    ud_acc_t acc[KG_USAGEDB_BATCH_MAX]; /* in order of first appearance */
+    uint16_t slot[UD_FOLD_SLOTS];       /* index + 1 into acc; 0: empty */
+    size_t n;
+} ud_fold_t;
+
 struct kg_usagedb {
     kg_store_t *store; /* the writer thread's alone once it runs */
     pthread_t thread;
@@ -75,6 +118,9 @@ struct kg_usagedb {
     uint64_t done_seq;   /* events committed or reported so far */
     kg_err_t last_failure;
     kg_usagedb_stats_t stats;
+
+    /* The batch's folded totals: the writer thread's alone. */
+    ud_fold_t fold[UD_FOLD__COUNT];
 };
 
 /* True when s has a NUL within its size bytes. */
@@ -151,49 +197,184 @@ static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
     return kg_store_error(w->store, src, "recording usage", diag);
 }
 
-/* Add the event to its hourly aggregate and to its key's totals. */
-static kg_err_t ud_add_totals(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                              kg_diag_t *diag)
+static uint32_t ud_hash_str(uint32_t h, const char *s)
 {
-    sqlite3_stmt *st = kg_store_stmt(w->store, ud_sql_hourly, diag);
-    int64_t at = ev->at_ms / 1000;
-    kg_err_t rc;
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * 16777619u; /* FNV-1a */
+    }
+    return (h ^ 0xffu) * 16777619u;
+}
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
+static uint32_t ud_hash_int(uint32_t h, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+
+    for (int i = 0; i < 8; i++, u >>= 8) {
+        h = (h ^ (uint32_t)(u & 0xff)) * 16777619u;
     }
-    kg_store_bind_text(st, 1, ev->key_id);
-    sqlite3_bind_int64(st, 2, at - at % 3600);
-    kg_store_bind_text(st, 3, ev->model);
-    sqlite3_bind_int(st, 4, ev->status >= 400 ? 1 : 0);
-    sqlite3_bind_int64(st, 5, ev->prompt_tokens);
-    sqlite3_bind_int64(st, 6, ev->completion_tokens);
-    sqlite3_bind_int64(st, 7, ev->cached_tokens);
-    sqlite3_bind_int64(st, 8, ev->cost);
-    sqlite3_bind_int64(st, 9, ev->latency_ms);
-    rc = kg_store_exec_stmt(w->store, st, "recording hourly usage", diag);
-    if (rc != KG_OK) {
-        return rc;
+    return h;
+}
+
+/* The group of ev under kind (num: its hour or period), made if new. */
+static ud_acc_t *ud_fold_get(ud_fold_t *f, ud_fold_kind_t kind,
+                             const kg_usage_event_t *ev, int64_t num)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    if (kind == UD_FOLD_CREDITS) {
+        h = ud_hash_str(h, ev->workspace_id);
+    } else {
+        h = ud_hash_int(ud_hash_str(h, ev->key_id), num);
+        if (kind == UD_FOLD_HOURLY) {
+            h = ud_hash_str(h, ev->model);
+        }
     }
-    st = kg_store_stmt(w->store, ud_sql_key, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
+    /* Linear probing; the table is never more than half full. */
+    for (i = h & (UD_FOLD_SLOTS - 1); f->slot[i] != 0;
+         i = (i + 1) & (UD_FOLD_SLOTS - 1)) {
+        ud_acc_t *a = &f->acc[f->slot[i] - 1];
+        bool same;
+
+        if (kind == UD_FOLD_CREDITS) {
+            same = strcmp(a->ev->workspace_id, ev->workspace_id) == 0;
+        } else {
+            same = a->num == num && strcmp(a->ev->key_id, ev->key_id) == 0 &&
+                   (kind != UD_FOLD_HOURLY ||
+                    strcmp(a->ev->model, ev->model) == 0);
+        }
+        if (same) {
+            return a;
+        }
     }
-    sqlite3_bind_int64(st, 1, ev->cost);
-    sqlite3_bind_int64(st, 2, at);
-    kg_store_bind_text(st, 3, ev->key_id);
-    sqlite3_bind_int64(st, 4, ev->period_start);
-    rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
-    if (rc != KG_OK || !ev->charge_credits || ev->cost == 0) {
-        return rc;
+    f->slot[i] = (uint16_t)(f->n + 1);
+    memset(&f->acc[f->n], 0, sizeof(f->acc[f->n]));
+    f->acc[f->n].ev = ev;
+    f->acc[f->n].num = num;
+    return &f->acc[f->n++];
+}
+
+static void ud_fold_reset(ud_fold_t *f)
+{
+    if (f->n > 0) {
+        memset(f->slot, 0, sizeof(f->slot));
+        f->n = 0;
     }
-    st = kg_store_stmt(w->store, ud_sql_credits, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
+}
+
+/* *acc += v, saturating: the sums of a batch never overflow. */
+static void ud_add(int64_t *acc, int64_t v)
+{
+    if (__builtin_add_overflow(*acc, v, acc)) {
+        *acc = v < 0 ? INT64_MIN : INT64_MAX;
     }
-    sqlite3_bind_int64(st, 1, ev->cost);
-    kg_store_bind_text(st, 2, ev->workspace_id);
-    return kg_store_exec_stmt(w->store, st, "charging workspace credits", diag);
+}
+
+/* Add an inserted event to the batch's totals. */
+static void ud_fold_event(kg_usagedb_t *w, const kg_usage_event_t *ev)
+{
+    int64_t at = ev->at_ms / 1000;
+    ud_acc_t *a = ud_fold_get(&w->fold[UD_FOLD_HOURLY], UD_FOLD_HOURLY, ev,
+                              at - at % 3600);
+
+    a->requests++;
+    a->errors += ev->status >= 400 ? 1 : 0;
+    ud_add(&a->prompt_tokens, ev->prompt_tokens);
+    ud_add(&a->completion_tokens, ev->completion_tokens);
+    ud_add(&a->cached_tokens, ev->cached_tokens);
+    ud_add(&a->cost, ev->cost);
+    ud_add(&a->latency_ms, ev->latency_ms);
+
+    a = ud_fold_get(&w->fold[UD_FOLD_KEY], UD_FOLD_KEY, ev, ev->period_start);
+    ud_add(&a->cost, ev->cost);
+    a->last_s = at > a->last_s ? at : a->last_s;
+
+    if (ev->charge_credits && ev->cost != 0) {
+        a = ud_fold_get(&w->fold[UD_FOLD_CREDITS], UD_FOLD_CREDITS, ev, 0);
+        ud_add(&a->cost, ev->cost);
+    }
+}
+
+/* Write the batch's folded totals: hourly rows, keys, workspace credits. */
+static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
+{
+    const ud_fold_t *f = &w->fold[UD_FOLD_HOURLY];
+    sqlite3_stmt *st;
+    kg_err_t rc = KG_OK;
+
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_hourly, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        kg_store_bind_text(st, 1, a->ev->key_id);
+        sqlite3_bind_int64(st, 2, a->num);
+        kg_store_bind_text(st, 3, a->ev->model);
+        sqlite3_bind_int64(st, 4, a->requests);
+        sqlite3_bind_int64(st, 5, a->errors);
+        sqlite3_bind_int64(st, 6, a->prompt_tokens);
+        sqlite3_bind_int64(st, 7, a->completion_tokens);
+        sqlite3_bind_int64(st, 8, a->cached_tokens);
+        sqlite3_bind_int64(st, 9, a->cost);
+        sqlite3_bind_int64(st, 10, a->latency_ms);
+        rc = kg_store_exec_stmt(w->store, st, "recording hourly usage", diag);
+    }
+    f = &w->fold[UD_FOLD_KEY];
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_key, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        sqlite3_bind_int64(st, 1, a->cost);
+        sqlite3_bind_int64(st, 2, a->last_s);
+        kg_store_bind_text(st, 3, a->ev->key_id);
+        sqlite3_bind_int64(st, 4, a->num);
+        rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+    }
+    f = &w->fold[UD_FOLD_CREDITS];
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_credits, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        sqlite3_bind_int64(st, 1, a->cost);
+        kg_store_bind_text(st, 2, a->ev->workspace_id);
+        rc = kg_store_exec_stmt(w->store, st, "charging workspace credits",
+                                diag);
+    }
+    return rc;
+}
+
+/*
+ * Record n items (items[(head + i) % cap]) inside the open transaction:
+ * each item's usage_events row and its verdict, then the folded totals.
+ * Returns KG_OK, or the error that fails the whole batch (the caller rolls
+ * back).
+ */
+static kg_err_t ud_apply(kg_usagedb_t *w, ud_item_t *items, size_t cap,
+                         size_t head, size_t n, kg_diag_t *diag)
+{
+    for (int k = 0; k < UD_FOLD__COUNT; k++) {
+        ud_fold_reset(&w->fold[k]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ud_item_t *it = &items[(head + i) % cap];
+
+        it->rc = ud_insert_event(w, &it->ev, diag);
+        if (it->rc == KG_OK) {
+            ud_fold_event(w, &it->ev);
+        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
+                   it->rc != KG_ERR_INVAL) {
+            return it->rc;
+        }
+    }
+    return ud_fold_write(w, diag);
 }
 
 /* The size of the next batch: what is queued now, up to the maximum. */
@@ -223,21 +404,7 @@ static kg_err_t ud_try_batch(kg_usagedb_t *w, size_t *n, kg_diag_t *diag)
         return rc;
     }
     *n = ud_batch_size(w);
-    for (size_t i = 0; i < *n; i++) {
-        ud_item_t *it = &w->ring[(w->head + i) % w->cap];
-
-        it->rc = ud_insert_event(w, &it->ev, diag);
-        if (it->rc == KG_OK) {
-            rc = ud_add_totals(w, &it->ev, diag);
-        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
-                   it->rc != KG_ERR_INVAL) {
-            rc = it->rc;
-        }
-        if (rc != KG_OK) {
-            goto out;
-        }
-    }
-out:
+    rc = ud_apply(w, w->ring, w->cap, w->head, *n, diag);
     if (rc != KG_OK) {
         kg_store_rollback(w->store);
         return rc;

@@ -673,6 +673,162 @@ START_TEST(test_submit_refuses)
 }
 END_TEST
 
+/* Run sql on the fixture's store, with one text parameter. */
+static void ut_exec(ut_fx_t *fx, const char *sql, const char *param)
+{
+    sqlite3_stmt *st = NULL;
+
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(kg_store_db(fx->store), sql, -1, &st, NULL),
+        SQLITE_OK);
+    if (param != NULL) {
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+    }
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+/* The text of one row of sql with a text parameter, into out. */
+static void ut_text(sqlite3 *db, const char *sql, const char *param, char *out,
+                    size_t size)
+{
+    sqlite3_stmt *st = NULL;
+
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, size, "%s",
+             sqlite3_column_type(st, 0) == SQLITE_NULL
+                 ? "(null)"
+                 : (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+#define UT_FOLD_EVENTS 60
+#define UT_DAY         INT64_C(86400)
+
+/* The i-th event of the fold test for key_id and workspace ws: periods
+ * newer, equal to and older than the stored one, none, credits or not,
+ * several hours and models, one repeated request id. */
+static void ut_fold_event(kg_usage_event_t *ev, const char *tag,
+                          const char *key_id, const char *ws, int i)
+{
+    static const int64_t periods[] = {0, 0, -UT_DAY, UT_DAY, -2 * UT_DAY};
+    int64_t t0 = UT_T0_MS / 1000;
+
+    ut_event(ev, key_id, i, UT_T0_MS + (int64_t)(i % 4) * 1800 * 1000 + i);
+    snprintf(ev->request_id, sizeof(ev->request_id), "%s-%d", tag,
+             i == 7 ? 3 : i);
+    snprintf(ev->workspace_id, sizeof(ev->workspace_id), "%s", ws);
+    snprintf(ev->model, sizeof(ev->model), "m%d", i % 3);
+    ev->period_start = i % 5 == 0 ? -1 : t0 + periods[i % 5];
+    ev->charge_credits = i % 4 == 1;
+    if (ev->charge_credits) {
+        snprintf(ev->mode, sizeof(ev->mode), "credits");
+    }
+}
+
+/*
+ * One batch folds its totals per key, hour, model, period and workspace;
+ * the rows must be exactly those of the same events recorded one by one.
+ */
+START_TEST(test_folded_batch_matches_one_by_one)
+{
+    static const char *const key_sql[] = {
+        "SELECT usage FROM api_keys WHERE id = ?",
+        "SELECT period_usage FROM api_keys WHERE id = ?",
+        "SELECT period_started_at FROM api_keys WHERE id = ?",
+        "SELECT last_used_at FROM api_keys WHERE id = ?",
+        "SELECT group_concat(r, ';') FROM (SELECT hour || ',' || model || "
+        "',' || requests || ',' || errors || ',' || prompt_tokens || ',' || "
+        "completion_tokens || ',' || cached_tokens || ',' || cost || ',' || "
+        "latency_ms_sum AS r FROM usage_hourly WHERE key_id = ? "
+        "ORDER BY hour, model)",
+        "SELECT count(*) FROM usage_events WHERE key_id = ?",
+    };
+    static const char *const ws_ids[] = {"wsFoldAAAAAA", "wsFoldBBBBBB"};
+    ut_fx_t fx;
+    char keys[2][KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+    sqlite3 *db;
+
+    ut_fx_open(&fx);
+    for (int k = 0; k < 2; k++) {
+        ut_key(&fx, keys[k]);
+        ut_exec(&fx,
+                "UPDATE api_keys SET period = 'day', period_usage = 50, "
+                "period_started_at = 1893456000 WHERE id = ?",
+                keys[k]);
+        ut_exec(&fx,
+                "INSERT INTO workspaces (id, name, mode, credits_balance, "
+                "created_at, updated_at) VALUES (?1, ?1, 'credits', "
+                "1000000, 0, 0)",
+                ws_ids[k]);
+    }
+    w = ut_writer(&fx, 5000, 0);
+    /* Key 0: all in one batch. */
+    lock = ut_lock_store(&fx);
+    for (int i = 0; i < UT_FOLD_EVENTS; i++) {
+        ut_fold_event(&ev, "a", keys[0], ws_ids[0], i);
+        ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally),
+                         KG_OK);
+    }
+    ut_sleep_ms(50);
+    ut_unlock_store(lock);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.batches, 1);
+    /* Key 1: one batch per event. */
+    for (int i = 0; i < UT_FOLD_EVENTS; i++) {
+        ut_fold_event(&ev, "b", keys[1], ws_ids[1], i);
+        ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally),
+                         KG_OK);
+        ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    }
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]),
+                     2 * (UT_FOLD_EVENTS - 1));
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_ERR_EXISTS]), 2);
+    kg_usagedb_stop(&w);
+
+    db = ut_reader(&fx);
+    for (size_t q = 0; q < UT_NROWS(key_sql); q++) {
+        char a[4096];
+        char b[4096];
+
+        ut_text(db, key_sql[q], keys[0], a, sizeof(a));
+        ut_text(db, key_sql[q], keys[1], b, sizeof(b));
+        ck_assert_msg(strcmp(a, b) == 0, "%s: folded %s, one by one %s",
+                      key_sql[q], a, b);
+    }
+    ck_assert_int_eq(ut_int(db,
+                            "SELECT credits_balance FROM workspaces WHERE "
+                            "id = ?",
+                            ws_ids[0]),
+                     ut_int(db,
+                            "SELECT credits_balance FROM workspaces WHERE "
+                            "id = ?",
+                            ws_ids[1]));
+    ck_assert_int_lt(ut_int(db,
+                            "SELECT credits_balance FROM workspaces WHERE "
+                            "id = ?",
+                            ws_ids[0]),
+                     1000000);
+    /* The newest period won: it restarted period_usage. */
+    ck_assert_int_eq(ut_int(db,
+                            "SELECT period_started_at FROM api_keys WHERE "
+                            "id = ?",
+                            keys[0]),
+                     UT_T0_MS / 1000 + UT_DAY);
+    sqlite3_close(db);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
 static Suite *usagedb_suite(void)
 {
     Suite *s = suite_create("usagedb");
@@ -686,6 +842,7 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_waits_for_write_lock);
     tcase_add_test(tc, test_busy_past_retries_fails_batch);
     tcase_add_test(tc, test_submit_refuses);
+    tcase_add_test(tc, test_folded_batch_matches_one_by_one);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
