@@ -64,7 +64,15 @@ typedef struct ud_item {
     void *ud;
     kg_err_t rc;
     int8_t jseg; /* the journal segment holding it; -1: not journaled */
+    bool urgent; /* its submitter may wait for done: commit it at once */
 } ud_item_t;
+
+/*
+ * With fewer than this many events queued, all of them journaled and none
+ * urgent, the writer lingers up to KG_USAGEDB_LINGER_MS for more to join
+ * the batch.
+ */
+#define UD_LINGER_BATCH 64
 
 /* A journal segment's state; see "the journal" below. */
 typedef enum ud_seg_state {
@@ -142,6 +150,8 @@ struct kg_usagedb {
     bool stopping;
     uint64_t submit_seq; /* events accepted so far */
     uint64_t done_seq;   /* events committed or reported so far */
+    size_t urgent;       /* queued events someone may be waiting for */
+    unsigned flushers;   /* threads in kg_usagedb_flush */
     kg_err_t last_failure;
     kg_usagedb_stats_t stats;
     /* The journal (also guarded by mu). */
@@ -1065,6 +1075,37 @@ static void ud_reclaim_locked(kg_usagedb_t *w)
     }
 }
 
+/*
+ * Whether the writer may wait for more events before its next batch (mu
+ * held): nobody waits for what is queued (each event is in the journal and
+ * its submitter was told so), no flush or stop, and the batch is small.
+ */
+static bool ud_may_linger(const kg_usagedb_t *w)
+{
+    return !w->stopping && w->flushers == 0 && w->urgent == 0 &&
+           w->count < UD_LINGER_BATCH;
+}
+
+/* Give a small batch of durable events up to KG_USAGEDB_LINGER_MS to grow
+ * (mu held): fewer, larger transactions for the same events. */
+static void ud_linger(kg_usagedb_t *w)
+{
+    struct timespec dl;
+
+    if (!ud_may_linger(w)) {
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += KG_USAGEDB_LINGER_MS * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    /* Bounded by the deadline (ETIMEDOUT, or any error, ends it); submit,
+     * flush and stop signal. */
+    while (ud_may_linger(w) &&
+           pthread_cond_timedwait(&w->work_cv, &w->mu, &dl) == 0) {
+    }
+}
+
 static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
@@ -1076,6 +1117,7 @@ static void *ud_main(void *arg)
         uint64_t ok = 0;
         uint64_t skipped = 0;
         unsigned pins = 0;
+        size_t urgent = 0;
         kg_err_t rc;
 
         while (w->count == 0 && !w->stopping) {
@@ -1084,6 +1126,7 @@ static void *ud_main(void *arg)
         if (w->count == 0) {
             break; /* stopping and drained */
         }
+        ud_linger(w);
         pthread_mutex_unlock(&w->mu);
 
         rc = ud_commit_batch(w, &n, &retries);
@@ -1092,6 +1135,7 @@ static void *ud_main(void *arg)
 
             ok += it->rc == KG_OK;
             skipped += rc == KG_OK && it->rc != KG_OK;
+            urgent += it->urgent;
             if (rc != KG_OK && it->jseg >= 0) {
                 pins |= 1u << it->jseg; /* the journal keeps it */
             }
@@ -1104,6 +1148,7 @@ static void *ud_main(void *arg)
         w->head = (w->head + n) % w->cap;
         w->count -= n;
         w->done_seq += n;
+        w->urgent -= urgent;
         w->stats.busy_retries += retries;
         if (rc == KG_OK) {
             w->stats.batches++;
@@ -1160,7 +1205,10 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
     it->ud = ud;
     it->rc = KG_OK;
     it->jseg = journaled ? (int8_t)w->jcur : -1;
+    /* A caller that does not read durable waits for done. */
+    it->urgent = durable == NULL || !journaled;
     w->count++;
+    w->urgent += it->urgent;
     w->submit_seq++;
     w->stats.submitted++;
     if (journaled) {
@@ -1168,7 +1216,11 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
     } else {
         w->stats.unjournaled++;
     }
-    pthread_cond_signal(&w->work_cv);
+    /* Wake the writer when it is idle or its lingering should end; while
+     * it works on a batch it looks at the queue again anyway. */
+    if (w->count == 1 || it->urgent || w->count >= UD_LINGER_BATCH) {
+        pthread_cond_signal(&w->work_cv);
+    }
 out:
     pthread_mutex_unlock(&w->mu);
     if (durable != NULL) {
@@ -1192,12 +1244,15 @@ kg_err_t kg_usagedb_flush(kg_usagedb_t *w)
     pthread_mutex_lock(&w->mu);
     target = w->submit_seq;
     failures = w->stats.failures;
+    w->flushers++;
+    pthread_cond_signal(&w->work_cv); /* no lingering */
     /* Also until a segment being emptied is done: the journal space the
      * flushed events held is back when flush returns. */
     while (w->done_seq < target || w->seg[0].state == UD_SEG_EMPTYING ||
            w->seg[1].state == UD_SEG_EMPTYING) {
         pthread_cond_wait(&w->done_cv, &w->mu);
     }
+    w->flushers--;
     if (w->stats.failures != failures) {
         rc = w->last_failure;
     }
@@ -1363,6 +1418,7 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
                           size_t queue_max, kg_usagedb_t **out, kg_diag_t *diag)
 {
     kg_store_opts_t opts = {.flags = 0, .busy_timeout_ms = busy_timeout_ms};
+    pthread_condattr_t cattr;
     kg_usagedb_t *w = NULL;
     kg_err_t rc = KG_OK;
 
@@ -1383,11 +1439,15 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
         free(w);
         return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no mutex");
     }
-    if (pthread_cond_init(&w->work_cv, NULL) != 0) {
+    /* The writer's lingering deadline is on the monotonic clock. */
+    if (pthread_condattr_init(&cattr) != 0 ||
+        pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&w->work_cv, &cattr) != 0) {
         pthread_mutex_destroy(&w->mu);
         free(w);
         return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no condvar");
     }
+    pthread_condattr_destroy(&cattr);
     if (pthread_cond_init(&w->done_cv, NULL) != 0) {
         pthread_cond_destroy(&w->work_cv);
         pthread_mutex_destroy(&w->mu);

@@ -21,6 +21,13 @@
  * between tries, before its callbacks get KG_ERR_STORE_BUSY.
  */
 #define KG_USAGEDB_BUSY_RETRIES 6
+/*
+ * When every queued event is in the journal and its submitter read
+ * durable (kg_usagedb_submit_ex), nobody waits for the commit: the writer
+ * then lets a small batch grow for up to this long (a flush, a stop or an
+ * event somebody waits for ends it), for fewer, larger transactions.
+ */
+#define KG_USAGEDB_LINGER_MS 5
 
 /*
  * The usage journal: two append-only segment files next to the store,
@@ -137,8 +144,11 @@ kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
  * journal could not take it (write error, disk full, journal off or at its
  * maximum), and then only the commit makes it durable: a caller that must
  * not lose it waits for done(KG_OK) as with kg_usagedb_submit. done keeps
- * its meaning either way. *durable is false on error. Thread-safe: one
- * write(2) of one record under the queue's lock, so journal order is
+ * its meaning either way; a durable event may be committed up to
+ * KG_USAGEDB_LINGER_MS later than it would be otherwise. durable NULL is
+ * kg_usagedb_submit: the caller is taken to wait for done, so the event is
+ * committed without lingering. *durable is false on error. Thread-safe:
+ * one write(2) of one record under the queue's lock, so journal order is
  * queue order.
  */
 kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,

@@ -1421,6 +1421,48 @@ START_TEST(test_journal_unavailable_not_durable)
 }
 END_TEST
 
+/* Durable events nobody waits for are grouped: the writer lingers for more
+ * of them; a stop still commits everything at once. */
+START_TEST(test_journal_durable_events_grouped)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+
+    ut_journal_fx(&fx, key);
+    w = ut_writer(&fx, 5000, 0);
+    for (int i = 0; i < 20; i++) {
+        bool durable = false;
+
+        ut_jevent(&ev, key, i);
+        ck_assert_int_eq(
+            kg_usagedb_submit_ex(w, &ev, ut_tally_done, tally, &durable),
+            KG_OK);
+        ck_assert(durable);
+        ut_sleep_ms(i % 2); /* 10 ms in all, at most 2 lingers */
+    }
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_lt(st.batches, 20);
+    for (int i = 20; i < 40; i++) {
+        bool durable = false;
+
+        ut_jevent(&ev, key, i);
+        ck_assert_int_eq(
+            kg_usagedb_submit_ex(w, &ev, ut_tally_done, tally, &durable),
+            KG_OK);
+    }
+    kg_usagedb_stop(&w);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 40);
+    ut_assert_jevents(&fx, key, 40);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
 static Suite *usagedb_suite(void)
 {
     Suite *s = suite_create("usagedb");
@@ -1447,6 +1489,7 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_journal_space_reclaimed);
     tcase_add_test(tc, test_journal_failed_batch_applied_later);
     tcase_add_test(tc, test_journal_unavailable_not_durable);
+    tcase_add_test(tc, test_journal_durable_events_grouped);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
