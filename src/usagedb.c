@@ -160,7 +160,7 @@ struct kg_usagedb {
     bool jon;          /* the segments are open and locked by this writer */
     bool jbroken;      /* a partial record could not be removed: no appends */
     bool jfailing;     /* the last append failed (logged once) */
-    int64_t jretry_us; /* a pinned segment is not tried again before this */
+    int64_t jretry_us; /* a failed emptying is not tried again before this */
 
     /* The writer thread's alone (and start's, before it runs). */
     ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
@@ -993,8 +993,8 @@ static void ud_replay_log(kg_usagedb_t *w, const ud_replay_t *rp)
     }
     if (rp->records > 0) {
         KG_INFO(
-            "usage journal: replayed %llu events: %llu stored now, %llu "
-            "already stored, %llu dropped (key deleted or values "
+            "usage journal: events replayed: %llu (%llu stored now, %llu "
+            "already stored, %llu dropped: key deleted or values "
             "refused)",
             (unsigned long long)rp->records, (unsigned long long)rp->applied,
             (unsigned long long)rp->present, (unsigned long long)rp->dropped);
@@ -1036,8 +1036,9 @@ static kg_err_t ud_seg_empty(kg_usagedb_t *w, int si, bool apply, int retries,
 
 /*
  * Empty the sealed segment once every event in it is settled (mu held; it
- * is dropped while the segment is worked on). A pinned segment whose
- * events cannot be applied yet is tried again after a second.
+ * is dropped while the segment is worked on). When that fails (a pinned
+ * segment's events cannot be applied yet, the file cannot be truncated),
+ * it is tried again after the first batch a second later.
  */
 static void ud_reclaim_locked(kg_usagedb_t *w)
 {
@@ -1054,7 +1055,7 @@ static void ud_reclaim_locked(kg_usagedb_t *w)
     si = 1 - w->jcur;
     s = &w->seg[si];
     if (s->state != UD_SEG_SEALED || w->done_seq < s->seal_seq ||
-        (s->pinned && kg_clock_mono_us() < w->jretry_us)) {
+        (w->jretry_us != 0 && kg_clock_mono_us() < w->jretry_us)) {
         return;
     }
     s->state = UD_SEG_EMPTYING;

@@ -1463,6 +1463,55 @@ START_TEST(test_journal_durable_events_grouped)
 }
 END_TEST
 
+/* Submit journal event i durably and flush; returns the flush's result. */
+static kg_err_t ut_durable_one(kg_usagedb_t *w, const char *key, int i)
+{
+    kg_usage_event_t ev;
+    bool durable = false;
+
+    ut_jevent(&ev, key, i);
+    ck_assert_int_eq(kg_usagedb_submit_ex(w, &ev, NULL, NULL, &durable), KG_OK);
+    ck_assert(durable);
+    return kg_usagedb_flush(w);
+}
+
+/* Failed batches in both segments, one re-apply failing too: each failed
+ * event is stored once the store takes writes again, counted once. */
+START_TEST(test_journal_failed_reapply_retried)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+
+    ut_journal_fx(&fx, key);
+    w = ut_writer(&fx, 10, 0);
+    lock = ut_lock_store(&fx);
+    /* 0 fails in a; 1 goes to b (a sealed) and fails; re-applying a fails. */
+    ck_assert_int_eq(ut_durable_one(w, key, 0), KG_ERR_STORE_BUSY);
+    ck_assert_int_eq(ut_durable_one(w, key, 1), KG_ERR_STORE_BUSY);
+    ut_unlock_store(lock);
+    /* 2 commits; a is not tried again within a second. */
+    ck_assert_int_eq(ut_durable_one(w, key, 2), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.replayed, 0);
+    ut_sleep_ms(1100);
+    /* 3 commits, then a is applied (0 stored) and emptied. */
+    ck_assert_int_eq(ut_durable_one(w, key, 3), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.replayed, 1);
+    /* 4 goes to a (b pinned, sealed); then b is applied (1 stored). */
+    ck_assert_int_eq(ut_durable_one(w, key, 4), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.replayed, 2);
+    ck_assert_uint_eq(st.failures, 2);
+    kg_usagedb_stop(&w);
+    ut_assert_jevents(&fx, key, 5);
+    ut_fx_close(&fx);
+}
+END_TEST
+
 static Suite *usagedb_suite(void)
 {
     Suite *s = suite_create("usagedb");
@@ -1488,6 +1537,7 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_journal_mode_0600);
     tcase_add_test(tc, test_journal_space_reclaimed);
     tcase_add_test(tc, test_journal_failed_batch_applied_later);
+    tcase_add_test(tc, test_journal_failed_reapply_retried);
     tcase_add_test(tc, test_journal_unavailable_not_durable);
     tcase_add_test(tc, test_journal_durable_events_grouped);
     tcase_set_timeout(tc, 60);
