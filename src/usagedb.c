@@ -1,13 +1,21 @@
-/* The usage writer: one thread that commits usage events in batches. */
+/* The usage writer: a journal, then one thread that commits in batches. */
 #include "keygate/usagedb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "keygate/clock.h"
+#include "keygate/log.h"
 #include "keygate/store.h"
 
 static const char ud_sql_event[] =
@@ -19,9 +27,10 @@ static const char ud_sql_event[] =
 static const char ud_sql_hourly[] =
     "INSERT INTO usage_hourly (key_id, hour, model, requests, errors, "
     "prompt_tokens, completion_tokens, cached_tokens, cost, latency_ms_sum) "
-    "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (key_id, hour, model) DO UPDATE SET "
-    "requests = requests + 1, errors = errors + excluded.errors, "
+    "requests = requests + excluded.requests, "
+    "errors = errors + excluded.errors, "
     "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
     "completion_tokens = completion_tokens + excluded.completion_tokens, "
     "cached_tokens = cached_tokens + excluded.cached_tokens, "
@@ -54,7 +63,75 @@ typedef struct ud_item {
     kg_usage_done_fn done;
     void *ud;
     kg_err_t rc;
+    int8_t jseg; /* the journal segment holding it; -1: not journaled */
+    bool urgent; /* its submitter may wait for done: commit it at once */
 } ud_item_t;
+
+/*
+ * With fewer than this many events queued, all of them journaled and none
+ * urgent, the writer lingers up to KG_USAGEDB_LINGER_MS for more to join
+ * the batch.
+ */
+#define UD_LINGER_BATCH 64
+
+/* A journal segment's state; see "the journal" below. */
+typedef enum ud_seg_state {
+    UD_SEG_FREE,     /* empty; submitters may switch to it */
+    UD_SEG_ACTIVE,   /* submitters append to it */
+    UD_SEG_SEALED,   /* no more appends; emptied once its events settled */
+    UD_SEG_EMPTYING, /* the writer applies or truncates it, without mu */
+} ud_seg_state_t;
+
+typedef struct ud_seg {
+    int fd;            /* O_APPEND, flock'ed; -1: none */
+    char *path;        /* "<store path>-usage-a" or "-b" */
+    uint64_t bytes;    /* its size: appended since it was emptied */
+    uint64_t seal_seq; /* SEALED: it holds only events before this one */
+    ud_seg_state_t state;
+    bool pinned; /* holds an event whose batch failed: apply before emptying */
+} ud_seg_t;
+
+/*
+ * A batch's totals, folded before they are written: one usage_hourly
+ * upsert per (key, hour, model), one api_keys update per (key, budget
+ * period) and one credits update per workspace, instead of one of each per
+ * event. Folding is exact: each statement adds its values (last_used_at
+ * takes the maximum), and two charges for the same period_start applied
+ * one after the other give the same row as their sum applied once (see
+ * ud_sql_key); charges for different periods stay separate statements.
+ * Only events whose usage_events row was inserted are folded, so an event
+ * already stored (the same request_id) is never counted twice.
+ */
+typedef enum ud_fold_kind {
+    UD_FOLD_HOURLY,  /* (key_id, hour, model) */
+    UD_FOLD_KEY,     /* (key_id, period_start) */
+    UD_FOLD_CREDITS, /* (workspace_id) */
+    UD_FOLD__COUNT
+} ud_fold_kind_t;
+
+/* A power of two, at least twice KG_USAGEDB_BATCH_MAX: few collisions. */
+#define UD_FOLD_SLOTS 1024
+_Static_assert(UD_FOLD_SLOTS >= 2 * KG_USAGEDB_BATCH_MAX,
+               "the fold's hash table has room for a batch");
+
+typedef struct ud_acc {
+    const kg_usage_event_t *ev; /* the group's first event: its strings */
+    int64_t num;                /* hourly: the hour; key: period_start */
+    int64_t requests;
+    int64_t errors;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cached_tokens;
+    int64_t cost;
+    int64_t latency_ms;
+    int64_t last_s; /* the latest event time, unix seconds */
+} ud_acc_t;
+
+typedef struct ud_fold {
+    ud_acc_t acc[KG_USAGEDB_BATCH_MAX]; /* in order of first appearance */
+    uint16_t slot[UD_FOLD_SLOTS];       /* index + 1 into acc; 0: empty */
+    size_t n;
+} ud_fold_t;
 
 struct kg_usagedb {
     kg_store_t *store; /* the writer thread's alone once it runs */
@@ -73,8 +150,22 @@ struct kg_usagedb {
     bool stopping;
     uint64_t submit_seq; /* events accepted so far */
     uint64_t done_seq;   /* events committed or reported so far */
+    size_t urgent;       /* queued events someone may be waiting for */
+    unsigned flushers;   /* threads in kg_usagedb_flush */
     kg_err_t last_failure;
     kg_usagedb_stats_t stats;
+    /* The journal (also guarded by mu). */
+    ud_seg_t seg[2];
+    int jcur;          /* the ACTIVE segment */
+    bool jon;          /* the segments are open and locked by this writer */
+    bool jbroken;      /* a partial record could not be removed: no appends */
+    bool jfailing;     /* the last append failed (logged once) */
+    int64_t jretry_us; /* a failed emptying is not tried again before this */
+
+    /* The writer thread's alone (and start's, before it runs). */
+    ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
+    ud_item_t *scratch;             /* KG_USAGEDB_BATCH_MAX replayed events */
+    unsigned char *rbuf;            /* reading the journal */
 };
 
 /* True when s has a NUL within its size bytes. */
@@ -151,49 +242,184 @@ static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
     return kg_store_error(w->store, src, "recording usage", diag);
 }
 
-/* Add the event to its hourly aggregate and to its key's totals. */
-static kg_err_t ud_add_totals(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                              kg_diag_t *diag)
+static uint32_t ud_hash_str(uint32_t h, const char *s)
 {
-    sqlite3_stmt *st = kg_store_stmt(w->store, ud_sql_hourly, diag);
-    int64_t at = ev->at_ms / 1000;
-    kg_err_t rc;
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * 16777619u; /* FNV-1a */
+    }
+    return (h ^ 0xffu) * 16777619u;
+}
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
+static uint32_t ud_hash_int(uint32_t h, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+
+    for (int i = 0; i < 8; i++, u >>= 8) {
+        h = (h ^ (uint32_t)(u & 0xff)) * 16777619u;
     }
-    kg_store_bind_text(st, 1, ev->key_id);
-    sqlite3_bind_int64(st, 2, at - at % 3600);
-    kg_store_bind_text(st, 3, ev->model);
-    sqlite3_bind_int(st, 4, ev->status >= 400 ? 1 : 0);
-    sqlite3_bind_int64(st, 5, ev->prompt_tokens);
-    sqlite3_bind_int64(st, 6, ev->completion_tokens);
-    sqlite3_bind_int64(st, 7, ev->cached_tokens);
-    sqlite3_bind_int64(st, 8, ev->cost);
-    sqlite3_bind_int64(st, 9, ev->latency_ms);
-    rc = kg_store_exec_stmt(w->store, st, "recording hourly usage", diag);
-    if (rc != KG_OK) {
-        return rc;
+    return h;
+}
+
+/* The group of ev under kind (num: its hour or period), made if new. */
+static ud_acc_t *ud_fold_get(ud_fold_t *f, ud_fold_kind_t kind,
+                             const kg_usage_event_t *ev, int64_t num)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    if (kind == UD_FOLD_CREDITS) {
+        h = ud_hash_str(h, ev->workspace_id);
+    } else {
+        h = ud_hash_int(ud_hash_str(h, ev->key_id), num);
+        if (kind == UD_FOLD_HOURLY) {
+            h = ud_hash_str(h, ev->model);
+        }
     }
-    st = kg_store_stmt(w->store, ud_sql_key, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
+    /* Linear probing; the table is never more than half full. */
+    for (i = h & (UD_FOLD_SLOTS - 1); f->slot[i] != 0;
+         i = (i + 1) & (UD_FOLD_SLOTS - 1)) {
+        ud_acc_t *a = &f->acc[f->slot[i] - 1];
+        bool same;
+
+        if (kind == UD_FOLD_CREDITS) {
+            same = strcmp(a->ev->workspace_id, ev->workspace_id) == 0;
+        } else {
+            same = a->num == num && strcmp(a->ev->key_id, ev->key_id) == 0 &&
+                   (kind != UD_FOLD_HOURLY ||
+                    strcmp(a->ev->model, ev->model) == 0);
+        }
+        if (same) {
+            return a;
+        }
     }
-    sqlite3_bind_int64(st, 1, ev->cost);
-    sqlite3_bind_int64(st, 2, at);
-    kg_store_bind_text(st, 3, ev->key_id);
-    sqlite3_bind_int64(st, 4, ev->period_start);
-    rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
-    if (rc != KG_OK || !ev->charge_credits || ev->cost == 0) {
-        return rc;
+    f->slot[i] = (uint16_t)(f->n + 1);
+    memset(&f->acc[f->n], 0, sizeof(f->acc[f->n]));
+    f->acc[f->n].ev = ev;
+    f->acc[f->n].num = num;
+    return &f->acc[f->n++];
+}
+
+static void ud_fold_reset(ud_fold_t *f)
+{
+    if (f->n > 0) {
+        memset(f->slot, 0, sizeof(f->slot));
+        f->n = 0;
     }
-    st = kg_store_stmt(w->store, ud_sql_credits, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
+}
+
+/* *acc += v, saturating: the sums of a batch never overflow. */
+static void ud_add(int64_t *acc, int64_t v)
+{
+    if (__builtin_add_overflow(*acc, v, acc)) {
+        *acc = v < 0 ? INT64_MIN : INT64_MAX;
     }
-    sqlite3_bind_int64(st, 1, ev->cost);
-    kg_store_bind_text(st, 2, ev->workspace_id);
-    return kg_store_exec_stmt(w->store, st, "charging workspace credits", diag);
+}
+
+/* Add an inserted event to the batch's totals. */
+static void ud_fold_event(kg_usagedb_t *w, const kg_usage_event_t *ev)
+{
+    int64_t at = ev->at_ms / 1000;
+    ud_acc_t *a = ud_fold_get(&w->fold[UD_FOLD_HOURLY], UD_FOLD_HOURLY, ev,
+                              at - at % 3600);
+
+    a->requests++;
+    a->errors += ev->status >= 400 ? 1 : 0;
+    ud_add(&a->prompt_tokens, ev->prompt_tokens);
+    ud_add(&a->completion_tokens, ev->completion_tokens);
+    ud_add(&a->cached_tokens, ev->cached_tokens);
+    ud_add(&a->cost, ev->cost);
+    ud_add(&a->latency_ms, ev->latency_ms);
+
+    a = ud_fold_get(&w->fold[UD_FOLD_KEY], UD_FOLD_KEY, ev, ev->period_start);
+    ud_add(&a->cost, ev->cost);
+    a->last_s = at > a->last_s ? at : a->last_s;
+
+    if (ev->charge_credits && ev->cost != 0) {
+        a = ud_fold_get(&w->fold[UD_FOLD_CREDITS], UD_FOLD_CREDITS, ev, 0);
+        ud_add(&a->cost, ev->cost);
+    }
+}
+
+/* Write the batch's folded totals: hourly rows, keys, workspace credits. */
+static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
+{
+    const ud_fold_t *f = &w->fold[UD_FOLD_HOURLY];
+    sqlite3_stmt *st;
+    kg_err_t rc = KG_OK;
+
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_hourly, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        kg_store_bind_text(st, 1, a->ev->key_id);
+        sqlite3_bind_int64(st, 2, a->num);
+        kg_store_bind_text(st, 3, a->ev->model);
+        sqlite3_bind_int64(st, 4, a->requests);
+        sqlite3_bind_int64(st, 5, a->errors);
+        sqlite3_bind_int64(st, 6, a->prompt_tokens);
+        sqlite3_bind_int64(st, 7, a->completion_tokens);
+        sqlite3_bind_int64(st, 8, a->cached_tokens);
+        sqlite3_bind_int64(st, 9, a->cost);
+        sqlite3_bind_int64(st, 10, a->latency_ms);
+        rc = kg_store_exec_stmt(w->store, st, "recording hourly usage", diag);
+    }
+    f = &w->fold[UD_FOLD_KEY];
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_key, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        sqlite3_bind_int64(st, 1, a->cost);
+        sqlite3_bind_int64(st, 2, a->last_s);
+        kg_store_bind_text(st, 3, a->ev->key_id);
+        sqlite3_bind_int64(st, 4, a->num);
+        rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+    }
+    f = &w->fold[UD_FOLD_CREDITS];
+    for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
+        const ud_acc_t *a = &f->acc[i];
+
+        st = kg_store_stmt(w->store, ud_sql_credits, diag);
+        if (st == NULL) {
+            return KG_ERR_STORE;
+        }
+        sqlite3_bind_int64(st, 1, a->cost);
+        kg_store_bind_text(st, 2, a->ev->workspace_id);
+        rc = kg_store_exec_stmt(w->store, st, "charging workspace credits",
+                                diag);
+    }
+    return rc;
+}
+
+/*
+ * Record n items (items[(head + i) % cap]) inside the open transaction:
+ * each item's usage_events row and its verdict, then the folded totals.
+ * Returns KG_OK, or the error that fails the whole batch (the caller rolls
+ * back).
+ */
+static kg_err_t ud_apply(kg_usagedb_t *w, ud_item_t *items, size_t cap,
+                         size_t head, size_t n, kg_diag_t *diag)
+{
+    for (int k = 0; k < UD_FOLD__COUNT; k++) {
+        ud_fold_reset(&w->fold[k]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ud_item_t *it = &items[(head + i) % cap];
+
+        it->rc = ud_insert_event(w, &it->ev, diag);
+        if (it->rc == KG_OK) {
+            ud_fold_event(w, &it->ev);
+        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
+                   it->rc != KG_ERR_INVAL) {
+            return it->rc;
+        }
+    }
+    return ud_fold_write(w, diag);
 }
 
 /* The size of the next batch: what is queued now, up to the maximum. */
@@ -214,8 +440,9 @@ static size_t ud_batch_size(kg_usagedb_t *w)
  * KG_OK when committed, or the error that failed the whole batch (rolled
  * back).
  */
-static kg_err_t ud_try_batch(kg_usagedb_t *w, size_t *n, kg_diag_t *diag)
+static kg_err_t ud_try_batch(kg_usagedb_t *w, void *arg, kg_diag_t *diag)
 {
+    size_t *n = arg;
     kg_err_t rc;
 
     rc = kg_store_begin(w->store, diag);
@@ -223,21 +450,7 @@ static kg_err_t ud_try_batch(kg_usagedb_t *w, size_t *n, kg_diag_t *diag)
         return rc;
     }
     *n = ud_batch_size(w);
-    for (size_t i = 0; i < *n; i++) {
-        ud_item_t *it = &w->ring[(w->head + i) % w->cap];
-
-        it->rc = ud_insert_event(w, &it->ev, diag);
-        if (it->rc == KG_OK) {
-            rc = ud_add_totals(w, &it->ev, diag);
-        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
-                   it->rc != KG_ERR_INVAL) {
-            rc = it->rc;
-        }
-        if (rc != KG_OK) {
-            goto out;
-        }
-    }
-out:
+    rc = ud_apply(w, w->ring, w->cap, w->head, *n, diag);
     if (rc != KG_OK) {
         kg_store_rollback(w->store);
         return rc;
@@ -254,6 +467,33 @@ static void ud_sleep_ms(int ms)
     }
 }
 
+/* One try at a transaction; KG_ERR_STORE_BUSY asks for another. */
+typedef kg_err_t (*ud_try_fn)(kg_usagedb_t *w, void *arg, kg_diag_t *diag);
+
+/*
+ * Run fn, and again after 10 ms, 20 ms, ... (at most 1 s) while the store
+ * stays busy, at most retries more times; *nretries (may be NULL) counts
+ * the waits.
+ */
+static kg_err_t ud_retry(kg_usagedb_t *w, int retries, ud_try_fn fn, void *arg,
+                         uint64_t *nretries, kg_diag_t *diag)
+{
+    int backoff = 10;
+    kg_err_t rc;
+
+    for (int attempt = 0;; attempt++) {
+        rc = fn(w, arg, diag);
+        if (rc != KG_ERR_STORE_BUSY || attempt >= retries) {
+            return rc;
+        }
+        if (nretries != NULL) {
+            (*nretries)++;
+        }
+        ud_sleep_ms(backoff);
+        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    }
+}
+
 /*
  * Commit a batch, retrying a busy store; *n gets its size and every item of
  * it its verdict.
@@ -261,19 +501,10 @@ static void ud_sleep_ms(int ms)
 static kg_err_t ud_commit_batch(kg_usagedb_t *w, size_t *n, uint64_t *retries)
 {
     kg_diag_t diag;
-    int backoff = 10;
     kg_err_t rc;
 
     *retries = 0;
-    for (int attempt = 0;; attempt++) {
-        rc = ud_try_batch(w, n, &diag);
-        if (rc != KG_ERR_STORE_BUSY || attempt == KG_USAGEDB_BUSY_RETRIES) {
-            break;
-        }
-        (*retries)++;
-        ud_sleep_ms(backoff);
-        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
-    }
+    rc = ud_retry(w, KG_USAGEDB_BUSY_RETRIES, ud_try_batch, n, retries, &diag);
     if (rc != KG_OK) {
         *n = ud_batch_size(w);
         for (size_t i = 0; i < *n; i++) {
@@ -281,6 +512,599 @@ static kg_err_t ud_commit_batch(kg_usagedb_t *w, size_t *n, uint64_t *retries)
         }
     }
     return rc;
+}
+
+/* ---- journal records ---------------------------------------------------
+ *
+ * A record: a 12-byte header, then the payload. Integers little-endian.
+ *   u32 magic UD_REC_MAGIC ("KGUJ" on disk)
+ *   u32 payload length, UD_REC_MIN..UD_REC_MAX
+ *   u32 CRC-32 (zlib's crc32) of the first 8 header bytes and the payload
+ * Payload, version 1:
+ *   u8 version, u8 flags (bit 0 streamed, bit 1 charge_credits), u16 status,
+ *   i64 at_ms, prompt_tokens, completion_tokens, cached_tokens, cost,
+ *       latency_ms, ttft_ms, period_start,
+ *   then request_id, key_id, workspace_id, operation, model, provider,
+ *   mode, client_ip, error_code: each a u16 length and its bytes (no NUL).
+ * Only the event's fields: never a token, a hash or a credential.
+ */
+#define UD_REC_MAGIC   UINT32_C(0x4A55474B)
+#define UD_REC_VERSION 1
+#define UD_REC_HEAD    12
+#define UD_REC_NINTS   8
+#define UD_REC_NSTRS   9
+#define UD_REC_MIN     (4 + 8 * UD_REC_NINTS + 2 * UD_REC_NSTRS)
+#define UD_REC_MAX     1024
+
+#define UD_FIELD(f)                                                       \
+    {                                                                     \
+        offsetof(kg_usage_event_t, f), sizeof(((kg_usage_event_t *)0)->f) \
+    }
+
+typedef struct ud_field {
+    size_t off;
+    size_t size;
+} ud_field_t;
+
+static const ud_field_t ud_rec_ints[UD_REC_NINTS] = {
+    UD_FIELD(at_ms),
+    UD_FIELD(prompt_tokens),
+    UD_FIELD(completion_tokens),
+    UD_FIELD(cached_tokens),
+    UD_FIELD(cost),
+    UD_FIELD(latency_ms),
+    UD_FIELD(ttft_ms),
+    UD_FIELD(period_start),
+};
+
+static const ud_field_t ud_rec_strs[UD_REC_NSTRS] = {
+    UD_FIELD(request_id), UD_FIELD(key_id),    UD_FIELD(workspace_id),
+    UD_FIELD(operation),  UD_FIELD(model),     UD_FIELD(provider),
+    UD_FIELD(mode),       UD_FIELD(client_ip), UD_FIELD(error_code),
+};
+
+/* The integers are copied as 64-bit values. */
+#define UD_I64(f) (sizeof(((kg_usage_event_t *)0)->f) == 8)
+_Static_assert(UD_I64(at_ms) && UD_I64(prompt_tokens) &&
+                   UD_I64(completion_tokens) && UD_I64(cached_tokens) &&
+                   UD_I64(cost) && UD_I64(latency_ms) && UD_I64(ttft_ms) &&
+                   UD_I64(period_start),
+               "the journal's integer fields are 64-bit");
+
+/* Every string at its longest still fits. */
+_Static_assert(UD_REC_MIN + sizeof(((kg_usage_event_t *)0)->request_id) +
+                       KG_TOKEN_ID_LEN + KG_WORKSPACE_ID_LEN +
+                       sizeof(((kg_usage_event_t *)0)->operation) +
+                       sizeof(((kg_usage_event_t *)0)->model) +
+                       sizeof(((kg_usage_event_t *)0)->provider) +
+                       sizeof(((kg_usage_event_t *)0)->mode) +
+                       sizeof(((kg_usage_event_t *)0)->client_ip) +
+                       sizeof(((kg_usage_event_t *)0)->error_code) <=
+                   UD_REC_MAX,
+               "a usage journal record has room for every field");
+
+static void ud_put16(unsigned char **p, uint32_t v)
+{
+    (*p)[0] = (unsigned char)v;
+    (*p)[1] = (unsigned char)(v >> 8);
+    *p += 2;
+}
+
+static void ud_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static void ud_put64(unsigned char **p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        (*p)[i] = (unsigned char)(v >> (8 * i));
+    }
+    *p += 8;
+}
+
+static uint32_t ud_get16(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t ud_get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t ud_get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static uint32_t ud_rec_crc(const unsigned char *rec, size_t payload_len)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+
+    crc = crc32(crc, rec, 8);
+    crc = crc32(crc, rec + UD_REC_HEAD, (uInt)payload_len);
+    return (uint32_t)crc;
+}
+
+/* Encode a valid event into rec (UD_REC_HEAD + UD_REC_MAX bytes); returns
+ * the record's length. */
+static size_t ud_rec_encode(const kg_usage_event_t *ev, unsigned char *rec)
+{
+    unsigned char *p = rec + UD_REC_HEAD;
+    size_t len;
+
+    *p++ = UD_REC_VERSION;
+    *p++ =
+        (unsigned char)((ev->streamed ? 1 : 0) | (ev->charge_credits ? 2 : 0));
+    ud_put16(&p, (uint32_t)ev->status);
+    for (size_t i = 0; i < UD_REC_NINTS; i++) {
+        int64_t v;
+
+        memcpy(&v, (const char *)ev + ud_rec_ints[i].off, sizeof(v));
+        ud_put64(&p, (uint64_t)v);
+    }
+    for (size_t i = 0; i < UD_REC_NSTRS; i++) {
+        const char *s = (const char *)ev + ud_rec_strs[i].off;
+        size_t n = strlen(s); /* valid: NUL-terminated inside its field */
+
+        ud_put16(&p, (uint32_t)n);
+        memcpy(p, s, n);
+        p += n;
+    }
+    len = (size_t)(p - (rec + UD_REC_HEAD));
+    ud_put32(rec, UD_REC_MAGIC);
+    ud_put32(rec + 4, (uint32_t)len);
+    ud_put32(rec + 8, ud_rec_crc(rec, len));
+    return UD_REC_HEAD + len;
+}
+
+/* Decode a payload whose checksum matched; false when it is not a valid
+ * event. */
+static bool ud_rec_decode(const unsigned char *p, size_t len,
+                          kg_usage_event_t *ev)
+{
+    const unsigned char *end = p + len;
+
+    memset(ev, 0, sizeof(*ev));
+    if (len < UD_REC_MIN || p[0] != UD_REC_VERSION || (p[1] & ~3u) != 0) {
+        return false;
+    }
+    ev->streamed = (p[1] & 1) != 0;
+    ev->charge_credits = (p[1] & 2) != 0;
+    ev->status = (int)ud_get16(p + 2);
+    p += 4;
+    for (size_t i = 0; i < UD_REC_NINTS; i++) {
+        int64_t v = (int64_t)ud_get64(p);
+
+        memcpy((char *)ev + ud_rec_ints[i].off, &v, sizeof(v));
+        p += 8;
+    }
+    for (size_t i = 0; i < UD_REC_NSTRS; i++) {
+        char *s = (char *)ev + ud_rec_strs[i].off;
+        size_t n;
+
+        if (end - p < 2) {
+            return false;
+        }
+        n = ud_get16(p);
+        p += 2;
+        if (n >= ud_rec_strs[i].size || (size_t)(end - p) < n ||
+            memchr(p, '\0', n) != NULL) {
+            return false;
+        }
+        memcpy(s, p, n);
+        s[n] = '\0';
+        p += n;
+    }
+    return p == end && ud_event_valid(ev);
+}
+
+/* Reads a segment's records from its start, through a buffer. */
+#define UD_READ_BUF (64 * 1024)
+_Static_assert(UD_READ_BUF >= UD_REC_HEAD + UD_REC_MAX,
+               "a whole record fits in the read buffer");
+
+typedef struct ud_reader {
+    int fd;
+    unsigned char *buf; /* UD_READ_BUF bytes */
+    uint64_t off;       /* file offset of buf[0] */
+    size_t pos;         /* the next record starts at buf[pos] */
+    size_t len;         /* bytes in buf */
+    int err;            /* errno of a failed read */
+} ud_reader_t;
+
+typedef enum ud_read {
+    UD_READ_OK,   /* a valid record: the event */
+    UD_READ_BAD,  /* a complete record whose contents are not an event */
+    UD_READ_END,  /* the end of the file, on a record boundary */
+    UD_READ_TORN, /* what is left is not a complete, intact record */
+    UD_READ_ERR   /* the file could not be read (r->err) */
+} ud_read_t;
+
+/* Have at least need bytes from buf[pos] on; false at the end or error. */
+static bool ud_reader_need(ud_reader_t *r, size_t need)
+{
+    if (r->len - r->pos >= need) {
+        return true;
+    }
+    memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+    r->off += r->pos;
+    r->len -= r->pos;
+    r->pos = 0;
+    /* Every round reads at least one byte into the bounded buffer, or
+     * ends; EINTR is retried a bounded number of times. */
+    for (int eintr = 0; r->len < need;) {
+        ssize_t n = pread(r->fd, r->buf + r->len, UD_READ_BUF - r->len,
+                          (off_t)(r->off + r->len));
+
+        if (n > 0) {
+            r->len += (size_t)n;
+        } else if (n < 0 && errno == EINTR && eintr++ < 16) {
+            continue;
+        } else {
+            r->err = n < 0 ? errno : 0;
+            break;
+        }
+    }
+    return r->len - r->pos >= need;
+}
+
+static ud_read_t ud_reader_next(ud_reader_t *r, kg_usage_event_t *ev)
+{
+    const unsigned char *h;
+    uint32_t len;
+
+    if (!ud_reader_need(r, UD_REC_HEAD)) {
+        return r->err             ? UD_READ_ERR
+               : r->len == r->pos ? UD_READ_END
+                                  : UD_READ_TORN;
+    }
+    h = r->buf + r->pos;
+    len = ud_get32(h + 4);
+    if (ud_get32(h) != UD_REC_MAGIC || len > UD_REC_MAX) {
+        return UD_READ_TORN;
+    }
+    if (!ud_reader_need(r, UD_REC_HEAD + len)) {
+        return r->err ? UD_READ_ERR : UD_READ_TORN;
+    }
+    h = r->buf + r->pos;
+    if (ud_rec_crc(h, len) != ud_get32(h + 8)) {
+        return UD_READ_TORN;
+    }
+    r->pos += UD_REC_HEAD + len;
+    return ud_rec_decode(h + UD_REC_HEAD, len, ev) ? UD_READ_OK : UD_READ_BAD;
+}
+
+/* ---- the journal -------------------------------------------------------
+ *
+ * Invariant: a record leaves the journal (its segment is truncated) only
+ * once its event is settled — committed, refused for good (NOT_FOUND,
+ * EXISTS, INVAL), or re-applied from the journal after its batch failed.
+ *
+ * - Submitters append under mu, in queue order, to the ACTIVE segment only,
+ *   and remember in item->jseg where the event went. submit_seq is the
+ *   position of the next event in the queue.
+ * - A submit switches (under mu) to the other segment when the active one
+ *   is past KG_USAGEDB_JOURNAL_SWITCH bytes or pinned, and only when the
+ *   other one is FREE. The active one becomes SEALED, with seal_seq = the
+ *   position of the first event that goes to the new one. So a sealed
+ *   segment holds only events at positions < seal_seq, and nothing is
+ *   appended to it any more.
+ * - done_seq counts settled events, in queue order. Once done_seq >=
+ *   seal_seq every event of the sealed segment is settled, except those of
+ *   a failed batch, which marked it pinned (under mu, with the same update
+ *   of done_seq): the writer first applies a pinned segment again, in one
+ *   transaction (events already stored are skipped by their request_id).
+ *   Then it truncates the segment. It marks it EMPTYING meanwhile (under
+ *   mu) and works without mu: nobody switches to it nor appends to it
+ *   until it is FREE again.
+ * - Only submitters move FREE -> ACTIVE -> SEALED; only the writer thread
+ *   (and start and stop, alone) moves SEALED -> EMPTYING -> FREE.
+ */
+
+/* Append rec to the active segment, switching first if it is due (mu
+ * held). True when the whole record is in the file. */
+static bool ud_journal_append(kg_usagedb_t *w, const unsigned char *rec,
+                              size_t len)
+{
+    ud_seg_t *s;
+    ud_seg_t *o;
+    size_t done = 0;
+    int err = 0;
+
+    if (!w->jon || w->jbroken) {
+        return false;
+    }
+    s = &w->seg[w->jcur];
+    o = &w->seg[1 - w->jcur];
+    /* A pinned segment is sealed at once: what failed in it gets applied
+     * as soon as the events before the switch have settled. */
+    if ((s->bytes >= KG_USAGEDB_JOURNAL_SWITCH || s->pinned) &&
+        o->state == UD_SEG_FREE) {
+        s->state = UD_SEG_SEALED;
+        s->seal_seq = w->submit_seq;
+        o->state = UD_SEG_ACTIVE;
+        w->jcur = 1 - w->jcur;
+        s = o;
+    }
+    if (s->bytes + len > KG_USAGEDB_JOURNAL_MAX) {
+        err = EFBIG;
+    }
+    /* Each round writes some bytes or ends; EINTR is retried a bounded
+     * number of times. */
+    for (int eintr = 0; err == 0 && done < len;) {
+        ssize_t n = write(s->fd, rec + done, len - done);
+
+        if (n > 0) {
+            done += (size_t)n;
+        } else if (n < 0 && errno == EINTR && eintr++ < 16) {
+            continue;
+        } else {
+            err = n < 0 ? errno : ENOSPC;
+        }
+    }
+    if (err == 0) {
+        s->bytes += len;
+        if (w->jfailing) {
+            KG_INFO("usage journal %s: writing again", s->path);
+            w->jfailing = false;
+        }
+        return true;
+    }
+    /* A partial record goes, or the next records would follow garbage. */
+    if (done > 0 && ftruncate(s->fd, (off_t)s->bytes) != 0) {
+        KG_ERROR("usage journal %s: cannot remove a partial record (%s): "
+                 "the journal is off until the next start",
+                 s->path, strerror(errno));
+        w->jbroken = true;
+    }
+    if (!w->jfailing) {
+        KG_WARN("usage journal %s: %s; until it can be written again, "
+                "answers wait for their usage to commit",
+                s->path,
+                err == EFBIG ? "full (the store is not keeping up)"
+                             : strerror(err));
+        w->jfailing = true;
+    }
+    return false;
+}
+
+/* The writer's buffers for reading the journal, made on first use. */
+static kg_err_t ud_replay_buffers(kg_usagedb_t *w)
+{
+    if (w->scratch == NULL) {
+        w->scratch = calloc(KG_USAGEDB_BATCH_MAX, sizeof(*w->scratch));
+    }
+    if (w->rbuf == NULL) {
+        w->rbuf = malloc(UD_READ_BUF);
+    }
+    return w->scratch != NULL && w->rbuf != NULL ? KG_OK : KG_ERR_NOMEM;
+}
+
+/* What applying segments found. */
+typedef struct ud_replay {
+    int segs[2];
+    int nsegs;
+    uint64_t records;     /* valid records */
+    uint64_t applied;     /* stored now */
+    uint64_t present;     /* already stored */
+    uint64_t dropped;     /* refused: key deleted, values refused */
+    uint64_t invalid;     /* intact records that are not valid events */
+    bool torn[2];         /* per segment: a torn or invalid tail ... */
+    uint64_t torn_off[2]; /* ... from this offset */
+} ud_replay_t;
+
+/* One try at applying the segments' records in one transaction. */
+static kg_err_t ud_replay_try(kg_usagedb_t *w, void *arg, kg_diag_t *diag)
+{
+    ud_replay_t *rp = arg;
+    kg_err_t rc;
+
+    memset(&rp->records, 0, sizeof(*rp) - offsetof(ud_replay_t, records));
+    rc = kg_store_begin(w->store, diag);
+    for (int k = 0; rc == KG_OK && k < rp->nsegs; k++) {
+        int si = rp->segs[k];
+        ud_reader_t r = {.fd = w->seg[si].fd, .buf = w->rbuf};
+        bool more = true;
+
+        /* Every round consumes at least one record's header, or ends. */
+        while (more && rc == KG_OK) {
+            size_t n = 0;
+
+            while (more && n < KG_USAGEDB_BATCH_MAX) {
+                ud_item_t *it = &w->scratch[n];
+
+                switch (ud_reader_next(&r, &it->ev)) {
+                case UD_READ_OK:
+                    it->done = NULL;
+                    it->ud = NULL;
+                    it->jseg = -1;
+                    n++;
+                    break;
+                case UD_READ_BAD:
+                    rp->invalid++;
+                    break;
+                case UD_READ_END:
+                    more = false;
+                    break;
+                case UD_READ_TORN:
+                    rp->torn[si] = true;
+                    rp->torn_off[si] = r.off + r.pos;
+                    more = false;
+                    break;
+                case UD_READ_ERR:
+                    rc = kg_diag_fail(diag, KG_ERR_STORE,
+                                      "usage journal %s: cannot read: %s",
+                                      w->seg[si].path, strerror(r.err));
+                    more = false;
+                    break;
+                }
+            }
+            if (rc != KG_OK || n == 0) {
+                continue;
+            }
+            rc = ud_apply(w, w->scratch, KG_USAGEDB_BATCH_MAX, 0, n, diag);
+            for (size_t i = 0; rc == KG_OK && i < n; i++) {
+                kg_err_t v = w->scratch[i].rc;
+
+                rp->records++;
+                rp->applied += v == KG_OK;
+                rp->present += v == KG_ERR_EXISTS;
+                rp->dropped += v != KG_OK && v != KG_ERR_EXISTS;
+            }
+        }
+    }
+    if (rc != KG_OK) {
+        kg_store_rollback(w->store);
+        return rc;
+    }
+    return kg_store_commit(w->store, diag);
+}
+
+/* Log what a replay found: counts, never an event's contents. */
+static void ud_replay_log(kg_usagedb_t *w, const ud_replay_t *rp)
+{
+    for (int k = 0; k < rp->nsegs; k++) {
+        int si = rp->segs[k];
+        struct stat st;
+
+        if (rp->torn[si] && fstat(w->seg[si].fd, &st) == 0) {
+            KG_WARN(
+                "usage journal %s: ignored %llu bytes from offset %llu: "
+                "a torn or damaged record (a write cut by a crash)",
+                w->seg[si].path,
+                (unsigned long long)((uint64_t)st.st_size - rp->torn_off[si]),
+                (unsigned long long)rp->torn_off[si]);
+        }
+    }
+    if (rp->invalid > 0) {
+        KG_WARN("usage journal: skipped %llu intact records that are not "
+                "valid usage events",
+                (unsigned long long)rp->invalid);
+    }
+    if (rp->records > 0) {
+        KG_INFO(
+            "usage journal: events replayed: %llu (%llu stored now, %llu "
+            "already stored, %llu dropped: key deleted or values "
+            "refused)",
+            (unsigned long long)rp->records, (unsigned long long)rp->applied,
+            (unsigned long long)rp->present, (unsigned long long)rp->dropped);
+    }
+}
+
+/*
+ * Empty segment si, first applying its records when apply (retrying a busy
+ * store retries times); *applied gets how many events that stored. Not
+ * under mu: the segment is not ACTIVE, nobody else touches it.
+ */
+static kg_err_t ud_seg_empty(kg_usagedb_t *w, int si, bool apply, int retries,
+                             uint64_t *applied, kg_diag_t *diag)
+{
+    ud_seg_t *s = &w->seg[si];
+    kg_err_t rc;
+
+    *applied = 0;
+    if (apply) {
+        ud_replay_t rp = {.segs = {si}, .nsegs = 1};
+
+        rc = ud_replay_buffers(w);
+        if (rc == KG_OK) {
+            rc = ud_retry(w, retries, ud_replay_try, &rp, NULL, diag);
+        }
+        if (rc != KG_OK) {
+            return rc;
+        }
+        ud_replay_log(w, &rp);
+        *applied = rp.applied;
+    }
+    if (ftruncate(s->fd, 0) != 0) {
+        return kg_diag_fail(diag, KG_ERR_STORE,
+                            "usage journal %s: cannot truncate: %s", s->path,
+                            strerror(errno));
+    }
+    return KG_OK;
+}
+
+/*
+ * Empty the sealed segment once every event in it is settled (mu held; it
+ * is dropped while the segment is worked on). When that fails (a pinned
+ * segment's events cannot be applied yet, the file cannot be truncated),
+ * it is tried again after the first batch a second later.
+ */
+static void ud_reclaim_locked(kg_usagedb_t *w)
+{
+    int si;
+    ud_seg_t *s;
+    bool pinned;
+    uint64_t applied = 0;
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+
+    if (!w->jon) {
+        return;
+    }
+    si = 1 - w->jcur;
+    s = &w->seg[si];
+    if (s->state != UD_SEG_SEALED || w->done_seq < s->seal_seq ||
+        (w->jretry_us != 0 && kg_clock_mono_us() < w->jretry_us)) {
+        return;
+    }
+    s->state = UD_SEG_EMPTYING;
+    pinned = s->pinned;
+    pthread_mutex_unlock(&w->mu);
+    rc = ud_seg_empty(w, si, pinned, 0, &applied, &diag);
+    pthread_mutex_lock(&w->mu);
+    w->stats.replayed += applied;
+    if (rc == KG_OK) {
+        s->state = UD_SEG_FREE;
+        s->bytes = 0;
+        s->pinned = false;
+    } else {
+        s->state = UD_SEG_SEALED;
+        w->jretry_us = kg_clock_mono_us() + 1000000;
+        KG_WARN("usage journal %s: not emptied yet (%s); tried again later",
+                s->path, diag.msg);
+    }
+}
+
+/*
+ * Whether the writer may wait for more events before its next batch (mu
+ * held): nobody waits for what is queued (each event is in the journal and
+ * its submitter was told so), no flush or stop, and the batch is small.
+ */
+static bool ud_may_linger(const kg_usagedb_t *w)
+{
+    return !w->stopping && w->flushers == 0 && w->urgent == 0 &&
+           w->count < UD_LINGER_BATCH;
+}
+
+/* Give a small batch of durable events up to KG_USAGEDB_LINGER_MS to grow
+ * (mu held): fewer, larger transactions for the same events. */
+static void ud_linger(kg_usagedb_t *w)
+{
+    struct timespec dl;
+
+    if (!ud_may_linger(w)) {
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += KG_USAGEDB_LINGER_MS * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    /* Bounded by the deadline (ETIMEDOUT, or any error, ends it); submit,
+     * flush and stop signal. */
+    while (ud_may_linger(w) &&
+           pthread_cond_timedwait(&w->work_cv, &w->mu, &dl) == 0) {
+    }
 }
 
 static void *ud_main(void *arg)
@@ -293,6 +1117,8 @@ static void *ud_main(void *arg)
         uint64_t retries;
         uint64_t ok = 0;
         uint64_t skipped = 0;
+        unsigned pins = 0;
+        size_t urgent = 0;
         kg_err_t rc;
 
         while (w->count == 0 && !w->stopping) {
@@ -301,6 +1127,7 @@ static void *ud_main(void *arg)
         if (w->count == 0) {
             break; /* stopping and drained */
         }
+        ud_linger(w);
         pthread_mutex_unlock(&w->mu);
 
         rc = ud_commit_batch(w, &n, &retries);
@@ -309,6 +1136,10 @@ static void *ud_main(void *arg)
 
             ok += it->rc == KG_OK;
             skipped += rc == KG_OK && it->rc != KG_OK;
+            urgent += it->urgent;
+            if (rc != KG_OK && it->jseg >= 0) {
+                pins |= 1u << it->jseg; /* the journal keeps it */
+            }
             if (it->done != NULL) {
                 it->done(it->ud, it->rc);
             }
@@ -318,6 +1149,7 @@ static void *ud_main(void *arg)
         w->head = (w->head + n) % w->cap;
         w->count -= n;
         w->done_seq += n;
+        w->urgent -= urgent;
         w->stats.busy_retries += retries;
         if (rc == KG_OK) {
             w->stats.batches++;
@@ -328,18 +1160,37 @@ static void *ud_main(void *arg)
             w->stats.failed += n;
             w->last_failure = rc;
         }
+        for (int k = 0; k < 2; k++) {
+            w->seg[k].pinned = w->seg[k].pinned || (pins & (1u << k)) != 0;
+        }
+        ud_reclaim_locked(w);
         pthread_cond_broadcast(&w->done_cv);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
-kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                           kg_usage_done_fn done, void *ud)
+kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                              kg_usage_done_fn done, void *ud, bool *durable)
 {
+    kg_usage_event_t e;
+    unsigned char rec[UD_REC_HEAD + UD_REC_MAX];
+    size_t len = 0;
+    bool journaled = false;
     ud_item_t *it;
     kg_err_t rc = ud_event_valid(ev) ? KG_OK : KG_ERR_INVAL;
 
+    if (durable != NULL) {
+        *durable = false;
+    }
+    if (rc == KG_OK) {
+        /* The record is built outside the lock; only its write is in it. */
+        e = *ev;
+        if (e.at_ms == 0) {
+            e.at_ms = kg_clock_now_ms();
+        }
+        len = ud_rec_encode(&e, rec);
+    }
     pthread_mutex_lock(&w->mu);
     if (rc == KG_OK && (w->stopping || w->count == w->cap)) {
         rc = KG_ERR_UNAVAILABLE;
@@ -348,21 +1199,41 @@ kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
         w->stats.rejected++;
         goto out;
     }
+    journaled = ud_journal_append(w, rec, len);
     it = &w->ring[(w->head + w->count) % w->cap];
-    it->ev = *ev;
-    if (it->ev.at_ms == 0) {
-        it->ev.at_ms = kg_clock_now_ms();
-    }
+    it->ev = e;
     it->done = done;
     it->ud = ud;
     it->rc = KG_OK;
+    it->jseg = journaled ? (int8_t)w->jcur : -1;
+    /* A caller that does not read durable waits for done. */
+    it->urgent = durable == NULL || !journaled;
     w->count++;
+    w->urgent += it->urgent;
     w->submit_seq++;
     w->stats.submitted++;
-    pthread_cond_signal(&w->work_cv);
+    if (journaled) {
+        w->stats.journaled++;
+    } else {
+        w->stats.unjournaled++;
+    }
+    /* Wake the writer when it is idle or its lingering should end; while
+     * it works on a batch it looks at the queue again anyway. */
+    if (w->count == 1 || it->urgent || w->count >= UD_LINGER_BATCH) {
+        pthread_cond_signal(&w->work_cv);
+    }
 out:
     pthread_mutex_unlock(&w->mu);
+    if (durable != NULL) {
+        *durable = journaled;
+    }
     return rc;
+}
+
+kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                           kg_usage_done_fn done, void *ud)
+{
+    return kg_usagedb_submit_ex(w, ev, done, ud, NULL);
 }
 
 kg_err_t kg_usagedb_flush(kg_usagedb_t *w)
@@ -374,9 +1245,15 @@ kg_err_t kg_usagedb_flush(kg_usagedb_t *w)
     pthread_mutex_lock(&w->mu);
     target = w->submit_seq;
     failures = w->stats.failures;
-    while (w->done_seq < target) {
+    w->flushers++;
+    pthread_cond_signal(&w->work_cv); /* no lingering */
+    /* Also until a segment being emptied is done: the journal space the
+     * flushed events held is back when flush returns. */
+    while (w->done_seq < target || w->seg[0].state == UD_SEG_EMPTYING ||
+           w->seg[1].state == UD_SEG_EMPTYING) {
         pthread_cond_wait(&w->done_cv, &w->mu);
     }
+    w->flushers--;
     if (w->stats.failures != failures) {
         rc = w->last_failure;
     }
@@ -389,7 +1266,131 @@ void kg_usagedb_stats(kg_usagedb_t *w, kg_usagedb_stats_t *out)
     pthread_mutex_lock(&w->mu);
     *out = w->stats;
     out->queued = w->count;
+    out->journal_bytes = w->seg[0].bytes + w->seg[1].bytes;
     pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * Open (creating, mode 0600) and lock both segments. Another writer
+ * holding them is not an error: this one then runs without a journal.
+ */
+static kg_err_t ud_journal_open(kg_usagedb_t *w, const char *store_path,
+                                kg_diag_t *diag)
+{
+    static const char *const suffix[2] = {KG_USAGEDB_JOURNAL_A,
+                                          KG_USAGEDB_JOURNAL_B};
+
+    for (int k = 0; k < 2; k++) {
+        ud_seg_t *s = &w->seg[k];
+        size_t size = strlen(store_path) + strlen(suffix[k]) + 1;
+        struct stat st;
+
+        s->path = malloc(size);
+        if (s->path == NULL) {
+            return KG_ERR_NOMEM;
+        }
+        snprintf(s->path, size, "%s%s", store_path, suffix[k]);
+        s->fd =
+            open(s->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                 0600);
+        if (s->fd < 0) {
+            return kg_diag_fail(diag, KG_ERR_STORE,
+                                "cannot open the usage journal %s: %s", s->path,
+                                strerror(errno));
+        }
+        if (fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            return kg_diag_fail(diag, KG_ERR_STORE,
+                                "usage journal %s is not a file", s->path);
+        }
+        if ((st.st_mode & 07777) != 0600 && fchmod(s->fd, 0600) != 0) {
+            return kg_diag_fail(diag, KG_ERR_STORE,
+                                "cannot chmod the usage journal %s: %s",
+                                s->path, strerror(errno));
+        }
+        if (flock(s->fd, LOCK_EX | LOCK_NB) != 0) {
+            KG_WARN("usage journal %s: %s (another usage writer uses it); "
+                    "this one runs without a journal: answers wait for "
+                    "their usage to commit",
+                    s->path, errno == EWOULDBLOCK ? "locked" : strerror(errno));
+            for (int j = 0; j <= k; j++) {
+                close(w->seg[j].fd);
+                w->seg[j].fd = -1;
+                w->seg[j].bytes = 0;
+            }
+            return KG_OK;
+        }
+        s->bytes = (uint64_t)st.st_size;
+    }
+    w->jon = true;
+    return KG_OK;
+}
+
+/* Apply what the journal holds (a crash, or a failed batch), then empty
+ * it; the first segment becomes the active one. */
+static kg_err_t ud_journal_replay(kg_usagedb_t *w, kg_diag_t *diag)
+{
+    ud_replay_t rp = {.segs = {0, 1}, .nsegs = 2};
+    kg_err_t rc = KG_OK;
+
+    if (!w->jon) {
+        return KG_OK;
+    }
+    if (w->seg[0].bytes > 0 || w->seg[1].bytes > 0) {
+        rc = ud_replay_buffers(w);
+        if (rc == KG_OK) {
+            rc = ud_retry(w, KG_USAGEDB_BUSY_RETRIES, ud_replay_try, &rp, NULL,
+                          diag);
+        }
+        if (rc != KG_OK) {
+            return rc;
+        }
+        ud_replay_log(w, &rp);
+        w->stats.replayed = rp.applied;
+        for (int k = 0; k < 2; k++) {
+            if (ftruncate(w->seg[k].fd, 0) != 0) {
+                return kg_diag_fail(diag, KG_ERR_STORE,
+                                    "usage journal %s: cannot truncate: %s",
+                                    w->seg[k].path, strerror(errno));
+            }
+        }
+    }
+    w->seg[0].bytes = 0;
+    w->seg[1].bytes = 0;
+    w->seg[0].state = UD_SEG_ACTIVE;
+    w->seg[1].state = UD_SEG_FREE;
+    w->jcur = 0;
+    return KG_OK;
+}
+
+/*
+ * At stop, every event is settled: empty the journal, older segment first,
+ * applying a pinned one before. What cannot be applied stays on disk for
+ * the next start.
+ */
+static void ud_journal_finish(kg_usagedb_t *w)
+{
+    if (!w->jon) {
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        int si = k == 0 ? 1 - w->jcur : w->jcur;
+        ud_seg_t *s = &w->seg[si];
+        uint64_t applied = 0;
+        kg_diag_t diag = {{0}};
+
+        if (s->state == UD_SEG_FREE || (s->bytes == 0 && !s->pinned)) {
+            continue;
+        }
+        if (ud_seg_empty(w, si, s->pinned, KG_USAGEDB_BUSY_RETRIES, &applied,
+                         &diag) != KG_OK) {
+            KG_WARN("usage journal %s: kept for the next start: %s", s->path,
+                    diag.msg);
+            continue;
+        }
+        s->bytes = 0;
+        s->pinned = false;
+        s->state = si == w->jcur ? UD_SEG_ACTIVE : UD_SEG_FREE;
+    }
 }
 
 /* Destroy what start set up; the thread is not running. */
@@ -397,10 +1398,18 @@ static void ud_free(kg_usagedb_t **wp)
 {
     kg_usagedb_t *w = *wp;
 
+    for (int k = 0; k < 2; k++) {
+        if (w->seg[k].fd >= 0) {
+            close(w->seg[k].fd); /* drops the lock */
+        }
+        free(w->seg[k].path);
+    }
     kg_store_close(&w->store);
     pthread_cond_destroy(&w->done_cv);
     pthread_cond_destroy(&w->work_cv);
     pthread_mutex_destroy(&w->mu);
+    free(w->scratch);
+    free(w->rbuf);
     free(w->ring);
     free(w);
     *wp = NULL;
@@ -410,6 +1419,7 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
                           size_t queue_max, kg_usagedb_t **out, kg_diag_t *diag)
 {
     kg_store_opts_t opts = {.flags = 0, .busy_timeout_ms = busy_timeout_ms};
+    pthread_condattr_t cattr;
     kg_usagedb_t *w = NULL;
     kg_err_t rc = KG_OK;
 
@@ -424,15 +1434,21 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
     if (w == NULL) {
         return KG_ERR_NOMEM;
     }
+    w->seg[0].fd = -1;
+    w->seg[1].fd = -1;
     if (pthread_mutex_init(&w->mu, NULL) != 0) {
         free(w);
         return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no mutex");
     }
-    if (pthread_cond_init(&w->work_cv, NULL) != 0) {
+    /* The writer's lingering deadline is on the monotonic clock. */
+    if (pthread_condattr_init(&cattr) != 0 ||
+        pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&w->work_cv, &cattr) != 0) {
         pthread_mutex_destroy(&w->mu);
         free(w);
         return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no condvar");
     }
+    pthread_condattr_destroy(&cattr);
     if (pthread_cond_init(&w->done_cv, NULL) != 0) {
         pthread_cond_destroy(&w->work_cv);
         pthread_mutex_destroy(&w->mu);
@@ -446,6 +1462,12 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
         goto out;
     }
     rc = kg_store_open(store_path, &opts, &w->store, diag);
+    if (rc == KG_OK) {
+        rc = ud_journal_open(w, store_path, diag);
+    }
+    if (rc == KG_OK) {
+        rc = ud_journal_replay(w, diag);
+    }
     if (rc != KG_OK) {
         goto out;
     }
@@ -474,5 +1496,6 @@ void kg_usagedb_stop(kg_usagedb_t **wp)
     pthread_cond_broadcast(&w->work_cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    ud_journal_finish(w);
     ud_free(wp);
 }

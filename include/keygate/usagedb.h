@@ -1,4 +1,4 @@
-/* The usage writer: one thread that commits usage events in batches. */
+/* The usage writer: a journal, then one thread that commits in batches. */
 #ifndef KEYGATE_USAGEDB_H
 #define KEYGATE_USAGEDB_H
 
@@ -21,6 +21,26 @@
  * between tries, before its callbacks get KG_ERR_STORE_BUSY.
  */
 #define KG_USAGEDB_BUSY_RETRIES 6
+/*
+ * When every queued event is in the journal and its submitter read
+ * durable (kg_usagedb_submit_ex), nobody waits for the commit: the writer
+ * then lets a small batch grow for up to this long (a flush, a stop or an
+ * event somebody waits for ends it), for fewer, larger transactions.
+ */
+#define KG_USAGEDB_LINGER_MS 5
+
+/*
+ * The usage journal: two append-only segment files next to the store,
+ * "<store path>" KG_USAGEDB_JOURNAL_A and ..._B, mode 0600 (docs/store.md).
+ * Submitters append to the active segment; once it holds
+ * KG_USAGEDB_JOURNAL_SWITCH bytes they switch to the other one, which the
+ * writer empties when everything in it has committed. A segment never grows
+ * past KG_USAGEDB_JOURNAL_MAX bytes: past it events are not journaled.
+ */
+#define KG_USAGEDB_JOURNAL_A      "-usage-a"
+#define KG_USAGEDB_JOURNAL_B      "-usage-b"
+#define KG_USAGEDB_JOURNAL_SWITCH (1u << 20)
+#define KG_USAGEDB_JOURNAL_MAX    (64u << 20)
 
 /*
  * One forwarded request. Every string is NUL-terminated inside its array;
@@ -59,7 +79,10 @@ typedef struct kg_usage_event {
  *                      (nothing was added twice)
  *   KG_ERR_INVAL       the store refused the event's values
  *   KG_ERR_STORE*      the whole batch failed (busy past every retry,
- *                      disk full, I/O): nothing of it was stored
+ *                      disk full, I/O): nothing of it was stored now. A
+ *                      journaled event stays in the journal and is applied
+ *                      later: when its segment is emptied, at
+ *                      kg_usagedb_stop, or at the next kg_usagedb_start
  * It must return quickly and must not call kg_usagedb_flush or
  * kg_usagedb_stop; it may call kg_usagedb_submit.
  */
@@ -77,15 +100,24 @@ typedef struct kg_usagedb_stats {
     uint64_t batches;   /* transactions committed */
     uint64_t failures;  /* batches failed */
     uint64_t busy_retries;
-    uint64_t queued; /* waiting now */
+    uint64_t queued;        /* waiting now */
+    uint64_t journaled;     /* accepted and written to the journal */
+    uint64_t unjournaled;   /* accepted without it (durable false) */
+    uint64_t replayed;      /* stored from the journal, not from the queue */
+    uint64_t journal_bytes; /* in the journal's two segments now */
 } kg_usagedb_stats_t;
 
 /*
  * Open a connection to the store at store_path (migrated like any
- * kg_store_open) and start the writer thread with room for queue_max
- * waiting events (0: KG_USAGEDB_DEFAULT_QUEUE). Returns KG_OK with *out
- * new (kg_usagedb_stop), KG_ERR_INVAL for a queue_max over
- * KG_USAGEDB_QUEUE_MAX, a store error, KG_ERR_NOMEM or KG_ERR_INTERNAL,
+ * kg_store_open), open the journal (creating its files, mode 0600), replay
+ * it (every complete, valid record is recorded like a queued event: one
+ * already stored is not counted again; a torn or invalid record is logged
+ * and skipped), empty it, and start the writer thread with room for
+ * queue_max waiting events (0: KG_USAGEDB_DEFAULT_QUEUE). When another
+ * writer holds the journal (its lock), this one runs without a journal.
+ * Returns KG_OK with *out new (kg_usagedb_stop), KG_ERR_INVAL for a
+ * queue_max over KG_USAGEDB_QUEUE_MAX, a store error (also when the
+ * journal cannot be opened or replayed), KG_ERR_NOMEM or KG_ERR_INTERNAL,
  * with diag; *out is NULL on error.
  */
 kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
@@ -105,15 +137,37 @@ kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
                            kg_usage_done_fn done, void *ud) KG_MUST_CHECK;
 
 /*
+ * kg_usagedb_submit, and on KG_OK *durable (may be NULL) tells whether the
+ * event was written to the journal before this call returned: true, and it
+ * survives a kill -9 of the process even before its commit (the write is
+ * in the page cache; no fsync: an OS crash may lose it); false when the
+ * journal could not take it (write error, disk full, journal off or at its
+ * maximum), and then only the commit makes it durable: a caller that must
+ * not lose it waits for done(KG_OK) as with kg_usagedb_submit. done keeps
+ * its meaning either way; a durable event may be committed up to
+ * KG_USAGEDB_LINGER_MS later than it would be otherwise. durable NULL is
+ * kg_usagedb_submit: the caller is taken to wait for done, so the event is
+ * committed without lingering. *durable is false on error. Thread-safe:
+ * one write(2) of one record under the queue's lock, so journal order is
+ * queue order.
+ */
+kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                              kg_usage_done_fn done, void *ud,
+                              bool *durable) KG_MUST_CHECK;
+
+/*
  * Wait until every event submitted before this call has been committed or
- * reported. Returns KG_OK when each batch finished while waiting
- * committed, else the error of a batch that failed. Not from a callback.
+ * reported, and the journal space they held has been reclaimed when it
+ * was due. Returns KG_OK when each batch finished while waiting committed,
+ * else the error of a batch that failed. Not from a callback.
  */
 kg_err_t kg_usagedb_flush(kg_usagedb_t *w) KG_MUST_CHECK;
 
 /*
  * Refuse new events, commit everything queued (calling every callback),
- * stop and join the thread, close the connection, free *w and set it to
+ * stop and join the thread, empty the journal (applying first what a
+ * failed batch left in it; what cannot be applied stays for the next
+ * start), close the connection and the journal, free *w and set it to
  * NULL. NULL or *w NULL: nothing happens. Not from a callback.
  */
 void kg_usagedb_stop(kg_usagedb_t **w);

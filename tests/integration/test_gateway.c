@@ -1256,10 +1256,14 @@ START_TEST(test_leak_sweep)
                                &K_EXPIRING};
     char wal[PATH_MAX + 8];
     char shm[PATH_MAX + 8];
+    char journal_a[PATH_MAX + 16];
+    char journal_b[PATH_MAX + 16];
     char basic[256];
 
     snprintf(wal, sizeof(wal), "%s-wal", W.db);
     snprintf(shm, sizeof(shm), "%s-shm", W.db);
+    snprintf(journal_a, sizeof(journal_a), "%s-usage-a", W.db);
+    snprintf(journal_b, sizeof(journal_b), "%s-usage-b", W.db);
     ck_assert_msg(gwf_pid_alive(W.gw_pid), "the daemon died during the suite");
     for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
         char access[GWF_TOKEN_MAX];
@@ -1273,6 +1277,8 @@ START_TEST(test_leak_sweep)
         gwf_assert_absent(W.db, secret, "a client secret");
         gwf_assert_absent(wal, secret, "a client secret");
         gwf_assert_absent(shm, secret, "a client secret");
+        gwf_assert_absent(journal_a, secret, "a client secret");
+        gwf_assert_absent(journal_b, secret, "a client secret");
     }
     gwf_basic(K_MAIN.token, basic, sizeof(basic));
     gwf_assert_absent(W.gw_err, basic + 6, "a Basic credential");
@@ -1281,6 +1287,11 @@ START_TEST(test_leak_sweep)
     gwf_assert_absent(W.gw_out, GWF_PROVIDER_CANARY, "the provider key");
     gwf_assert_absent(W.db, GWF_PROVIDER_CANARY, "the provider key");
     gwf_assert_absent(wal, GWF_PROVIDER_CANARY, "the provider key");
+    gwf_assert_absent(journal_a, GWF_PROVIDER_CANARY, "the provider key");
+    gwf_assert_absent(journal_b, GWF_PROVIDER_CANARY, "the provider key");
+    /* The daemon's usage journal is private to its user. */
+    ck_assert_int_eq(kg_harness_file_mode(journal_a), 0600);
+    ck_assert_int_eq(kg_harness_file_mode(journal_b), 0600);
     /* The sweep looked at real logs: the request lines are there. */
     ck_assert_int_gt(gwf_log_count(W.gw_err, "request id="), 20);
 }
