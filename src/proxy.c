@@ -203,18 +203,12 @@ static kg_api_t proxy_api(const kg_exchange_t *ex)
                                                        : KG_API_OPENAI;
 }
 
-/* Called on the usage writer thread once the event has committed. */
-static void proxy_usage_committed(void *ud, kg_err_t rc)
+/*
+ * The exchange's usage is safe (journaled or committed): let the answer's
+ * last bytes go. Idempotent: the commit callback calls it again.
+ */
+static void proxy_usage_release(kg_exchange_t *ex)
 {
-    kg_exchange_t *ex = ud;
-
-    if (rc != KG_OK) {
-        KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,
-                 kg_err_name(rc));
-    } else if (ex->charged_credits > 0 && ex->policy != NULL) {
-        kg_policy_credits_committed(ex->policy, ex->ticket.workspace_id,
-                                    ex->charged_credits);
-    }
     pthread_mutex_lock(&ex->mu);
     if (ex->holding) {
         if (ex->held != NULL &&
@@ -230,10 +224,29 @@ static void proxy_usage_committed(void *ud, kg_err_t rc)
     }
     kg_exchange_wake_locked(ex);
     pthread_mutex_unlock(&ex->mu);
+}
+
+/* Called on the usage writer thread once the event has committed. */
+static void proxy_usage_committed(void *ud, kg_err_t rc)
+{
+    kg_exchange_t *ex = ud;
+
+    if (rc != KG_OK) {
+        KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,
+                 kg_err_name(rc));
+    } else if (ex->charged_credits > 0 && ex->policy != NULL) {
+        kg_policy_credits_committed(ex->policy, ex->ticket.workspace_id,
+                                    ex->charged_credits);
+    }
+    proxy_usage_release(ex);
     kg_exchange_unref(ex);
 }
 
-/* Record the exchange's usage; the answer's last bytes wait for it. */
+/*
+ * Record the exchange's usage. The answer's last bytes wait until the
+ * event is safe: at once when the usage journal took it (it survives
+ * kill -9 from there), else until its commit.
+ */
 static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
                              const char *error_code)
 {
@@ -242,6 +255,7 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     kg_price_t price;
     int64_t now_us = kg_clock_mono_us();
     char money[KG_MONEY_STRLEN];
+    bool durable = false;
 
     if (up->usage_sent) {
         return;
@@ -300,9 +314,11 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
                 error_code ? error_code : "");
     }
     kg_exchange_ref(ex);
-    if (kg_usagedb_submit(up->proxy->opts.usage, &ev, proxy_usage_committed,
-                          ex) != KG_OK) {
+    if (kg_usagedb_submit_ex(up->proxy->opts.usage, &ev, proxy_usage_committed,
+                             ex, &durable) != KG_OK) {
         proxy_usage_committed(ex, KG_ERR_UNAVAILABLE);
+    } else if (durable) {
+        proxy_usage_release(ex);
     }
 }
 

@@ -1,4 +1,5 @@
 /* The usage writer: a journal, then one thread that commits in batches. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "keygate/usagedb.h"
 
 #include <errno.h>
@@ -1111,6 +1112,7 @@ static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
 
+    pthread_setname_np(pthread_self(), "kg-usage");
     pthread_mutex_lock(&w->mu);
     for (;;) {
         size_t n = 0;

@@ -911,7 +911,7 @@ bool gwf_sql_text(const gwf_t *f, const char *sql, const char *arg, char *out,
     return found;
 }
 
-bool gwf_usage(const gwf_t *f, const char *request_id, gwf_usage_t *u)
+bool gwf_usage_now(const gwf_t *f, const char *request_id, gwf_usage_t *u)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = sql_prepare(
@@ -955,14 +955,36 @@ bool gwf_usage_wait(const gwf_t *f, const char *request_id, gwf_usage_t *u,
     int64_t deadline = gwf_now_ms() + timeout_ms;
 
     for (;;) {
-        if (gwf_usage(f, request_id, u)) {
+        if (gwf_usage_now(f, request_id, u)) {
             return true;
         }
         if (gwf_now_ms() >= deadline) {
             return false;
         }
-        gwf_sleep_ms(25);
+        gwf_sleep_ms(10);
     }
+}
+
+bool gwf_usage(const gwf_t *f, const char *request_id, gwf_usage_t *u)
+{
+    return gwf_usage_wait(f, request_id, u, GWF_USAGE_WAIT_MS);
+}
+
+int64_t gwf_usage_settled(const gwf_t *f)
+{
+    int64_t deadline = gwf_now_ms() + 10000;
+    int64_t last = gwf_sql_int(f, "SELECT count(*) FROM usage_events", NULL);
+    int same = 0;
+
+    while (same < GWF_SETTLE_READS && gwf_now_ms() < deadline) {
+        int64_t now;
+
+        gwf_sleep_ms(GWF_SETTLE_GAP_MS);
+        now = gwf_sql_int(f, "SELECT count(*) FROM usage_events", NULL);
+        same = now == last ? same + 1 : 0;
+        last = now;
+    }
+    return last;
 }
 
 /* ---- logs -------------------------------------------------------------- */

@@ -258,12 +258,31 @@ int64_t gwf_sql_int(const gwf_t *f, const char *sql, const char *arg);
 bool gwf_sql_text(const gwf_t *f, const char *sql, const char *arg, char *out,
                   size_t len);
 
-/* The usage row of request_id; false when there is none. */
-bool gwf_usage(const gwf_t *f, const char *request_id, gwf_usage_t *u);
+/*
+ * An answer no longer waits for its usage row to be committed: once the
+ * usage journal holds the event, the writer commits it within its linger
+ * (5 ms) and a transaction. These helpers wait for it, bounded.
+ */
+#define GWF_USAGE_WAIT_MS 10000
+#define GWF_SETTLE_READS  4
+#define GWF_SETTLE_GAP_MS 50
+
+/* The usage row of request_id as the store has it now; false: none yet. */
+bool gwf_usage_now(const gwf_t *f, const char *request_id, gwf_usage_t *u);
 
 /* Poll for the usage row up to timeout_ms. */
 bool gwf_usage_wait(const gwf_t *f, const char *request_id, gwf_usage_t *u,
                     int timeout_ms);
+
+/* The usage row of request_id, waiting up to GWF_USAGE_WAIT_MS for it. */
+bool gwf_usage(const gwf_t *f, const char *request_id, gwf_usage_t *u);
+
+/*
+ * The number of usage rows once it has stopped moving (the same in
+ * GWF_SETTLE_READS reads GWF_SETTLE_GAP_MS apart; at most 10 s): for
+ * checks that nothing was recorded. Prefer waiting for a known row.
+ */
+int64_t gwf_usage_settled(const gwf_t *f);
 
 /* A new unique marker to put in a request body. */
 void gwf_marker(char *buf, size_t len);

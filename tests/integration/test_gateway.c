@@ -85,14 +85,16 @@ static void chat_body(char *buf, size_t len, const char *model,
     ck_assert(n > 0 && (size_t)n < len);
 }
 
+/* The key's recorded spend once earlier requests' usage has landed. */
 static int64_t key_usage(const gwf_key_t *k)
 {
+    (void)gwf_usage_settled(&W);
     return gwf_sql_int(&W, "SELECT usage FROM api_keys WHERE id = ?1", k->id);
 }
 
 static int64_t usage_rows(void)
 {
-    return gwf_sql_int(&W, "SELECT count(*) FROM usage_events", NULL);
+    return gwf_usage_settled(&W);
 }
 
 /* cost = tokens x price per 1M, rounded either way at the micro-USD. */

@@ -92,7 +92,7 @@ static void chat(gwf_resp_t *r, const char *model, const char *marker,
 
 static int64_t usage_rows(void)
 {
-    return gwf_sql_int(&W, "SELECT count(*) FROM usage_events", NULL);
+    return gwf_usage_settled(&W);
 }
 
 /* ---- provider faults ----------------------------------------------------- */
