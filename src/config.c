@@ -130,6 +130,9 @@ static const kg_setting_t provider_settings[] = {
     {"provider", "idle_timeout", KG_SETTING_DURATION_MS, PRV(idle_timeout_ms),
      NULL, KG_SETTING_RELOADABLE, 1, CONFIG_IDLE_MAX,
      "default: [upstream] idle_timeout"},
+    {"provider", "http_version", KG_SETTING_HTTP_VERSION, PRV(http_version),
+     "auto", KG_SETTING_RELOADABLE, 0, 0,
+     "auto, 1.1, 2 or 2-prior-knowledge (cleartext HTTP/2)"},
 };
 
 /* [model NAME] */
@@ -598,6 +601,7 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
 {
     kg_log_level_t level;
     kg_provider_type_t ptype;
+    kg_http_version_t hver;
     char host[KG_LISTEN_HOST_MAX];
     char *url = NULL;
     bool b = false;
@@ -675,6 +679,15 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
                                 "'%.40s' is not openai or anthropic", value);
         }
         *(kg_provider_type_t *)(void *)((char *)base + s->offset) = ptype;
+        return KG_OK;
+    case KG_SETTING_HTTP_VERSION:
+        if (!kg_http_version_parse(value, &hver)) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "'%.40s' is not auto, 1.1, 2 or "
+                                "2-prior-knowledge",
+                                value);
+        }
+        *(kg_http_version_t *)(void *)((char *)base + s->offset) = hver;
         return KG_OK;
     case KG_SETTING_PROVIDER_NAME:
     case KG_SETTING_MODEL_NAME:
@@ -1470,6 +1483,9 @@ static json_t *config_value_json(const void *cbase, const kg_setting_t *s)
     case KG_SETTING_PROVIDER_TYPE:
         return json_string(kg_provider_type_name(
             *(kg_provider_type_t *)(void *)((char *)base + s->offset)));
+    case KG_SETTING_HTTP_VERSION:
+        return json_string(kg_http_version_name(
+            *(kg_http_version_t *)(void *)((char *)base + s->offset)));
     case KG_SETTING_PRICE:
         v = *config_int_slot(base, s);
         return v < 0 ? json_null()

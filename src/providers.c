@@ -53,6 +53,35 @@ bool kg_provider_type_parse(const char *s, kg_provider_type_t *type)
     return false;
 }
 
+static const char *const http_version_names[] = {
+    [KG_HTTP_VERSION_AUTO] = "auto",
+    [KG_HTTP_VERSION_1_1] = "1.1",
+    [KG_HTTP_VERSION_2] = "2",
+    [KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE] = "2-prior-knowledge",
+};
+
+#define PROVIDER_NHTTP_VERSIONS \
+    (sizeof(http_version_names) / sizeof(*http_version_names))
+
+const char *kg_http_version_name(kg_http_version_t v)
+{
+    if ((size_t)v >= PROVIDER_NHTTP_VERSIONS) {
+        return "unknown";
+    }
+    return http_version_names[v];
+}
+
+bool kg_http_version_parse(const char *s, kg_http_version_t *v)
+{
+    for (size_t i = 0; i < PROVIDER_NHTTP_VERSIONS; i++) {
+        if (strcmp(s, http_version_names[i]) == 0) {
+            *v = (kg_http_version_t)i;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool kg_providers_name_valid(const char *s)
 {
     size_t n = strnlen(s, KG_PROVIDER_NAME_MAX + 1);

@@ -702,6 +702,14 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(
+        e, CURLOPT_HTTP_VERSION,
+        (long)(prov->http_version == KG_HTTP_VERSION_1_1 ? CURL_HTTP_VERSION_1_1
+               : prov->http_version == KG_HTTP_VERSION_2
+                   ? CURL_HTTP_VERSION_2TLS
+               : prov->http_version == KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                   ? CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                   : CURL_HTTP_VERSION_NONE));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER,
                      (struct curl_slist *)ex->curl_headers);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, proxy_header_cb);

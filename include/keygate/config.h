@@ -31,10 +31,12 @@ typedef enum kg_setting_type {
     KG_SETTING_PROVIDER_TYPE, /* openai | anthropic → kg_provider_type_t */
     KG_SETTING_PROVIDER_NAME, /* a provider name (string), resolved later */
     KG_SETTING_MODEL_NAME,    /* a model name (string) */
-    KG_SETTING_PRICE,       /* USD per 1M tokens → micro-USD in [min, max] */
-    KG_SETTING_SECRET_ENV,  /* names an env var holding the credential */
-    KG_SETTING_SECRET_FILE, /* names a file holding the credential (path) */
-    KG_SETTING_CIDRS,       /* comma-separated IPv4/IPv6 CIDRs; "" = none */
+    KG_SETTING_PRICE,        /* USD per 1M tokens → micro-USD in [min, max] */
+    KG_SETTING_SECRET_ENV,   /* names an env var holding the credential */
+    KG_SETTING_SECRET_FILE,  /* names a file holding the credential (path) */
+    KG_SETTING_CIDRS,        /* comma-separated IPv4/IPv6 CIDRs; "" = none */
+    KG_SETTING_HTTP_VERSION, /* auto | 1.1 | 2 | 2-prior-knowledge →
+                                kg_http_version_t */
 } kg_setting_type_t;
 
 /* Flags of a setting. */

@@ -33,6 +33,19 @@ typedef enum kg_provider_type {
 } kg_provider_type_t;
 
 /*
+ * The HTTP version keygate asks for on a provider's connections
+ * ([provider NAME] http_version). With HTTP/2 one connection carries many
+ * requests at once, so open streams cost no provider descriptor each.
+ */
+typedef enum kg_http_version {
+    KG_HTTP_VERSION_AUTO, /* libcurl's choice: HTTP/2 if TLS ALPN offers it */
+    KG_HTTP_VERSION_1_1,  /* HTTP/1.1 only */
+    KG_HTTP_VERSION_2,    /* HTTP/2 over TLS, HTTP/1.1 over plain TCP */
+    KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE, /* HTTP/2 also over plain TCP (h2c,
+                                          no Upgrade) */
+} kg_http_version_t;
+
+/*
  * A [provider NAME] section. Owned by the kg_config_t that holds it; every
  * pointer lives as long as that config.
  */
@@ -61,6 +74,7 @@ typedef struct kg_provider {
     int64_t connect_timeout_ms;
     int64_t first_byte_timeout_ms;
     int64_t idle_timeout_ms;
+    kg_http_version_t http_version;
 } kg_provider_t;
 
 /* A [model NAME] section. Owned by its kg_config_t, like kg_provider_t. */
@@ -86,6 +100,15 @@ const char *kg_provider_type_name(kg_provider_type_t type);
 
 /* Parse "openai" or "anthropic" (exact, lower case); false when unknown. */
 bool kg_provider_type_parse(const char *s, kg_provider_type_t *type);
+
+/*
+ * "auto", "1.1", "2" or "2-prior-knowledge"; "unknown" for an out-of-range
+ * value.
+ */
+const char *kg_http_version_name(kg_http_version_t v);
+
+/* Parse one of the names of kg_http_version_name (exact); false if not. */
+bool kg_http_version_parse(const char *s, kg_http_version_t *v);
 
 /* Whether s is a valid provider name (1..64 of [a-z0-9_-]). */
 bool kg_providers_name_valid(const char *s);

@@ -546,10 +546,12 @@ static const char pt_good_file[] = "[model gpt-4o]\n"
                                    "connect_timeout = 5s\n"
                                    "first_byte_timeout = 10m\n"
                                    "idle_timeout = 1m\n"
+                                   "http_version = 1.1\n"
                                    "\n"
                                    "[provider local]\n"
                                    "type = openai\n"
                                    "base_url = http://127.0.0.1:9090/v1\n"
+                                   "http_version = 2-prior-knowledge\n"
                                    "\n"
                                    "[model meta-llama/llama-3.1-8b:free]\n"
                                    "provider = local\n"
@@ -604,6 +606,7 @@ START_TEST(test_providers_good_file)
     ck_assert_int_eq(openai->connect_timeout_ms, 10000);
     ck_assert_int_eq(openai->first_byte_timeout_ms, 300000);
     ck_assert_int_eq(openai->idle_timeout_ms, 120000);
+    ck_assert_int_eq(openai->http_version, KG_HTTP_VERSION_AUTO); /* default */
 
     anthropic = kg_providers_find(cfg, "anthropic");
     ck_assert_ptr_nonnull(anthropic);
@@ -615,11 +618,13 @@ START_TEST(test_providers_good_file)
     ck_assert_int_eq(anthropic->connect_timeout_ms, 5000);
     ck_assert_int_eq(anthropic->first_byte_timeout_ms, 600000);
     ck_assert_int_eq(anthropic->idle_timeout_ms, 60000);
+    ck_assert_int_eq(anthropic->http_version, KG_HTTP_VERSION_1_1);
 
     local = kg_providers_find(cfg, "local");
     ck_assert_ptr_nonnull(local);
     ck_assert_ptr_null(local->credential);
     ck_assert_uint_eq(local->credential_len, 0);
+    ck_assert_int_eq(local->http_version, KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     ck_assert_ptr_null(kg_providers_find(cfg, "nope"));
     ck_assert_ptr_null(kg_providers_find(cfg, ""));
 
@@ -675,12 +680,18 @@ START_TEST(test_providers_json_redacted)
     ck_assert(json_is_null(json_object_get(sec, "api_key_file")));
     ck_assert_str_eq(
         json_string_value(json_object_get(sec, "first_byte_timeout")), "5m");
+    ck_assert_str_eq(json_string_value(json_object_get(sec, "http_version")),
+                     "auto");
     sec = json_object_get(root, "provider anthropic");
     ck_assert_str_eq(json_string_value(json_object_get(sec, "credential")),
                      "(redacted)");
+    ck_assert_str_eq(json_string_value(json_object_get(sec, "http_version")),
+                     "1.1");
     sec = json_object_get(root, "provider local");
     ck_assert_str_eq(json_string_value(json_object_get(sec, "credential")),
                      "(none)");
+    ck_assert_str_eq(json_string_value(json_object_get(sec, "http_version")),
+                     "2-prior-knowledge");
     sec = json_object_get(root, "model gpt-4o");
     ck_assert(json_is_object(sec));
     ck_assert_str_eq(json_string_value(json_object_get(sec, "input_price")),
@@ -983,6 +994,21 @@ static const pt_bad_row_t pt_bad_rows[] = {
      "[provider p] first_byte_timeout", "outside"},
     {"idle timeout bad", PT_P "idle_timeout = soon\n", 4,
      "[provider p] idle_timeout", "'soon'"},
+    {"http_version 3", PT_P "http_version = 3\n", 4,
+     "[provider p] http_version",
+     "'3' is not auto, 1.1, 2 or 2-prior-knowledge"},
+    {"http_version 2.0", PT_P "http_version = 2.0\n", 4,
+     "[provider p] http_version", "not auto, 1.1, 2 or 2-prior-knowledge"},
+    {"http_version HTTP/2", PT_P "http_version = HTTP/2\n", 4,
+     "[provider p] http_version", "'HTTP/2' is not auto"},
+    {"http_version in capitals", PT_P "http_version = AUTO\n", 4,
+     "[provider p] http_version", "not auto, 1.1"},
+    {"http_version h2c", PT_P "http_version = h2c\n", 4,
+     "[provider p] http_version", "2-prior-knowledge"},
+    {"http_version empty", PT_P "http_version =\n", 4,
+     "[provider p] http_version", "'' is not auto"},
+    {"http_version twice", PT_P "http_version = 2\nhttp_version = 1.1\n", 5,
+     "[provider p] http_version", "more than once"},
     {"provider without type", "[provider p]\nbase_url = http://h/v1\n", 1,
      "[provider p] type", "is required"},
     {"provider without base_url", "; x\n[provider p]\ntype = openai\n", 2,
@@ -1329,6 +1355,31 @@ START_TEST(test_names_and_types)
     ck_assert_int_eq(t, KG_PROVIDER_ANTHROPIC);
     ck_assert(!kg_provider_type_parse("Anthropic", &t));
     ck_assert(!kg_provider_type_parse("", &t));
+
+    ck_assert_str_eq(kg_http_version_name(KG_HTTP_VERSION_AUTO), "auto");
+    ck_assert_str_eq(kg_http_version_name(KG_HTTP_VERSION_1_1), "1.1");
+    ck_assert_str_eq(kg_http_version_name(KG_HTTP_VERSION_2), "2");
+    ck_assert_str_eq(kg_http_version_name(KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE),
+                     "2-prior-knowledge");
+    ck_assert_str_eq(kg_http_version_name((kg_http_version_t)42), "unknown");
+    for (int v = KG_HTTP_VERSION_AUTO; v <= KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+         v++) {
+        kg_http_version_t got = (kg_http_version_t)(v == 0 ? 1 : 0);
+
+        ck_assert(kg_http_version_parse(
+            kg_http_version_name((kg_http_version_t)v), &got));
+        ck_assert_int_eq(got, v);
+    }
+    {
+        kg_http_version_t hv = KG_HTTP_VERSION_1_1;
+
+        ck_assert(!kg_http_version_parse("", &hv));
+        ck_assert(!kg_http_version_parse("2.0", &hv));
+        ck_assert(!kg_http_version_parse("1.1 ", &hv));
+        ck_assert(!kg_http_version_parse("2-prior", &hv));
+        ck_assert(!kg_http_version_parse("unknown", &hv));
+        ck_assert_int_eq(hv, KG_HTTP_VERSION_1_1); /* untouched */
+    }
 
     ck_assert(kg_providers_name_valid("a"));
     ck_assert(kg_providers_name_valid("my_openai-2"));
