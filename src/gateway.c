@@ -259,6 +259,17 @@ kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
             KEYGATE_VERSION, MHD_get_version(),
             curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
             sodium_version_string(), JANSSON_VERSION);
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        if (cfg->providers[i].http_version ==
+                KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE &&
+            curl_version_info(CURLVERSION_NOW)->version_num < 0x080000) {
+            KG_WARN("[provider %s] http_version = 2-prior-knowledge: libcurl "
+                    "%s fails every request after the first on such a "
+                    "connection (fixed in 8.0.0); use https and 2",
+                    cfg->providers[i].name,
+                    curl_version_info(CURLVERSION_NOW)->version);
+        }
+    }
     rc = gateway_start(&gw, opts, diag);
     if (rc != KG_OK) {
         gateway_stop(&gw);

@@ -26,6 +26,8 @@
 #define PROXY_HEARTBEAT_US  (500 * 1000)
 /* Timeouts are checked this often (first byte, idle). */
 #define PROXY_CHECK_US (50 * 1000)
+/* Streams keygate opens on one HTTP/2 provider connection at most. */
+#define PROXY_H2_STREAMS 1000
 /* Easy handles kept for reuse (curl_easy_reset) instead of freed. */
 #define PROXY_SPARE_EASY 64
 
@@ -59,6 +61,7 @@ typedef struct upstream {
     kg_sse_parser_t *sse;
     kg_usage_stream_t us;
     bool usage_sent;
+    char curl_error[CURL_ERROR_SIZE]; /* libcurl's words for a failure */
 } upstream_t;
 
 /* A provider socket curl asked the loop to watch (epoll's data.ptr). */
@@ -607,6 +610,15 @@ static void proxy_finish(upstream_t *up, CURLcode rc, const char *why)
     pthread_mutex_lock(&ex->mu);
     sse = ex->is_sse && up->headers_done;
     pthread_mutex_unlock(&ex->mu);
+    if (rc != CURLE_OK) {
+        /* The provider's credential never appears in libcurl's message
+         * (it is in a header), but redact it as everything relayed is. */
+        up->curl_error[sizeof(up->curl_error) - 1] = '\0';
+        proxy_redact(up->curl_error, strlen(up->curl_error), ex->provider);
+        KG_WARN("request %s: provider %s: %s (%s)", ex->request_id,
+                ex->provider->name, curl_easy_strerror(rc),
+                up->curl_error[0] ? up->curl_error : "no detail");
+    }
     if (!up->headers_done || (!sse && rc != CURLE_OK)) {
         bool timeout = rc == CURLE_OPERATION_TIMEDOUT ||
                        (why && strcmp(why, "upstream_timeout") == 0);
@@ -702,6 +714,17 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, up->curl_error);
+    /* Debian's libcurl is built with both a CA file and a CA path, which
+     * turns its CA cache off: every new TLS connection would parse the
+     * whole bundle again on the event loop (tens of ms). The file alone
+     * lets libcurl keep the parsed store. */
+    curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    if (prov->http_version != KG_HTTP_VERSION_1_1) {
+        /* A request that arrives while a connection is being set up waits
+         * to multiplex on it (HTTP/2) instead of opening its own. */
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    }
     curl_easy_setopt(
         e, CURLOPT_HTTP_VERSION,
         (long)(prov->http_version == KG_HTTP_VERSION_1_1 ? CURL_HTTP_VERSION_1_1
@@ -1069,6 +1092,10 @@ kg_err_t kg_proxy_new(const kg_proxy_opts_t *opts, int epfd, kg_proxy_t **out,
                       opts->max_host_connections);
     curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
                       opts->max_host_connections);
+    /* libcurl's default is 100 streams per HTTP/2 connection; the server's
+     * own SETTINGS limit still applies. */
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                      (long)PROXY_H2_STREAMS);
     *out = p;
     return KG_OK;
 }
