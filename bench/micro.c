@@ -16,7 +16,9 @@
  *                   for a small store and for N keys (default 1,000,000)
  *   verify_ws_<w>   cached verifications per second over a working set of
  *                   w keys picked at random (hash table much larger than
- *                   the CPU caches) with N keys in the store
+ *                   the CPU caches) with N keys in the store; each copies
+ *                   the key's view out, as the request path does
+ *                   (verify_ws_noview_<w>: without the view)
  *   usage_commit    one usage event submitted and waited for, repeated:
  *                   the group-commit latency a JSON answer waits for
  *   usage_writer    events per second through the usage writer thread
@@ -407,6 +409,29 @@ static void bench_lookup(ctx_t *c, size_t n, size_t samples)
     kg_keycache_free(&kc);
 }
 
+/* Verify random tokens of toks[0..w) for --seconds; each copies the view
+ * out when view is not NULL. Returns ops, *dt the seconds taken. */
+static uint64_t ws_loop(kg_keycache_t *kc, const kg_token_t *toks, size_t w,
+                        kg_key_view_t *view, double *dt)
+{
+    double t0 = now_s();
+    uint64_t ops;
+
+    for (ops = 0; ops < 500000000u; ops++) {
+        size_t i = (size_t)(rng_next() % w);
+
+        if (kg_keycache_verify(kc, &toks[i], view) != KG_OK) {
+            die("verify (working set)", KG_ERR_INTERNAL, NULL);
+        }
+        if ((ops & 4095) == 4095 && now_s() - t0 > opt_seconds) {
+            ops++;
+            break;
+        }
+    }
+    *dt = now_s() - t0;
+    return ops;
+}
+
 /* Cached verifications per second over a random working set of w keys out
  * of the first n bulk keys. */
 static void bench_working_set(ctx_t *c, size_t n, size_t w)
@@ -414,6 +439,7 @@ static void bench_working_set(ctx_t *c, size_t n, size_t w)
     kg_keycache_t *kc = NULL;
     kg_diag_t diag = {0};
     kg_token_t *toks;
+    kg_key_view_t view;
     uint64_t ops = 0;
     double t0;
     double dt;
@@ -442,20 +468,14 @@ static void bench_working_set(ctx_t *c, size_t n, size_t w)
     dt = now_s() - t0;
     fprintf(stderr, "keygate-micro: filled %zu cache entries in %.1f s\n", w,
             dt);
-    t0 = now_s();
-    for (ops = 0; ops < 500000000u; ops++) {
-        size_t i = (size_t)(rng_next() % w);
-
-        if (kg_keycache_verify(kc, &toks[i], NULL) != KG_OK) {
-            die("verify (working set)", KG_ERR_INTERNAL, NULL);
-        }
-        if ((ops & 4095) == 4095 && now_s() - t0 > opt_seconds) {
-            ops++;
-            break;
-        }
-    }
-    dt = now_s() - t0;
+    ops = ws_loop(kc, toks, w, &view, &dt);
     printf("MICRO name=verify_ws_%zu keys_in_store=%zu working_set=%zu "
+           "ops=%llu seconds=%.3f per_sec=%.0f ns_per_op=%.1f\n",
+           w, n, w, (unsigned long long)ops, dt, (double)ops / dt,
+           dt * 1e9 / (double)ops);
+    fflush(stdout);
+    ops = ws_loop(kc, toks, w, NULL, &dt);
+    printf("MICRO name=verify_ws_noview_%zu keys_in_store=%zu working_set=%zu "
            "ops=%llu seconds=%.3f per_sec=%.0f ns_per_op=%.1f\n",
            w, n, w, (unsigned long long)ops, dt, (double)ops / dt,
            dt * 1e9 / (double)ops);
@@ -605,7 +625,9 @@ static void usage_exit(void)
 {
     fprintf(stderr, "usage: keygate-micro DIR [--keys N] [--seconds S] "
                     "[--events E] [--working-set W]\n"
-                    "       [--only verify,usage,lookup]\n");
+                    "       [--only verify,usage,lookup,ws]\n"
+                    "  lookup: the lookups and the working sets; ws: only "
+                    "the working sets\n");
     exit(2);
 }
 
@@ -697,7 +719,7 @@ int main(int argc, char **argv)
         bench_usage(&c, events);
         fflush(stdout);
     }
-    if (strstr(only, "lookup") == NULL) {
+    if (strstr(only, "lookup") == NULL && strstr(only, "ws") == NULL) {
         goto done;
     }
 
@@ -718,13 +740,17 @@ int main(int argc, char **argv)
     qsort(c.bulk + small, nkeys - small, sizeof(*c.bulk), cmp_key);
     t0 = now_s();
     bulk_insert(&c, 0, small);
-    bench_lookup(&c, small, small);
-    fflush(stdout);
+    if (strstr(only, "lookup") != NULL) {
+        bench_lookup(&c, small, small);
+        fflush(stdout);
+    }
     bulk_insert(&c, small, nkeys);
     fprintf(stderr, "keygate-micro: %zu keys in the store after %.1f s\n",
             nkeys, now_s() - t0);
-    bench_lookup(&c, nkeys, 20000);
-    fflush(stdout);
+    if (strstr(only, "lookup") != NULL) {
+        bench_lookup(&c, nkeys, 20000);
+        fflush(stdout);
+    }
     bench_working_set(&c, nkeys, small);
     fflush(stdout);
     bench_working_set(&c, nkeys, wset);
