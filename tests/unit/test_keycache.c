@@ -654,6 +654,123 @@ START_TEST(test_bounded_table)
 }
 END_TEST
 
+/*
+ * Many keys: the table grows past its first bucket arrays, every key stays
+ * findable and verifies, a wrong secret for every id still fails (from the
+ * cache, with the id cached), a flush empties it and it grows again; with
+ * a bound below the key count, eviction in a grown table keeps answers
+ * right.
+ */
+#define UT_MANY 2000
+
+START_TEST(test_many_keys)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t *toks = calloc(UT_MANY, sizeof(*toks));
+    kg_token_t bad;
+    kg_token_t extra;
+    kg_key_view_t v;
+    kg_keycache_stats_t s;
+
+    ck_assert_ptr_nonnull(toks);
+    ut_fx_open(&fx);
+    for (int i = 0; i < UT_MANY; i++) {
+        ut_key(&fx.ctx, "many", KG_NONE, &toks[i]);
+    }
+    c = ut_cache(&fx, 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < UT_MANY; i++) {
+            ck_assert_int_eq(kg_keycache_verify(c, &toks[i], &v), KG_OK);
+            ck_assert_str_eq(v.id, toks[i].id);
+            ut_wrong_secret(&toks[i], &bad);
+            ck_assert_int_eq(kg_keycache_verify(c, &bad, &v),
+                             KG_ERR_INVALID_KEY);
+            ck_assert_str_eq(v.id, "");
+        }
+    }
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, UT_MANY);
+    ck_assert_uint_eq(s.hits, 3 * UT_MANY);
+    ck_assert_uint_eq(s.entries, UT_MANY);
+    ck_assert_uint_eq(s.negatives, 0);
+
+    /* A new key flushes everything at the next refresh; all come back. */
+    ut_key(&fx.ctx, "extra", KG_NONE, &extra);
+    ut_refresh(c);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, 0);
+    ck_assert_uint_eq(s.flushes, 1);
+    for (int i = 0; i < UT_MANY; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &toks[i], NULL), KG_OK);
+    }
+    ck_assert_int_eq(kg_keycache_verify(c, &extra, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, UT_MANY + 1);
+    kg_keycache_free(&c);
+
+    /* Bounded below the key count: the oldest go, answers stay right. */
+    c = ut_cache(&fx, 700);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < UT_MANY; i++) {
+            ut_wrong_secret(&toks[i], &bad);
+            ck_assert_int_eq(kg_keycache_verify(c, &toks[i], NULL), KG_OK);
+            ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL),
+                             KG_ERR_INVALID_KEY);
+        }
+    }
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, 700);
+    ck_assert_uint_eq(s.evictions, 2 * UT_MANY - 700);
+    kg_keycache_free(&c);
+    free(toks);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
+ * A key with more live secrets than the cache holds (many rotations inside
+ * one grace period): the current secret and the newest grace secrets
+ * verify from the cache, the oldest are ignored by it (documented).
+ */
+START_TEST(test_many_secrets_newest_kept)
+{
+    const int rotations = KG_KEYCACHE_MAX_SECRETS + 4;
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t toks[KG_KEYCACHE_MAX_SECRETS + 5];
+    kg_key_t k;
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    kg_clock_set_fake(UT_T0);
+    ut_fx_open(&fx);
+    ut_key(&fx.ctx, "rotated", KG_NONE, &toks[0]);
+    for (int i = 1; i <= rotations; i++) {
+        /* One second apart, so every grace secret ends at its own time. */
+        kg_clock_set_fake(UT_T0 + i);
+        ck_assert_int_eq(
+            kg_keys_rotate(&fx.ctx, toks[0].id, 3600, NULL, token, &diag),
+            KG_OK);
+        ck_assert_int_eq(kg_token_parse(token, strlen(token), &toks[i]), KG_OK);
+    }
+    c = ut_cache(&fx, 0);
+    /* toks[rotations] is current; toks[i] ends at T0 + i + 1 + 3600. */
+    for (int i = rotations; i >= 0; i--) {
+        bool kept = i > rotations - KG_KEYCACHE_MAX_SECRETS;
+
+        ck_assert_int_eq(kg_keys_verify(&fx.ctx, &toks[i], &k, NULL), KG_OK);
+        kg_key_clear(&k);
+        ck_assert_msg(kg_keycache_verify(c, &toks[i], NULL) ==
+                          (kept ? KG_OK : KG_ERR_INVALID_KEY),
+                      "secret %d of %d", i, rotations);
+    }
+    kg_keycache_free(&c);
+    ut_fx_close(&fx);
+    kg_clock_set_fake(0);
+}
+END_TEST
+
 /* A store that cannot be read yields a store error, never a pass, and is
  * not cached. */
 START_TEST(test_store_error_is_not_a_pass)
@@ -882,6 +999,8 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_start_rejects_bad_interval);
     tcase_add_test(tc, test_usage_writer_keeps_revision);
     tcase_add_test(tc, test_bounded_table);
+    tcase_add_test(tc, test_many_keys);
+    tcase_add_test(tc, test_many_secrets_newest_kept);
     tcase_add_test(tc, test_store_error_is_not_a_pass);
     tcase_add_test(tc, test_new_missing_store);
     tcase_set_timeout(tc, 30);
