@@ -55,10 +55,32 @@ static const char kc_sql_key[] =
 static const char kc_sql_secrets[] =
     "SELECT hash, expires_at FROM key_secrets WHERE key_id = ?";
 
+/* A secret as read from the store. */
 typedef struct kc_secret {
     unsigned char hash[KG_KEYHASH_LEN];
     int64_t expires_at; /* KG_NONE: the current secret */
 } kc_secret_t;
+
+/*
+ * A cached secret. memo is what makes a hit cheap: once a token has
+ * matched hash (keyed BLAKE2b, ~1,700 instructions), the cache keeps
+ * SipHash-2-4-128 of the same "<id>:<secret>" under a random key of its
+ * own (kc_memo, ~400 instructions), and later tokens are compared with
+ * that first. A token whose memo matches no slot is judged by its BLAKE2b
+ * hash as before, so a wrong secret, or a right one not seen yet, gets
+ * the full check. The memo is written under the read lock by any thread
+ * that verified the secret (all write the same value: the same secret),
+ * its words first, then memo_set with release; readers load memo_set with
+ * acquire. It is wiped with the slot.
+ */
+typedef struct kc_slot {
+    unsigned char hash[KG_KEYHASH_LEN];
+    int64_t expires_at;
+    _Atomic uint64_t memo[2];
+    _Atomic uint64_t memo_set; /* 0 or 1 */
+} kc_slot_t;
+
+#define KC_MEMO_LEN crypto_shorthash_siphashx24_BYTES
 
 /*
  * One table entry, one allocation: a key, or (known false, no secrets, no
@@ -77,12 +99,13 @@ typedef struct kc_entry {
     struct kc_entry *age_next;
     struct kc_entry *neg_prev; /* unknown ids, oldest first */
     struct kc_entry *neg_next;
-    kc_secret_t secrets[]; /* nsecrets, then a kg_key_view_t if known */
+    kc_slot_t secrets[]; /* nsecrets, then a kg_key_view_t if known */
 } kc_entry_t;
 
 _Static_assert(KG_KEYCACHE_MAX_SECRETS <= UINT8_MAX, "nsecrets fits");
-_Static_assert(sizeof(kc_secret_t) % _Alignof(kg_key_view_t) == 0,
+_Static_assert(sizeof(kc_slot_t) % _Alignof(kg_key_view_t) == 0,
                "the view after the secrets is aligned");
+_Static_assert(KC_MEMO_LEN == 2 * sizeof(uint64_t), "a memo is two words");
 
 /* The view of a known key: right after its secrets. */
 static kg_key_view_t *kc_view(const kc_entry_t *e)
@@ -93,7 +116,7 @@ static kg_key_view_t *kc_view(const kc_entry_t *e)
 /* What a hit reads: the entry up to the end of its view for a key with one
  * secret, wherever malloc put it. */
 #define KC_PREFETCH_BYTES \
-    (sizeof(kc_entry_t) + sizeof(kc_secret_t) + sizeof(kg_key_view_t) + 63)
+    (sizeof(kc_entry_t) + sizeof(kc_slot_t) + sizeof(kg_key_view_t) + 63)
 
 /*
  * Buckets: chained, a power of two of them, at most KC_LOAD_NUM /
@@ -136,7 +159,8 @@ static unsigned kc_stripe_index(void)
 }
 
 struct kg_keycache {
-    const kg_keyhash_t *hk; /* borrowed */
+    const kg_keyhash_t *hk;  /* borrowed */
+    unsigned char *memo_key; /* sodium_malloc: random, this cache's own */
     size_t max_entries;
 
     /* The table, the lists and rev: read under a read lock, changed under
@@ -186,7 +210,8 @@ static void kc_entry_free(kc_entry_t **e)
     if (e == NULL || *e == NULL) {
         return;
     }
-    sodium_memzero((*e)->secrets, (*e)->nsecrets * sizeof((*e)->secrets[0]));
+    sodium_memzero((void *)(*e)->secrets,
+                   (*e)->nsecrets * sizeof((*e)->secrets[0]));
     free(*e);
     *e = NULL;
 }
@@ -376,30 +401,110 @@ static bool kc_insert(kg_keycache_t *c, kc_entry_t *e)
     return true;
 }
 
-/*
- * The verdict for a token whose keyed hash is want, against the entry e
- * (NULL or not known: the id is unknown), at now. Mirrors kg_keys_verify:
- * every live secret is compared in constant time, then status and prefix,
- * then expiry.
- */
-static kg_err_t kc_judge(const kc_entry_t *e, const unsigned char *want,
-                         const kg_token_t *tok, int64_t now, kg_key_view_t *out)
+/* The memo of a token: SipHash-2-4-128 of "<id>:<secret>" under the
+ * cache's memo key. */
+static void kc_memo(const kg_keycache_t *c, const kg_token_t *tok,
+                    unsigned char memo[KC_MEMO_LEN])
 {
-    const kg_key_view_t *view;
-    bool match = false;
+    unsigned char msg[KG_TOKEN_ID_LEN + 1 + KG_TOKEN_SECRET_LEN];
 
-    if (e == NULL || !e->known) {
-        return KG_ERR_INVALID_KEY;
+    memcpy(msg, tok->id, KG_TOKEN_ID_LEN);
+    msg[KG_TOKEN_ID_LEN] = ':';
+    memcpy(msg + KG_TOKEN_ID_LEN + 1, tok->secret, KG_TOKEN_SECRET_LEN);
+    crypto_shorthash_siphashx24(memo, msg, sizeof(msg), c->memo_key);
+    sodium_memzero(msg, sizeof(msg));
+}
+
+/* Whether slot s has a memo and it is memo, in constant time. */
+static bool kc_memo_equal(const kc_slot_t *s,
+                          const unsigned char memo[KC_MEMO_LEN])
+{
+    uint64_t w[2];
+    bool equal;
+
+    if (atomic_load_explicit(&s->memo_set, memory_order_acquire) == 0) {
+        return false;
     }
+    w[0] = atomic_load_explicit(&s->memo[0], memory_order_relaxed);
+    w[1] = atomic_load_explicit(&s->memo[1], memory_order_relaxed);
+    equal = crypto_verify_16((const unsigned char *)w, memo) == 0;
+    sodium_memzero(w, sizeof(w));
+    return equal;
+}
+
+/* Give slot s its memo, once (read or write lock held). */
+static void kc_memo_put(kc_slot_t *s, const unsigned char memo[KC_MEMO_LEN])
+{
+    uint64_t w[2];
+
+    if (atomic_load_explicit(&s->memo_set, memory_order_relaxed) != 0) {
+        return;
+    }
+    memcpy(w, memo, sizeof(w));
+    atomic_store_explicit(&s->memo[0], w[0], memory_order_relaxed);
+    atomic_store_explicit(&s->memo[1], w[1], memory_order_relaxed);
+    atomic_store_explicit(&s->memo_set, 1, memory_order_release);
+    sodium_memzero(w, sizeof(w));
+}
+
+static bool kc_live(const kc_slot_t *s, int64_t now)
+{
+    return s->expires_at == KG_NONE || s->expires_at > now;
+}
+
+/* The live slot of e whose memo is memo, or NULL; every slot is compared
+ * in constant time. */
+static kc_slot_t *
+kc_match_memo(kc_entry_t *e, const unsigned char memo[KC_MEMO_LEN], int64_t now)
+{
+    kc_slot_t *found = NULL;
+
     for (size_t i = 0; i < e->nsecrets; i++) {
-        const kc_secret_t *s = &e->secrets[i];
-        bool live = s->expires_at == KG_NONE || s->expires_at > now;
+        kc_slot_t *s = &e->secrets[i];
+        bool equal = kc_memo_equal(s, memo);
+
+        if (equal && kc_live(s, now) && found == NULL) {
+            found = s;
+        }
+    }
+    return found;
+}
+
+/* The live slot of e whose hash is want, or NULL; every slot is compared
+ * in constant time. */
+static kc_slot_t *kc_match_hash(kc_entry_t *e, const unsigned char *want,
+                                int64_t now)
+{
+    kc_slot_t *found = NULL;
+
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        kc_slot_t *s = &e->secrets[i];
         bool equal = kg_keyhash_equal(want, s->hash);
 
-        match = match || (live && equal);
+        if (equal && kc_live(s, now) && found == NULL) {
+            found = s;
+        }
+    }
+    return found;
+}
+
+/*
+ * The verdict for a token against the entry e (NULL or not known: the id
+ * is unknown) when its secret matched the live slot s (NULL: none did), at
+ * now. Mirrors kg_keys_verify: the secret, then status and prefix, then
+ * expiry.
+ */
+static kg_err_t kc_verdict(const kc_entry_t *e, const kc_slot_t *s,
+                           const kg_token_t *tok, int64_t now,
+                           kg_key_view_t *out)
+{
+    const kg_key_view_t *view;
+
+    if (e == NULL || !e->known || s == NULL) {
+        return KG_ERR_INVALID_KEY;
     }
     view = kc_view(e);
-    if (!match || view->status != KG_KEY_ACTIVE ||
+    if (view->status != KG_KEY_ACTIVE ||
         strcmp(view->prefix, tok->prefix) != 0) {
         return KG_ERR_INVALID_KEY;
     }
@@ -553,7 +658,7 @@ static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
     kc_entry_t *e;
 
     if (view != NULL) {
-        size += n * sizeof(kc_secret_t) + sizeof(kg_key_view_t);
+        size += n * sizeof(kc_slot_t) + sizeof(kg_key_view_t);
     } else {
         n = 0;
     }
@@ -565,8 +670,14 @@ static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
     memcpy(e->id, id, KG_TOKEN_ID_LEN);
     e->known = view != NULL;
     e->nsecrets = (uint8_t)n;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(e->secrets[i].hash, secrets[i].hash, KG_KEYHASH_LEN);
+        e->secrets[i].expires_at = secrets[i].expires_at;
+        atomic_init(&e->secrets[i].memo[0], 0);
+        atomic_init(&e->secrets[i].memo[1], 0);
+        atomic_init(&e->secrets[i].memo_set, 0);
+    }
     if (view != NULL) {
-        memcpy(e->secrets, secrets, n * sizeof(kc_secret_t));
         *kc_view(e) = *view;
     }
     return e;
@@ -636,9 +747,11 @@ out:
  * entries go first), and judge the token.
  */
 static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
-                        const unsigned char *want, int64_t now,
+                        const unsigned char *want,
+                        const unsigned char memo[KC_MEMO_LEN], int64_t now,
                         kg_key_view_t *out)
 {
+    kc_slot_t *s = NULL;
     kc_entry_t *e = NULL;
     kc_entry_t *found = NULL;
     kc_entry_t *chain = NULL;
@@ -674,7 +787,16 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
         }
     }
     /* An older snapshot (a refresh ran meanwhile) is judged, not kept. */
-    rc = kc_judge(found ? found : e, want, tok, now, out);
+    if (found == NULL) {
+        found = e;
+    }
+    if (found->known) {
+        s = kc_match_hash(found, want, now);
+    }
+    if (s != NULL) {
+        kc_memo_put(s, memo);
+    }
+    rc = kc_verdict(found, s, tok, now, out);
     pthread_rwlock_unlock(&c->lock);
 
     kc_free_chain(chain);
@@ -698,6 +820,7 @@ static void kc_prefetch(const kg_keycache_t *c, uint64_t h)
 kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
                             kg_key_view_t *out)
 {
+    unsigned char memo[KC_MEMO_LEN];
     unsigned char want[KG_KEYHASH_LEN];
     kc_entry_t *e = NULL;
     kc_stripe_t *stripe = &c->stripes[kc_stripe_index()];
@@ -711,19 +834,33 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
     /* On a table larger than the CPU caches the bucket and the entry are
      * cache misses: start them, then hash the secret while they load. */
     kc_prefetch(c, h);
-    kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
+    kc_memo(c, tok, memo);
     e = kc_find(c, tok->id, h);
     if (e != NULL) {
-        rc = kc_judge(e, want, tok, now, out);
+        /* A secret verified before matches its memo; anything else gets
+         * the keyed BLAKE2b check against the stored hashes. */
+        kc_slot_t *s = kc_match_memo(e, memo, now);
+
+        if (s == NULL) {
+            kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
+            s = kc_match_hash(e, want, now);
+            if (s != NULL) {
+                kc_memo_put(s, memo);
+            }
+        }
+        rc = kc_verdict(e, s, tok, now, out);
         kc_count(e->known ? &stripe->hits : &stripe->negative_hits);
     }
     pthread_rwlock_unlock(&c->lock);
 
-    if (e == NULL) {
-        rc = kg_token_id_valid(tok->id) ? kc_miss(c, tok, h, want, now, out)
-                                        : KG_ERR_INVALID_KEY;
+    if (e == NULL && kg_token_id_valid(tok->id)) {
+        kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
+        rc = kc_miss(c, tok, h, want, memo, now, out);
+    } else if (e == NULL) {
+        rc = KG_ERR_INVALID_KEY;
     }
     sodium_memzero(want, sizeof(want));
+    sodium_memzero(memo, sizeof(memo));
     if (rc != KG_OK && out != NULL) {
         memset(out, 0, sizeof(*out));
     }
@@ -895,6 +1032,12 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
     }
     c->hk = hk;
     c->buckets = kc_no_buckets;
+    c->memo_key = sodium_malloc(crypto_shorthash_siphashx24_KEYBYTES);
+    if (c->memo_key == NULL) {
+        rc = KG_ERR_NOMEM;
+        goto out;
+    }
+    randombytes_buf(c->memo_key, crypto_shorthash_siphashx24_KEYBYTES);
     c->max_entries =
         max_entries ? max_entries : KG_KEYCACHE_DEFAULT_MAX_ENTRIES;
     rc = kg_store_open(store_path, &opts, &c->store, diag);
@@ -938,6 +1081,9 @@ void kg_keycache_free(kg_keycache_t **cp)
     pthread_mutex_destroy(&c->thr_mu);
     pthread_mutex_destroy(&c->store_mu);
     pthread_rwlock_destroy(&c->lock);
+    if (c->memo_key != NULL) {
+        sodium_free(c->memo_key); /* wipes it */
+    }
     free(c);
     *cp = NULL;
 }

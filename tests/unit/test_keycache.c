@@ -655,6 +655,84 @@ START_TEST(test_bounded_table)
 END_TEST
 
 /*
+ * The memo of a verified secret (a cheaper keyed hash the cache keeps once
+ * a token has matched the stored BLAKE2b hash) never accepts more than the
+ * hash would: after the right secret has been seen, wrong secrets for the
+ * same id, another key's secret under this id, an expired grace secret and
+ * a rotated-away secret all still fail; the right ones keep working.
+ */
+START_TEST(test_memo_accepts_nothing_more)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t a, b, swapped, bad, old, fresh;
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    kg_clock_set_fake(UT_T0);
+    ut_fx_open(&fx);
+    ut_key(&fx.ctx, "a", KG_NONE, &a);
+    ut_key(&fx.ctx, "b", KG_NONE, &b);
+    c = ut_cache(&fx, 0);
+    for (int i = 0; i < 3; i++) { /* a miss, then hits by the memo */
+        ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_OK);
+    }
+    for (int i = 0; i < 500; i++) {
+        bad = a;
+        kg_token_random_base62(bad.secret, KG_TOKEN_SECRET_LEN);
+        ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    }
+    /* b's secret under a's id, and the other way round. */
+    swapped = a;
+    memcpy(swapped.secret, b.secret, sizeof(swapped.secret));
+    ck_assert_int_eq(kg_keycache_verify(c, &swapped, NULL), KG_ERR_INVALID_KEY);
+    swapped = b;
+    memcpy(swapped.secret, a.secret, sizeof(swapped.secret));
+    ck_assert_int_eq(kg_keycache_verify(c, &swapped, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+
+    /* A grace secret seen (memo set) stops at the end of its grace. */
+    old = a;
+    ck_assert_int_eq(kg_keys_rotate(&fx.ctx, a.id, 10, NULL, token, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_token_parse(token, strlen(token), &fresh), KG_OK);
+    ut_refresh(c);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &old, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    }
+    kg_clock_set_fake(UT_T0 + 10);
+    ck_assert_int_eq(kg_keycache_verify(c, &old, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+
+    /* Rotated away without grace: the memoized secret fails. */
+    ck_assert_int_eq(kg_keys_rotate(&fx.ctx, b.id, 0, NULL, token, &diag),
+                     KG_OK);
+    ut_refresh(c);
+    ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_token_parse(token, strlen(token), &fresh), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_ERR_INVALID_KEY);
+
+    /* The memo is set on a hit too: the id cached by a wrong secret. */
+    ut_key(&fx.ctx, "c", KG_NONE, &fresh);
+    ut_refresh(c);
+    bad = fresh;
+    bad.secret[0] = bad.secret[0] == 'a' ? 'b' : 'a';
+    ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    }
+    kg_keycache_free(&c);
+    ut_fx_close(&fx);
+    kg_clock_set_fake(0);
+}
+END_TEST
+
+/*
  * Many keys: the table grows past its first bucket arrays, every key stays
  * findable and verifies, a wrong secret for every id still fails (from the
  * cache, with the id cached), a flush empties it and it grows again; with
@@ -1000,6 +1078,7 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_usage_writer_keeps_revision);
     tcase_add_test(tc, test_bounded_table);
     tcase_add_test(tc, test_many_keys);
+    tcase_add_test(tc, test_memo_accepts_nothing_more);
     tcase_add_test(tc, test_many_secrets_newest_kept);
     tcase_add_test(tc, test_store_error_is_not_a_pass);
     tcase_add_test(tc, test_new_missing_store);
