@@ -30,22 +30,17 @@ static void kc_siphash_init(void)
     randombytes_buf(kc_siphash_key, sizeof(kc_siphash_key));
 }
 
-static unsigned kc_hash(const void *key, size_t len)
+/* The table hash of an id's KG_TOKEN_ID_LEN bytes. */
+static uint64_t kc_hash(const char *id)
 {
     unsigned char h[crypto_shorthash_BYTES];
-    unsigned v;
+    uint64_t v;
 
-    crypto_shorthash(h, key, len, kc_siphash_key);
+    crypto_shorthash(h, (const unsigned char *)id, KG_TOKEN_ID_LEN,
+                     kc_siphash_key);
     memcpy(&v, h, sizeof(v));
     return v;
 }
-
-#define HASH_FUNCTION(keyptr, keylen, hashv) \
-    ((hashv) = kc_hash((keyptr), (size_t)(keylen)))
-/* An allocation failure inside uthash leaves the item out of the table
- * (item->hh.tbl == NULL) instead of exiting the process. */
-#define HASH_NONFATAL_OOM 1
-#include <uthash.h>
 
 static const char kc_sql_begin[] = "BEGIN";
 static const char kc_sql_commit[] = "COMMIT";
@@ -54,22 +49,88 @@ static const char kc_sql_key[] =
     "SELECT id, workspace_id, name, prefix, last4, status, expires_at, "
     "usage_limit, usage, period, period_limit, period_usage, "
     "period_started_at, rpm, tpm, max_concurrent FROM api_keys WHERE id = ?";
-/* Newest first: the current secret, then grace secrets by expiry. */
+/* All of a key's secrets, in primary-key order: kc_read_secrets keeps the
+ * newest. (An ORDER BY ... LIMIT here made SQLite build a temporary B-tree
+ * per load, about half of a load's instructions.) */
 static const char kc_sql_secrets[] =
-    "SELECT hash, expires_at FROM key_secrets WHERE key_id = ? "
-    "ORDER BY expires_at IS NULL DESC, expires_at DESC LIMIT ?";
+    "SELECT hash, expires_at FROM key_secrets WHERE key_id = ?";
 
+/* A secret as read from the store. */
 typedef struct kc_secret {
     unsigned char hash[KG_KEYHASH_LEN];
     int64_t expires_at; /* KG_NONE: the current secret */
 } kc_secret_t;
 
-/* A key as loaded from the store: one allocation. */
-typedef struct kc_key {
-    kg_key_view_t view;
-    size_t nsecrets;
-    kc_secret_t secrets[];
-} kc_key_t;
+/*
+ * A cached secret. memo is what makes a hit cheap: once a token has
+ * matched hash (keyed BLAKE2b, ~1,700 instructions), the cache keeps
+ * SipHash-2-4-128 of the same "<id>:<secret>" under a random key of its
+ * own (kc_memo, ~400 instructions), and later tokens are compared with
+ * that first. A token whose memo matches no slot is judged by its BLAKE2b
+ * hash as before, so a wrong secret, or a right one not seen yet, gets
+ * the full check. The memo is written under the read lock by any thread
+ * that verified the secret (all write the same value: the same secret),
+ * its words first, then memo_set with release; readers load memo_set with
+ * acquire. It is wiped with the slot.
+ */
+typedef struct kc_slot {
+    unsigned char hash[KG_KEYHASH_LEN];
+    int64_t expires_at;
+    _Atomic uint64_t memo[2];
+    _Atomic uint64_t memo_set; /* 0 or 1 */
+} kc_slot_t;
+
+#define KC_MEMO_LEN crypto_shorthash_siphashx24_BYTES
+
+/*
+ * One table entry, one allocation: a key, or (known false, no secrets, no
+ * view) an id the store does not know. The links and the id come first,
+ * then the secrets, then the key's view, so that a hit reads a few
+ * consecutive cache lines that kg_keycache_verify prefetches together as
+ * soon as it has the bucket, while it hashes the secret.
+ */
+typedef struct kc_entry {
+    struct kc_entry *next; /* the bucket's chain */
+    uint64_t hash;         /* kc_hash(id) */
+    char id[KG_TOKEN_ID_LEN + 1];
+    bool known;
+    uint8_t nsecrets;
+    struct kc_entry *age_prev; /* every entry, oldest first */
+    struct kc_entry *age_next;
+    struct kc_entry *neg_prev; /* unknown ids, oldest first */
+    struct kc_entry *neg_next;
+    kc_slot_t secrets[]; /* nsecrets, then a kg_key_view_t if known */
+} kc_entry_t;
+
+_Static_assert(KG_KEYCACHE_MAX_SECRETS <= UINT8_MAX, "nsecrets fits");
+_Static_assert(sizeof(kc_slot_t) % _Alignof(kg_key_view_t) == 0,
+               "the view after the secrets is aligned");
+_Static_assert(KC_MEMO_LEN == 2 * sizeof(uint64_t), "a memo is two words");
+
+/* The view of a known key: right after its secrets. */
+static kg_key_view_t *kc_view(const kc_entry_t *e)
+{
+    return (kg_key_view_t *)(void *)(e->secrets + e->nsecrets);
+}
+
+/* What a hit reads: the entry up to the end of its view for a key with one
+ * secret, wherever malloc put it. */
+#define KC_PREFETCH_BYTES \
+    (sizeof(kc_entry_t) + sizeof(kc_slot_t) + sizeof(kg_key_view_t) + 63)
+
+/*
+ * Buckets: chained, a power of two of them, at most KC_LOAD_NUM /
+ * KC_LOAD_DEN entries per bucket on average before the table doubles, so
+ * that a lookup seldom walks past the first entry (each step is a cache
+ * miss on a large table).
+ */
+#define KC_MIN_BUCKETS ((size_t)1 << 10)
+#define KC_LOAD_NUM    1 /* grow when entries > buckets * NUM / DEN */
+#define KC_LOAD_DEN    2
+
+/* The bucket array of an empty cache: one empty bucket, never written
+ * (kc_insert gives the table its own array first). */
+static kc_entry_t *kc_no_buckets[1];
 
 /*
  * Hit counters, striped so that threads verifying at once do not all
@@ -97,23 +158,19 @@ static unsigned kc_stripe_index(void)
     return kc_my_stripe - 1;
 }
 
-/* One table entry: a key, or (key NULL) an id the store does not know. */
-typedef struct kc_entry {
-    char id[KG_TOKEN_ID_LEN + 1];
-    kc_key_t *key;             /* owned; NULL for an unknown id */
-    struct kc_entry *neg_prev; /* unknown ids, oldest first */
-    struct kc_entry *neg_next;
-    UT_hash_handle hh;
-} kc_entry_t;
-
 struct kg_keycache {
-    const kg_keyhash_t *hk; /* borrowed */
+    const kg_keyhash_t *hk;  /* borrowed */
+    unsigned char *memo_key; /* sodium_malloc: random, this cache's own */
     size_t max_entries;
 
-    /* The table, the list of unknown ids and rev: read under a read lock,
-     * changed under the write lock. */
+    /* The table, the lists and rev: read under a read lock, changed under
+     * the write lock. */
     pthread_rwlock_t lock;
-    kc_entry_t *table;
+    kc_entry_t **buckets; /* kc_no_buckets or owned */
+    size_t mask;          /* buckets - 1 */
+    size_t count;         /* entries in the table */
+    kc_entry_t *age_head;
+    kc_entry_t *age_tail;
     kc_entry_t *neg_head;
     kc_entry_t *neg_tail;
     /* The key revision every entry was loaded at; written under the write
@@ -148,36 +205,75 @@ static void kc_count(_Atomic uint64_t *counter)
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }
 
-static void kc_key_free(kc_key_t **key)
-{
-    if (key == NULL || *key == NULL) {
-        return;
-    }
-    sodium_memzero((*key)->secrets,
-                   (*key)->nsecrets * sizeof((*key)->secrets[0]));
-    free(*key);
-    *key = NULL;
-}
-
 static void kc_entry_free(kc_entry_t **e)
 {
     if (e == NULL || *e == NULL) {
         return;
     }
-    kc_key_free(&(*e)->key);
+    sodium_memzero((void *)(*e)->secrets,
+                   (*e)->nsecrets * sizeof((*e)->secrets[0]));
     free(*e);
     *e = NULL;
 }
 
-/* Free the entries of a detached table, linked by their hh.next. */
+/* Free the entries of a detached table, linked by their age_next. */
 static void kc_free_chain(kc_entry_t *e)
 {
     while (e != NULL) {
-        kc_entry_t *next = e->hh.next;
+        kc_entry_t *next = e->age_next;
 
         kc_entry_free(&e);
         e = next;
     }
+}
+
+/* Free a bucket array taken out of the table (not kc_no_buckets). */
+static void kc_free_buckets(kc_entry_t **buckets)
+{
+    if (buckets != kc_no_buckets) {
+        free(buckets);
+    }
+}
+
+/* The entry for id (hash h) or NULL; read lock held. */
+static kc_entry_t *kc_find(const kg_keycache_t *c, const char *id, uint64_t h)
+{
+    kc_entry_t *e = c->buckets[h & c->mask];
+
+    while (e != NULL &&
+           (e->hash != h || memcmp(e->id, id, KG_TOKEN_ID_LEN) != 0)) {
+        e = e->next;
+    }
+    return e;
+}
+
+/*
+ * Double the buckets when the table is over its load (write lock held).
+ * Without memory the table keeps its buckets: longer chains, same answers.
+ */
+static void kc_grow(kg_keycache_t *c)
+{
+    size_t n = c->mask + 1;
+    kc_entry_t **nb;
+
+    if (c->buckets != kc_no_buckets &&
+        c->count * KC_LOAD_DEN <= n * KC_LOAD_NUM) {
+        return;
+    }
+    n = c->buckets == kc_no_buckets ? KC_MIN_BUCKETS : 2 * n;
+    nb = calloc(n, sizeof(*nb));
+    if (nb == NULL) {
+        return;
+    }
+    for (kc_entry_t *e = c->age_head; e != NULL; e = e->age_next) {
+        size_t b = e->hash & (n - 1);
+
+        e->next = nb[b];
+        nb[b] = e;
+    }
+    kc_free_buckets(c->buckets);
+    c->buckets = nb;
+    c->mask = n - 1;
 }
 
 static void kc_neg_unlink(kg_keycache_t *c, kc_entry_t *e)
@@ -199,24 +295,50 @@ static void kc_neg_unlink(kg_keycache_t *c, kc_entry_t *e)
 /* Take e out of the table (write lock held); the caller frees it. */
 static void kc_remove(kg_keycache_t *c, kc_entry_t *e)
 {
-    HASH_DEL(c->table, e);
-    if (e->key == NULL) {
+    /* e is in the table, so its bucket is a real (owned) array. */
+    kc_entry_t **link = &c->buckets[e->hash & c->mask];
+
+    while (*link != e) {
+        link = &(*link)->next;
+    }
+    *link = e->next;
+    e->next = NULL;
+    if (e->age_prev != NULL) {
+        e->age_prev->age_next = e->age_next;
+    } else {
+        c->age_head = e->age_next;
+    }
+    if (e->age_next != NULL) {
+        e->age_next->age_prev = e->age_prev;
+    } else {
+        c->age_tail = e->age_prev;
+    }
+    e->age_prev = NULL;
+    e->age_next = NULL;
+    if (!e->known) {
         kc_neg_unlink(c, e);
         atomic_fetch_sub_explicit(&c->negatives, 1, memory_order_relaxed);
     }
+    c->count--;
     atomic_fetch_sub_explicit(&c->entries, 1, memory_order_relaxed);
 }
 
 /*
- * Empty the table (write lock held) and return its entries, still linked
- * by hh.next, for kc_free_chain: freeing a million entries happens after
- * the lock is released, only the bucket array goes under it.
+ * Empty the table (write lock held). Returns its entries, linked by
+ * age_next, for kc_free_chain, and its bucket array in *buckets for
+ * kc_free_buckets: freeing a million entries happens after the lock is
+ * released.
  */
-static kc_entry_t *kc_detach_all(kg_keycache_t *c)
+static kc_entry_t *kc_detach_all(kg_keycache_t *c, kc_entry_t ***buckets)
 {
-    kc_entry_t *chain = c->table;
+    kc_entry_t *chain = c->age_head;
 
-    HASH_CLEAR(hh, c->table);
+    *buckets = c->buckets;
+    c->buckets = kc_no_buckets;
+    c->mask = 0;
+    c->count = 0;
+    c->age_head = NULL;
+    c->age_tail = NULL;
     c->neg_head = NULL;
     c->neg_tail = NULL;
     atomic_store_explicit(&c->entries, 0, memory_order_relaxed);
@@ -227,8 +349,8 @@ static kc_entry_t *kc_detach_all(kg_keycache_t *c)
 /* Make room for one entry (write lock held): unknown ids go first. */
 static void kc_make_room(kg_keycache_t *c)
 {
-    while (c->table != NULL && HASH_COUNT(c->table) >= c->max_entries) {
-        kc_entry_t *victim = c->neg_head ? c->neg_head : c->table;
+    while (c->age_head != NULL && c->count >= c->max_entries) {
+        kc_entry_t *victim = c->neg_head ? c->neg_head : c->age_head;
 
         kc_remove(c, victim);
         kc_entry_free(&victim);
@@ -237,18 +359,36 @@ static void kc_make_room(kg_keycache_t *c)
 }
 
 /*
- * Add e (write lock held). Returns false when uthash could not allocate;
- * e is then not in the table and stays the caller's.
+ * Add e, whose id is not in the table (write lock held). Returns false when
+ * there was no memory for the table's first buckets; e is then not in the
+ * table and stays the caller's.
  */
 static bool kc_insert(kg_keycache_t *c, kc_entry_t *e)
 {
+    kc_entry_t **bucket;
+
     kc_make_room(c);
-    HASH_ADD(hh, c->table, id, KG_TOKEN_ID_LEN, e);
-    if (e->hh.tbl == NULL) {
+    c->count++;
+    kc_grow(c);
+    if (c->buckets == kc_no_buckets) {
+        /* No memory for a first bucket array: the entry is not kept. */
+        c->count--;
         return false;
     }
-    if (e->key == NULL) {
+    bucket = &c->buckets[e->hash & c->mask];
+    e->next = *bucket;
+    *bucket = e;
+    e->age_prev = c->age_tail;
+    e->age_next = NULL;
+    if (c->age_tail != NULL) {
+        c->age_tail->age_next = e;
+    } else {
+        c->age_head = e;
+    }
+    c->age_tail = e;
+    if (!e->known) {
         e->neg_prev = c->neg_tail;
+        e->neg_next = NULL;
         if (c->neg_tail != NULL) {
             c->neg_tail->neg_next = e;
         } else {
@@ -261,35 +401,118 @@ static bool kc_insert(kg_keycache_t *c, kc_entry_t *e)
     return true;
 }
 
-/*
- * The verdict for a token whose keyed hash is want, against key (NULL: the
- * id is unknown), at now. Mirrors kg_keys_verify: every live secret is
- * compared in constant time, then status and prefix, then expiry.
- */
-static kg_err_t kc_judge(const kc_key_t *key, const unsigned char *want,
-                         const kg_token_t *tok, int64_t now, kg_key_view_t *out)
+/* The memo of a token: SipHash-2-4-128 of "<id>:<secret>" under the
+ * cache's memo key. */
+static void kc_memo(const kg_keycache_t *c, const kg_token_t *tok,
+                    unsigned char memo[KC_MEMO_LEN])
 {
-    bool match = false;
+    unsigned char msg[KG_TOKEN_ID_LEN + 1 + KG_TOKEN_SECRET_LEN];
 
-    if (key == NULL) {
-        return KG_ERR_INVALID_KEY;
+    memcpy(msg, tok->id, KG_TOKEN_ID_LEN);
+    msg[KG_TOKEN_ID_LEN] = ':';
+    memcpy(msg + KG_TOKEN_ID_LEN + 1, tok->secret, KG_TOKEN_SECRET_LEN);
+    crypto_shorthash_siphashx24(memo, msg, sizeof(msg), c->memo_key);
+    sodium_memzero(msg, sizeof(msg));
+}
+
+/* Whether slot s has a memo and it is memo, in constant time. */
+static bool kc_memo_equal(const kc_slot_t *s,
+                          const unsigned char memo[KC_MEMO_LEN])
+{
+    uint64_t w[2];
+    bool equal;
+
+    if (atomic_load_explicit(&s->memo_set, memory_order_acquire) == 0) {
+        return false;
     }
-    for (size_t i = 0; i < key->nsecrets; i++) {
-        const kc_secret_t *s = &key->secrets[i];
-        bool live = s->expires_at == KG_NONE || s->expires_at > now;
+    w[0] = atomic_load_explicit(&s->memo[0], memory_order_relaxed);
+    w[1] = atomic_load_explicit(&s->memo[1], memory_order_relaxed);
+    equal = crypto_verify_16((const unsigned char *)w, memo) == 0;
+    sodium_memzero(w, sizeof(w));
+    return equal;
+}
+
+/* Give slot s its memo, once (read or write lock held). */
+static void kc_memo_put(kc_slot_t *s, const unsigned char memo[KC_MEMO_LEN])
+{
+    uint64_t w[2];
+
+    if (atomic_load_explicit(&s->memo_set, memory_order_relaxed) != 0) {
+        return;
+    }
+    memcpy(w, memo, sizeof(w));
+    atomic_store_explicit(&s->memo[0], w[0], memory_order_relaxed);
+    atomic_store_explicit(&s->memo[1], w[1], memory_order_relaxed);
+    atomic_store_explicit(&s->memo_set, 1, memory_order_release);
+    sodium_memzero(w, sizeof(w));
+}
+
+static bool kc_live(const kc_slot_t *s, int64_t now)
+{
+    return s->expires_at == KG_NONE || s->expires_at > now;
+}
+
+/* The live slot of e whose memo is memo, or NULL; every slot is compared
+ * in constant time. */
+static kc_slot_t *
+kc_match_memo(kc_entry_t *e, const unsigned char memo[KC_MEMO_LEN], int64_t now)
+{
+    kc_slot_t *found = NULL;
+
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        kc_slot_t *s = &e->secrets[i];
+        bool equal = kc_memo_equal(s, memo);
+
+        if (equal && kc_live(s, now) && found == NULL) {
+            found = s;
+        }
+    }
+    return found;
+}
+
+/* The live slot of e whose hash is want, or NULL; every slot is compared
+ * in constant time. */
+static kc_slot_t *kc_match_hash(kc_entry_t *e, const unsigned char *want,
+                                int64_t now)
+{
+    kc_slot_t *found = NULL;
+
+    for (size_t i = 0; i < e->nsecrets; i++) {
+        kc_slot_t *s = &e->secrets[i];
         bool equal = kg_keyhash_equal(want, s->hash);
 
-        match = match || (live && equal);
+        if (equal && kc_live(s, now) && found == NULL) {
+            found = s;
+        }
     }
-    if (!match || key->view.status != KG_KEY_ACTIVE ||
-        strcmp(key->view.prefix, tok->prefix) != 0) {
+    return found;
+}
+
+/*
+ * The verdict for a token against the entry e (NULL or not known: the id
+ * is unknown) when its secret matched the live slot s (NULL: none did), at
+ * now. Mirrors kg_keys_verify: the secret, then status and prefix, then
+ * expiry.
+ */
+static kg_err_t kc_verdict(const kc_entry_t *e, const kc_slot_t *s,
+                           const kg_token_t *tok, int64_t now,
+                           kg_key_view_t *out)
+{
+    const kg_key_view_t *view;
+
+    if (e == NULL || !e->known || s == NULL) {
         return KG_ERR_INVALID_KEY;
     }
-    if (key->view.expires_at != KG_NONE && key->view.expires_at <= now) {
+    view = kc_view(e);
+    if (view->status != KG_KEY_ACTIVE ||
+        strcmp(view->prefix, tok->prefix) != 0) {
+        return KG_ERR_INVALID_KEY;
+    }
+    if (view->expires_at != KG_NONE && view->expires_at <= now) {
         return KG_ERR_KEY_EXPIRED;
     }
     if (out != NULL) {
-        *out = key->view;
+        *out = *view;
     }
     return KG_OK;
 }
@@ -304,15 +527,24 @@ static kg_key_status_t kc_status_parse(const char *s)
     return KG_KEY_DELETED; /* unknown text never grants access */
 }
 
+/* Copy text column col into dst of size bytes, cut to fit, NUL-ended. */
+static void kc_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+    const char *t = kg_store_col_text(st, col);
+    size_t n = strnlen(t, size - 1);
+
+    memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
 static void kc_view_from_row(sqlite3_stmt *st, kg_key_view_t *v)
 {
     memset(v, 0, sizeof(*v));
-    snprintf(v->id, sizeof(v->id), "%s", kg_store_col_text(st, 0));
-    snprintf(v->workspace_id, sizeof(v->workspace_id), "%s",
-             kg_store_col_text(st, 1));
-    snprintf(v->name, sizeof(v->name), "%s", kg_store_col_text(st, 2));
-    snprintf(v->prefix, sizeof(v->prefix), "%s", kg_store_col_text(st, 3));
-    snprintf(v->last4, sizeof(v->last4), "%s", kg_store_col_text(st, 4));
+    kc_col_copy(st, 0, v->id, sizeof(v->id));
+    kc_col_copy(st, 1, v->workspace_id, sizeof(v->workspace_id));
+    kc_col_copy(st, 2, v->name, sizeof(v->name));
+    kc_col_copy(st, 3, v->prefix, sizeof(v->prefix));
+    kc_col_copy(st, 4, v->last4, sizeof(v->last4));
     v->status = kc_status_parse(kg_store_col_text(st, 5));
     v->expires_at = kg_store_col_opt_int(st, 6);
     v->usage_limit = kg_store_col_opt_int(st, 7);
@@ -362,11 +594,26 @@ static int kc_read_rev(kg_keycache_t *c, int64_t *rev)
     return src;
 }
 
-/* Read the key's secrets into secrets (store_mu held, in the snapshot). */
+/* Whether secret a comes before b: the current one (no expiry) first,
+ * then grace secrets by expiry, latest first. */
+static bool kc_newer(const kc_secret_t *a, const kc_secret_t *b)
+{
+    if (a->expires_at == KG_NONE || b->expires_at == KG_NONE) {
+        return a->expires_at == KG_NONE && b->expires_at != KG_NONE;
+    }
+    return a->expires_at > b->expires_at;
+}
+
+/*
+ * Read the key's secrets into secrets (store_mu held, in the snapshot):
+ * the KG_KEYCACHE_MAX_SECRETS newest, newest first (an insertion into a
+ * sorted array of at most that many).
+ */
 static int kc_read_secrets(kg_keycache_t *c, const char *id,
                            kc_secret_t *secrets, size_t *n)
 {
     sqlite3_stmt *st = kg_store_stmt(c->store, kc_sql_secrets, NULL);
+    kc_secret_t s;
     int src;
 
     *n = 0;
@@ -374,39 +621,85 @@ static int kc_read_secrets(kg_keycache_t *c, const char *id,
         return SQLITE_ERROR;
     }
     kg_store_bind_text(st, 1, id);
-    sqlite3_bind_int(st, 2, KG_KEYCACHE_MAX_SECRETS);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         const void *h = sqlite3_column_blob(st, 0);
+        size_t i;
 
-        if (*n < KG_KEYCACHE_MAX_SECRETS && h != NULL &&
-            sqlite3_column_bytes(st, 0) == KG_KEYHASH_LEN) {
-            memcpy(secrets[*n].hash, h, KG_KEYHASH_LEN);
-            secrets[*n].expires_at = kg_store_col_opt_int(st, 1);
-            (*n)++;
+        if (h == NULL || sqlite3_column_bytes(st, 0) != KG_KEYHASH_LEN) {
+            continue;
+        }
+        memcpy(s.hash, h, KG_KEYHASH_LEN);
+        s.expires_at = kg_store_col_opt_int(st, 1);
+        i = *n < KG_KEYCACHE_MAX_SECRETS ? (*n)++ : KG_KEYCACHE_MAX_SECRETS;
+        while (i > 0 && kc_newer(&s, &secrets[i - 1])) {
+            if (i < KG_KEYCACHE_MAX_SECRETS) {
+                secrets[i] = secrets[i - 1];
+            }
+            i--;
+        }
+        if (i < KG_KEYCACHE_MAX_SECRETS) {
+            secrets[i] = s;
         }
     }
+    sodium_memzero(&s, sizeof(s));
     kg_store_reset(st);
     return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
 /*
- * Load the key id and its secrets from one read snapshot (store_mu held).
- * On KG_OK *rev is the snapshot's key revision and *key is new, or NULL
- * when the store has no such key.
+ * A new entry for id (table hash h): the key with its n secrets and view
+ * when view is not NULL, else an unknown id. NULL without memory.
  */
-static kg_err_t kc_load(kg_keycache_t *c, const char *id, int64_t *rev,
-                        kc_key_t **key)
+static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
+                                const kg_key_view_t *view,
+                                const kc_secret_t *secrets, size_t n)
+{
+    size_t size = sizeof(kc_entry_t);
+    kc_entry_t *e;
+
+    if (view != NULL) {
+        size += n * sizeof(kc_slot_t) + sizeof(kg_key_view_t);
+    } else {
+        n = 0;
+    }
+    e = calloc(1, size);
+    if (e == NULL) {
+        return NULL;
+    }
+    e->hash = h;
+    memcpy(e->id, id, KG_TOKEN_ID_LEN);
+    e->known = view != NULL;
+    e->nsecrets = (uint8_t)n;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(e->secrets[i].hash, secrets[i].hash, KG_KEYHASH_LEN);
+        e->secrets[i].expires_at = secrets[i].expires_at;
+        atomic_init(&e->secrets[i].memo[0], 0);
+        atomic_init(&e->secrets[i].memo[1], 0);
+        atomic_init(&e->secrets[i].memo_set, 0);
+    }
+    if (view != NULL) {
+        *kc_view(e) = *view;
+    }
+    return e;
+}
+
+/*
+ * Load the key id (table hash h) and its secrets from one read snapshot
+ * (store_mu held). On KG_OK *rev is the snapshot's key revision and *entry
+ * is new: the key, or an unknown id when the store has no such key.
+ */
+static kg_err_t kc_load(kg_keycache_t *c, const char *id, uint64_t h,
+                        int64_t *rev, kc_entry_t **entry)
 {
     kc_secret_t secrets[KG_KEYCACHE_MAX_SECRETS];
     kg_key_view_t view;
-    kc_key_t *k = NULL;
     sqlite3_stmt *st = NULL;
     bool found = false;
     size_t n = 0;
     kg_err_t rc = KG_OK;
     int src;
 
-    *key = NULL;
+    *entry = NULL;
     src = kc_step_once(c, kc_sql_begin);
     if (src == SQLITE_OK) {
         src = kc_read_rev(c, rev);
@@ -438,18 +731,13 @@ static kg_err_t kc_load(kg_keycache_t *c, const char *id, int64_t *rev,
 out:
     kg_store_rollback(c->store); /* ends the read snapshot if still open */
     rc = kg_store_error(c->store, src, "loading a key", NULL);
-    if (rc == KG_OK && found) {
-        k = malloc(sizeof(*k) + n * sizeof(k->secrets[0]));
-        if (k == NULL) {
+    if (rc == KG_OK) {
+        *entry = kc_entry_new(id, h, found ? &view : NULL, secrets, n);
+        if (*entry == NULL) {
             rc = KG_ERR_NOMEM;
-        } else {
-            k->view = view;
-            k->nsecrets = n;
-            memcpy(k->secrets, secrets, n * sizeof(secrets[0]));
         }
     }
     sodium_memzero(secrets, sizeof(secrets));
-    *key = k;
     return rc;
 }
 
@@ -458,21 +746,23 @@ out:
  * snapshot belongs to the cache's revision or a newer one (then the older
  * entries go first), and judge the token.
  */
-static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok,
-                        const unsigned char *want, int64_t now,
+static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
+                        const unsigned char *want,
+                        const unsigned char memo[KC_MEMO_LEN], int64_t now,
                         kg_key_view_t *out)
 {
+    kc_slot_t *s = NULL;
     kc_entry_t *e = NULL;
     kc_entry_t *found = NULL;
     kc_entry_t *chain = NULL;
-    kc_key_t *key = NULL;
+    kc_entry_t **old_buckets = kc_no_buckets;
     int64_t rev = 0;
     int64_t cur;
     kg_err_t rc;
 
     kc_count(&c->misses);
     pthread_mutex_lock(&c->store_mu);
-    rc = kc_load(c, tok->id, &rev, &key);
+    rc = kc_load(c, tok->id, h, &rev, &e);
     pthread_mutex_unlock(&c->store_mu);
     if (rc != KG_OK) {
         if (rc != KG_ERR_NOMEM) {
@@ -480,64 +770,97 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok,
         }
         return rc;
     }
-    e = calloc(1, sizeof(*e));
-    if (e == NULL) {
-        kc_key_free(&key);
-        return KG_ERR_NOMEM;
-    }
-    memcpy(e->id, tok->id, KG_TOKEN_ID_LEN + 1);
-    e->key = key;
 
     pthread_rwlock_wrlock(&c->lock);
     cur = atomic_load_explicit(&c->rev, memory_order_relaxed);
     if (rev > cur) {
         /* The store moved on before a refresh noticed: catch up now. */
-        chain = kc_detach_all(c);
+        chain = kc_detach_all(c, &old_buckets);
         atomic_store_explicit(&c->rev, rev, memory_order_relaxed);
         kc_count(&c->flushes);
     }
     if (rev >= cur) {
-        HASH_FIND(hh, c->table, tok->id, KG_TOKEN_ID_LEN, found);
+        found = kc_find(c, tok->id, h);
         if (found == NULL && kc_insert(c, e)) {
             found = e;
             e = NULL;
         }
     }
     /* An older snapshot (a refresh ran meanwhile) is judged, not kept. */
-    rc = kc_judge(found ? found->key : e->key, want, tok, now, out);
+    if (found == NULL) {
+        found = e;
+    }
+    if (found->known) {
+        s = kc_match_hash(found, want, now);
+    }
+    if (s != NULL) {
+        kc_memo_put(s, memo);
+    }
+    rc = kc_verdict(found, s, tok, now, out);
     pthread_rwlock_unlock(&c->lock);
 
     kc_free_chain(chain);
+    kc_free_buckets(old_buckets);
     kc_entry_free(&e);
     return rc;
+}
+
+/* Start loading the first entry of id's bucket into the CPU caches. */
+static void kc_prefetch(const kg_keycache_t *c, uint64_t h)
+{
+    const char *p = (const char *)c->buckets[h & c->mask];
+
+    /* A prefetch never faults: NULL, or a few bytes past the entry, are
+     * harmless. */
+    for (size_t off = 0; off < KC_PREFETCH_BYTES; off += 64) {
+        __builtin_prefetch(p + off);
+    }
 }
 
 kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
                             kg_key_view_t *out)
 {
+    unsigned char memo[KC_MEMO_LEN];
     unsigned char want[KG_KEYHASH_LEN];
     kc_entry_t *e = NULL;
     kc_stripe_t *stripe = &c->stripes[kc_stripe_index()];
     int64_t now = kg_clock_now();
-    kg_err_t rc = KG_OK;
-
-    kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
-
     /* The id array always holds KG_TOKEN_ID_LEN bytes to hash; an id that
      * is not a valid one is simply not found. */
+    uint64_t h = kc_hash(tok->id);
+    kg_err_t rc = KG_OK;
+
     pthread_rwlock_rdlock(&c->lock);
-    HASH_FIND(hh, c->table, tok->id, KG_TOKEN_ID_LEN, e);
+    /* On a table larger than the CPU caches the bucket and the entry are
+     * cache misses: start them, then hash the secret while they load. */
+    kc_prefetch(c, h);
+    kc_memo(c, tok, memo);
+    e = kc_find(c, tok->id, h);
     if (e != NULL) {
-        rc = kc_judge(e->key, want, tok, now, out);
-        kc_count(e->key != NULL ? &stripe->hits : &stripe->negative_hits);
+        /* A secret verified before matches its memo; anything else gets
+         * the keyed BLAKE2b check against the stored hashes. */
+        kc_slot_t *s = kc_match_memo(e, memo, now);
+
+        if (s == NULL) {
+            kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
+            s = kc_match_hash(e, want, now);
+            if (s != NULL) {
+                kc_memo_put(s, memo);
+            }
+        }
+        rc = kc_verdict(e, s, tok, now, out);
+        kc_count(e->known ? &stripe->hits : &stripe->negative_hits);
     }
     pthread_rwlock_unlock(&c->lock);
 
-    if (e == NULL) {
-        rc = kg_token_id_valid(tok->id) ? kc_miss(c, tok, want, now, out)
-                                        : KG_ERR_INVALID_KEY;
+    if (e == NULL && kg_token_id_valid(tok->id)) {
+        kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
+        rc = kc_miss(c, tok, h, want, memo, now, out);
+    } else if (e == NULL) {
+        rc = KG_ERR_INVALID_KEY;
     }
     sodium_memzero(want, sizeof(want));
+    sodium_memzero(memo, sizeof(memo));
     if (rc != KG_OK && out != NULL) {
         memset(out, 0, sizeof(*out));
     }
@@ -547,6 +870,7 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
 kg_err_t kg_keycache_refresh(kg_keycache_t *c)
 {
     kc_entry_t *chain = NULL;
+    kc_entry_t **old_buckets = kc_no_buckets;
     int64_t rev = 0;
     kg_err_t rc;
     int src;
@@ -561,13 +885,14 @@ kg_err_t kg_keycache_refresh(kg_keycache_t *c)
     } else if (rev != atomic_load_explicit(&c->rev, memory_order_relaxed)) {
         /* Not only rev > cur: a store restored from a backup goes back. */
         pthread_rwlock_wrlock(&c->lock);
-        chain = kc_detach_all(c);
+        chain = kc_detach_all(c, &old_buckets);
         atomic_store_explicit(&c->rev, rev, memory_order_relaxed);
         pthread_rwlock_unlock(&c->lock);
         kc_count(&c->flushes);
     }
     pthread_mutex_unlock(&c->store_mu);
     kc_free_chain(chain);
+    kc_free_buckets(old_buckets);
     return rc;
 }
 
@@ -706,6 +1031,13 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
                             "key cache: cannot initialise locks");
     }
     c->hk = hk;
+    c->buckets = kc_no_buckets;
+    c->memo_key = sodium_malloc(crypto_shorthash_siphashx24_KEYBYTES);
+    if (c->memo_key == NULL) {
+        rc = KG_ERR_NOMEM;
+        goto out;
+    }
+    randombytes_buf(c->memo_key, crypto_shorthash_siphashx24_KEYBYTES);
     c->max_entries =
         max_entries ? max_entries : KG_KEYCACHE_DEFAULT_MAX_ENTRIES;
     rc = kg_store_open(store_path, &opts, &c->store, diag);
@@ -728,6 +1060,7 @@ out:
 
 void kg_keycache_free(kg_keycache_t **cp)
 {
+    kc_entry_t **buckets = kc_no_buckets;
     kg_keycache_t *c;
 
     if (cp == NULL || *cp == NULL) {
@@ -741,12 +1074,16 @@ void kg_keycache_free(kg_keycache_t **cp)
     if (c->started) {
         pthread_join(c->thread, NULL);
     }
-    kc_free_chain(kc_detach_all(c));
+    kc_free_chain(kc_detach_all(c, &buckets));
+    kc_free_buckets(buckets);
     kg_store_close(&c->store);
     pthread_cond_destroy(&c->thr_cv);
     pthread_mutex_destroy(&c->thr_mu);
     pthread_mutex_destroy(&c->store_mu);
     pthread_rwlock_destroy(&c->lock);
+    if (c->memo_key != NULL) {
+        sodium_free(c->memo_key); /* wipes it */
+    }
     free(c);
     *cp = NULL;
 }

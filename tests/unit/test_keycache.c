@@ -654,6 +654,201 @@ START_TEST(test_bounded_table)
 }
 END_TEST
 
+/*
+ * The memo of a verified secret (a cheaper keyed hash the cache keeps once
+ * a token has matched the stored BLAKE2b hash) never accepts more than the
+ * hash would: after the right secret has been seen, wrong secrets for the
+ * same id, another key's secret under this id, an expired grace secret and
+ * a rotated-away secret all still fail; the right ones keep working.
+ */
+START_TEST(test_memo_accepts_nothing_more)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t a, b, swapped, bad, old, fresh;
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    kg_clock_set_fake(UT_T0);
+    ut_fx_open(&fx);
+    ut_key(&fx.ctx, "a", KG_NONE, &a);
+    ut_key(&fx.ctx, "b", KG_NONE, &b);
+    c = ut_cache(&fx, 0);
+    for (int i = 0; i < 3; i++) { /* a miss, then hits by the memo */
+        ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_OK);
+    }
+    for (int i = 0; i < 500; i++) {
+        bad = a;
+        kg_token_random_base62(bad.secret, KG_TOKEN_SECRET_LEN);
+        ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    }
+    /* b's secret under a's id, and the other way round. */
+    swapped = a;
+    memcpy(swapped.secret, b.secret, sizeof(swapped.secret));
+    ck_assert_int_eq(kg_keycache_verify(c, &swapped, NULL), KG_ERR_INVALID_KEY);
+    swapped = b;
+    memcpy(swapped.secret, a.secret, sizeof(swapped.secret));
+    ck_assert_int_eq(kg_keycache_verify(c, &swapped, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+
+    /* A grace secret seen (memo set) stops at the end of its grace. */
+    old = a;
+    ck_assert_int_eq(kg_keys_rotate(&fx.ctx, a.id, 10, NULL, token, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_token_parse(token, strlen(token), &fresh), KG_OK);
+    ut_refresh(c);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &old, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    }
+    kg_clock_set_fake(UT_T0 + 10);
+    ck_assert_int_eq(kg_keycache_verify(c, &old, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+
+    /* Rotated away without grace: the memoized secret fails. */
+    ck_assert_int_eq(kg_keys_rotate(&fx.ctx, b.id, 0, NULL, token, &diag),
+                     KG_OK);
+    ut_refresh(c);
+    ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(kg_token_parse(token, strlen(token), &fresh), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_ERR_INVALID_KEY);
+
+    /* The memo is set on a hit too: the id cached by a wrong secret. */
+    ut_key(&fx.ctx, "c", KG_NONE, &fresh);
+    ut_refresh(c);
+    bad = fresh;
+    bad.secret[0] = bad.secret[0] == 'a' ? 'b' : 'a';
+    ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL), KG_ERR_INVALID_KEY);
+    }
+    kg_keycache_free(&c);
+    ut_fx_close(&fx);
+    kg_clock_set_fake(0);
+}
+END_TEST
+
+/*
+ * Many keys: the table grows past its first bucket arrays, every key stays
+ * findable and verifies, a wrong secret for every id still fails (from the
+ * cache, with the id cached), a flush empties it and it grows again; with
+ * a bound below the key count, eviction in a grown table keeps answers
+ * right.
+ */
+#define UT_MANY 2000
+
+START_TEST(test_many_keys)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t *toks = calloc(UT_MANY, sizeof(*toks));
+    kg_token_t bad;
+    kg_token_t extra;
+    kg_key_view_t v;
+    kg_keycache_stats_t s;
+
+    ck_assert_ptr_nonnull(toks);
+    ut_fx_open(&fx);
+    for (int i = 0; i < UT_MANY; i++) {
+        ut_key(&fx.ctx, "many", KG_NONE, &toks[i]);
+    }
+    c = ut_cache(&fx, 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < UT_MANY; i++) {
+            ck_assert_int_eq(kg_keycache_verify(c, &toks[i], &v), KG_OK);
+            ck_assert_str_eq(v.id, toks[i].id);
+            ut_wrong_secret(&toks[i], &bad);
+            ck_assert_int_eq(kg_keycache_verify(c, &bad, &v),
+                             KG_ERR_INVALID_KEY);
+            ck_assert_str_eq(v.id, "");
+        }
+    }
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, UT_MANY);
+    ck_assert_uint_eq(s.hits, 3 * UT_MANY);
+    ck_assert_uint_eq(s.entries, UT_MANY);
+    ck_assert_uint_eq(s.negatives, 0);
+
+    /* A new key flushes everything at the next refresh; all come back. */
+    ut_key(&fx.ctx, "extra", KG_NONE, &extra);
+    ut_refresh(c);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, 0);
+    ck_assert_uint_eq(s.flushes, 1);
+    for (int i = 0; i < UT_MANY; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &toks[i], NULL), KG_OK);
+    }
+    ck_assert_int_eq(kg_keycache_verify(c, &extra, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, UT_MANY + 1);
+    kg_keycache_free(&c);
+
+    /* Bounded below the key count: the oldest go, answers stay right. */
+    c = ut_cache(&fx, 700);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < UT_MANY; i++) {
+            ut_wrong_secret(&toks[i], &bad);
+            ck_assert_int_eq(kg_keycache_verify(c, &toks[i], NULL), KG_OK);
+            ck_assert_int_eq(kg_keycache_verify(c, &bad, NULL),
+                             KG_ERR_INVALID_KEY);
+        }
+    }
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.entries, 700);
+    ck_assert_uint_eq(s.evictions, 2 * UT_MANY - 700);
+    kg_keycache_free(&c);
+    free(toks);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
+ * A key with more live secrets than the cache holds (many rotations inside
+ * one grace period): the current secret and the newest grace secrets
+ * verify from the cache, the oldest are ignored by it (documented).
+ */
+START_TEST(test_many_secrets_newest_kept)
+{
+    const int rotations = KG_KEYCACHE_MAX_SECRETS + 4;
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t toks[KG_KEYCACHE_MAX_SECRETS + 5];
+    kg_key_t k;
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    kg_clock_set_fake(UT_T0);
+    ut_fx_open(&fx);
+    ut_key(&fx.ctx, "rotated", KG_NONE, &toks[0]);
+    for (int i = 1; i <= rotations; i++) {
+        /* One second apart, so every grace secret ends at its own time. */
+        kg_clock_set_fake(UT_T0 + i);
+        ck_assert_int_eq(
+            kg_keys_rotate(&fx.ctx, toks[0].id, 3600, NULL, token, &diag),
+            KG_OK);
+        ck_assert_int_eq(kg_token_parse(token, strlen(token), &toks[i]), KG_OK);
+    }
+    c = ut_cache(&fx, 0);
+    /* toks[rotations] is current; toks[i] ends at T0 + i + 1 + 3600. */
+    for (int i = rotations; i >= 0; i--) {
+        bool kept = i > rotations - KG_KEYCACHE_MAX_SECRETS;
+
+        ck_assert_int_eq(kg_keys_verify(&fx.ctx, &toks[i], &k, NULL), KG_OK);
+        kg_key_clear(&k);
+        ck_assert_msg(kg_keycache_verify(c, &toks[i], NULL) ==
+                          (kept ? KG_OK : KG_ERR_INVALID_KEY),
+                      "secret %d of %d", i, rotations);
+    }
+    kg_keycache_free(&c);
+    ut_fx_close(&fx);
+    kg_clock_set_fake(0);
+}
+END_TEST
+
 /* A store that cannot be read yields a store error, never a pass, and is
  * not cached. */
 START_TEST(test_store_error_is_not_a_pass)
@@ -882,6 +1077,9 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_start_rejects_bad_interval);
     tcase_add_test(tc, test_usage_writer_keeps_revision);
     tcase_add_test(tc, test_bounded_table);
+    tcase_add_test(tc, test_many_keys);
+    tcase_add_test(tc, test_memo_accepts_nothing_more);
+    tcase_add_test(tc, test_many_secrets_newest_kept);
     tcase_add_test(tc, test_store_error_is_not_a_pass);
     tcase_add_test(tc, test_new_missing_store);
     tcase_set_timeout(tc, 30);

@@ -1,10 +1,12 @@
 /* Unit tests of the server hash key file and keyed hashing of secrets. */
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "keygate/keyhash.h"
+#include "keygate/token.h"
 #include "unit_util.h"
 
 #define UT_ID      "AbCdEf012345"
@@ -227,6 +229,76 @@ START_TEST(test_compute)
 }
 END_TEST
 
+/* The stored hashes' format: BLAKE2b-256 keyed with the server key over
+ * "<id>:<secret>", pinned by a value computed with Python's hashlib. */
+START_TEST(test_compute_known_answer)
+{
+    static const char want[] =
+        "09c19fb34232f1607562c103e3130b87e67038d32736a526c15a065f6e9efd9a";
+    unsigned char key[KG_KEYHASH_KEY_LEN];
+    unsigned char h[KG_KEYHASH_LEN];
+    char hex[2 * KG_KEYHASH_LEN + 1];
+    kg_keyhash_t *hk = NULL;
+
+    ut_key_bytes(key, 1);
+    ck_assert_int_eq(kg_keyhash_from_bytes(key, &hk), KG_OK);
+    kg_keyhash_compute(hk, UT_ID, UT_SECRET, h);
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    ck_assert_str_eq(hex, want);
+    kg_keyhash_free(&hk);
+}
+END_TEST
+
+static void ut_random_text(char *out, size_t n)
+{
+    static const char alphabet[] =
+        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    for (size_t i = 0; i < n; i++) {
+        out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
+    }
+    out[n] = '\0';
+}
+
+/*
+ * The prepared (pre-keyed, copied) state gives exactly the one-shot keyed
+ * BLAKE2b, for random keys, ids and secrets; ids of other lengths too (a
+ * long one takes the piecewise path), and a state used many times does not
+ * drift.
+ */
+START_TEST(test_compute_matches_one_shot)
+{
+    static const size_t id_lens[] = {12, 1, 63, 64, 65, 200};
+
+    for (int i = 0; i < 300; i++) {
+        unsigned char key[KG_KEYHASH_KEY_LEN];
+        unsigned char got[KG_KEYHASH_LEN];
+        unsigned char want[KG_KEYHASH_LEN];
+        unsigned char msg[256];
+        char id[201];
+        char secret[KG_TOKEN_SECRET_LEN + 1];
+        size_t idlen = id_lens[(size_t)i % UT_NROWS(id_lens)];
+        kg_keyhash_t *hk = NULL;
+
+        randombytes_buf(key, sizeof(key));
+        ut_random_text(id, idlen);
+        ut_random_text(secret, KG_TOKEN_SECRET_LEN);
+        ck_assert_int_eq(kg_keyhash_from_bytes(key, &hk), KG_OK);
+        memcpy(msg, id, idlen);
+        msg[idlen] = ':';
+        memcpy(msg + idlen + 1, secret, KG_TOKEN_SECRET_LEN);
+        crypto_generichash(want, sizeof(want), msg,
+                           idlen + 1 + KG_TOKEN_SECRET_LEN, key, sizeof(key));
+        for (int rep = 0; rep < 3; rep++) {
+            kg_keyhash_compute(hk, id, secret, got);
+            ck_assert_msg(memcmp(got, want, sizeof(want)) == 0,
+                          "round %d, id length %zu, repeat %d", i, idlen, rep);
+        }
+        kg_keyhash_free(&hk);
+    }
+}
+END_TEST
+
 START_TEST(test_equal)
 {
     unsigned char x[KG_KEYHASH_LEN];
@@ -258,6 +330,8 @@ static Suite *keyhash_suite(void)
     tcase_add_test(tc, test_load_missing_and_symlink);
     tcase_add_test(tc, test_load_equals_from_bytes);
     tcase_add_test(tc, test_compute);
+    tcase_add_test(tc, test_compute_known_answer);
+    tcase_add_test(tc, test_compute_matches_one_shot);
     tcase_add_test(tc, test_equal);
     suite_add_tcase(s, tc);
     return s;

@@ -80,6 +80,8 @@ START_TEST(test_create)
     ck_assert_int_eq(ut_int(db, "PRAGMA application_id"),
                      KG_STORE_APPLICATION_ID);
     ck_assert_int_eq(ut_int(db, "PRAGMA foreign_keys"), 1);
+    /* Reads through a 1 GiB map (store_set_io). */
+    ck_assert_int_eq(ut_int(db, "PRAGMA mmap_size"), INT64_C(1) << 30);
     ck_assert_int_eq(
         sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
         SQLITE_OK);

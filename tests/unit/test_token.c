@@ -654,6 +654,89 @@ START_TEST(test_random_base62_alphabet)
 }
 END_TEST
 
+/* Every byte value, placed with a right checksum in each part, is taken
+ * exactly when the part's alphabet has it: [a-z0-9] in the prefix,
+ * [0-9A-Za-z] in the id and the secret. */
+START_TEST(test_every_byte_in_every_part)
+{
+    for (int b = 1; b < 256; b++) {
+        bool alnum = (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') ||
+                     (b >= 'a' && b <= 'z');
+        bool lower = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z');
+        char prefix[3] = {'k', (char)b, '\0'};
+        char id[KG_TOKEN_ID_LEN + 1];
+        char secret[KG_TOKEN_SECRET_LEN + 1];
+        char idn[KG_TOKEN_ID_LEN + 1];
+        char buf[128];
+        kg_token_t out;
+        size_t n;
+
+        memcpy(id, UT_ID, sizeof(id));
+        memcpy(secret, UT_SECRET, sizeof(secret));
+        id[7] = (char)b;
+        secret[20] = (char)b;
+        memset(idn, b, KG_TOKEN_ID_LEN);
+        idn[KG_TOKEN_ID_LEN] = '\0';
+        ck_assert_msg(kg_token_id_valid(idn) == alnum, "id of byte %d", b);
+        ck_assert_msg(kg_token_prefix_valid(prefix) == lower,
+                      "prefix with byte %d", b);
+
+        n = ut_build(buf, prefix, 2, UT_ID, UT_SECRET);
+        ck_assert_msg((kg_token_parse(buf, n, &out) == KG_OK) == lower,
+                      "byte %d in the prefix", b);
+        n = ut_build(buf, "kg", 2, id, UT_SECRET);
+        ck_assert_msg((kg_token_parse(buf, n, &out) == KG_OK) == alnum,
+                      "byte %d in the id", b);
+        n = ut_build(buf, "kg", 2, UT_ID, secret);
+        ck_assert_msg((kg_token_parse(buf, n, &out) == KG_OK) == alnum,
+                      "byte %d in the secret", b);
+        if (alnum) {
+            ck_assert_int_eq(out.secret[20], b);
+        }
+    }
+}
+END_TEST
+
+/* Any one byte changed anywhere in a valid token (whole, or as the two
+ * halves of HTTP Basic) makes it invalid: a wrong byte either leaves the
+ * alphabet or changes the CRC32, which catches every single-byte error. */
+START_TEST(test_parse_any_byte_changed)
+{
+    for (int round = 0; round < 4000; round++) {
+        kg_token_t tok;
+        kg_token_t out;
+        char buf[KG_TOKEN_STRLEN];
+        char access[64];
+        char secret[64];
+        size_t n;
+        size_t pos;
+        size_t alen;
+        unsigned char old;
+        unsigned char b;
+
+        ut_fresh(buf, sizeof(buf), &tok);
+        n = strlen(buf);
+        pos = (size_t)rand() % n;
+        old = (unsigned char)buf[pos];
+        do {
+            b = (unsigned char)(rand() % 256);
+        } while (b == old);
+        buf[pos] = (char)b;
+        ck_assert_msg(kg_token_parse(buf, n, &out) == KG_ERR_INVALID_KEY,
+                      "byte %zu changed to %u accepted", pos, b);
+        alen = 2 + 1 + KG_TOKEN_ID_LEN;
+        memcpy(access, buf, alen);
+        memcpy(secret, buf + alen + 1, n - alen - 1);
+        if (pos != alen) { /* the separator is not in either half */
+            ck_assert_msg(kg_token_parse_pair(access, alen, secret,
+                                              n - alen - 1,
+                                              &out) == KG_ERR_INVALID_KEY,
+                          "pair: byte %zu changed to %u accepted", pos, b);
+        }
+    }
+}
+END_TEST
+
 static Suite *token_suite(void)
 {
     Suite *s = suite_create("token");
@@ -680,6 +763,8 @@ static Suite *token_suite(void)
                         (int)UT_NROWS(ut_prefix_rows));
     tcase_add_loop_test(tc, test_id_valid, 0, (int)UT_NROWS(ut_id_rows));
     tcase_add_test(tc, test_random_base62_alphabet);
+    tcase_add_test(tc, test_every_byte_in_every_part);
+    tcase_add_test(tc, test_parse_any_byte_changed);
     suite_add_tcase(s, tc);
     return s;
 }
