@@ -122,7 +122,11 @@ static kg_key_view_t *kc_view(const kc_entry_t *e)
  * Buckets: chained, a power of two of them, at most KC_LOAD_NUM /
  * KC_LOAD_DEN entries per bucket on average before the table doubles, so
  * that a lookup seldom walks past the first entry (each step is a cache
- * miss on a large table).
+ * miss on a large table). This table is keygate's own rather than uthash
+ * (used elsewhere) because uthash only expands once a bucket holds 10
+ * items (HASH_BKT_CAPACITY_THRESH, not configurable): over a 100,000-key
+ * working set its chains cost a cache miss per step and kept cached
+ * verification under 1M/s (docs/performance.md).
  */
 #define KC_MIN_BUCKETS ((size_t)1 << 10)
 #define KC_LOAD_NUM    1 /* grow when entries > buckets * NUM / DEN */
