@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <sodium.h>
@@ -50,7 +51,30 @@ static kg_err_t gateway_write_port(const char *path, uint16_t port,
     return KG_OK;
 }
 
-/* Periodic work off the request path: the expiry purge. */
+/* In-flight requests past which a return to idle gives memory back. */
+#define GATEWAY_TRIM_AFTER 256
+
+/*
+ * Give freed heap back to the system once a busy spell is over: thousands
+ * of streams leave glibc's arenas large after they end (hundreds of MiB
+ * that the next spell would reuse, but that count as the daemon's RSS).
+ * Called every maintenance tick; trims on the first idle tick after more
+ * than GATEWAY_TRIM_AFTER requests were in flight at once.
+ */
+static void gateway_trim_when_idle(kg_gateway_t *gw, long *peak)
+{
+    long now = atomic_load(&gw->inflight);
+
+    if (now > *peak) {
+        *peak = now;
+    }
+    if (now == 0 && *peak > GATEWAY_TRIM_AFTER) {
+        malloc_trim(0);
+        *peak = 0;
+    }
+}
+
+/* Periodic work off the request path: expiry purge, reservations, trim. */
 static void *gateway_maintenance(void *arg)
 {
     kg_gateway_t *gw = arg;
@@ -59,6 +83,7 @@ static void *gateway_maintenance(void *arg)
     kg_diag_t diag = {{0}};
     kg_keys_ctx_t ctx;
     int64_t next_purge = 0;
+    long peak = 0;
 
     if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
         KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
@@ -92,6 +117,7 @@ static void *gateway_maintenance(void *arg)
         if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
             KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
         }
+        gateway_trim_when_idle(gw, &peak);
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_mutex_lock(&gw->stop_mu);
