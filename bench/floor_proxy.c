@@ -3,7 +3,7 @@
 /*
  *   keygate-floor-proxy --upstream http://127.0.0.1:PORT
  *                       [--listen 127.0.0.1:0] [--port-file F] [--json]
- *                       [--max-seconds S]
+ *                       [--max-seconds S] [--pool-bytes N] [--turbo]
  *
  * One thread runs one epoll set holding libmicrohttpd's epoll fd (external
  * epoll: MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, a 32 KiB
@@ -19,6 +19,11 @@
  * cross-thread queue: what is left is what libmicrohttpd and libcurl cost
  * as a reverse proxy. --json adds only jansson's parse of the request body
  * and of the answer, as keygate calls it (floor_json.h).
+ *
+ * Two knobs of libmicrohttpd, for A/B runs by hand (bench/run uses keygate's
+ * settings): --pool-bytes N sets MHD_OPTION_CONNECTION_MEMORY_LIMIT
+ * (libmicrohttpd clears the pool for every request), --turbo adds
+ * MHD_USE_TURBO (opportunistic reads, writes and accepts).
  *
  * Loopback only: it listens on a loopback address (port 0 by default; the
  * port goes to --port-file) and forwards only to an http:// loopback URL.
@@ -160,7 +165,7 @@ static void usage_exit(void)
     fprintf(stderr,
             "usage: keygate-floor-proxy --upstream http://127.0.0.1:PORT\n"
             "         [--listen 127.0.0.1:0] [--port-file F] [--json]\n"
-            "         [--max-seconds S]\n");
+            "         [--max-seconds S] [--pool-bytes N] [--turbo]\n");
     exit(2);
 }
 
@@ -706,6 +711,8 @@ int main(int argc, char **argv)
     const char *port_file = NULL;
     const char *upstream = NULL;
     long max_seconds = 3600;
+    long pool_bytes = FLOOR_POOL_BYTES;
+    unsigned turbo = 0;
     floor_t f;
     struct sigaction sa;
     struct epoll_event ev;
@@ -720,6 +727,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             f.json = true;
+        } else if (strcmp(argv[i], "--turbo") == 0) {
+            turbo = MHD_USE_TURBO;
+        } else if (i + 1 < argc && strcmp(argv[i], "--pool-bytes") == 0) {
+            pool_bytes = strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--listen") == 0) {
             listen_spec = argv[++i];
         } else if (i + 1 < argc && strcmp(argv[i], "--port-file") == 0) {
@@ -732,7 +743,8 @@ int main(int argc, char **argv)
             usage_exit();
         }
     }
-    if (upstream == NULL || max_seconds < 1 || max_seconds > 86400) {
+    if (upstream == NULL || max_seconds < 1 || max_seconds > 86400 ||
+        pool_bytes < 4096 || pool_bytes > 16 * 1024 * 1024) {
         usage_exit();
     }
     f.upstream = floor_upstream(upstream);
@@ -773,13 +785,13 @@ int main(int argc, char **argv)
     }
     f.daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-            MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0),
+            MHD_USE_ERROR_LOG | turbo | (ipv6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, floor_handler, &f, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)lfd, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)FLOOR_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)FLOOR_CONN_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)FLOOR_POOL_BYTES, MHD_OPTION_NOTIFY_COMPLETED, floor_completed,
-        &f, MHD_OPTION_END);
+        (size_t)pool_bytes, MHD_OPTION_NOTIFY_COMPLETED, floor_completed, &f,
+        MHD_OPTION_END);
     info = f.daemon ? MHD_get_daemon_info(f.daemon, MHD_DAEMON_INFO_EPOLL_FD)
                     : NULL;
     memset(&ev, 0, sizeof(ev));
@@ -794,8 +806,9 @@ int main(int argc, char **argv)
         perror("keygate-floor-proxy: port file");
         return 1;
     }
-    fprintf(stderr, "keygate-floor-proxy: 127.0.0.1:%u -> %s%s\n",
-            (unsigned)port, f.upstream, f.json ? " (--json)" : "");
+    fprintf(stderr, "keygate-floor-proxy: 127.0.0.1:%u -> %s%s, pool %ld B%s\n",
+            (unsigned)port, f.upstream, f.json ? " (--json)" : "", pool_bytes,
+            turbo ? ", turbo" : "");
 
     floor_loop(&f, mono_us() + (int64_t)max_seconds * 1000000);
 
