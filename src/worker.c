@@ -1,5 +1,4 @@
-/* One event-loop thread: a libmicrohttpd daemon and a curl multi handle in one
- * epoll set. */
+/* One event loop: a libmicrohttpd daemon and a curl multi in one epoll set. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "keygate/worker.h"
 

@@ -1,5 +1,4 @@
-/* One event-loop thread: a libmicrohttpd daemon and a curl multi handle in one
- * epoll set. */
+/* One event loop: a libmicrohttpd daemon and a curl multi in one epoll set. */
 #ifndef KEYGATE_WORKER_H
 #define KEYGATE_WORKER_H
 
