@@ -112,6 +112,14 @@ START_TEST(test_refused_connection)
     ck_assert_int_eq(u.status, 502);
     ck_assert_str_eq(u.error_code, "upstream_unreachable");
     ck_assert_int_eq(u.cost, 0);
+    {
+        /* The log says why, in libcurl's words, for this request. */
+        char line[96];
+
+        snprintf(line, sizeof(line), "request %s: provider ", r.request_id);
+        ck_assert_int_eq(gwf_log_count(W.gw_err, line), 1);
+        ck_assert_int_ge(gwf_log_count(W.gw_err, "Couldn't connect"), 1);
+    }
     gwf_resp_free(&r);
     gwf_assert_serving(&W, &K);
 }
