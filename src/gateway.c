@@ -74,7 +74,11 @@ static void gateway_trim_when_idle(kg_gateway_t *gw, long *peak)
     }
 }
 
-/* Periodic work off the request path: expiry purge, reservations, trim. */
+/*
+ * Periodic work off the request path, every KG_POLICY_REFRESH_MS: the
+ * policy caches' revision check; every second the reservations snapshot
+ * and the heap trim; the expiry purge every purge_interval.
+ */
 static void *gateway_maintenance(void *arg)
 {
     kg_gateway_t *gw = arg;
@@ -83,11 +87,13 @@ static void *gateway_maintenance(void *arg)
     kg_diag_t diag = {{0}};
     kg_keys_ctx_t ctx;
     int64_t next_purge = 0;
+    int64_t next_persist = 0;
     long peak = 0;
 
     if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
+        /* The policy keeps its own connection: refresh and persist go on. */
         KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
-        return NULL;
+        store = NULL;
     }
     memset(&ctx, 0, sizeof(ctx));
     ctx.store = store;
@@ -103,7 +109,7 @@ static void *gateway_maintenance(void *arg)
         size_t n = 0;
 
         pthread_mutex_unlock(&gw->stop_mu);
-        if (now >= next_purge) {
+        if (store != NULL && now >= next_purge) {
             next_purge = now + gw->cfg->server_purge_interval_ms * 1000;
             if (kg_keys_purge_expired(&ctx, &n, &diag) != KG_OK) {
                 KG_WARN("maintenance: purge of expired keys failed: %s",
@@ -113,13 +119,23 @@ static void *gateway_maintenance(void *arg)
                         n == 1 ? "" : "s");
             }
         }
-        /* Reservations in flight, for 'keygate keys show'. */
-        if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
-            KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
+        /* CLI changes to keys and workspaces reach the policy caches. */
+        kg_policy_refresh(gw->policy);
+        if (now >= next_persist) {
+            next_persist = now + 1000 * 1000;
+            /* Reservations in flight, for 'keygate keys show'. */
+            if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) !=
+                KG_OK) {
+                KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
+            }
+            gateway_trim_when_idle(gw, &peak);
         }
-        gateway_trim_when_idle(gw, &peak);
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
+        until.tv_nsec += KG_POLICY_REFRESH_MS * 1000 * 1000;
+        if (until.tv_nsec >= 1000 * 1000 * 1000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000 * 1000 * 1000;
+        }
         pthread_mutex_lock(&gw->stop_mu);
         if (!gw->stopping) {
             pthread_cond_timedwait(&gw->stop_cv, &gw->stop_mu, &until);

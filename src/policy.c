@@ -19,7 +19,6 @@
 #include "keygate/wscred.h"
 
 /* How often the key revision is looked at (the key cache does the same). */
-#define POLICY_REFRESH_MS  200
 #define POLICY_MAX_ENTRIES (1u << 20)
 
 /* A workspace's credential for one provider, decrypted (sodium memory). */
@@ -55,7 +54,6 @@ struct kg_policy {
     pol_ws_t *wss;
     size_t nentries;
     int64_t revision;
-    atomic_llong next_check_ms;
     kg_budget_t *budget;
     kg_ratelimit_t *rate;
 };
@@ -120,17 +118,10 @@ static kg_err_t pol_read_revision(kg_policy_t *p, int64_t *rev)
     return src == SQLITE_ROW ? KG_OK : kg_store_error(p->store, src, "", NULL);
 }
 
-/* Every POLICY_REFRESH_MS: flush everything when the key revision moved. */
-static void pol_maybe_refresh(kg_policy_t *p, int64_t now_ms)
+void kg_policy_refresh(kg_policy_t *p)
 {
-    int64_t next = atomic_load(&p->next_check_ms);
     int64_t rev = -1;
 
-    if (now_ms < next ||
-        !atomic_compare_exchange_strong(&p->next_check_ms, &next,
-                                        now_ms + POLICY_REFRESH_MS)) {
-        return;
-    }
     pthread_mutex_lock(&p->store_mu);
     if (pol_read_revision(p, &rev) != KG_OK) {
         rev = -1;
@@ -499,7 +490,6 @@ kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
 
     memset(t, 0, sizeof(*t));
     memset(d, 0, sizeof(*d));
-    pol_maybe_refresh(p, now_ms);
     rc = pol_entry(p, key->id, &k);
     if (rc != KG_OK) {
         return pol_deny(d,
@@ -609,7 +599,6 @@ bool kg_policy_model_visible(kg_policy_t *p, const kg_key_view_t *key,
     pol_key_t *k = NULL;
     bool ok;
 
-    pol_maybe_refresh(p, kg_clock_now_ms());
     if (pol_entry(p, key->id, &k) != KG_OK) {
         return false;
     }

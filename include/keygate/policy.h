@@ -110,6 +110,18 @@ bool kg_policy_auth_allowed(kg_policy_t *p, const char *ip, int64_t now_ms,
                             int64_t *retry_after_s);
 void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms);
 
+/* How often kg_policy_refresh should run, in milliseconds. */
+#define KG_POLICY_REFRESH_MS 200
+
+/*
+ * Drop every cached key and workspace when the store's key revision has
+ * moved (a CLI change), so the next request loads them again. It reads
+ * the store: call it every KG_POLICY_REFRESH_MS from a thread off the
+ * request path (the gateway's maintenance thread), never from an event
+ * loop.
+ */
+void kg_policy_refresh(kg_policy_t *p);
+
 /*
  * Write the reservations in flight to api_keys.reserved (the CLI shows
  * them) and drop idle rate-limit windows; the maintenance thread calls
