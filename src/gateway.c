@@ -1,4 +1,5 @@
 /* The gateway daemon: wires config, key cache, usage writer, proxy and HTTP. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "keygate/gateway.h"
 
 #include <curl/curl.h>
@@ -59,16 +60,23 @@ static kg_err_t gateway_write_port(const char *path, uint16_t port,
  * of streams leave glibc's arenas large after they end (hundreds of MiB
  * that the next spell would reuse, but that count as the daemon's RSS).
  * Called every maintenance tick; trims on the first idle tick after more
- * than GATEWAY_TRIM_AFTER requests were in flight at once.
+ * than GATEWAY_TRIM_AFTER requests were in flight at once. Idle: no
+ * request in flight and no usage event queued (an exchange lives until
+ * the usage writer called back for its event, which may come later).
  */
 static void gateway_trim_when_idle(kg_gateway_t *gw, long *peak)
 {
     long now = atomic_load(&gw->inflight);
+    kg_usagedb_stats_t st;
 
     if (now > *peak) {
         *peak = now;
     }
-    if (now == 0 && *peak > GATEWAY_TRIM_AFTER) {
+    if (now != 0 || *peak <= GATEWAY_TRIM_AFTER) {
+        return;
+    }
+    kg_usagedb_stats(gw->usage, &st);
+    if (st.queued == 0) {
         malloc_trim(0);
         *peak = 0;
     }
@@ -90,6 +98,7 @@ static void *gateway_maintenance(void *arg)
     int64_t next_persist = 0;
     long peak = 0;
 
+    pthread_setname_np(pthread_self(), "kg-maint");
     if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
         /* The policy keeps its own connection: refresh and persist go on. */
         KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);

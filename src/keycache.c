@@ -1,7 +1,7 @@
 /* The in-memory key cache that verifies tokens on the gateway's hot path. */
 
 /* For pthread_rwlockattr_setkind_np: a writer-preferring lock, so a steady
- * stream of verifications cannot starve a refresh. */
+ * stream of verifications cannot starve a refresh; pthread_setname_np. */
 #define _GNU_SOURCE
 #include "keygate/keycache.h"
 
@@ -920,6 +920,7 @@ static void *kc_thread_main(void *arg)
     kg_keycache_t *c = arg;
     kg_err_t rc;
 
+    pthread_setname_np(pthread_self(), "kg-keycache");
     pthread_mutex_lock(&c->thr_mu);
     while (!c->stopping) {
         struct timespec deadline = kc_deadline(c->interval_ms);
