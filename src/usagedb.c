@@ -1,5 +1,5 @@
-/* The usage writer: a journal, then two threads that commit in batches. */
-#define _GNU_SOURCE /* pthread_setname_np, SCHED_IDLE */
+/* The usage writer: a journal, then one thread that commits in batches. */
+#define _GNU_SOURCE /* pthread_setname_np, gettid */
 #include "keygate/usagedb.h"
 
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,22 +78,16 @@ typedef struct ud_item {
 #define UD_LINGER_BATCH 64
 
 /*
- * The writer's two threads (see ud_background_main). The background thread
- * takes at most UD_BACKGROUND_BATCH events per transaction, so that the
- * catch-up thread never waits long for a batch the background thread started
- * just before the CPU got busy. The catch-up thread takes over once
- * UD_RUSH_BACKLOG events (at most a quarter of the queue) wait, and hands
- * back when a quarter of that is left.
+ * The writer shares a core with an event loop. A batch at normal priority
+ * runs its whole time slice (a 30-event batch is ~0.6 ms) while a loop
+ * woken by the next request waits for it. So the writer runs at nice
+ * UD_NICE, which makes it lose the CPU to a loop soon after it has used
+ * its share (and still leaves it a quarter of a core against one busy
+ * loop, more than it needs), and yields after every UD_YIELD_US of a
+ * batch. SQLite calls ud_progress every UD_PROGRESS_OPS virtual machine
+ * steps.
  */
-#define UD_BACKGROUND_BATCH 128
-#define UD_RUSH_BACKLOG     4096
-
-/*
- * The background thread yields the CPU after every UD_YIELD_US of a batch:
- * a thread at SCHED_IDLE is preempted when a loop thread wakes up, but not
- * when the loop was already waiting for the CPU as the batch started.
- * SQLite calls ud_progress every UD_PROGRESS_OPS virtual machine steps.
- */
+#define UD_NICE         5
 #define UD_YIELD_US     50
 #define UD_PROGRESS_OPS 400
 
@@ -155,27 +150,16 @@ typedef struct ud_fold {
     size_t n;
 } ud_fold_t;
 
-/* Which of the writer's threads. */
-typedef enum ud_role {
-    UD_BACKGROUND, /* "kg-usage": SCHED_IDLE, the CPU time nobody else wants */
-    UD_RUSH,       /* "kg-usage-rush": normal priority, when events wait */
-} ud_role_t;
-
 struct kg_usagedb {
-    kg_store_t *store;     /* the committing thread's alone once they run */
-    pthread_t thread;      /* UD_BACKGROUND */
-    pthread_t rush_thread; /* UD_RUSH */
+    kg_store_t *store; /* the writer thread's alone once it runs */
+    pthread_t thread;
 
     /* Everything below is guarded by mu. The ring holds count items from
-     * head; the committing thread works on the first of them without the
-     * lock and frees their slots only when their callbacks have run. */
+     * head; the writer works on the first of them without the lock and
+     * frees their slots only when their callbacks have run. */
     pthread_mutex_t mu;
-    pthread_cond_t work_cv; /* the background thread waits for events */
-    pthread_cond_t rush_cv; /* the catch-up thread waits to be needed */
+    pthread_cond_t work_cv; /* the writer waits for events or stop */
     pthread_cond_t done_cv; /* flushers wait for done_seq */
-    bool committing;        /* one thread works on a batch or the journal */
-    bool rushing;           /* the backlog is long: the catch-up thread's */
-    size_t rush_high;       /* rushing from this many queued events */
     ud_item_t *ring;
     size_t cap;
     size_t head;
@@ -195,16 +179,16 @@ struct kg_usagedb {
     bool jfailing;     /* the last append failed (logged once) */
     int64_t jretry_us; /* a failed emptying is not tried again before this */
 
-    /* The committing thread's alone (and start's, before they run). */
-    bool yielding;    /* the background thread's batch: ud_maybe_yield */
-    int64_t yield_at; /* monotonic µs of its last yield */
+    /* The writer thread's alone (and start's, before it runs). */
+    bool yielding;                  /* in a batch: ud_maybe_yield */
+    int64_t yield_at;               /* monotonic µs of its last yield */
     ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
     ud_item_t *scratch;             /* KG_USAGEDB_BATCH_MAX replayed events */
     unsigned char *rbuf;            /* reading the journal */
 };
 
-/* In the background thread's batches, give the CPU to whoever waits for
- * it once every UD_YIELD_US (cheap when nobody does). */
+/* In a batch, give the CPU to whoever waits for it once every UD_YIELD_US
+ * (cheap when nobody does). */
 static void ud_maybe_yield(kg_usagedb_t *w)
 {
     int64_t now;
@@ -481,41 +465,35 @@ static kg_err_t ud_apply(kg_usagedb_t *w, ud_item_t *items, size_t cap,
     return ud_fold_write(w, diag);
 }
 
-/* A batch: at most max events; n is how many it took. */
-typedef struct ud_batch {
-    size_t max;
-    size_t n;
-} ud_batch_t;
-
-/* The size of the next batch: what is queued now, up to max. */
-static size_t ud_batch_size(kg_usagedb_t *w, size_t max)
+/* The size of the next batch: what is queued now, up to the maximum. */
+static size_t ud_batch_size(kg_usagedb_t *w)
 {
     size_t n;
 
     pthread_mutex_lock(&w->mu);
-    n = w->count < max ? w->count : max;
+    n = w->count < KG_USAGEDB_BATCH_MAX ? w->count : KG_USAGEDB_BATCH_MAX;
     pthread_mutex_unlock(&w->mu);
     return n;
 }
 
 /*
- * One try at a batch (a ud_batch_t) from the ring's head, in one
- * transaction. The batch is sized once the write lock is held, so events
- * that arrived while the writer waited for it join in. Sets its n and
- * each item's verdict; returns KG_OK when committed, or the error that
- * failed the whole batch (rolled back).
+ * One try at a batch from the ring's head, in one transaction. The batch
+ * is sized once the write lock is held, so events that arrived while the
+ * writer waited for it join in. Sets *n and each item's verdict; returns
+ * KG_OK when committed, or the error that failed the whole batch (rolled
+ * back).
  */
 static kg_err_t ud_try_batch(kg_usagedb_t *w, void *arg, kg_diag_t *diag)
 {
-    ud_batch_t *b = arg;
+    size_t *n = arg;
     kg_err_t rc;
 
     rc = kg_store_begin(w->store, diag);
     if (rc != KG_OK) {
         return rc;
     }
-    b->n = ud_batch_size(w, b->max);
-    rc = ud_apply(w, w->ring, w->cap, w->head, b->n, diag);
+    *n = ud_batch_size(w);
+    rc = ud_apply(w, w->ring, w->cap, w->head, *n, diag);
     if (rc != KG_OK) {
         kg_store_rollback(w->store);
         return rc;
@@ -560,25 +538,22 @@ static kg_err_t ud_retry(kg_usagedb_t *w, int retries, ud_try_fn fn, void *arg,
 }
 
 /*
- * Commit a batch of at most max events, retrying a busy store; *n gets its
- * size and every item of it its verdict.
+ * Commit a batch, retrying a busy store; *n gets its size and every item of
+ * it its verdict.
  */
-static kg_err_t ud_commit_batch(kg_usagedb_t *w, size_t max, size_t *n,
-                                uint64_t *retries)
+static kg_err_t ud_commit_batch(kg_usagedb_t *w, size_t *n, uint64_t *retries)
 {
-    ud_batch_t b = {.max = max, .n = 0};
     kg_diag_t diag;
     kg_err_t rc;
 
     *retries = 0;
-    rc = ud_retry(w, KG_USAGEDB_BUSY_RETRIES, ud_try_batch, &b, retries, &diag);
+    rc = ud_retry(w, KG_USAGEDB_BUSY_RETRIES, ud_try_batch, n, retries, &diag);
     if (rc != KG_OK) {
-        b.n = ud_batch_size(w, max);
-        for (size_t i = 0; i < b.n; i++) {
+        *n = ud_batch_size(w);
+        for (size_t i = 0; i < *n; i++) {
             w->ring[(w->head + i) % w->cap].rc = rc;
         }
     }
-    *n = b.n;
     return rc;
 }
 
@@ -875,9 +850,8 @@ static ud_read_t ud_reader_next(ud_reader_t *r, kg_usage_event_t *ev)
  *   Then it truncates the segment. It marks it EMPTYING meanwhile (under
  *   mu) and works without mu: nobody switches to it nor appends to it
  *   until it is FREE again.
- * - Only submitters move FREE -> ACTIVE -> SEALED; only the committing
- *   writer thread (and start and stop, alone) moves SEALED -> EMPTYING ->
- *   FREE.
+ * - Only submitters move FREE -> ACTIVE -> SEALED; only the writer thread
+ *   (and start and stop, alone) moves SEALED -> EMPTYING -> FREE.
  */
 
 /* Append rec to the active segment, switching first if it is due (mu
@@ -1146,23 +1120,14 @@ static void ud_reclaim_locked(kg_usagedb_t *w)
 }
 
 /*
- * Whether the catch-up thread should commit now (mu held): the backlog is
- * long, somebody waits for a commit (an urgent event, a flush), or the
- * writer stops and drains.
- */
-static bool ud_rush_wanted(const kg_usagedb_t *w)
-{
-    return w->rushing || w->urgent > 0 || w->flushers > 0 || w->stopping;
-}
-
-/*
  * Whether the writer may wait for more events before its next batch (mu
  * held): nobody waits for what is queued (each event is in the journal and
  * its submitter was told so), no flush or stop, and the batch is small.
  */
 static bool ud_may_linger(const kg_usagedb_t *w)
 {
-    return !ud_rush_wanted(w) && w->count < UD_LINGER_BATCH;
+    return !w->stopping && w->flushers == 0 && w->urgent == 0 &&
+           w->count < UD_LINGER_BATCH;
 }
 
 /* Give a small batch of durable events up to KG_USAGEDB_LINGER_MS to grow
@@ -1185,139 +1150,74 @@ static void ud_linger(kg_usagedb_t *w)
     }
 }
 
-/*
- * Commit one batch of at most max events from the head of the queue, run
- * its callbacks, then empty a journal segment that is done with (mu held;
- * dropped meanwhile). Only one thread at a time: the caller saw
- * committing false.
- */
-static void ud_work(kg_usagedb_t *w, size_t max, ud_role_t role)
-{
-    size_t n = 0;
-    uint64_t retries;
-    uint64_t ok = 0;
-    uint64_t skipped = 0;
-    unsigned pins = 0;
-    size_t urgent = 0;
-    kg_err_t rc;
-
-    w->committing = true;
-    w->yielding = role == UD_BACKGROUND;
-    w->yield_at = kg_clock_mono_us();
-    pthread_mutex_unlock(&w->mu);
-
-    rc = ud_commit_batch(w, max, &n, &retries);
-    for (size_t i = 0; i < n; i++) {
-        ud_item_t *it = &w->ring[(w->head + i) % w->cap];
-
-        ud_maybe_yield(w);
-        ok += it->rc == KG_OK;
-        skipped += rc == KG_OK && it->rc != KG_OK;
-        urgent += it->urgent;
-        if (rc != KG_OK && it->jseg >= 0) {
-            pins |= 1u << it->jseg; /* the journal keeps it */
-        }
-        if (it->done != NULL) {
-            it->done(it->ud, it->rc);
-        }
-    }
-
-    pthread_mutex_lock(&w->mu);
-    w->head = (w->head + n) % w->cap;
-    w->count -= n;
-    w->done_seq += n;
-    w->urgent -= urgent;
-    w->stats.busy_retries += retries;
-    if (rc == KG_OK) {
-        w->stats.batches++;
-        w->stats.rush_batches += role == UD_RUSH;
-        w->stats.committed += ok;
-        w->stats.skipped += skipped;
-    } else {
-        w->stats.failures++;
-        w->stats.failed += n;
-        w->last_failure = rc;
-    }
-    for (int k = 0; k < 2; k++) {
-        w->seg[k].pinned = w->seg[k].pinned || (pins & (1u << k)) != 0;
-    }
-    ud_reclaim_locked(w);
-    w->yielding = false;
-    if (w->rushing && w->count <= w->rush_high / 4) {
-        w->rushing = false;
-    }
-    w->committing = false;
-    pthread_cond_broadcast(&w->done_cv);
-    /* The other thread may have waited for this batch to end. */
-    if (ud_rush_wanted(w)) {
-        pthread_cond_signal(&w->rush_cv);
-    } else if (w->count > 0) {
-        pthread_cond_signal(&w->work_cv);
-    }
-}
-
-/*
- * The background thread: where the system allows it, it runs at
- * SCHED_IDLE, in the CPU time the event loops leave, so a batch never
- * keeps a loop from answering (on a busy core a batch at normal priority
- * would run its whole time slice first). Its events are already durable
- * in the journal, so nobody waits for it; when somebody does, or the
- * backlog grows because no CPU time is left, it steps aside for the
- * catch-up thread.
- */
-static void *ud_background_main(void *arg)
+static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
-#ifdef SCHED_IDLE
-    struct sched_param sp = {.sched_priority = 0};
-    int e;
-#endif
 
     pthread_setname_np(pthread_self(), "kg-usage");
-#ifdef SCHED_IDLE
-    e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-    if (e != 0) {
-        KG_INFO("usage writer: background thread at normal priority: %s",
-                strerror(e));
+    /* Lowering its own priority needs no privilege. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), UD_NICE) != 0) {
+        KG_INFO("usage writer: runs at the default priority: %s",
+                strerror(errno));
     }
-#endif
-    pthread_mutex_lock(&w->mu);
-    while (!w->stopping) {
-        if (w->count == 0 || w->committing || ud_rush_wanted(w)) {
-            pthread_cond_wait(&w->work_cv, &w->mu);
-            continue;
-        }
-        ud_linger(w);
-        if (w->count > 0 && !w->committing && !ud_rush_wanted(w)) {
-            ud_work(w, UD_BACKGROUND_BATCH, UD_BACKGROUND);
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL; /* the catch-up thread drains the queue */
-}
-
-/*
- * The catch-up thread, at normal priority: it commits while
- * ud_rush_wanted, and drains the queue at stop.
- */
-static void *ud_rush_main(void *arg)
-{
-    kg_usagedb_t *w = arg;
-
-    pthread_setname_np(pthread_self(), "kg-usage-rush");
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        if (w->rushing && w->count == 0) {
-            w->rushing = false;
+        size_t n = 0;
+        uint64_t retries;
+        uint64_t ok = 0;
+        uint64_t skipped = 0;
+        unsigned pins = 0;
+        size_t urgent = 0;
+        kg_err_t rc;
+
+        while (w->count == 0 && !w->stopping) {
+            pthread_cond_wait(&w->work_cv, &w->mu);
         }
-        if (w->committing || w->count == 0 || !ud_rush_wanted(w)) {
-            if (w->stopping && w->count == 0 && !w->committing) {
-                break; /* stopping and drained */
+        if (w->count == 0) {
+            break; /* stopping and drained */
+        }
+        ud_linger(w);
+        pthread_mutex_unlock(&w->mu);
+
+        w->yielding = true;
+        w->yield_at = kg_clock_mono_us();
+        rc = ud_commit_batch(w, &n, &retries);
+        for (size_t i = 0; i < n; i++) {
+            ud_item_t *it = &w->ring[(w->head + i) % w->cap];
+
+            ud_maybe_yield(w);
+            ok += it->rc == KG_OK;
+            skipped += rc == KG_OK && it->rc != KG_OK;
+            urgent += it->urgent;
+            if (rc != KG_OK && it->jseg >= 0) {
+                pins |= 1u << it->jseg; /* the journal keeps it */
             }
-            pthread_cond_wait(&w->rush_cv, &w->mu);
-            continue;
+            if (it->done != NULL) {
+                it->done(it->ud, it->rc);
+            }
         }
-        ud_work(w, KG_USAGEDB_BATCH_MAX, UD_RUSH);
+
+        w->yielding = false;
+        pthread_mutex_lock(&w->mu);
+        w->head = (w->head + n) % w->cap;
+        w->count -= n;
+        w->done_seq += n;
+        w->urgent -= urgent;
+        w->stats.busy_retries += retries;
+        if (rc == KG_OK) {
+            w->stats.batches++;
+            w->stats.committed += ok;
+            w->stats.skipped += skipped;
+        } else {
+            w->stats.failures++;
+            w->stats.failed += n;
+            w->last_failure = rc;
+        }
+        for (int k = 0; k < 2; k++) {
+            w->seg[k].pinned = w->seg[k].pinned || (pins & (1u << k)) != 0;
+        }
+        ud_reclaim_locked(w);
+        pthread_cond_broadcast(&w->done_cv);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -1370,15 +1270,9 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
     } else {
         w->stats.unjournaled++;
     }
-    /* Wake the catch-up thread when it is needed (the background thread
-     * is left behind, or the submitter waits), else the background thread
-     * when it is idle or its lingering should end; whichever works on a
-     * batch looks at the queue again after it anyway. */
-    if (it->urgent || (!w->rushing && w->count >= w->rush_high)) {
-        w->rushing = w->rushing || w->count >= w->rush_high;
-        pthread_cond_signal(&w->rush_cv);
-        pthread_cond_signal(&w->work_cv); /* ends its lingering */
-    } else if (!w->rushing && (w->count == 1 || w->count >= UD_LINGER_BATCH)) {
+    /* Wake the writer when it is idle or its lingering should end; while
+     * it works on a batch it looks at the queue again anyway. */
+    if (w->count == 1 || it->urgent || w->count >= UD_LINGER_BATCH) {
         pthread_cond_signal(&w->work_cv);
     }
 out:
@@ -1405,7 +1299,6 @@ kg_err_t kg_usagedb_flush(kg_usagedb_t *w)
     target = w->submit_seq;
     failures = w->stats.failures;
     w->flushers++;
-    pthread_cond_signal(&w->rush_cv);
     pthread_cond_signal(&w->work_cv); /* no lingering */
     /* Also until a segment being emptied is done: the journal space the
      * flushed events held is back when flush returns. */
@@ -1414,9 +1307,6 @@ kg_err_t kg_usagedb_flush(kg_usagedb_t *w)
         pthread_cond_wait(&w->done_cv, &w->mu);
     }
     w->flushers--;
-    if (!ud_rush_wanted(w) && w->count > 0) {
-        pthread_cond_signal(&w->work_cv); /* back to the background thread */
-    }
     if (w->stats.failures != failures) {
         rc = w->last_failure;
     }
@@ -1556,22 +1446,7 @@ static void ud_journal_finish(kg_usagedb_t *w)
     }
 }
 
-/* Stop the catch-up thread (after it drained the queue) and, when
- * background, the background thread. */
-static void ud_stop_threads(kg_usagedb_t *w, bool background)
-{
-    pthread_mutex_lock(&w->mu);
-    w->stopping = true;
-    pthread_cond_broadcast(&w->work_cv);
-    pthread_cond_broadcast(&w->rush_cv);
-    pthread_mutex_unlock(&w->mu);
-    if (background) {
-        pthread_join(w->thread, NULL);
-    }
-    pthread_join(w->rush_thread, NULL);
-}
-
-/* Destroy what start set up; the threads are not running. */
+/* Destroy what start set up; the thread is not running. */
 static void ud_free(kg_usagedb_t **wp)
 {
     kg_usagedb_t *w = *wp;
@@ -1584,7 +1459,6 @@ static void ud_free(kg_usagedb_t **wp)
     }
     kg_store_close(&w->store);
     pthread_cond_destroy(&w->done_cv);
-    pthread_cond_destroy(&w->rush_cv);
     pthread_cond_destroy(&w->work_cv);
     pthread_mutex_destroy(&w->mu);
     free(w->scratch);
@@ -1628,14 +1502,7 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
         return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no condvar");
     }
     pthread_condattr_destroy(&cattr);
-    if (pthread_cond_init(&w->rush_cv, NULL) != 0) {
-        pthread_cond_destroy(&w->work_cv);
-        pthread_mutex_destroy(&w->mu);
-        free(w);
-        return kg_diag_fail(diag, KG_ERR_INTERNAL, "usage writer: no condvar");
-    }
     if (pthread_cond_init(&w->done_cv, NULL) != 0) {
-        pthread_cond_destroy(&w->rush_cv);
         pthread_cond_destroy(&w->work_cv);
         pthread_mutex_destroy(&w->mu);
         free(w);
@@ -1659,19 +1526,9 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
     if (rc != KG_OK) {
         goto out;
     }
-    w->rush_high = w->cap / 4 < UD_RUSH_BACKLOG ? w->cap / 4 : UD_RUSH_BACKLOG;
-    if (w->rush_high == 0) {
-        w->rush_high = 1;
-    }
-    if (pthread_create(&w->rush_thread, NULL, ud_rush_main, w) != 0) {
+    if (pthread_create(&w->thread, NULL, ud_main, w) != 0) {
         rc = kg_diag_fail(diag, KG_ERR_INTERNAL,
-                          "usage writer: cannot start its threads");
-        goto out;
-    }
-    if (pthread_create(&w->thread, NULL, ud_background_main, w) != 0) {
-        rc = kg_diag_fail(diag, KG_ERR_INTERNAL,
-                          "usage writer: cannot start its threads");
-        ud_stop_threads(w, false);
+                          "usage writer: cannot start its thread");
     }
 out:
     if (rc != KG_OK) {
@@ -1689,7 +1546,11 @@ void kg_usagedb_stop(kg_usagedb_t **wp)
         return;
     }
     w = *wp;
-    ud_stop_threads(w, true);
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->work_cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
     ud_journal_finish(w);
     ud_free(wp);
 }

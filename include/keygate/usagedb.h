@@ -1,4 +1,4 @@
-/* The usage writer: a journal, then two threads that commit in batches. */
+/* The usage writer: a journal, then one thread that commits in batches. */
 #ifndef KEYGATE_USAGEDB_H
 #define KEYGATE_USAGEDB_H
 
@@ -71,8 +71,8 @@ typedef struct kg_usage_event {
 } kg_usage_event_t;
 
 /*
- * Called on one of the writer's threads once the transaction that held the
- * event has committed (rc KG_OK), or when the event could not be recorded:
+ * Called on the writer thread once the transaction that held the event
+ * has committed (rc KG_OK), or when the event could not be recorded:
  *   KG_ERR_NOT_FOUND   the key was deleted meanwhile; the event is dropped,
  *                      the rest of its batch commits
  *   KG_ERR_EXISTS      an event with this request_id is already stored
@@ -92,14 +92,13 @@ typedef struct kg_usagedb kg_usagedb_t;
 
 /* Counters for /metrics. */
 typedef struct kg_usagedb_stats {
-    uint64_t submitted;    /* accepted by kg_usagedb_submit */
-    uint64_t rejected;     /* refused by it: queue full, stopping, invalid */
-    uint64_t committed;    /* events stored */
-    uint64_t skipped;      /* events reported NOT_FOUND, EXISTS or INVAL */
-    uint64_t failed;       /* events of failed batches */
-    uint64_t batches;      /* transactions committed */
-    uint64_t rush_batches; /* of them, by the catch-up thread */
-    uint64_t failures;     /* batches failed */
+    uint64_t submitted; /* accepted by kg_usagedb_submit */
+    uint64_t rejected;  /* refused by it: queue full, stopping, invalid */
+    uint64_t committed; /* events stored */
+    uint64_t skipped;   /* events reported NOT_FOUND, EXISTS or INVAL */
+    uint64_t failed;    /* events of failed batches */
+    uint64_t batches;   /* transactions committed */
+    uint64_t failures;  /* batches failed */
     uint64_t busy_retries;
     uint64_t queued;        /* waiting now */
     uint64_t journaled;     /* accepted and written to the journal */
@@ -113,12 +112,8 @@ typedef struct kg_usagedb_stats {
  * kg_store_open), open the journal (creating its files, mode 0600), replay
  * it (every complete, valid record is recorded like a queued event: one
  * already stored is not counted again; a torn or invalid record is logged
- * and skipped), empty it, and start the writer's threads with room for
- * queue_max waiting events (0: KG_USAGEDB_DEFAULT_QUEUE): a background one
- * at SCHED_IDLE that commits in the CPU time nobody else wants, and a
- * catch-up one at normal priority that commits while a quarter of the
- * queue (at most 4096 events) waits, somebody waits for a commit, or a
- * flush or a stop is under way. When another
+ * and skipped), empty it, and start the writer thread with room for
+ * queue_max waiting events (0: KG_USAGEDB_DEFAULT_QUEUE). When another
  * writer holds the journal (its lock), this one runs without a journal.
  * Returns KG_OK with *out new (kg_usagedb_stop), KG_ERR_INVAL for a
  * queue_max over KG_USAGEDB_QUEUE_MAX, a store error (also when the

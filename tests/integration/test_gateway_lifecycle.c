@@ -1,8 +1,11 @@
 /* Gateway tests: CLI changes while running, kill -9 and SIGTERM drain. */
 #include <check.h>
 #include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@ static gwf_t W;
 static gwf_key_t K_REVOKE;
 static gwf_key_t K_DISABLE;
 static gwf_key_t K_ROTATE;
+static gwf_key_t K_THREADS;
 
 static void setup_root(void)
 {
@@ -38,6 +42,7 @@ static void setup_revocation(void)
     gwf_key_create(&W, &K_REVOKE, "to-revoke", NULL);
     gwf_key_create(&W, &K_DISABLE, "to-disable", NULL);
     gwf_key_create(&W, &K_ROTATE, "to-rotate", NULL);
+    gwf_key_create(&W, &K_THREADS, "threads", NULL);
     gwf_start(&W);
 }
 
@@ -49,6 +54,106 @@ static void teardown_revocation(void)
     gwf_root_free();
     ck_assert_msg(clean, "the shared daemon did not stop cleanly");
 }
+
+/* ---- threads ----------------------------------------------------------- */
+
+/* The daemon's threads by name, their count, and the nice value of the
+ * one named kg-usage. */
+typedef struct thread_census {
+    int total;
+    int loops;
+    int main_thread;
+    int usage;
+    int keycache;
+    int maint;
+    int other;
+    int usage_nice;
+} thread_census_t;
+
+static void census(pid_t pid, thread_census_t *c)
+{
+    char dir[64];
+    DIR *d;
+    struct dirent *de;
+
+    memset(c, 0, sizeof(*c));
+    c->usage_nice = -100;
+    snprintf(dir, sizeof(dir), "/proc/%ld/task", (long)pid);
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL) {
+        char path[384];
+        char comm[32] = "";
+        FILE *fp;
+
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s/comm", dir, de->d_name);
+        fp = fopen(path, "r");
+        if (fp == NULL) {
+            continue;
+        }
+        if (fgets(comm, sizeof(comm), fp) != NULL) {
+            comm[strcspn(comm, "\n")] = '\0';
+        }
+        fclose(fp);
+        c->total++;
+        if (strncmp(comm, "kg-loop-", 8) == 0) {
+            c->loops++;
+        } else if (strcmp(comm, "kg-usage") == 0) {
+            c->usage++;
+            errno = 0;
+            c->usage_nice = getpriority(PRIO_PROCESS, (id_t)atol(de->d_name));
+            ck_assert_int_eq(errno, 0);
+        } else if (strcmp(comm, "kg-keycache") == 0) {
+            c->keycache++;
+        } else if (strcmp(comm, "kg-maint") == 0) {
+            c->maint++;
+        } else if (atol(de->d_name) == (long)pid) {
+            c->main_thread++;
+        } else {
+            c->other++;
+        }
+    }
+    closedir(d);
+}
+
+/*
+ * The running daemon has exactly its named threads: one event loop per
+ * [server] threads (2 here), the usage writer at nice 5, the key-cache
+ * refresh and the maintenance thread; forwarded requests add none.
+ */
+START_TEST(test_threads_named_and_bounded)
+{
+    const char *body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\","
+                       "\"content\":\"threads\"}]}";
+    char cred[160];
+    thread_census_t before;
+    thread_census_t after;
+
+    census(W.gw_pid, &before);
+    ck_assert_int_eq(before.loops, 2);
+    ck_assert_int_eq(before.main_thread, 1);
+    ck_assert_int_eq(before.usage, 1);
+    ck_assert_int_eq(before.keycache, 1);
+    ck_assert_int_eq(before.maint, 1);
+    ck_assert_int_eq(before.other, 0);
+    ck_assert_int_eq(before.usage_nice, 5);
+
+    gwf_bearer(&K_THREADS, cred, sizeof(cred));
+    for (int i = 0; i < 20; i++) {
+        gwf_resp_t r;
+
+        gwf_post(&W, &r, "/v1/chat/completions", cred, body);
+        ck_assert_int_eq(r.status, 200);
+        gwf_resp_free(&r);
+    }
+    census(W.gw_pid, &after);
+    ck_assert_int_eq(after.total, before.total);
+    ck_assert_int_eq(after.usage_nice, 5);
+}
+END_TEST
 
 /* ---- CLI changes take effect in the running daemon ----------------------- */
 
@@ -385,6 +490,7 @@ static Suite *lifecycle_suite(void)
 
     tcase_add_unchecked_fixture(tc, setup_revocation, teardown_revocation);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_threads_named_and_bounded);
     tcase_add_test(tc, test_revoke_while_running);
     tcase_add_test(tc, test_disable_enable_while_running);
     tcase_add_test(tc, test_rotate_while_running);

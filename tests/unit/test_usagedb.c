@@ -1,9 +1,8 @@
 /* Unit tests of the usage writer: batches, sums, callbacks, locks, journal. */
-#define _GNU_SOURCE /* pthread_getname_np, SCHED_IDLE */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -12,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1515,52 +1515,12 @@ START_TEST(test_journal_failed_reapply_retried)
 }
 END_TEST
 
-/* ---- the writer's two threads ----------------------------------------- */
-
-/* Counts which of the writer's threads ran each callback. */
-typedef struct ut_who {
-    atomic_int background; /* "kg-usage" */
-    atomic_int rush;       /* "kg-usage-rush" */
-    atomic_int other;
-} ut_who_t;
-
-static void ut_who_done(void *ud, kg_err_t rc)
-{
-    ut_who_t *who = ud;
-    char name[16] = "";
-
-    ck_assert_int_eq(rc, KG_OK);
-    pthread_getname_np(pthread_self(), name, sizeof(name));
-    if (strcmp(name, "kg-usage") == 0) {
-        atomic_fetch_add(&who->background, 1);
-    } else if (strcmp(name, "kg-usage-rush") == 0) {
-        atomic_fetch_add(&who->rush, 1);
-    } else {
-        atomic_fetch_add(&who->other, 1);
-    }
-}
-
-static int ut_who_calls(ut_who_t *who)
-{
-    return atomic_load(&who->background) + atomic_load(&who->rush) +
-           atomic_load(&who->other);
-}
-
-/* Wait (at most 10 s) until n callbacks ran. */
-static void ut_who_wait(ut_who_t *who, int n)
-{
-    for (int i = 0; i < 2000 && ut_who_calls(who) < n; i++) {
-        ut_sleep_ms(5);
-    }
-    ck_assert_int_eq(ut_who_calls(who), n);
-}
-
-/* The scheduling policy of this process's thread named name; -1: none. */
-static int ut_thread_policy(const char *name)
+/* The nice value of this process's thread named name; -100: none. */
+static int ut_thread_nice(const char *name)
 {
     DIR *d = opendir("/proc/self/task");
     struct dirent *de;
-    int policy = -1;
+    int nice = -100;
 
     ck_assert_ptr_nonnull(d);
     while ((de = readdir(d)) != NULL) {
@@ -1581,135 +1541,32 @@ static int ut_thread_policy(const char *name)
         }
         fclose(f);
         if (strcmp(comm, name) == 0) {
-            policy = sched_getscheduler((pid_t)atoi(de->d_name));
+            errno = 0;
+            nice = getpriority(PRIO_PROCESS, (id_t)atoi(de->d_name));
+            ck_assert_int_eq(errno, 0);
         }
     }
     closedir(d);
-    return policy;
+    return nice;
 }
 
-/* The background thread runs at SCHED_IDLE, the catch-up one at normal
- * priority. */
-START_TEST(test_threads_and_priorities)
+/* The writer thread runs at nice 5: it gives the CPU up to an event loop
+ * on the same core soon after it has had its share. */
+START_TEST(test_writer_nice)
 {
     ut_fx_t fx;
     kg_usagedb_t *w;
 
     ut_fx_open(&fx);
     w = ut_writer(&fx, 5000, 0);
-    /* The background thread sets its own policy when it starts. */
-    for (int i = 0; i < 200 && ut_thread_policy("kg-usage") != SCHED_IDLE;
-         i++) {
+    /* The thread sets its own priority when it starts. */
+    for (int i = 0; i < 200 && ut_thread_nice("kg-usage") != 5; i++) {
         ut_sleep_ms(5);
     }
-    ck_assert_int_eq(ut_thread_policy("kg-usage"), SCHED_IDLE);
-    ck_assert_int_eq(ut_thread_policy("kg-usage-rush"), SCHED_OTHER);
+    ck_assert_int_eq(ut_thread_nice("kg-usage"), 5);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, 0), 0); /* only the writer */
     kg_usagedb_stop(&w);
-    ck_assert_int_eq(ut_thread_policy("kg-usage"), -1);
-    ck_assert_int_eq(ut_thread_policy("kg-usage-rush"), -1);
-    ut_fx_close(&fx);
-}
-END_TEST
-
-/* Journaled events nobody waits for are committed by the background
- * thread; an event its submitter waits for, and a flush, by the catch-up
- * thread. */
-START_TEST(test_who_commits)
-{
-    ut_fx_t fx;
-    char key[KG_TOKEN_ID_LEN + 1];
-    ut_who_t who;
-    kg_usage_event_t ev;
-    kg_usagedb_stats_t st;
-    kg_usagedb_t *w;
-
-    ut_journal_fx(&fx, key);
-    memset(&who, 0, sizeof(who));
-    w = ut_writer(&fx, 5000, 0);
-    for (int i = 0; i < 10; i++) {
-        bool durable = false;
-
-        ut_jevent(&ev, key, i);
-        ck_assert_int_eq(
-            kg_usagedb_submit_ex(w, &ev, ut_who_done, &who, &durable), KG_OK);
-        ck_assert(durable);
-    }
-    ut_who_wait(&who, 10);
-    ck_assert_int_eq(atomic_load(&who.background), 10);
-    kg_usagedb_stats(w, &st);
-    ck_assert_uint_eq(st.rush_batches, 0);
-
-    ut_jevent(&ev, key, 10); /* kg_usagedb_submit: the submitter waits */
-    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_who_done, &who), KG_OK);
-    ut_who_wait(&who, 11);
-    ck_assert_int_eq(atomic_load(&who.rush), 1);
-
-    ut_jevent(&ev, key, 11);
-    ck_assert_int_eq(kg_usagedb_submit_ex(w, &ev, ut_who_done, &who, NULL),
-                     KG_OK);
-    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
-    ck_assert_int_eq(atomic_load(&who.rush), 2);
-    ck_assert_int_eq(atomic_load(&who.other), 0);
-    kg_usagedb_stats(w, &st);
-    ck_assert_uint_eq(st.rush_batches, 2);
-    kg_usagedb_stop(&w);
-    ut_assert_jevents(&fx, key, 12);
-    ut_fx_close(&fx);
-}
-END_TEST
-
-/*
- * A backlog of a quarter of the queue goes to the catch-up thread; once it
- * is short again, the background thread takes over again. Nothing is lost
- * or counted twice on the way.
- */
-START_TEST(test_backlog_hands_over)
-{
-    ut_fx_t fx;
-    char key[KG_TOKEN_ID_LEN + 1];
-    ut_who_t who;
-    kg_usage_event_t ev;
-    kg_usagedb_stats_t st;
-    kg_usagedb_t *w;
-    int n = 0;
-    int rush;
-    int bg;
-
-    ut_journal_fx(&fx, key);
-    memset(&who, 0, sizeof(who));
-    w = ut_writer(&fx, 5000, 16); /* catch-up from 4 queued events */
-    /* Bursts of 12: the background thread lingers on the first one, the
-     * burst outgrows the threshold meanwhile. A burst that the background
-     * thread happens to take in time does not count; at most 50 tries. */
-    for (int round = 0; round < 50 && atomic_load(&who.rush) == 0; round++) {
-        for (int i = 0; i < 12; i++, n++) {
-            bool durable = false;
-
-            ut_jevent(&ev, key, n);
-            ck_assert_int_eq(
-                kg_usagedb_submit_ex(w, &ev, ut_who_done, &who, &durable),
-                KG_OK);
-            ck_assert(durable);
-        }
-        ut_who_wait(&who, n);
-    }
-    rush = atomic_load(&who.rush);
-    ck_assert_int_gt(rush, 0);
-    kg_usagedb_stats(w, &st);
-    ck_assert_uint_gt(st.rush_batches, 0);
-
-    /* Short again: the next single event is the background thread's. */
-    bg = atomic_load(&who.background);
-    ut_jevent(&ev, key, n++);
-    ck_assert_int_eq(
-        kg_usagedb_submit_ex(w, &ev, ut_who_done, &who, &(bool){0}), KG_OK);
-    ut_who_wait(&who, n);
-    ck_assert_int_eq(atomic_load(&who.background), bg + 1);
-    kg_usagedb_stats(w, &st);
-    ck_assert_int_eq(atomic_load(&who.background) + atomic_load(&who.rush), n);
-    ck_assert_uint_eq(st.committed, (uint64_t)n);
-    kg_usagedb_stop(&w);
-    ut_assert_jevents(&fx, key, n);
+    ck_assert_int_eq(ut_thread_nice("kg-usage"), -100);
     ut_fx_close(&fx);
 }
 END_TEST
@@ -1728,6 +1585,7 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_busy_past_retries_fails_batch);
     tcase_add_test(tc, test_submit_refuses);
     tcase_add_test(tc, test_folded_batch_matches_one_by_one);
+    tcase_add_test(tc, test_writer_nice);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
@@ -1742,13 +1600,6 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_journal_failed_reapply_retried);
     tcase_add_test(tc, test_journal_unavailable_not_durable);
     tcase_add_test(tc, test_journal_durable_events_grouped);
-    tcase_set_timeout(tc, 60);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("threads");
-    tcase_add_test(tc, test_threads_and_priorities);
-    tcase_add_test(tc, test_who_commits);
-    tcase_add_test(tc, test_backlog_hands_over);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
