@@ -84,10 +84,12 @@ static void census(pid_t pid, thread_census_t *c)
     while ((de = readdir(d)) != NULL) {
         char path[384];
         char comm[32] = "";
+        char *end = NULL;
+        long tid = strtol(de->d_name, &end, 10);
         FILE *fp;
 
-        if (de->d_name[0] == '.') {
-            continue;
+        if (end == de->d_name || *end != '\0' || tid <= 0) {
+            continue; /* ".", ".." */
         }
         snprintf(path, sizeof(path), "%s/%s/comm", dir, de->d_name);
         fp = fopen(path, "r");
@@ -104,13 +106,13 @@ static void census(pid_t pid, thread_census_t *c)
         } else if (strcmp(comm, "kg-usage") == 0) {
             c->usage++;
             errno = 0;
-            c->usage_nice = getpriority(PRIO_PROCESS, (id_t)atol(de->d_name));
+            c->usage_nice = getpriority(PRIO_PROCESS, (id_t)tid);
             ck_assert_int_eq(errno, 0);
         } else if (strcmp(comm, "kg-keycache") == 0) {
             c->keycache++;
         } else if (strcmp(comm, "kg-maint") == 0) {
             c->maint++;
-        } else if (atol(de->d_name) == (long)pid) {
+        } else if (tid == (long)pid) {
             c->main_thread++;
         } else {
             c->other++;

@@ -1526,10 +1526,12 @@ static int ut_thread_nice(const char *name)
     while ((de = readdir(d)) != NULL) {
         char path[300];
         char comm[32] = "";
+        char *end = NULL;
+        long tid = strtol(de->d_name, &end, 10);
         FILE *f;
 
-        if (de->d_name[0] == '.') {
-            continue;
+        if (end == de->d_name || *end != '\0' || tid <= 0) {
+            continue; /* ".", ".." */
         }
         snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
         f = fopen(path, "r");
@@ -1542,7 +1544,7 @@ static int ut_thread_nice(const char *name)
         fclose(f);
         if (strcmp(comm, name) == 0) {
             errno = 0;
-            nice = getpriority(PRIO_PROCESS, (id_t)atoi(de->d_name));
+            nice = getpriority(PRIO_PROCESS, (id_t)tid);
             ck_assert_int_eq(errno, 0);
         }
     }
