@@ -51,8 +51,6 @@ static const char secret_sql_insert[] =
 static const char secret_sql_grace[] =
     "UPDATE key_secrets SET expires_at = ? WHERE key_id = ? "
     "AND expires_at IS NULL";
-static const char secret_sql_drop_current[] =
-    "DELETE FROM key_secrets WHERE key_id = ? AND expires_at IS NULL";
 static const char secret_sql_drop_all[] =
     "DELETE FROM key_secrets WHERE key_id = ?";
 static const char secret_sql_drop_stale[] =
@@ -794,7 +792,10 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    /* Old secrets past their grace go; the current one gets its grace. */
+    /* Old secrets past their grace go. With a grace the current secret
+     * gets it; without one every earlier secret goes at once, including
+     * those still inside an earlier rotation's grace (a rotation after a
+     * leak must leave no old secret working). */
     st = kg_store_stmt(ctx->store, secret_sql_drop_stale, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
@@ -803,7 +804,7 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
     sqlite3_bind_int64(st, 1, now);
     rc = kg_store_exec_stmt(ctx->store, st, "dropping old secrets", diag);
     if (rc == KG_OK && grace == 0) {
-        rc = key_drop_secrets(ctx, secret_sql_drop_current, k.id, diag);
+        rc = key_drop_secrets(ctx, secret_sql_drop_all, k.id, diag);
     } else if (rc == KG_OK) {
         st = kg_store_stmt(ctx->store, secret_sql_grace, diag);
         if (st == NULL) {

@@ -130,8 +130,10 @@ kg_err_t kg_keys_enable(const kg_keys_ctx_t *ctx, const char *ref,
                         kg_key_t *out, kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
- * Issue a new secret for the key (id, limits, rules, history stay). The old
- * secret stays valid for grace seconds (0 = invalid at once). The new token
+ * Issue a new secret for the key (id, limits, rules, history stay). With
+ * grace > 0 the current secret stays valid for grace seconds (older ones
+ * keep what is left of their own grace); grace 0 ends every earlier secret
+ * at once, including those still inside an earlier grace. The new token
  * goes to token, once. KG_ERR_STATE for a deleted key.
  */
 kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,

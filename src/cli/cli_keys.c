@@ -635,6 +635,23 @@ static int keys_revoke(kg_cli_t *cli, int argc, char **argv)
                        "revoked");
 }
 
+/* What became of the earlier secrets after a rotation. */
+static void keys_print_rotation(const kg_key_t *k, int64_t grace)
+{
+    char t[KG_TIME_STRLEN];
+    char d[KG_DURATION_STRLEN];
+
+    if (grace == 0) {
+        printf("Earlier secrets: all stopped working now, also any still "
+               "inside an earlier\ngrace period.\n");
+        return;
+    }
+    printf("Previous secret: valid until %s (grace %s).\nTo end it and "
+           "every older secret at once: keygate keys rotate %s\n",
+           keys_time(k->updated_at + grace, t, sizeof(t), "now"),
+           kg_duration_format(grace, d, sizeof(d)), k->id);
+}
+
 static int keys_rotate(kg_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -656,8 +673,11 @@ static int keys_rotate(kg_cli_t *cli, int argc, char **argv)
         if (opt == OPT_HELP || opt == 'h') {
             printf("Usage: keygate keys rotate ID [--grace DURATION]\n\n"
                    "Issue a new secret for the key and print the new token "
-                   "once.\nThe old secret stays valid for the grace period "
-                   "(default 0: invalid at once).\n");
+                   "once.\nThe previous secret stays valid for the grace "
+                   "period. Without --grace\n(or with 0) every earlier "
+                   "secret stops working at once, also those still\ninside "
+                   "an earlier grace period: rotate that way after a "
+                   "leak.\n");
             return KG_EXIT_OK;
         }
         if (opt != OPT_GRACE) {
@@ -682,6 +702,9 @@ static int keys_rotate(kg_cli_t *cli, int argc, char **argv)
     }
     ex = keys_print_token(cli, &key, token, "Rotated");
     sodium_memzero(token, sizeof(token));
+    if (ex == KG_EXIT_OK && !cli->json) {
+        keys_print_rotation(&key, grace);
+    }
     kg_key_clear(&key);
     return ex;
 }

@@ -918,6 +918,7 @@ START_TEST(test_keys_rotate)
     secret_of(g_token, secret1);
     KG_EXPECT(kg("keys", "rotate", g_id, NULL), 0);
     assert_ok();
+    assert_out_has("Earlier secrets: all stopped working now");
     token_from_text(token2);
     ck_assert_str_ne(token2, g_token);
     ck_assert_mem_eq(token2 + 3, g_id, ID_LEN); /* same key id */
@@ -942,6 +943,9 @@ START_TEST(test_keys_rotate)
     json_decref(j);
     KG_EXPECT(kg("keys", "show", g_id, NULL), 0);
     assert_out_has("Old secret:    valid until");
+    KG_EXPECT(kg("keys", "rotate", g_id, "--grace", "30m", NULL), 0);
+    assert_out_has("Previous secret: valid until");
+    assert_out_has("(grace 30m)");
 }
 END_TEST
 

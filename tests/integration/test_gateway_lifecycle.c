@@ -22,6 +22,7 @@ static gwf_key_t K_REVOKE;
 static gwf_key_t K_DISABLE;
 static gwf_key_t K_ROTATE;
 static gwf_key_t K_THREADS;
+static gwf_key_t K_LEAK;
 
 static void setup_root(void)
 {
@@ -43,6 +44,7 @@ static void setup_revocation(void)
     gwf_key_create(&W, &K_DISABLE, "to-disable", NULL);
     gwf_key_create(&W, &K_ROTATE, "to-rotate", NULL);
     gwf_key_create(&W, &K_THREADS, "threads", NULL);
+    gwf_key_create(&W, &K_LEAK, "leaked", NULL);
     gwf_start(&W);
 }
 
@@ -262,6 +264,89 @@ START_TEST(test_rotate_while_running)
     ck_assert_int_eq(models_status(&W, K_ROTATE.token), 401);
     ck_assert_int_eq(models_status(&W, fresh), 200);
     kg_harness_result_free(&r);
+}
+END_TEST
+
+/* GET /v1/models with token from the loopback address ip. */
+static long models_status_from(const char *ip, const char *token)
+{
+    char cred[160];
+    gwf_resp_t r;
+    long status;
+
+    snprintf(cred, sizeof(cred), "Authorization: Bearer %s", token);
+    gwf_source_ip = ip;
+    gwf_get(&W, &r, "/v1/models", cred);
+    gwf_source_ip = NULL;
+    status = r.status;
+    gwf_resp_free(&r);
+    return status;
+}
+
+/* Rotate key id (with "--grace", grace unless NULL); the new token. */
+static void rotate_key(const char *id, const char *grace, char *token,
+                       size_t len)
+{
+    kg_harness_result_t r = {0};
+    json_t *j;
+
+    if (grace != NULL) {
+        ck_assert_int_eq(gwf_kg(&W, &r, "--json", "keys", "rotate", id,
+                                "--grace", grace, NULL),
+                         0);
+    } else {
+        ck_assert_int_eq(gwf_kg(&W, &r, "--json", "keys", "rotate", id, NULL),
+                         0);
+    }
+    j = json_loads(r.out, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "token")));
+    snprintf(token, len, "%s", json_string_value(json_object_get(j, "token")));
+    json_decref(j);
+    kg_harness_result_free(&r);
+}
+
+/*
+ * A rotation after a leak: rotate with a grace period, then again without.
+ * The running daemon refuses both older tokens within one second (the one
+ * still inside its grace too) and accepts the newest.
+ */
+START_TEST(test_rotate_without_grace_ends_every_old_secret)
+{
+    char second[GWF_TOKEN_MAX];
+    char third[GWF_TOKEN_MAX];
+    int64_t t0;
+    int64_t took = -1;
+
+    ck_assert_int_eq(models_status_from("127.0.3.10", K_LEAK.token), 200);
+    rotate_key(K_LEAK.id, "1h", second, sizeof(second));
+    /* The new secret is known once the key cache has seen the change. */
+    t0 = gwf_now_ms();
+    while (models_status_from("127.0.3.11", second) != 200 &&
+           gwf_now_ms() - t0 <= REVOKE_POLL_MS) {
+        gwf_sleep_ms(25);
+    }
+    ck_assert_int_eq(models_status_from("127.0.3.11", second), 200);
+    /* Inside its grace the first secret still works. */
+    gwf_sleep_ms(400);
+    ck_assert_int_eq(models_status_from("127.0.3.10", K_LEAK.token), 200);
+
+    rotate_key(K_LEAK.id, NULL, third, sizeof(third));
+    t0 = gwf_now_ms();
+    while (gwf_now_ms() - t0 <= REVOKE_POLL_MS) {
+        if (models_status_from("127.0.3.10", K_LEAK.token) == 401 &&
+            models_status_from("127.0.3.11", second) == 401) {
+            took = gwf_now_ms() - t0;
+            break;
+        }
+        gwf_sleep_ms(25);
+    }
+    assert_quick(took, "rotate without grace (both older secrets)");
+    ck_assert_int_eq(models_status_from("127.0.3.12", third), 200);
+    gwf_sleep_ms(300);
+    ck_assert_int_eq(models_status_from("127.0.3.10", K_LEAK.token), 401);
+    ck_assert_int_eq(models_status_from("127.0.3.11", second), 401);
+    ck_assert_int_eq(models_status_from("127.0.3.12", third), 200);
 }
 END_TEST
 
@@ -496,6 +581,7 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_revoke_while_running);
     tcase_add_test(tc, test_disable_enable_while_running);
     tcase_add_test(tc, test_rotate_while_running);
+    tcase_add_test(tc, test_rotate_without_grace_ends_every_old_secret);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("crash");

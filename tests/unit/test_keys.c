@@ -863,6 +863,38 @@ START_TEST(test_rotate_without_grace)
 }
 END_TEST
 
+/* A rotation without grace after one with grace: every earlier secret
+ * stops at once, the one still inside its grace too. */
+START_TEST(test_rotate_without_grace_ends_earlier_grace)
+{
+    kg_key_t key;
+    kg_key_t out;
+    char first[KG_TOKEN_STRLEN];
+    char second[KG_TOKEN_STRLEN];
+    char third[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    ut_make("leaked", &key, first);
+    ck_assert_int_eq(kg_keys_rotate(&ut_ctx, key.id, 3600, NULL, second, &diag),
+                     KG_OK);
+    ck_assert_int_eq(ut_verify(first), KG_OK);
+    ck_assert_int_eq(ut_verify(second), KG_OK);
+    kg_clock_set_fake(ut_t0 + 60);
+    ck_assert_int_eq(kg_keys_rotate(&ut_ctx, key.id, 0, &out, third, &diag),
+                     KG_OK);
+    ck_assert_int_eq(out.grace_until, KG_NONE);
+    kg_key_clear(&out);
+    ck_assert_int_eq(ut_verify(first), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(ut_verify(second), KG_ERR_INVALID_KEY);
+    ck_assert_int_eq(ut_verify(third), KG_OK);
+    ck_assert_int_eq(ut_int("SELECT count(*) FROM key_secrets WHERE key_id "
+                            "= ?",
+                            key.id),
+                     1);
+    kg_key_clear(&key);
+}
+END_TEST
+
 START_TEST(test_revoke)
 {
     kg_key_t key;
@@ -1227,6 +1259,7 @@ static Suite *keys_suite(void)
     tcase_add_test(tc, test_enable_expired_refused);
     tcase_add_test(tc, test_rotate_with_grace);
     tcase_add_test(tc, test_rotate_without_grace);
+    tcase_add_test(tc, test_rotate_without_grace_ends_earlier_grace);
     tcase_add_test(tc, test_revoke);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_purge_expired);
