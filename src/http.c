@@ -387,14 +387,6 @@ static enum MHD_Result http_model(struct MHD_Connection *conn, http_req_t *req,
     return http_queue_private(conn, req, MHD_HTTP_OK, http_model_json(m));
 }
 
-static json_t *http_money(int64_t micro)
-{
-    char buf[KG_MONEY_STRLEN];
-
-    return micro < 0 ? json_null()
-                     : json_string(kg_money_format(micro, buf, sizeof(buf)));
-}
-
 /* GET /v1/key: the calling key, never its secret. */
 static enum MHD_Result http_key_info(struct MHD_Connection *conn,
                                      http_req_t *req)
@@ -424,15 +416,16 @@ static enum MHD_Result http_key_info(struct MHD_Connection *conn,
         k->expires_at < 0 ? json_null()
                           : json_string(kg_time_format(k->expires_at, expires,
                                                        sizeof(expires))),
-        "usage", http_money(b.usage), "usageLimit", http_money(b.usage_limit),
-        "remaining", http_money(remaining), "period",
+        "usage", kg_money_json(b.usage), "usageLimit",
+        kg_money_json(b.usage_limit), "remaining", kg_money_json(remaining),
+        "period",
         k->period ? json_string(kg_period_name(k->period)) : json_null(),
-        "periodLimit", http_money(b.period_limit), "periodUsage",
-        http_money(k->period ? b.period_usage : -1));
+        "periodLimit", kg_money_json(b.period_limit), "periodUsage",
+        kg_money_json(k->period ? b.period_usage : -1));
     if (j != NULL) {
         json_t *rl = json_object();
 
-        json_object_set_new(j, "reserved", http_money(b.reserved));
+        json_object_set_new(j, "reserved", kg_money_json(b.reserved));
         json_object_set_new(j, "periodResetsAt",
                             k->period
                                 ? json_string(kg_time_format(
@@ -447,6 +440,7 @@ static enum MHD_Result http_key_info(struct MHD_Connection *conn,
                                 ? json_null()
                                 : json_integer(k->max_concurrent));
         json_object_set_new(j, "rateLimits", rl);
+        json_object_set_new(j, "currency", json_string(KG_MONEY_UNIT));
     }
     body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);

@@ -549,7 +549,10 @@ out:
     return rc;
 }
 
-/* {"field": {"from": old, "to": new}} for every public field that changed. */
+/*
+ * {"field": {"from": old, "to": new}} for every public field that changed;
+ * not periodUsage, a counter that reads null without a period.
+ */
 static json_t *key_diff(const kg_key_t *before, const kg_key_t *after)
 {
     json_t *a = kg_key_to_json(before);
@@ -568,7 +571,8 @@ static json_t *key_diff(const kg_key_t *before, const kg_key_t *after)
     {
         json_t *vb = json_object_get(b, field); /* borrowed */
 
-        if (strcmp(field, "updatedAt") == 0 || json_equal(va, vb)) {
+        if (strcmp(field, "updatedAt") == 0 ||
+            strcmp(field, "periodUsage") == 0 || json_equal(va, vb)) {
             continue;
         }
         json_object_set_new(
@@ -878,7 +882,7 @@ static kg_err_t key_revoke_locked(const kg_keys_ctx_t *ctx, const kg_key_t *k,
 }
 
 kg_err_t kg_keys_revoke(const kg_keys_ctx_t *ctx, const char *ref,
-                        kg_key_t *out, kg_diag_t *diag)
+                        kg_key_t *out, bool *already, kg_diag_t *diag)
 {
     kg_key_t k;
     kg_err_t rc;
@@ -887,6 +891,9 @@ kg_err_t kg_keys_revoke(const kg_keys_ctx_t *ctx, const char *ref,
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
     }
+    if (already != NULL) {
+        *already = false;
+    }
     rc = kg_store_begin(ctx->store, diag);
     if (rc != KG_OK) {
         return rc;
@@ -894,6 +901,8 @@ kg_err_t kg_keys_revoke(const kg_keys_ctx_t *ctx, const char *ref,
     rc = kg_keys_get(ctx, ref, &k, diag);
     if (rc == KG_OK && k.status != KG_KEY_DELETED) {
         rc = key_revoke_locked(ctx, &k, "revoke", diag);
+    } else if (rc == KG_OK && already != NULL) {
+        *already = true;
     }
     rc = key_finish(ctx, rc, diag);
     if (rc == KG_OK && out != NULL) {
@@ -1073,15 +1082,6 @@ static json_t *key_json_time(int64_t t)
                         : json_string(kg_time_format(t, buf, sizeof(buf)));
 }
 
-static json_t *key_json_money(int64_t micro)
-{
-    char buf[KG_MONEY_STRLEN];
-
-    return micro == KG_NONE
-               ? json_null()
-               : json_string(kg_money_format(micro, buf, sizeof(buf)));
-}
-
 static json_t *key_json_count(int64_t v)
 {
     return v == KG_NONE ? json_null() : json_integer(v);
@@ -1095,7 +1095,7 @@ json_t *kg_key_to_json(const kg_key_t *k)
 
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, "
-        "s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+        "s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s}",
         "id", k->id, "name", k->name, "display",
         kg_token_display(k->prefix, k->id, k->last4, display, sizeof(display)),
         "status", kg_key_status_name(k->status), "workspaceId", k->workspace_id,
@@ -1105,16 +1105,16 @@ json_t *kg_key_to_json(const kg_key_t *k)
         key_json_time(k->updated_at), "lastUsedAt",
         key_json_time(k->last_used_at), "expiresAt",
         key_json_time(k->expires_at), "usageLimit",
-        key_json_money(k->usage_limit), "usage", key_json_money(k->usage),
+        kg_money_json(k->usage_limit), "usage", kg_money_json(k->usage),
         "period",
         k->period ? json_string(kg_period_name(k->period)) : json_null(),
-        "periodLimit", key_json_money(k->period_limit), "periodUsage",
-        key_json_money(k->period_usage), "periodStartedAt",
-        key_json_time(k->period_started_at), "rpm", key_json_count(k->rpm),
-        "tpm", key_json_count(k->tpm), "maxConcurrent",
+        "periodLimit", kg_money_json(k->period_limit), "periodUsage",
+        kg_money_json(k->period == KG_PERIOD_NONE ? KG_NONE : k->period_usage),
+        "periodStartedAt", key_json_time(k->period_started_at), "rpm",
+        key_json_count(k->rpm), "tpm", key_json_count(k->tpm), "maxConcurrent",
         key_json_count(k->max_concurrent), "rules",
         rules ? rules : json_object(), "graceUntil",
-        key_json_time(k->grace_until));
+        key_json_time(k->grace_until), "currency", KG_MONEY_UNIT);
 }
 
 /* kg_key_to_json plus what the budget looks like now. */
@@ -1127,17 +1127,18 @@ json_t *kg_key_to_json_budget(const kg_key_t *k, int64_t now)
     if (j == NULL) {
         return NULL;
     }
-    if (k->period != KG_PERIOD_NONE &&
-        k->period_started_at < kg_period_start(k->period, now)) {
+    if (k->period == KG_PERIOD_NONE) {
+        period_usage = KG_NONE;
+    } else if (k->period_started_at < kg_period_start(k->period, now)) {
         period_usage = 0; /* a new period began since the last charge */
     }
     if (k->usage_limit != KG_NONE) {
         remaining = k->usage_limit - k->usage - k->reserved;
         remaining = remaining < 0 ? 0 : remaining;
     }
-    json_object_set_new(j, "periodUsage", key_json_money(period_usage));
-    json_object_set_new(j, "reserved", key_json_money(k->reserved));
-    json_object_set_new(j, "remaining", key_json_money(remaining));
+    json_object_set_new(j, "periodUsage", kg_money_json(period_usage));
+    json_object_set_new(j, "reserved", kg_money_json(k->reserved));
+    json_object_set_new(j, "remaining", kg_money_json(remaining));
     json_object_set_new(j, "periodResetsAt",
                         k->period == KG_PERIOD_NONE
                             ? json_null()

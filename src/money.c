@@ -85,3 +85,20 @@ const char *kg_money_format(int64_t micro, char *buf, size_t len)
     snprintf(buf, len, "%s%" PRIu64 ".%s", neg ? "-" : "", whole, digits);
     return buf;
 }
+
+const char *kg_money_format_limit(int64_t micro, char *buf, size_t len)
+{
+    if (micro < 0) {
+        snprintf(buf, len, "%s", KG_MONEY_NO_LIMIT);
+        return buf;
+    }
+    return kg_money_format(micro, buf, len);
+}
+
+json_t *kg_money_json(int64_t micro)
+{
+    char buf[KG_MONEY_STRLEN];
+
+    return micro < 0 ? json_null()
+                     : json_string(kg_money_format(micro, buf, sizeof(buf)));
+}

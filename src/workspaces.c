@@ -430,12 +430,13 @@ json_t *kg_workspace_to_json(const kg_workspace_t *ws)
     json_t *rules = json_loads(ws->rules ? ws->rules : "{}", 0, NULL);
 
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:I, s:s, s:s}", "id", ws->id, "name",
+        "{s:s, s:s, s:s, s:s, s:o, s:I, s:s, s:s, s:s}", "id", ws->id, "name",
         ws->name, "mode", kg_ws_mode_name(ws->mode), "creditsBalance",
         kg_money_format(ws->credits_balance, money, sizeof(money)), "rules",
         rules ? rules : json_object(), "keyCount", (json_int_t)ws->key_count,
         "createdAt", kg_time_format(ws->created_at, created, sizeof(created)),
-        "updatedAt", kg_time_format(ws->updated_at, updated, sizeof(updated)));
+        "updatedAt", kg_time_format(ws->updated_at, updated, sizeof(updated)),
+        "currency", KG_MONEY_UNIT);
 }
 
 void kg_workspace_clear(kg_workspace_t *ws)

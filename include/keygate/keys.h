@@ -140,9 +140,14 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
                         int64_t grace, kg_key_t *out, char *token,
                         kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Status → deleted, secrets dropped; row and usage history kept. */
+/*
+ * Status → deleted, secrets dropped; row and usage history kept. A key
+ * already revoked is left as it is (KG_OK, nothing audited) and *already
+ * (may be NULL) says so.
+ */
 kg_err_t kg_keys_revoke(const kg_keys_ctx_t *ctx, const char *ref,
-                        kg_key_t *out, kg_diag_t *diag) KG_MUST_CHECK;
+                        kg_key_t *out, bool *already,
+                        kg_diag_t *diag) KG_MUST_CHECK;
 
 /* Remove the key, its secrets and its usage for good (audit stays). */
 kg_err_t kg_keys_delete(const kg_keys_ctx_t *ctx, const char *ref,

@@ -169,16 +169,14 @@ static const char *keys_time(int64_t t, char *buf, size_t len, const char *none)
     return kg_time_format_short(t, buf, len);
 }
 
-/* "12.50/25.00" or "12.50/-" when unlimited. */
+/* "12.50 / 25.00", or "12.50 / no limit" (USD, named in the header). */
 static const char *keys_usage_cell(const kg_key_t *k, char *buf, size_t len)
 {
     char used[KG_MONEY_STRLEN];
     char limit[KG_MONEY_STRLEN];
 
-    snprintf(buf, len, "%s/%s", kg_money_format(k->usage, used, sizeof(used)),
-             k->usage_limit == KG_NONE
-                 ? "-"
-                 : kg_money_format(k->usage_limit, limit, sizeof(limit)));
+    snprintf(buf, len, "%s / %s", kg_money_format(k->usage, used, sizeof(used)),
+             kg_money_format_limit(k->usage_limit, limit, sizeof(limit)));
     return buf;
 }
 
@@ -192,23 +190,26 @@ static void keys_print_budget(const kg_key_t *k)
     const char *reset = json_string_value(json_object_get(j, "periodResetsAt"));
     char m1[KG_MONEY_STRLEN];
 
-    printf("Spend:         %s USD (reserved %s)\n",
+    printf("Spend:         %s " KG_MONEY_UNIT " (reserved %s " KG_MONEY_UNIT
+           ")\n",
            kg_money_format(k->usage, m1, sizeof(m1)),
            reserved ? reserved : "0.00");
     if (k->usage_limit == KG_NONE) {
-        printf("Usage limit:   none\n");
+        printf("Usage limit:   " KG_MONEY_NO_LIMIT "\n");
     } else {
-        printf("Usage limit:   %s (remaining %s)\n",
+        printf("Usage limit:   %s " KG_MONEY_UNIT
+               " (remaining %s " KG_MONEY_UNIT ")\n",
                kg_money_format(k->usage_limit, m1, sizeof(m1)),
                remaining ? remaining : "0.00");
     }
     if (k->period != KG_PERIOD_NONE) {
-        printf("Period limit:  %s per %s (spent %s this %s; resets %s)\n",
+        printf("Period limit:  %s " KG_MONEY_UNIT
+               " per %s (spent %s " KG_MONEY_UNIT " this %s; resets %s)\n",
                kg_money_format(k->period_limit, m1, sizeof(m1)),
                kg_period_name(k->period), pusage ? pusage : "0.00",
                kg_period_name(k->period), reset ? reset : "?");
     } else {
-        printf("Period limit:  none\n");
+        printf("Period limit:  " KG_MONEY_NO_LIMIT "\n");
     }
     json_decref(j);
 }
@@ -378,7 +379,7 @@ static int keys_list(kg_cli_t *cli, int argc, char **argv)
     };
     static const char *const headers[] = {
         "ID",      "NAME",      "DISPLAY", "STATUS",
-        "CREATED", "LAST USED", "EXPIRES", "USAGE/LIMIT",
+        "CREATED", "LAST USED", "EXPIRES", "USAGE / LIMIT (" KG_MONEY_UNIT ")",
     };
     kg_key_filter_t filter = {NULL, false};
     kg_cli_table_t table;
@@ -629,10 +630,40 @@ static int keys_enable(kg_cli_t *cli, int argc, char **argv)
 
 static int keys_revoke(kg_cli_t *cli, int argc, char **argv)
 {
-    return keys_change(cli, argc, argv, kg_keys_revoke, "keys revoke",
-                       "Usage: keygate keys revoke ID\n\nRevoke the key for "
-                       "good (status deleted); its usage history stays.\n",
-                       "revoked");
+    const char *id = NULL;
+    kg_key_t key;
+    kg_diag_t diag = {{0}};
+    bool already = false;
+    kg_err_t rc;
+    int ex;
+
+    ex = keys_one_id("keys revoke",
+                     "Usage: keygate keys revoke ID\n\nRevoke the key for "
+                     "good (status deleted); its usage history stays.\n",
+                     argc, argv, &id);
+    if (ex != -1) {
+        return ex;
+    }
+    ex = kg_cli_open(cli);
+    if (ex != KG_EXIT_OK) {
+        return ex;
+    }
+    rc = kg_keys_revoke(&cli->keys, id, &key, &already, &diag);
+    if (rc != KG_OK) {
+        return kg_cli_fail(rc, &diag);
+    }
+    if (cli->json) {
+        json_t *j = kg_key_to_json(&key);
+
+        if (j != NULL) {
+            json_object_set_new(j, "alreadyRevoked", json_boolean(already));
+        }
+        kg_key_clear(&key);
+        return kg_cli_print_json(j);
+    }
+    return keys_report(cli, &key,
+                       already ? "was already revoked; nothing changed"
+                               : "revoked");
 }
 
 /* What became of the earlier secrets after a rotation. */

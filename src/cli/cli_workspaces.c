@@ -57,8 +57,9 @@ static int ws_report(kg_cli_t *cli, kg_workspace_t *ws, const char *what)
     if (cli->json) {
         ex = kg_cli_print_json(kg_workspace_to_json(ws));
     } else if (what != NULL) {
-        printf("Workspace '%s' (%s) %s; mode %s, credits %s USD.\n", ws->name,
-               ws->id, what, kg_ws_mode_name(ws->mode),
+        printf("Workspace '%s' (%s) %s; mode %s, credits %s " KG_MONEY_UNIT
+               ".\n",
+               ws->name, ws->id, what, kg_ws_mode_name(ws->mode),
                kg_money_format(ws->credits_balance, money, sizeof(money)));
     } else {
         char t[KG_TIME_STRLEN];
@@ -66,7 +67,7 @@ static int ws_report(kg_cli_t *cli, kg_workspace_t *ws, const char *what)
         printf("ID:        %s\n", ws->id);
         printf("Name:      %s\n", ws->name);
         printf("Mode:      %s\n", kg_ws_mode_name(ws->mode));
-        printf("Credits:   %s USD\n",
+        printf("Credits:   %s " KG_MONEY_UNIT "\n",
                kg_money_format(ws->credits_balance, money, sizeof(money)));
         printf("Keys:      %lld\n", (long long)ws->key_count);
         printf("Rules:     %s\n", ws->rules ? ws->rules : "{}");
@@ -136,8 +137,8 @@ static int ws_create(kg_cli_t *cli, int argc, char **argv)
 
 static int ws_list(kg_cli_t *cli, int argc, char **argv)
 {
-    static const char *const headers[] = {"ID",      "NAME", "MODE",
-                                          "CREDITS", "KEYS", "CREATED"};
+    static const char *const headers[] = {
+        "ID", "NAME", "MODE", "CREDITS (" KG_MONEY_UNIT ")", "KEYS", "CREATED"};
     kg_workspace_t *list = NULL;
     kg_cli_table_t table;
     kg_diag_t diag = {{0}};

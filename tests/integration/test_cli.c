@@ -738,7 +738,7 @@ START_TEST(test_keys_list_columns)
 {
     static const char *const columns[] = {
         "ID",      "NAME",      "DISPLAY", "STATUS",
-        "CREATED", "LAST USED", "EXPIRES", "USAGE/LIMIT",
+        "CREATED", "LAST USED", "EXPIRES", "USAGE / LIMIT (USD)",
     };
     char secret[SECRET_LEN + 1];
     const char *p;
@@ -759,8 +759,8 @@ START_TEST(test_keys_list_columns)
     ck_assert_msg(row != NULL, "no row for %s: %s", g_id, R.out);
     ck_assert(strstr(row, "fixture-key") != NULL);
     ck_assert(strstr(row, "active") != NULL);
-    ck_assert(strstr(row, "never") != NULL);  /* last used */
-    ck_assert(strstr(row, "0.00/-") != NULL); /* usage/limit */
+    ck_assert(strstr(row, "never") != NULL);           /* last used */
+    ck_assert(strstr(row, "0.00 / no limit") != NULL); /* usage / limit */
     secret_of(g_token, secret);
     {
         char display[64];
@@ -853,7 +853,7 @@ START_TEST(test_keys_show_and_update)
     KG_EXPECT(kg("keys", "show", g_id, NULL), 0);
     assert_ok();
     assert_out_has("Name:          renamed");
-    assert_out_has("Usage limit:   none");
+    assert_out_has("Usage limit:   no limit");
     assert_out_has("Rules:         {\"allow_models\":[\"gpt-4o\"]}");
 }
 END_TEST
@@ -1049,7 +1049,7 @@ START_TEST(test_workspaces)
     assert_ok();
     assert_out_has("ID");
     assert_out_has("MODE");
-    assert_out_has("CREDITS");
+    assert_out_has("CREDITS (USD)");
     assert_out_has("default");
     assert_out_has("team-a");
     KG_EXPECT(kg("workspaces", "show", "team-a", NULL), 0);

@@ -994,6 +994,166 @@ START_TEST(test_budget_period)
 }
 END_TEST
 
+/* ==== money reads one way ================================================ */
+
+/*
+ * The one rule of docs/cli.md, written again here: USD with at least two
+ * decimals and at most six, no trailing zeros past the second.
+ */
+static const char *rule_usd(int64_t micro, char *buf, size_t len)
+{
+    int n;
+
+    n = snprintf(buf, len, "%lld.%06lld", (long long)(micro / 1000000),
+                 (long long)(micro % 1000000));
+    ck_assert(n > 0 && (size_t)n < len);
+    while (n > 0 && buf[n - 1] == '0' && strchr(buf, '.') + 3 < buf + n) {
+        buf[--n] = '\0';
+    }
+    return buf;
+}
+
+/* The line of the human output that starts with prefix, as is. */
+static void out_line(const char *prefix, char *line, size_t len)
+{
+    const char *p = strstr(g_res.out, prefix);
+    size_t n;
+
+    ck_assert_msg(p != NULL, "no '%s' in: %s", prefix, g_res.out);
+    n = strcspn(p, "\n");
+    ck_assert_uint_lt(n, len);
+    memcpy(line, p, n);
+    line[n] = '\0';
+}
+
+static void assert_json_str(json_t *j, const char *field, const char *want)
+{
+    const char *got = json_string_value(json_object_get(j, field));
+
+    ck_assert_msg(got != NULL && strcmp(got, want) == 0,
+                  "\"%s\" is %s, expected \"%s\"", field,
+                  got ? got : "not a string", want);
+}
+
+static void assert_json_null(json_t *j, const char *field)
+{
+    ck_assert_msg(json_is_null(json_object_get(j, field)),
+                  "\"%s\" is not null (no limit)", field);
+}
+
+/*
+ * keys list, keys show, workspaces show and list, their --json and GET
+ * /v1/key print every amount with one decimal rule, the unit USD, and "no
+ * limit" (JSON: null) where there is none; revoking twice says so.
+ */
+START_TEST(test_money_reads_one_way)
+{
+    gwf_key_t k;
+    gwf_key_t open;
+    gwf_resp_t r;
+    json_t *j;
+    char spent[32];
+    char left[32];
+    char bal[32];
+    char want[160];
+    char line[256];
+    int64_t cost;
+
+    if (to_midnight() < 30) {
+        gwf_sleep_ms((int)(to_midnight() + 1) * 1000);
+    }
+    gwf_key_create(&W, &k, "money", "--usage-limit", "25", "--period-limit",
+                   "5/day", NULL);
+    gwf_key_create(&W, &open, "money-open", NULL);
+    ck_assert_int_eq(send_flat(&k, &r), 200);
+    gwf_resp_free(&r);
+    cost = settle_usage(&k, 1);
+    ck_assert_int_gt(cost % 10000, 0); /* more than two decimals to show */
+    rule_usd(cost, spent, sizeof(spent));
+    rule_usd(25000000 - cost, left, sizeof(left));
+    wait_key_info(&k, "usage", cost, SETTLE_MS);
+
+    /* keys list: "USAGE / LIMIT (USD)" with "<spent> / 25.00". */
+    KG_OK("keys", "list");
+    ck_assert_ptr_nonnull(strstr(g_res.out, "USAGE / LIMIT (USD)"));
+    snprintf(want, sizeof(want), "%s / 25.00", spent);
+    ck_assert_msg(strstr(strstr(g_res.out, k.id), want) != NULL,
+                  "no '%s' in: %s", want, g_res.out);
+    ck_assert_ptr_nonnull(
+        strstr(strstr(g_res.out, open.id), "0.00 / no limit"));
+
+    /* keys show: every amount with its unit. */
+    KG_OK("keys", "show", k.id);
+    out_line("Spend:", line, sizeof(line));
+    snprintf(want, sizeof(want), "Spend:         %s USD (reserved 0.00 USD)",
+             spent);
+    ck_assert_str_eq(line, want);
+    out_line("Usage limit:", line, sizeof(line));
+    snprintf(want, sizeof(want), "Usage limit:   25.00 USD (remaining %s USD)",
+             left);
+    ck_assert_str_eq(line, want);
+    out_line("Period limit:", line, sizeof(line));
+    snprintf(want, sizeof(want),
+             "Period limit:  5.00 USD per day (spent %s USD", spent);
+    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "%s", line);
+    KG_OK("keys", "show", open.id);
+    out_line("Usage limit:", line, sizeof(line));
+    ck_assert_str_eq(line, "Usage limit:   no limit");
+    out_line("Period limit:", line, sizeof(line));
+    ck_assert_str_eq(line, "Period limit:  no limit");
+
+    /* --json and /v1/key: the same strings, null for no limit. */
+    for (int i = 0; i < 2; i++) {
+        j = i == 0 ? key_show(&k) : key_info(&k);
+        assert_json_str(j, "usage", spent);
+        assert_json_str(j, "usageLimit", "25.00");
+        assert_json_str(j, "remaining", left);
+        assert_json_str(j, "periodLimit", "5.00");
+        assert_json_str(j, "periodUsage", spent);
+        assert_json_str(j, "reserved", "0.00");
+        assert_json_str(j, "currency", "USD");
+        json_decref(j);
+        j = i == 0 ? key_show(&open) : key_info(&open);
+        assert_json_str(j, "usage", "0.00");
+        assert_json_null(j, "usageLimit");
+        assert_json_null(j, "remaining");
+        assert_json_null(j, "periodLimit");
+        assert_json_null(j, "periodUsage");
+        assert_json_str(j, "currency", "USD");
+        json_decref(j);
+    }
+
+    /* Workspaces: the credits the same way. */
+    rule_usd(ws_balance("default"), bal, sizeof(bal));
+    KG_OK("workspaces", "show", "default");
+    out_line("Credits:", line, sizeof(line));
+    snprintf(want, sizeof(want), "Credits:   %s USD", bal);
+    ck_assert_str_eq(line, want);
+    KG_OK("workspaces", "list");
+    ck_assert_ptr_nonnull(strstr(g_res.out, "CREDITS (USD)"));
+    ck_assert_ptr_nonnull(strstr(strstr(g_res.out, "default"), bal));
+    KG_OK("--json", "workspaces", "show", "default");
+    j = cli_json();
+    assert_json_str(j, "creditsBalance", bal);
+    assert_json_str(j, "currency", "USD");
+    json_decref(j);
+
+    /* Revoking an already revoked key says so and changes nothing. */
+    KG_OK("keys", "revoke", open.id);
+    ck_assert_ptr_nonnull(strstr(g_res.out, "revoked."));
+    KG_OK("keys", "revoke", open.id);
+    ck_assert_ptr_nonnull(strstr(g_res.out, "was already revoked"));
+    KG_OK("--json", "keys", "revoke", open.id);
+    j = cli_json();
+    ck_assert(json_is_true(json_object_get(j, "alreadyRevoked")));
+    json_decref(j);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM audit_events WHERE "
+                            "action = 'revoke' AND object_id = ?1",
+                            open.id),
+                     1);
+}
+END_TEST
+
 /* ==== 2. the race ========================================================= */
 
 #define RACE_N    50
@@ -2589,6 +2749,7 @@ static Suite *policy_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_budget_lifetime);
     tcase_add_test(tc, test_budget_period);
+    tcase_add_test(tc, test_money_reads_one_way);
     tcase_add_loop_test(tc, test_budget_race, 0, N_RACES);
     tcase_add_test(tc, test_reservation_worst_case);
     tcase_add_test(tc, test_check_order);

@@ -304,7 +304,8 @@ START_TEST(test_agrees_with_store)
     ut_key(&fx.ctx, "rotated", KG_NONE, &old_grace);
     ut_key(&fx.ctx, "rotated0", KG_NONE, &old_nograce);
     ck_assert_int_eq(kg_keys_disable(&fx.ctx, disabled.id, NULL, &diag), KG_OK);
-    ck_assert_int_eq(kg_keys_revoke(&fx.ctx, revoked.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&fx.ctx, revoked.id, NULL, NULL, &diag),
+                     KG_OK);
     ck_assert_int_eq(
         kg_keys_rotate(&fx.ctx, old_grace.id, 60, NULL, token, &diag), KG_OK);
     ck_assert_int_eq(kg_token_parse(token, strlen(token), &rotated), KG_OK);
@@ -440,7 +441,7 @@ START_TEST(test_refresh_sees_cli_changes)
     ck_assert_int_eq(kg_keycache_verify(c, &tok, NULL), KG_ERR_INVALID_KEY);
     ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_OK);
 
-    ck_assert_int_eq(kg_keys_revoke(&cli, tok.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&cli, tok.id, NULL, NULL, &diag), KG_OK);
     ut_refresh(c);
     ck_assert_int_eq(kg_keycache_verify(c, &fresh, NULL), KG_ERR_INVALID_KEY);
 

@@ -557,7 +557,7 @@ START_TEST(test_get_and_list)
     ck_assert_int_eq(kg_keys_list(&ut_ctx, &filter, &list, &n, &diag),
                      KG_ERR_NOT_FOUND);
     filter.workspace = NULL;
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, a.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, a.id, NULL, NULL, &diag), KG_OK);
     ck_assert_int_eq(kg_keys_list(&ut_ctx, &filter, &list, &n, &diag), KG_OK);
     ck_assert_uint_eq(n, 2);
     kg_keys_list_free(&list, n);
@@ -728,7 +728,7 @@ START_TEST(test_update_refused_changes_nothing)
         kg_keys_update(&ut_ctx, "AAAAAAAAAAAA", &spec, NULL, &diag),
         KG_ERR_NOT_FOUND);
     /* A revoked key cannot be changed. */
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, NULL, &diag), KG_OK);
     ck_assert_int_eq(kg_keys_update(&ut_ctx, key.id, &spec, NULL, &diag),
                      KG_ERR_STATE);
     kg_key_clear(&key);
@@ -850,7 +850,7 @@ START_TEST(test_rotate_without_grace)
     ck_assert_int_eq(kg_keys_rotate(&ut_ctx, key.id, UT_MAX_TTL + 1, NULL,
                                     newer_token, &diag),
                      KG_ERR_INVAL);
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, NULL, &diag), KG_OK);
     memset(newer_token, 'x', sizeof(newer_token));
     ck_assert_int_eq(
         kg_keys_rotate(&ut_ctx, key.id, 0, NULL, newer_token, &diag),
@@ -903,11 +903,14 @@ START_TEST(test_revoke)
     kg_key_filter_t filter = {NULL, true};
     char token[KG_TOKEN_STRLEN];
     size_t n = 0;
+    bool already = true;
     kg_diag_t diag = {{0}};
 
     ut_make("doomed", &key, token);
     ut_add_usage(&key, "req-1");
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, &out, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, &out, &already, &diag),
+                     KG_OK);
+    ck_assert(!already);
     ck_assert_int_eq(out.status, KG_KEY_DELETED);
     kg_key_clear(&out);
     ck_assert_int_eq(ut_verify(token), KG_ERR_INVALID_KEY);
@@ -930,14 +933,17 @@ START_TEST(test_revoke)
                             key.id),
                      0);
     ck_assert_uint_eq(ut_audit_count(key.id, "revoke"), 1);
-    /* Revoking again is a no-op; enable and disable are refused. */
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, &diag), KG_OK);
+    /* Revoking again is a no-op that says so; enable and disable are
+     * refused. */
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, key.id, NULL, &already, &diag),
+                     KG_OK);
+    ck_assert(already);
     ck_assert_uint_eq(ut_audit_count(key.id, "revoke"), 1);
     ck_assert_int_eq(kg_keys_enable(&ut_ctx, key.id, NULL, &diag),
                      KG_ERR_STATE);
     ck_assert_int_eq(kg_keys_disable(&ut_ctx, key.id, NULL, &diag),
                      KG_ERR_STATE);
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, "AAAAAAAAAAAA", NULL, &diag),
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, "AAAAAAAAAAAA", NULL, NULL, &diag),
                      KG_ERR_NOT_FOUND);
     kg_key_clear(&key);
 }
@@ -987,7 +993,8 @@ START_TEST(test_delete)
     ck_assert_uint_eq(ut_audit_count(key.id, "create"), 1);
     ck_assert_int_eq(kg_keys_delete(&ut_ctx, key.id, &diag), KG_ERR_NOT_FOUND);
     /* A revoked key can still be deleted for good. */
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, other.id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, other.id, NULL, NULL, &diag),
+                     KG_OK);
     ck_assert_int_eq(kg_keys_delete(&ut_ctx, other.id, &diag), KG_OK);
     ck_assert_int_eq(ut_count_keys(), 0);
     kg_key_clear(&key);
@@ -1216,7 +1223,8 @@ START_TEST(test_no_plaintext_secret_stored)
     ck_assert_int_eq(kg_keys_update(&ut_ctx, keys[0].id, &spec, NULL, &diag),
                      KG_OK);
     ck_assert_int_eq(kg_keys_disable(&ut_ctx, keys[1].id, NULL, &diag), KG_OK);
-    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, keys[2].id, NULL, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_revoke(&ut_ctx, keys[2].id, NULL, NULL, &diag),
+                     KG_OK);
     for (size_t i = 0; i < 4; i++) {
         ut_secret_of(tokens[i], secrets[i]);
     }
