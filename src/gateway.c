@@ -83,9 +83,32 @@ static void gateway_trim_when_idle(kg_gateway_t *gw, long *peak)
 }
 
 /*
+ * Write the keys the key cache saw verified since the last call to
+ * api_keys.last_used_at: one transaction a second at most, whatever the
+ * request rate (each key is noted once per second it is used).
+ */
+static void gateway_note_used(kg_gateway_t *gw, const kg_keys_ctx_t *ctx,
+                              kg_key_seen_t **seen)
+{
+    kg_diag_t diag = {{0}};
+    size_t n;
+
+    if (*seen == NULL) {
+        return;
+    }
+    n = kg_keycache_swap_seen(gw->keycache, seen);
+    if (ctx->store != NULL && n > 0 &&
+        kg_keys_touch(ctx, *seen, n, &diag) != KG_OK) {
+        KG_DEBUG("maintenance: last use of %zu key%s not saved: %s", n,
+                 n == 1 ? "" : "s", diag.msg);
+    }
+}
+
+/*
  * Periodic work off the request path, every KG_POLICY_REFRESH_MS: the
- * policy caches' revision check; every second the reservations snapshot
- * and the heap trim; the expiry purge every purge_interval.
+ * policy caches' revision check; every second the keys' last use, the
+ * reservations snapshot and the heap trim; the expiry purge every
+ * purge_interval.
  */
 static void *gateway_maintenance(void *arg)
 {
@@ -94,11 +117,16 @@ static void *gateway_maintenance(void *arg)
     kg_store_opts_t sopts = {0, (int)gw->cfg->store_busy_timeout_ms, 0};
     kg_diag_t diag = {{0}};
     kg_keys_ctx_t ctx;
+    kg_key_seen_t *seen = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*seen));
     int64_t next_purge = 0;
     int64_t next_persist = 0;
     long peak = 0;
 
     pthread_setname_np(pthread_self(), "kg-maint");
+    if (seen == NULL) {
+        KG_ERROR("maintenance: out of memory; the keys' last use will not be "
+                 "saved");
+    }
     if (kg_store_open(gw->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
         /* The policy keeps its own connection: refresh and persist go on. */
         KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
@@ -132,6 +160,7 @@ static void *gateway_maintenance(void *arg)
         kg_policy_refresh(gw->policy);
         if (now >= next_persist) {
             next_persist = now + 1000 * 1000;
+            gateway_note_used(gw, &ctx, &seen);
             /* Reservations in flight, for 'keygate keys show'. */
             if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) !=
                 KG_OK) {
@@ -151,6 +180,8 @@ static void *gateway_maintenance(void *arg)
         }
     }
     pthread_mutex_unlock(&gw->stop_mu);
+    gateway_note_used(gw, &ctx, &seen);
+    free(seen);
     kg_store_close(&store);
     return NULL;
 }

@@ -92,6 +92,7 @@ typedef struct kc_slot {
 typedef struct kc_entry {
     struct kc_entry *next; /* the bucket's chain */
     uint64_t hash;         /* kc_hash(id) */
+    _Atomic int64_t seen;  /* the last second a token of it verified */
     char id[KG_TOKEN_ID_LEN + 1];
     bool known;
     uint8_t nsecrets;
@@ -193,6 +194,13 @@ struct kg_keycache {
     bool started;
     bool stopping;
     int interval_ms;
+
+    /* Keys seen, for api_keys.last_used_at: each key at most once per
+     * second (kc_seen_first), taken by kg_keycache_swap_seen. */
+    pthread_mutex_t seen_mu;
+    kg_key_seen_t *seen; /* KG_KEYCACHE_SEEN_MAX entries, owned */
+    size_t nseen;
+    _Atomic uint64_t seen_dropped;
 
     kc_stripe_t stripes[KC_STRIPES];
     _Atomic uint64_t misses;
@@ -671,6 +679,7 @@ static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
         return NULL;
     }
     e->hash = h;
+    atomic_init(&e->seen, 0);
     memcpy(e->id, id, KG_TOKEN_ID_LEN);
     e->known = view != NULL;
     e->nsecrets = (uint8_t)n;
@@ -746,6 +755,52 @@ out:
 }
 
 /*
+ * Whether e's key was seen in second now for the first time (any lock on
+ * the table held): a key is queued for last_used_at at most once per
+ * second, so the hot path costs one load of e->seen almost always.
+ */
+static bool kc_seen_first(kc_entry_t *e, int64_t now)
+{
+    if (atomic_load_explicit(&e->seen, memory_order_relaxed) == now) {
+        return false;
+    }
+    atomic_store_explicit(&e->seen, now, memory_order_relaxed);
+    return true;
+}
+
+/* Queue the key id, seen at now, for last_used_at (no table lock held). */
+static void kc_seen_push(kg_keycache_t *c, const char *id, int64_t now)
+{
+    pthread_mutex_lock(&c->seen_mu);
+    if (c->nseen < KG_KEYCACHE_SEEN_MAX) {
+        kg_key_seen_t *s = &c->seen[c->nseen++];
+
+        memcpy(s->id, id, KG_TOKEN_ID_LEN);
+        s->id[KG_TOKEN_ID_LEN] = '\0';
+        s->at = now;
+    } else {
+        /* Its next second queues it again. */
+        kc_count(&c->seen_dropped);
+    }
+    pthread_mutex_unlock(&c->seen_mu);
+}
+
+size_t kg_keycache_swap_seen(kg_keycache_t *c, kg_key_seen_t **buf)
+{
+    kg_key_seen_t *full;
+    size_t n;
+
+    pthread_mutex_lock(&c->seen_mu);
+    full = c->seen;
+    n = c->nseen;
+    c->seen = *buf;
+    c->nseen = 0;
+    pthread_mutex_unlock(&c->seen_mu);
+    *buf = full;
+    return n;
+}
+
+/*
  * A miss: load the key, cache what was found (an unknown id too) when the
  * snapshot belongs to the cache's revision or a newer one (then the older
  * entries go first), and judge the token.
@@ -762,6 +817,7 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
     kc_entry_t **old_buckets = kc_no_buckets;
     int64_t rev = 0;
     int64_t cur;
+    bool seen;
     kg_err_t rc;
 
     kc_count(&c->misses);
@@ -801,8 +857,12 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
         kc_memo_put(s, memo);
     }
     rc = kc_verdict(found, s, tok, now, out);
+    seen = rc == KG_OK && kc_seen_first(found, now);
     pthread_rwlock_unlock(&c->lock);
 
+    if (seen) {
+        kc_seen_push(c, tok->id, now);
+    }
     kc_free_chain(chain);
     kc_free_buckets(old_buckets);
     kc_entry_free(&e);
@@ -832,6 +892,7 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
     /* The id array always holds KG_TOKEN_ID_LEN bytes to hash; an id that
      * is not a valid one is simply not found. */
     uint64_t h = kc_hash(tok->id);
+    bool seen = false;
     kg_err_t rc = KG_OK;
 
     pthread_rwlock_rdlock(&c->lock);
@@ -853,10 +914,14 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
             }
         }
         rc = kc_verdict(e, s, tok, now, out);
+        seen = rc == KG_OK && kc_seen_first(e, now);
         kc_count(e->known ? &stripe->hits : &stripe->negative_hits);
     }
     pthread_rwlock_unlock(&c->lock);
 
+    if (seen) {
+        kc_seen_push(c, tok->id, now);
+    }
     if (e == NULL && kg_token_id_valid(tok->id)) {
         kg_keyhash_compute(c->hk, tok->id, tok->secret, want);
         rc = kc_miss(c, tok, h, want, memo, now, out);
@@ -1004,6 +1069,13 @@ static bool kc_init_sync(kg_keycache_t *c)
         pthread_rwlock_destroy(&c->lock);
         goto out;
     }
+    if (pthread_mutex_init(&c->seen_mu, NULL) != 0) {
+        pthread_cond_destroy(&c->thr_cv);
+        pthread_mutex_destroy(&c->thr_mu);
+        pthread_mutex_destroy(&c->store_mu);
+        pthread_rwlock_destroy(&c->lock);
+        goto out;
+    }
     ok = true;
 out:
     pthread_condattr_destroy(&ca);
@@ -1043,6 +1115,11 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
         goto out;
     }
     randombytes_buf(c->memo_key, crypto_shorthash_siphashx24_KEYBYTES);
+    c->seen = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*c->seen));
+    if (c->seen == NULL) {
+        rc = KG_ERR_NOMEM;
+        goto out;
+    }
     c->max_entries =
         max_entries ? max_entries : KG_KEYCACHE_DEFAULT_MAX_ENTRIES;
     rc = kg_store_open(store_path, &opts, &c->store, diag);
@@ -1085,7 +1162,9 @@ void kg_keycache_free(kg_keycache_t **cp)
     pthread_cond_destroy(&c->thr_cv);
     pthread_mutex_destroy(&c->thr_mu);
     pthread_mutex_destroy(&c->store_mu);
+    pthread_mutex_destroy(&c->seen_mu);
     pthread_rwlock_destroy(&c->lock);
+    free(c->seen);
     if (c->memo_key != NULL) {
         sodium_free(c->memo_key); /* wipes it */
     }
@@ -1112,4 +1191,6 @@ void kg_keycache_stats(const kg_keycache_t *c, kg_keycache_stats_t *out)
     out->entries = atomic_load_explicit(&c->entries, memory_order_relaxed);
     out->negatives = atomic_load_explicit(&c->negatives, memory_order_relaxed);
     out->revision = atomic_load_explicit(&c->rev, memory_order_relaxed);
+    out->seen_dropped =
+        atomic_load_explicit(&c->seen_dropped, memory_order_relaxed);
 }

@@ -46,6 +46,9 @@ static const char key_sql_delete[] = "DELETE FROM api_keys WHERE id = ?";
 static const char key_sql_expired[] =
     "SELECT id FROM api_keys WHERE status != 'deleted' "
     "AND expires_at IS NOT NULL AND expires_at <= ? LIMIT 1000";
+static const char key_sql_touch[] =
+    "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) "
+    "WHERE id = ?";
 static const char secret_sql_insert[] =
     "INSERT INTO key_secrets (key_id, hash, created_at) VALUES (?, ?, ?)";
 static const char secret_sql_grace[] =
@@ -1169,4 +1172,30 @@ void kg_keys_list_free(kg_key_t **list, size_t count)
     }
     free(*list);
     *list = NULL;
+}
+
+kg_err_t kg_keys_touch(const kg_keys_ctx_t *ctx, const kg_key_seen_t *seen,
+                       size_t n, kg_diag_t *diag)
+{
+    sqlite3_stmt *st;
+    kg_err_t rc;
+
+    if (n == 0) {
+        return KG_OK;
+    }
+    rc = kg_store_begin(ctx->store, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < n && rc == KG_OK; i++) {
+        st = kg_store_stmt(ctx->store, key_sql_touch, diag);
+        if (st == NULL) {
+            rc = KG_ERR_STORE;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, seen[i].at);
+        kg_store_bind_text(st, 2, seen[i].id);
+        rc = kg_store_exec_stmt(ctx->store, st, "noting keys used", diag);
+    }
+    return key_finish(ctx, rc, diag);
 }

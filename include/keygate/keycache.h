@@ -25,6 +25,13 @@
  */
 #define KG_KEYCACHE_MAX_SECRETS 16
 
+/*
+ * Keys seen (verified) and not yet written to api_keys.last_used_at, at
+ * most this many between two kg_keycache_swap_seen calls; a key seen past
+ * it is queued again in the next second it is used.
+ */
+#define KG_KEYCACHE_SEEN_MAX 16384
+
 typedef struct kg_keycache kg_keycache_t;
 
 /*
@@ -71,6 +78,7 @@ typedef struct kg_keycache_stats {
     uint64_t entries;        /* cached keys and unknown ids now */
     uint64_t negatives;      /* of which unknown ids */
     int64_t revision;        /* the key revision the entries belong to */
+    uint64_t seen_dropped;   /* sightings past KG_KEYCACHE_SEEN_MAX */
 } kg_keycache_stats_t;
 
 /*
@@ -108,7 +116,8 @@ void kg_keycache_free(kg_keycache_t **c);
  *   KG_ERR_NOMEM
  * On any error *out is zeroed. Thread-safe. A cached key or unknown id is
  * answered under a read lock without allocating or touching the store; a
- * miss reads the store and caches what it found, an unknown id too.
+ * miss reads the store and caches what it found, an unknown id too. On
+ * KG_OK the key is noted as seen (kg_keycache_swap_seen).
  */
 kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
                             kg_key_view_t *out) KG_MUST_CHECK;
@@ -129,6 +138,17 @@ kg_err_t kg_keycache_refresh(kg_keycache_t *c) KG_MUST_CHECK;
  * thread could be made.
  */
 kg_err_t kg_keycache_start(kg_keycache_t *c, int interval_ms) KG_MUST_CHECK;
+
+/*
+ * Every successful verification notes its key as seen, once per key and
+ * second, without touching the store. This hands the sightings over:
+ * *buf must be an array of KG_KEYCACHE_SEEN_MAX entries owned by the
+ * caller; it is exchanged for the cache's array of sightings (the caller
+ * owns that one now and passes it back on the next call; free() it at the
+ * end). Returns how many entries of the new *buf are filled; a key may be
+ * there more than once, with different times. Thread-safe, O(1).
+ */
+size_t kg_keycache_swap_seen(kg_keycache_t *c, kg_key_seen_t **buf);
 
 /* Copy the counters into *out. Thread-safe. */
 void kg_keycache_stats(const kg_keycache_t *c, kg_keycache_stats_t *out);

@@ -94,6 +94,12 @@ typedef struct kg_key_filter {
 
 #define KG_RATE_MAX INT64_C(100000000)
 
+/* A key used at a time (unix seconds): for api_keys.last_used_at. */
+typedef struct kg_key_seen {
+    char id[KG_TOKEN_ID_LEN + 1];
+    int64_t at;
+} kg_key_seen_t;
+
 const char *kg_key_status_name(kg_key_status_t status);
 
 /*
@@ -182,5 +188,14 @@ json_t *kg_key_to_json_budget(const kg_key_t *key, int64_t now);
 
 void kg_key_clear(kg_key_t *key);
 void kg_keys_list_free(kg_key_t **list, size_t count);
+
+/*
+ * Move last_used_at of each seen key forward to its time (never back), in
+ * one transaction that audits nothing and does not move the key revision;
+ * unknown ids are skipped. Returns KG_OK or a store error (nothing
+ * written).
+ */
+kg_err_t kg_keys_touch(const kg_keys_ctx_t *ctx, const kg_key_seen_t *seen,
+                       size_t n, kg_diag_t *diag) KG_MUST_CHECK;
 
 #endif /* KEYGATE_KEYS_H */

@@ -518,6 +518,77 @@ START_TEST(test_key_info)
 }
 END_TEST
 
+/* The store's last_used_at of key id (unix seconds); -1 while NULL. */
+static int64_t last_used(const char *id)
+{
+    return gwf_sql_int(&W,
+                       "SELECT coalesce(last_used_at, -1) FROM api_keys "
+                       "WHERE id = ?1",
+                       id);
+}
+
+/* Wait (at most 5 s) until last_used_at of id is above after. */
+static int64_t wait_last_used(const char *id, int64_t after)
+{
+    int64_t deadline = gwf_now_ms() + 5000;
+    int64_t t;
+
+    while ((t = last_used(id)) <= after) {
+        ck_assert_msg(gwf_now_ms() < deadline,
+                      "last_used_at of %s stays %lld (expected > %lld)", id,
+                      (long long)t, (long long)after);
+        gwf_sleep_ms(25);
+    }
+    return t;
+}
+
+/*
+ * last_used_at moves with every authenticated request, also those keygate
+ * answers itself (/v1/models, /v1/key, an unknown model), not only the
+ * forwarded ones; the CLI shows it.
+ */
+START_TEST(test_last_used_on_every_request)
+{
+    const char *paths[] = {"/v1/models", "/v1/key", "/v1/models/no-such"};
+    const long want[] = {200, 200, 404};
+    kg_harness_result_t res = {0};
+    char cred[160];
+    char line[64];
+    struct tm tm;
+    gwf_key_t k;
+    int64_t t = 0;
+
+    gwf_key_create(&W, &k, "last-used", NULL);
+    ck_assert_int_eq(last_used(k.id), -1);
+    for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
+        gwf_resp_t r;
+        time_t before = time(NULL);
+
+        if (i > 0) {
+            /* The next second, so that the time can move. */
+            while (time(NULL) <= (time_t)t) {
+                gwf_sleep_ms(50);
+            }
+            before = time(NULL);
+        }
+        gwf_get(&W, &r, paths[i], gwf_bearer(&k, cred, sizeof(cred)));
+        ck_assert_int_eq(r.status, want[i]);
+        gwf_resp_free(&r);
+        t = wait_last_used(k.id, t);
+        ck_assert_msg(t >= before && t <= time(NULL),
+                      "%s: last_used_at %lld, sent at %lld", paths[i],
+                      (long long)t, (long long)before);
+    }
+    /* keys show prints it (UTC, to the minute). */
+    ck_assert_int_eq(gwf_kg(&W, &res, "keys", "show", k.id, NULL), 0);
+    gmtime_r(&(time_t){(time_t)t}, &tm);
+    strftime(line, sizeof(line), "Last used:     %Y-%m-%d %H:%M", &tm);
+    ck_assert_msg(strstr(res.out, line) != NULL, "no '%s' in: %s", line,
+                  res.out);
+    kg_harness_result_free(&res);
+}
+END_TEST
+
 START_TEST(test_unknown_route_and_method)
 {
     char cred[160];
@@ -1314,6 +1385,7 @@ static Suite *gateway_suite(void)
     tcase_add_test(tc, test_request_ids_unique);
     tcase_add_test(tc, test_models);
     tcase_add_test(tc, test_key_info);
+    tcase_add_test(tc, test_last_used_on_every_request);
     tcase_add_test(tc, test_unknown_route_and_method);
     tcase_add_test(tc, test_chat_json);
     tcase_add_test(tc, test_chat_stream_without_include_usage);

@@ -393,6 +393,71 @@ START_TEST(test_hit_miss_negative)
 }
 END_TEST
 
+/*
+ * Successful verifications note their key once per second (hits and
+ * misses); failures note nothing; the swap hands them over, and
+ * kg_keys_touch writes them without moving the key revision or a
+ * last_used_at back.
+ */
+START_TEST(test_seen_once_per_second)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t a, b, unknown;
+    kg_key_seen_t *buf = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*buf));
+    kg_key_t k;
+    kg_diag_t diag = {{0}};
+    int64_t rev;
+    size_t n;
+
+    ck_assert_ptr_nonnull(buf);
+    kg_clock_set_fake(UT_T0);
+    ut_fx_open(&fx);
+    ut_key(&fx.ctx, "a", KG_NONE, &a);
+    ut_key(&fx.ctx, "b", KG_NONE, &b);
+    ck_assert_int_eq(kg_token_generate("kg", &unknown), KG_OK);
+    c = ut_cache(&fx, 0);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &unknown, NULL),
+                         KG_ERR_INVALID_KEY);
+    }
+    n = kg_keycache_swap_seen(c, &buf);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(buf[0].id, a.id);
+    ck_assert_int_eq(buf[0].at, UT_T0);
+    ck_assert_uint_eq(kg_keycache_swap_seen(c, &buf), 0);
+    /* The next second: a and b again, once each. */
+    kg_clock_set_fake(UT_T0 + 1);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(kg_keycache_verify(c, &a, NULL), KG_OK);
+        ck_assert_int_eq(kg_keycache_verify(c, &b, NULL), KG_OK);
+    }
+    n = kg_keycache_swap_seen(c, &buf);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(buf[0].at, UT_T0 + 1);
+    ck_assert_int_eq(buf[1].at, UT_T0 + 1);
+
+    rev = ut_rev(fx.store);
+    ck_assert_int_eq(kg_keys_touch(&fx.ctx, buf, n, &diag), KG_OK);
+    ck_assert_int_eq(ut_rev(fx.store), rev);
+    ck_assert_int_eq(kg_keys_get(&fx.ctx, a.id, &k, &diag), KG_OK);
+    ck_assert_int_eq(k.last_used_at, UT_T0 + 1);
+    kg_key_clear(&k);
+    /* An older sighting never moves it back; an unknown id is skipped. */
+    memcpy(buf[0].id, unknown.id, sizeof(buf[0].id));
+    buf[1].at = UT_T0 - 100;
+    ck_assert_int_eq(kg_keys_touch(&fx.ctx, buf, 2, &diag), KG_OK);
+    ck_assert_int_eq(kg_keys_get(&fx.ctx, b.id, &k, &diag), KG_OK);
+    ck_assert_int_eq(k.last_used_at, UT_T0 + 1);
+    kg_key_clear(&k);
+    free(buf);
+    kg_keycache_free(&c);
+    ut_fx_close(&fx);
+    kg_clock_set_fake(0);
+}
+END_TEST
+
 /* Changes through another connection (the CLI) reach the cache on
  * refresh, and not before: the cache really caches. */
 START_TEST(test_refresh_sees_cli_changes)
@@ -1073,6 +1138,7 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_revision_triggers);
     tcase_add_test(tc, test_agrees_with_store);
     tcase_add_test(tc, test_hit_miss_negative);
+    tcase_add_test(tc, test_seen_once_per_second);
     tcase_add_test(tc, test_refresh_sees_cli_changes);
     tcase_add_test(tc, test_miss_catches_up);
     tcase_add_test(tc, test_start_rejects_bad_interval);
