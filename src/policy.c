@@ -379,13 +379,15 @@ void kg_policy_free(kg_policy_t **pp)
 
 /*
  * Which credential serves provider for ws (read lock held): the
- * workspace's own (*ws_cred), the provider's pool (*credits), or none at
- * all for a provider that needs none. false: the mode leaves the provider
- * unavailable to the workspace.
+ * workspace's own (*ws_cred), the provider's pool (charged to the credits
+ * with *credits), or none at all for a provider that needs none; *pool
+ * says the pool serves without credits (pool mode). false: the mode
+ * leaves the provider unavailable to the workspace.
  */
 static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
                                 const kg_provider_t *prov,
-                                const pol_cred_t **ws_cred, bool *credits)
+                                const pol_cred_t **ws_cred, bool *credits,
+                                bool *pool)
 {
     size_t idx = (size_t)(prov - p->cfg->providers);
     const pol_cred_t *own = idx < p->cfg->nproviders && ws->creds != NULL &&
@@ -395,6 +397,7 @@ static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
 
     *ws_cred = NULL;
     *credits = false;
+    *pool = false;
     switch (ws->mode) {
     case KG_MODE_API_KEYS:
         /* Only the workspace's own keys; a keyless provider is open. */
@@ -406,6 +409,10 @@ static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
     case KG_MODE_HYBRID:
         *ws_cred = own;
         *credits = own == NULL;
+        return true;
+    case KG_MODE_POOL:
+        /* The server's own credentials, limited by key budgets only. */
+        *pool = true;
         return true;
     }
     return false;
@@ -450,7 +457,8 @@ static kg_err_t pol_check_entry(kg_policy_t *p, const pol_key_t *k,
         return pol_deny(d, KG_ERR_ACCESS_DENIED, reason);
     }
     if (req->provider != NULL &&
-        !pol_pick_credential(p, k->ws, req->provider, &own, &t->credits)) {
+        !pol_pick_credential(p, k->ws, req->provider, &own, &t->credits,
+                             &t->pool)) {
         return pol_deny(d, KG_ERR_UNKNOWN_MODEL,
                         req->model ? req->model->name : req->operation);
     }
@@ -583,6 +591,11 @@ int64_t kg_policy_settle(kg_policy_t *p, kg_policy_ticket_t *t, int64_t cost,
     return period;
 }
 
+const char *kg_policy_ticket_mode(const kg_policy_ticket_t *t)
+{
+    return t->credits ? "credits" : t->pool ? "pool" : "api-keys";
+}
+
 void kg_policy_credits_committed(kg_policy_t *p, const char *ws_id,
                                  int64_t cost)
 {
@@ -596,6 +609,7 @@ bool kg_policy_model_visible(kg_policy_t *p, const kg_key_view_t *key,
     kg_rules_request_t rr;
     const pol_cred_t *own = NULL;
     bool credits = false;
+    bool pool = false;
     pol_key_t *k = NULL;
     bool ok;
 
@@ -611,7 +625,7 @@ bool kg_policy_model_visible(kg_policy_t *p, const kg_key_view_t *key,
     pol_rules_request(&req, &rr);
     ok = !k->rules_bad && !k->ws->rules_bad &&
          kg_rules_model_visible(k->ws->rules, k->rules, &rr) &&
-         pol_pick_credential(p, k->ws, model->provider, &own, &credits);
+         pol_pick_credential(p, k->ws, model->provider, &own, &credits, &pool);
     pthread_rwlock_unlock(&p->lock);
     return ok;
 }

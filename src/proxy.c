@@ -275,7 +275,7 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
              ex->model ? ex->model->name : "");
     snprintf(ev.provider, sizeof(ev.provider), "%s", ex->provider->name);
     snprintf(ev.mode, sizeof(ev.mode), "%s",
-             ex->ticket.credits ? "credits" : "api-keys");
+             kg_policy_ticket_mode(&ex->ticket));
     ev.status = status;
     ev.prompt_tokens = u->prompt_tokens;
     ev.completion_tokens = u->completion_tokens;

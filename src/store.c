@@ -194,11 +194,23 @@ static const char *const store_migrations[] = {
     "  ON workspace_credentials BEGIN"
     "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
     "END;",
+
+    /* 4 → 5: the workspace mode 'pool', also a usage event's mode: not
+     * SQL alone, see store_allow_pool_mode. */
+    NULL,
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==
                    KG_STORE_SCHEMA_VERSION,
                "one migration per schema version");
+
+static kg_err_t store_allow_pool_mode(kg_store_t *store, kg_diag_t *diag);
+
+/* Migrations that SQL alone cannot do, by the version they start from. */
+typedef kg_err_t (*store_step_fn)(kg_store_t *store, kg_diag_t *diag);
+static const store_step_fn store_steps[KG_STORE_SCHEMA_VERSION] = {
+    [4] = store_allow_pool_mode,
+};
 
 kg_err_t kg_store_error(kg_store_t *store, int sqlite_rc, const char *action,
                         kg_diag_t *diag)
@@ -260,6 +272,92 @@ static kg_err_t store_pragma_int(kg_store_t *store, const char *sql,
     return kg_store_error(store, rc, "reading the schema", diag);
 }
 
+/*
+ * The CHECK constraints on workspaces.mode and usage_events.mode, and the
+ * 'pool' they let in since version 5: each "from" occurs once in its
+ * table's CREATE statement of migration 0 → 1.
+ */
+static const struct store_check_edit {
+    const char *table;
+    const char *from;
+    const char *to;
+} store_pool_edits[] = {
+    {"workspaces", "('api-keys', 'credits', 'hybrid'))",
+     "('api-keys', 'credits', 'hybrid', 'pool'))"},
+    {"usage_events", "('api-keys', 'credits'))",
+     "('api-keys', 'credits', 'pool'))"},
+};
+
+/*
+ * 4 → 5, inside the migration's transaction. SQLite cannot alter a CHECK
+ * constraint, and rebuilding the tables would copy every row (usage_events
+ * may hold millions; workspaces is referenced by keys and credentials).
+ * Allowing one more value only loosens the constraints, which every stored
+ * row already meets, and changes nothing on disk but the schema text: for
+ * such changes SQLite's documentation ("Making Other Kinds Of Table Schema
+ * Changes", lang_altertable.html) gives this procedure: edit the text in
+ * sqlite_schema under writable_schema, then raise schema_version so that
+ * every connection reads the schema again. Each edit must change exactly
+ * one table, or nothing is changed.
+ */
+static kg_err_t store_allow_pool_mode(kg_store_t *store, kg_diag_t *diag)
+{
+    static const char edit_sql[] =
+        "UPDATE sqlite_schema SET sql = replace(sql, ?1, ?2) "
+        "WHERE type = 'table' AND name = ?3 AND instr(sql, ?1) > 0";
+    sqlite3_stmt *st = NULL;
+    int64_t version = 0;
+    char sql[64];
+    kg_err_t rc;
+    int src;
+
+    rc = store_pragma_int(store, "PRAGMA schema_version", &version, diag);
+    if (rc == KG_OK) {
+        rc = store_exec(store, "PRAGMA writable_schema = ON",
+                        "migrating the schema", diag);
+    }
+    if (rc != KG_OK) {
+        return rc;
+    }
+    src = sqlite3_prepare_v2(store->db, edit_sql, -1, &st, NULL);
+    for (size_t i = 0; src == SQLITE_OK &&
+                       i < sizeof(store_pool_edits) / sizeof(*store_pool_edits);
+         i++) {
+        const struct store_check_edit *e = &store_pool_edits[i];
+
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, e->from, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, e->to, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, e->table, -1, SQLITE_STATIC);
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE && sqlite3_changes(store->db) != 1) {
+            rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
+                              "%s: migrating the schema: table %s is not "
+                              "as keygate made it",
+                              store->path, e->table);
+            break;
+        }
+        src = src == SQLITE_DONE ? SQLITE_OK : src;
+    }
+    sqlite3_finalize(st);
+    if (rc == KG_OK) {
+        rc = kg_store_error(store, src, "migrating the schema", diag);
+    }
+    if (rc == KG_OK) {
+        snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld",
+                 (long long)version + 1);
+        rc = store_exec(store, sql, "migrating the schema", diag);
+    }
+    /* Off in any case; on error the caller rolls the edit back. */
+    if (store_exec(store, "PRAGMA writable_schema = OFF",
+                   "migrating the schema",
+                   rc == KG_OK ? diag : NULL) != KG_OK &&
+        rc == KG_OK) {
+        rc = KG_ERR_STORE;
+    }
+    return rc;
+}
+
 static kg_err_t store_migrate(kg_store_t *store, int target, kg_diag_t *diag)
 {
     int64_t version = 0;
@@ -297,8 +395,9 @@ static kg_err_t store_migrate(kg_store_t *store, int target, kg_diag_t *diag)
         goto out;
     }
     for (int v = (int)version; v < target; v++) {
-        rc = store_exec(store, store_migrations[v], "migrating the schema",
-                        diag);
+        rc = store_steps[v] != NULL ? store_steps[v](store, diag)
+                                    : store_exec(store, store_migrations[v],
+                                                 "migrating the schema", diag);
         if (rc != KG_OK) {
             goto out;
         }

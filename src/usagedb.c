@@ -232,7 +232,8 @@ static bool ud_event_valid(const kg_usage_event_t *ev)
         !kg_token_id_valid(ev->key_id)) {
         return false;
     }
-    if (strcmp(ev->mode, "api-keys") != 0 && strcmp(ev->mode, "credits") != 0) {
+    if (strcmp(ev->mode, "api-keys") != 0 && strcmp(ev->mode, "credits") != 0 &&
+        strcmp(ev->mode, "pool") != 0) {
         return false;
     }
     return ev->status >= 0 && ev->status <= 999 && ev->at_ms >= 0 &&

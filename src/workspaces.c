@@ -10,7 +10,8 @@
 #include "keygate/money.h"
 #include "keygate/timefmt.h"
 
-static const char *const ws_mode_names[] = {"api-keys", "credits", "hybrid"};
+static const char *const ws_mode_names[] = {"api-keys", "credits", "hybrid",
+                                            "pool"};
 
 #define WS_COLUMNS                                                           \
     "w.id, w.name, w.mode, w.credits_balance, w.rules, w.created_at, "       \
@@ -41,7 +42,7 @@ static const char ws_sql_bump_revision[] =
 
 const char *kg_ws_mode_name(kg_ws_mode_t mode)
 {
-    if ((int)mode < 0 || mode > KG_MODE_HYBRID) {
+    if ((int)mode < 0 || mode > KG_MODE_POOL) {
         return "api-keys";
     }
     return ws_mode_names[mode];
@@ -49,7 +50,7 @@ const char *kg_ws_mode_name(kg_ws_mode_t mode)
 
 bool kg_ws_mode_parse(const char *s, kg_ws_mode_t *mode)
 {
-    for (int i = 0; i <= KG_MODE_HYBRID; i++) {
+    for (int i = 0; i <= KG_MODE_POOL; i++) {
         if (strcmp(s, ws_mode_names[i]) == 0) {
             *mode = (kg_ws_mode_t)i;
             return true;
@@ -242,7 +243,7 @@ kg_err_t kg_workspace_ensure_default(kg_store_t *store, const char *actor,
         return rc;
     }
     return kg_workspace_create(store, actor, KG_WORKSPACE_DEFAULT,
-                               KG_MODE_API_KEYS, NULL, diag);
+                               KG_WORKSPACE_DEFAULT_MODE, NULL, diag);
 }
 
 /* Add {"field": {"from": a, "to": b}} to changed when a != b. */

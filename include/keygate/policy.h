@@ -46,6 +46,7 @@ typedef struct kg_policy_ticket {
     kg_ratelimit_ticket_t rate;
     kg_ratelimit_info_t rate_info; /* for the x-ratelimit-* headers */
     bool credits;     /* credits mode: the pool is used and charged */
+    bool pool;        /* pool mode: the pool is used, no credits */
     char *credential; /* the workspace's own, or NULL: the provider's */
     size_t credential_len;
     char workspace_id[KG_WORKSPACE_ID_LEN + 1];
@@ -91,6 +92,13 @@ kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
  */
 int64_t kg_policy_settle(kg_policy_t *p, kg_policy_ticket_t *t, int64_t cost,
                          int64_t tokens, int64_t now_ms);
+
+/*
+ * The mode an admitted request used, for its usage event: "credits" (the
+ * pool, charged to credits), "pool" (the pool, pool mode) or "api-keys"
+ * (the workspace's own credential, or a provider that needs none).
+ */
+const char *kg_policy_ticket_mode(const kg_policy_ticket_t *t);
 
 /* The usage writer committed a credits charge of ws_id. */
 void kg_policy_credits_committed(kg_policy_t *p, const char *ws_id,

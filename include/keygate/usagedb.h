@@ -54,7 +54,7 @@ typedef struct kg_usage_event {
     char operation[16];
     char model[257];
     char provider[65];
-    char mode[16]; /* "api-keys" | "credits" */
+    char mode[16]; /* "api-keys" | "credits" | "pool" */
     int status;    /* HTTP status sent to the client, 0..999 */
     int64_t prompt_tokens;
     int64_t completion_tokens;

@@ -15,11 +15,16 @@
 #define KG_WORKSPACE_DEFAULT "default"
 #define KG_WORKSPACE_ID_LEN  KG_TOKEN_ID_LEN
 
+/* How a workspace reaches providers (docs/policy.md#workspace-modes). */
 typedef enum kg_ws_mode {
-    KG_MODE_API_KEYS = 0,
-    KG_MODE_CREDITS,
-    KG_MODE_HYBRID,
+    KG_MODE_API_KEYS = 0, /* only its own credentials */
+    KG_MODE_CREDITS,      /* the pool, charged to its credits */
+    KG_MODE_HYBRID,       /* its own where it has one, else credits */
+    KG_MODE_POOL,         /* the pool, no credits: one tenant (init's) */
 } kg_ws_mode_t;
+
+/* The mode keygate init gives the default workspace it creates. */
+#define KG_WORKSPACE_DEFAULT_MODE KG_MODE_POOL
 
 typedef struct kg_workspace {
     char id[KG_WORKSPACE_ID_LEN + 1];
@@ -40,7 +45,7 @@ typedef struct kg_workspace_changes {
     const char *rules;
 } kg_workspace_changes_t;
 
-/* "api-keys", "credits", "hybrid". */
+/* "api-keys", "credits", "hybrid", "pool". */
 const char *kg_ws_mode_name(kg_ws_mode_t mode);
 bool kg_ws_mode_parse(const char *s, kg_ws_mode_t *mode);
 
@@ -53,7 +58,10 @@ kg_err_t kg_workspace_create(kg_store_t *store, const char *actor,
                              kg_workspace_t *out,
                              kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Create the "default" workspace unless it exists (used by init). */
+/*
+ * Create the "default" workspace in KG_WORKSPACE_DEFAULT_MODE unless it
+ * exists (used by init); an existing one keeps its mode.
+ */
 kg_err_t kg_workspace_ensure_default(kg_store_t *store, const char *actor,
                                      kg_diag_t *diag) KG_MUST_CHECK;
 

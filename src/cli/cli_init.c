@@ -86,6 +86,8 @@ static kg_err_t init_secret_key(kg_cli_t *cli, bool *created, kg_diag_t *diag)
 int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
 {
     kg_diag_t diag = {{0}};
+    kg_workspace_t ws;
+    const char *mode;
     bool new_key = true;
     bool new_secret = false;
     kg_err_t rc;
@@ -97,8 +99,10 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
                "Create what the configuration names, when missing: the "
                "hash key file and\nthe secret key file (32 random bytes "
                "each, mode 0600), the store (mode\n0600, schema migrated) "
-               "and the 'default' workspace. Safe to run again:\nit never "
-               "replaces an existing hash key or secret key.\n");
+               "and the 'default' workspace, in pool mode: its keys use\n"
+               "the configuration's provider credentials (docs/policy.md). "
+               "Safe to run\nagain: it never replaces an existing hash key "
+               "or secret key, nor changes\nan existing workspace.\n");
         return KG_EXIT_OK;
     }
     if (argc != 1) {
@@ -141,15 +145,22 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
     if (rc == KG_OK) {
         rc = kg_workspace_ensure_default(cli->store, cli->actor, &diag);
     }
+    if (rc == KG_OK) {
+        rc = kg_workspace_get(cli->store, KG_WORKSPACE_DEFAULT, &ws, &diag);
+    }
     if (rc != KG_OK) {
         return kg_cli_fail(rc, &diag);
     }
+    mode = kg_ws_mode_name(ws.mode);
+    kg_workspace_clear(&ws);
     if (cli->json) {
-        return kg_cli_print_json(json_pack(
-            "{s:s, s:s, s:b, s:s, s:b, s:i}", "store", cli->cfg->store_path,
-            "hashKey", cli->cfg->hash_key_file, "hashKeyCreated", new_key,
-            "secretKey", cli->cfg->secret_key_file, "secretKeyCreated",
-            new_secret, "schemaVersion", kg_store_schema_version(cli->store)));
+        return kg_cli_print_json(
+            json_pack("{s:s, s:s, s:b, s:s, s:b, s:i, s:{s:s, s:s}}", "store",
+                      cli->cfg->store_path, "hashKey", cli->cfg->hash_key_file,
+                      "hashKeyCreated", new_key, "secretKey",
+                      cli->cfg->secret_key_file, "secretKeyCreated", new_secret,
+                      "schemaVersion", kg_store_schema_version(cli->store),
+                      "workspace", "name", KG_WORKSPACE_DEFAULT, "mode", mode));
     }
     printf("Store:      %s (schema %d)\n", cli->cfg->store_path,
            kg_store_schema_version(cli->store));
@@ -157,6 +168,9 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
            new_key ? "created" : "kept");
     printf("Secret key: %s (%s)\n", cli->cfg->secret_key_file,
            new_secret ? "created" : "kept");
-    printf("Workspace:  %s\n", KG_WORKSPACE_DEFAULT);
+    printf("Workspace:  %s (mode %s%s)\n", KG_WORKSPACE_DEFAULT, mode,
+           strcmp(mode, "pool") == 0
+               ? ": keys use the configuration's provider credentials"
+               : "");
     return KG_EXIT_OK;
 }

@@ -42,7 +42,7 @@ static bool ws_parse_mode(const char *s, kg_ws_mode_t *mode)
 {
     if (!kg_ws_mode_parse(s, mode)) {
         kg_cli_errorf("--mode: '%.40s' is not one of api-keys, credits, "
-                      "hybrid",
+                      "hybrid, pool",
                       s);
         return false;
     }
@@ -103,8 +103,15 @@ static int ws_create(kg_cli_t *cli, int argc, char **argv)
 
     if (ws_help(argc, argv,
                 "Usage: keygate workspaces create NAME [--mode MODE]\n\n"
-                "Create a workspace. MODE: api-keys (default), credits, "
-                "hybrid.\n")) {
+                "Create a workspace. MODE (docs/policy.md):\n"
+                "  api-keys  only the workspace's own provider credentials "
+                "(the default)\n"
+                "  credits   the configuration's credentials, charged to "
+                "its credits\n"
+                "  hybrid    its own credential where it has one, else "
+                "credits\n"
+                "  pool      the configuration's credentials, no credits "
+                "(one tenant)\n")) {
         return KG_EXIT_OK;
     }
     optind = 0;
@@ -244,12 +251,13 @@ static int ws_update(kg_cli_t *cli, int argc, char **argv)
     int opt;
     int ex = -1;
 
-    if (ws_help(argc, argv,
-                "Usage: keygate workspaces update WORKSPACE [--name NAME] "
-                "[--mode MODE] [--rules JSON] [RULE OPTIONS]\n\nChange a "
-                "workspace. Its rules apply to every key in it; a key's own "
-                "rules\ncan only narrow them. MODE: api-keys, credits, "
-                "hybrid.\n\n")) {
+    if (ws_help(
+            argc, argv,
+            "Usage: keygate workspaces update WORKSPACE [--name NAME] "
+            "[--mode MODE] [--rules JSON] [RULE OPTIONS]\n\nChange a "
+            "workspace. Its rules apply to every key in it; a key's own "
+            "rules\ncan only narrow them. MODE: api-keys, credits, "
+            "hybrid, pool\n(see 'keygate workspaces create --help').\n\n")) {
         printf("%s", kg_cli_rules_help);
         return KG_EXIT_OK;
     }
@@ -649,6 +657,12 @@ static int cred_store(kg_cli_t *cli, const kg_workspace_t *ws,
     printf("Credential for provider '%s' %s on workspace '%s' (%s).\n",
            provider, replaced ? "replaced" : "set", ws->name,
            cred_last4_text(&info, shown, sizeof(shown)));
+    if (ws->mode == KG_MODE_CREDITS || ws->mode == KG_MODE_POOL) {
+        printf("Note: the workspace is in %s mode, which uses the "
+               "configuration's credentials;\nits own are used in api-keys "
+               "or hybrid mode (docs/policy.md).\n",
+               kg_ws_mode_name(ws->mode));
+    }
     return KG_EXIT_OK;
 }
 

@@ -214,20 +214,34 @@ static int closed_port(void)
     return port;
 }
 
+/* Start a mock; key_env (may be NULL): "NAME=key" it requires. */
 static void start_mock(gwf_t *f, kg_harness_proc_t *p, const char *name,
-                       char *log, int *port)
+                       char *log, int *port, const char *key_env)
 {
     char portfile[PATH_MAX];
     char out[PATH_MAX];
     char err[PATH_MAX];
     char fname[64];
+    char var[GWF_ENV_MAX];
     const char *bin = kg_harness_bin("KEYGATE_MOCK_BIN");
-    /* The mock must never see the provider credential in its environment. */
-    const char *const env[] = {GWF_PROVIDER_ENV, NULL};
-    const char *argv[] = {bin,      "--port", "0", "--port-file",
-                          portfile, "--log",  log, "--threads",
-                          "4",      NULL};
+    /* The mock must never see the provider credential in its environment
+     * (only a key it is asked to require). */
+    const char *const env[] = {GWF_PROVIDER_ENV, key_env, NULL};
+    const char *argv[] = {bin,      "--port",
+                          "0",      "--port-file",
+                          portfile, "--log",
+                          log,      "--threads",
+                          "4",      key_env ? "--require-key-env" : NULL,
+                          var,      NULL};
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, 0};
+
+    if (key_env != NULL) {
+        size_t n = strcspn(key_env, "=");
+
+        ck_assert(key_env[n] == '=' && n < sizeof(var));
+        memcpy(var, key_env, n);
+        var[n] = '\0';
+    }
 
     snprintf(fname, sizeof(fname), "%s.port", name);
     path_in(portfile, f->dir, fname);
@@ -258,11 +272,30 @@ void gwf_init(gwf_t *f, bool aux)
     path_in(f->cfg, f->dir, "keygate.ini");
     path_in(f->db, f->dir, "state/keygate.db");
     path_in(f->gw_port_file, f->dir, "gw.port");
-    start_mock(f, &f->mock, "mock", f->mock_log, &f->mock_port);
+    start_mock(f, &f->mock, "mock", f->mock_log, &f->mock_port, NULL);
     if (aux) {
-        start_mock(f, &f->aux, "aux", f->aux_log, &f->aux_port);
+        start_mock(f, &f->aux, "aux", f->aux_log, &f->aux_port, NULL);
     }
     f->dead_port = closed_port();
+}
+
+void gwf_init_keyed(gwf_t *f, const char *env_name, const char *key)
+{
+    int n;
+
+    gwf_init(f, false);
+    n = snprintf(f->extra_env, sizeof(f->extra_env), "%s=%s", env_name, key);
+    ck_assert(n > 0 && (size_t)n < sizeof(f->extra_env));
+    start_mock(f, &f->aux, "aux", f->aux_log, &f->aux_port, f->extra_env);
+}
+
+/* The environment of keygate's processes: the pool credential, and the
+ * world's extra entry when it has one. */
+static void kg_env(const gwf_t *f, const char **env)
+{
+    env[0] = GWF_PROVIDER_ENV "=" GWF_PROVIDER_CANARY;
+    env[1] = f->extra_env[0] ? f->extra_env : NULL;
+    env[2] = NULL;
 }
 
 /* Append a formatted line to the config text. */
@@ -333,11 +366,12 @@ int gwf_kg(gwf_t *f, kg_harness_result_t *res, const char *first, ...)
 {
     const char *argv[KG_HARNESS_MAX_ARGS] = {kg_harness_bin("KEYGATE_BIN"),
                                              "-c", f->cfg, first};
-    const char *const env[] = {GWF_PROVIDER_ENV "=" GWF_PROVIDER_CANARY, NULL};
+    const char *env[3];
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, GWF_CLI_MS};
     size_t n = 4;
     va_list ap;
 
+    kg_env(f, env);
     va_start(ap, first);
     for (const char *a = va_arg(ap, const char *); a != NULL;
          a = va_arg(ap, const char *)) {
@@ -387,13 +421,14 @@ void gwf_key_create(gwf_t *f, gwf_key_t *k, const char *name, ...)
                                              "create",
                                              "--name",
                                              name};
-    const char *const env[] = {GWF_PROVIDER_ENV "=" GWF_PROVIDER_CANARY, NULL};
+    const char *env[3];
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, GWF_CLI_MS};
     kg_harness_result_t r = {0};
     size_t n = 8;
     json_t *j;
     va_list ap;
 
+    kg_env(f, env);
     va_start(ap, name);
     for (const char *a = va_arg(ap, const char *); a != NULL;
          a = va_arg(ap, const char *)) {
@@ -427,10 +462,11 @@ void gwf_start(gwf_t *f)
                           "--port-file",
                           f->gw_port_file,
                           NULL};
-    const char *const env[] = {GWF_PROVIDER_ENV "=" GWF_PROVIDER_CANARY, NULL};
+    const char *env[3];
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, 0};
     char name[32];
 
+    kg_env(f, env);
     f->starts++;
     snprintf(name, sizeof(name), "gw%d.out", f->starts);
     path_in(f->gw_out, f->dir, name);

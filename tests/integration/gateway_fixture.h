@@ -28,6 +28,7 @@
 #define GWF_MARKER_MAX   48
 #define GWF_REQID_MAX    64
 #define GWF_HTTP_TIMEOUT 15000 /* ms, default for one request */
+#define GWF_ENV_MAX      256   /* one "NAME=value" environment entry */
 
 /* The exact bodies of the spec's 401 answers (docs/api.md). */
 #define GWF_MSG_NO_KEY                                                    \
@@ -64,6 +65,8 @@ typedef struct gwf {
     int gw_port;
     pid_t gw_pid; /* kept for forked test processes */
     int starts;   /* daemon starts so far */
+    /* "NAME=value" given to keygate's processes too (gwf_init_keyed). */
+    char extra_env[GWF_ENV_MAX];
 } gwf_t;
 
 /* A response read with libcurl. */
@@ -123,6 +126,15 @@ void gwf_root_free(void);
 
 /* A directory under the root, the mock (and an aux mock) running. */
 void gwf_init(gwf_t *f, bool aux);
+
+/*
+ * gwf_init without an aux mock; instead the aux mock checks a provider key
+ * as a real provider does (keygate-mock --require-key-env env_name, 401
+ * without it), and env_name=key is in the environment of every keygate
+ * process of the world from then on (CLI and daemon), as an operator's
+ * exported OPENAI_API_KEY would be.
+ */
+void gwf_init_keyed(gwf_t *f, const char *env_name, const char *key);
 
 /*
  * Write the configuration: the fixed providers and models plus extra lines

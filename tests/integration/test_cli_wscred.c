@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "keygate/store.h"
+
 #include "harness.h"
 
 #define ERROR_LINE_MAX 300 /* an error is one short line */
@@ -349,7 +351,7 @@ START_TEST(test_init_creates_the_secret_key)
     ck_assert_str_eq(json_string_value(json_object_get(j, "secretKey")),
                      g_secretkey);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "schemaVersion")),
-                     4);
+                     KG_STORE_SCHEMA_VERSION);
     json_decref(j);
     ck_assert_int_eq(kg("init", NULL), 0);
     assert_ok();

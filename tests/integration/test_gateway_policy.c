@@ -2682,6 +2682,110 @@ START_TEST(test_crash_reservations_reclaimed)
 }
 END_TEST
 
+/*
+ * The first real provider, as the README and docs/policy.md tell an
+ * operator: export OPENAI_API_KEY, a [provider openai] with api_key_env
+ * and a model, keygate init, keys create, serve: answers, with nothing
+ * stored in the workspace. The provider (the aux mock) refuses a request
+ * without that key, as OpenAI does.
+ */
+#define FIRST_KEY "sk-kgtest-first-provider-3b9d71c2e5a04f68"
+#define FIRST_PROVIDER                                             \
+    "[provider openai]\ntype = openai\n"                           \
+    "base_url = http://127.0.0.1:%d/v1\n"                          \
+    "api_key_env = OPENAI_API_KEY\n\n"                             \
+    "[model gpt-4o-mini]\nprovider = openai\ninput_price = 0.15\n" \
+    "output_price = 0.60\n"
+
+START_TEST(test_first_provider_without_extra_steps)
+{
+    char extra[512];
+    char models[256];
+    char mode[16];
+    gwf_key_t k;
+    gwf_resp_t r;
+    json_t *j;
+
+    gwf_init_keyed(&W, "OPENAI_API_KEY", FIRST_KEY);
+    snprintf(extra, sizeof(extra), FIRST_PROVIDER, W.aux_port);
+    gwf_config(&W, NULL, NULL, extra);
+    KG_OK("init");
+    ck_assert_ptr_nonnull(strstr(g_res.out, "default (mode pool"));
+    KG_OK("--json", "workspaces", "show", "default");
+    j = cli_json();
+    ck_assert_str_eq(json_string_value(json_object_get(j, "mode")), "pool");
+    json_decref(j);
+    gwf_key_create(&W, &k, "first", NULL);
+    gwf_start(&W);
+
+    /* Answers, with the provider's key from the environment. */
+    ck_assert_int_eq(send_req(&k, OP_CHAT, "gpt-4o-mini", -1, NULL, &r, NULL),
+                     200);
+    ck_assert_ptr_nonnull(strstr(r.body, "chat.completion"));
+    usage_mode(r.request_id, mode, sizeof(mode));
+    ck_assert_str_eq(mode, "pool");
+    gwf_resp_free(&r);
+    ck_assert_int_gt(settle_usage(&k, 1), 0);
+    /* No credit balance runs down; the model is listed. */
+    ck_assert_int_eq(ws_balance("default"), 0);
+    ck_assert_int_eq(models_of(&k, models, sizeof(models)), 200);
+    ck_assert_ptr_nonnull(strstr(models, "gpt-4o-mini"));
+    ck_assert_int_eq(gwf_log_count(W.aux_log, "\"mode\":\"unauthorized\""), 0);
+
+    /* The trap this replaces: api-keys mode without a stored credential
+     * says the model does not exist. */
+    KG_OK("workspaces", "update", "default", "--mode", "api-keys");
+    wait_status(&k, OP_CHAT, "gpt-4o-mini", 404, NULL);
+    ck_assert_int_eq(models_of(&k, models, sizeof(models)), 200);
+    ck_assert_ptr_null(strstr(models, "gpt-4o-mini"));
+    KG_OK("workspaces", "update", "default", "--mode", "pool");
+    wait_status(&k, OP_CHAT, "gpt-4o-mini", 200, NULL);
+
+    /* Other workspaces keep api-keys as their default; pool is chosen. */
+    KG_OK("--json", "workspaces", "create", "tenant");
+    j = cli_json();
+    ck_assert_str_eq(json_string_value(json_object_get(j, "mode")), "api-keys");
+    json_decref(j);
+    KG_OK("workspaces", "create", "team", "--mode", "pool");
+    ck_assert(gwf_stop_checked(&W));
+    gwf_free(&W);
+}
+END_TEST
+
+/* A credits workspace switched to pool mode stops charging its credits
+ * (and never answers 402); the usage events say which mode was used. */
+START_TEST(test_pool_mode_charges_no_credits)
+{
+    gwf_key_t k;
+    gwf_resp_t r;
+    char mode[16];
+    int64_t before;
+
+    own_world(); /* default: credits mode, 1000 USD */
+    gwf_key_create(&W, &k, "pool", NULL);
+    ck_assert_int_eq(send_req(&k, OP_CHAT, "gpt-4o", -1, NULL, &r, NULL), 200);
+    usage_mode(r.request_id, mode, sizeof(mode));
+    ck_assert_str_eq(mode, "credits");
+    gwf_resp_free(&r);
+    settle_usage(&k, 1);
+    wait_balance("default", 1000000000 - key_cost_sum(&k));
+    before = ws_balance("default");
+
+    KG_OK("workspaces", "update", "default", "--mode", "pool");
+    KG_OK("workspaces", "credit", "default", "--deduct",
+          usd(before, (char[32]){0}, 32));
+    wait_status(&k, OP_CHAT, "gpt-4o", 200, &r);
+    usage_mode(r.request_id, mode, sizeof(mode));
+    ck_assert_str_eq(mode, "pool");
+    gwf_resp_free(&r);
+    (void)gwf_usage_settled(&W);
+    ck_assert_int_eq(ws_balance("default"), 0);
+    ck_assert_int_gt(key_cost_sum(&k), 0);
+    ck_assert(gwf_stop_checked(&W));
+    gwf_free(&W);
+}
+END_TEST
+
 /* SIGTERM with a request in flight: drained and charged, exit 0. */
 static void drain_one(gwf_key_t *k)
 {
@@ -2782,6 +2886,8 @@ static Suite *policy_suite(void)
     tcase_add_unchecked_fixture(tc, setup_root, teardown_root);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_crash_reservations_reclaimed);
+    tcase_add_test(tc, test_first_provider_without_extra_steps);
+    tcase_add_test(tc, test_pool_mode_charges_no_credits);
     tcase_add_test(tc, test_drain_charges_in_flight);
     tcase_add_test(tc, test_drain_leaves_no_reservation);
     suite_add_tcase(s, tc);

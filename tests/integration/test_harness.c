@@ -185,7 +185,7 @@ START_TEST(test_store_dump)
     kg_harness_result_free(&r);
     ck_assert_int_eq(kg_harness_store_dump(db, &dump), 0);
     ck_assert_ptr_nonnull(strstr(dump, "# table workspaces\n"));
-    ck_assert_ptr_nonnull(strstr(dump, "|default|api-keys|"));
+    ck_assert_ptr_nonnull(strstr(dump, "|default|pool|"));
     free(dump);
     ck_assert(kg_harness_path(db, sizeof(db), g_dir, "absent.db"));
     ck_assert_int_eq(kg_harness_store_dump(db, &dump), -1);

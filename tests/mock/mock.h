@@ -57,7 +57,8 @@
     X(MODELS, "models")                             \
     X(NOT_FOUND, "not_found")                       \
     X(TOO_LARGE, "payload_too_large")               \
-    X(BAD_REQUEST, "bad_request")
+    X(BAD_REQUEST, "bad_request")                   \
+    X(UNAUTHORIZED, "unauthorized")
 
 typedef enum kg_mock_mode {
 #define KG_MOCK_MODE_ENUM(name, str) KG_MOCK_MODE_##name,
@@ -133,6 +134,13 @@ typedef struct kg_mock_req {
 
 /* Set once on SIGTERM/SIGINT; handlers then end what they are doing. */
 extern atomic_bool kg_mock_stopping;
+
+/*
+ * The provider key every request must carry (--require-key-env), as
+ * "Authorization: Bearer <key>" or "x-api-key: <key>", or NULL: none is
+ * checked. Set before the daemon starts; owned by main.
+ */
+extern const char *kg_mock_required_key;
 
 /*
  * Append n bytes to buf, keeping it NUL-terminated. Returns 0, ENOMEM, or

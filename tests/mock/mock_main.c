@@ -29,12 +29,14 @@ typedef struct mock_options {
     const char *port_file;
     const char *log;
     long threads;
+    const char *key_env; /* --require-key-env: the variable's name */
 } mock_options_t;
 
 static void usage(FILE *out)
 {
     fputs("usage: keygate-mock [--listen ADDR] [--port N] [--port-file FILE]"
-          "\n                    [--log FILE] [--threads N]\n"
+          "\n                    [--log FILE] [--threads N]"
+          " [--require-key-env VAR]\n"
           "Fake OpenAI/Anthropic provider for keygate's tests; prints\n"
           "'PORT <n>' once listening and exits 0 on SIGTERM or SIGINT.\n"
           "See tests/mock/README.md for the modes.\n",
@@ -65,11 +67,13 @@ static int parse_options(int argc, char **argv, mock_options_t *o)
         {"port-file", required_argument, NULL, 'f'},
         {"log", required_argument, NULL, 'g'},
         {"threads", required_argument, NULL, 't'},
+        {"require-key-env", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
 
-    *o = (mock_options_t){"127.0.0.1", 0, NULL, NULL, MOCK_DEFAULT_THREADS};
+    *o = (mock_options_t){"127.0.0.1",          0,   NULL, NULL,
+                          MOCK_DEFAULT_THREADS, NULL};
     for (;;) {
         int c = getopt_long(argc, argv, "", longopts, NULL);
 
@@ -97,6 +101,9 @@ static int parse_options(int argc, char **argv, mock_options_t *o)
                 fprintf(stderr, "keygate-mock: bad --threads '%s'\n", optarg);
                 return 1;
             }
+            break;
+        case 'k':
+            o->key_env = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -313,6 +320,17 @@ int main(int argc, char **argv)
     rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc == 2 ? 0 : 2;
+    }
+    if (o.key_env != NULL) {
+        /* Read once, before any thread: the handlers only compare. */
+        kg_mock_required_key = getenv(o.key_env);
+        if (kg_mock_required_key == NULL || *kg_mock_required_key == '\0') {
+            fprintf(stderr,
+                    "keygate-mock: --require-key-env: %s is not set or "
+                    "empty\n",
+                    o.key_env);
+            return 2;
+        }
     }
     block_signals(&set);
     rc = kg_mock_log_open(o.log);

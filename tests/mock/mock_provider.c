@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Phases of a request (kg_mock_req_t.phase). */
 enum {
@@ -470,6 +471,40 @@ static kg_mock_mode_t mode_from_route(const kg_mock_req_t *req)
     return KG_MOCK_MODE_NOT_FOUND;
 }
 
+const char *kg_mock_required_key;
+
+/* Equal strings, in time that depends on their lengths only. */
+static bool same_secret(const char *a, const char *b)
+{
+    size_t na = strlen(a);
+    size_t nb = strlen(b);
+    unsigned char diff = na != nb;
+
+    for (size_t i = 0; i < na && i < nb; i++) {
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+/* Whether req carries the required provider key (or none is required). */
+static bool key_accepted(const kg_mock_req_t *req)
+{
+    const char *auth;
+    const char *xkey;
+
+    if (kg_mock_required_key == NULL) {
+        return true;
+    }
+    auth = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_AUTHORIZATION);
+    xkey = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "x-api-key");
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
+        same_secret(auth + 7, kg_mock_required_key)) {
+        return true;
+    }
+    return xkey != NULL && same_secret(xkey, kg_mock_required_key);
+}
+
 /* Choose req->mode and req->p (first match wins). Returns false on OOM. */
 static bool choose_mode(kg_mock_req_t *req)
 {
@@ -505,6 +540,9 @@ static bool choose_mode(kg_mock_req_t *req)
     if (err != NULL) {
         req->mode = KG_MOCK_MODE_BAD_REQUEST;
         req->bad_request = err;
+    }
+    if (!key_accepted(req)) {
+        req->mode = KG_MOCK_MODE_UNAUTHORIZED; /* as a provider would */
     }
     req->flavor = strncmp(req->path, "/v1/messages", 12) == 0
                       ? KG_MOCK_FLAVOR_ANTHROPIC

@@ -58,6 +58,7 @@ static struct MHD_Response *resp_models;
 static struct MHD_Response *resp_not_found;
 static struct MHD_Response *resp_too_large;
 static struct MHD_Response *resp_redirect;
+static struct MHD_Response *resp_unauthorized;
 
 static const char models_json[] =
     "{\"object\":\"list\",\"data\":["
@@ -72,6 +73,11 @@ static const char not_found_json[] =
     "{\"error\":{\"message\":\"keygate-mock: unknown route\","
     "\"type\":\"invalid_request_error\",\"param\":null,"
     "\"code\":\"not_found\"}}";
+
+static const char unauthorized_json[] =
+    "{\"error\":{\"message\":\"Incorrect API key provided.\","
+    "\"type\":\"invalid_request_error\",\"param\":null,"
+    "\"code\":\"invalid_api_key\"}}";
 
 static const char too_large_json[] =
     "{\"error\":{\"message\":\"keygate-mock: request body too large\","
@@ -417,6 +423,11 @@ enum MHD_Result kg_mock_respond_too_large(kg_mock_req_t *req)
 static enum MHD_Result respond_too_large(kg_mock_req_t *req)
 {
     return kg_mock_respond_too_large(req);
+}
+
+static enum MHD_Result respond_unauthorized(kg_mock_req_t *req)
+{
+    return queue_shared(req, MHD_HTTP_UNAUTHORIZED, resp_unauthorized);
 }
 
 static enum MHD_Result respond_bad_request(kg_mock_req_t *req)
@@ -872,6 +883,7 @@ static const mock_handler_t handlers[KG_MOCK_MODE_COUNT] = {
     [KG_MOCK_MODE_NOT_FOUND] = respond_not_found,
     [KG_MOCK_MODE_TOO_LARGE] = respond_too_large,
     [KG_MOCK_MODE_BAD_REQUEST] = respond_bad_request,
+    [KG_MOCK_MODE_UNAUTHORIZED] = respond_unauthorized,
 };
 
 enum MHD_Result kg_mock_respond(kg_mock_req_t *req)
@@ -891,8 +903,11 @@ int kg_mock_responses_init(void)
     resp_too_large =
         response_static(too_large_json, sizeof(too_large_json) - 1);
     resp_redirect = response_static(redirect_json, sizeof(redirect_json) - 1);
+    resp_unauthorized =
+        response_static(unauthorized_json, sizeof(unauthorized_json) - 1);
     if (resp_models == NULL || resp_not_found == NULL ||
-        resp_too_large == NULL || resp_redirect == NULL) {
+        resp_too_large == NULL || resp_redirect == NULL ||
+        resp_unauthorized == NULL) {
         kg_mock_responses_free();
         return -1;
     }
@@ -915,6 +930,7 @@ void kg_mock_responses_free(void)
     destroy(&resp_not_found);
     destroy(&resp_too_large);
     destroy(&resp_redirect);
+    destroy(&resp_unauthorized);
     for (size_t i = 0; i < cache_len; i++) {
         destroy(&cache[i].resp);
         free(cache[i].key);

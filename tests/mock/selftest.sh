@@ -214,6 +214,33 @@ check "log: completed streams" [ "$(grep -c '"reason":"complete"' "$DIR/log")" -
 check "log: abandoned stream closed" has "$DIR/log" '"sent_events":2,"reason":"client_gone"'
 check "log: reset stream" has "$DIR/log" '"reason":"reset"'
 
+# --- --require-key-env: a provider key checked like a real provider --------
+KEYED_PID=
+KG_MOCK_SELFTEST_KEY=sk-mock-selftest-1f2e3d \
+  "$MOCK" --port 0 --port-file "$DIR/kport" --require-key-env KG_MOCK_SELFTEST_KEY \
+  >/dev/null 2>"$DIR/kstderr" &
+KEYED_PID=$!
+for _ in $(seq 100); do [ -s "$DIR/kport" ] && break; sleep 0.05; done
+K=http://127.0.0.1:$(cat "$DIR/kport")
+fetch "$DIR/k0" "$K/v1/chat/completions" -d '{"model":"m"}'
+check "key: none → 401" status_is "$DIR/k0" 401
+check "key: provider-shaped error" has "$DIR/k0" '"code":"invalid_api_key"'
+fetch "$DIR/k1" "$K/v1/chat/completions" -H 'Authorization: Bearer sk-wrong' -d '{"model":"m"}'
+check "key: wrong → 401" status_is "$DIR/k1" 401
+fetch "$DIR/k2" "$K/v1/chat/completions" -H 'Authorization: Bearer sk-mock-selftest-1f2e3d' \
+  -d '{"model":"m"}'
+check "key: Bearer → 200" status_is "$DIR/k2" 200
+fetch "$DIR/k3" "$K/v1/messages" -H 'x-api-key: sk-mock-selftest-1f2e3d' -d '{"model":"c"}'
+check "key: x-api-key → 200" status_is "$DIR/k3" 200
+kill -TERM "$KEYED_PID" 2>/dev/null
+wait "$KEYED_PID" 2>/dev/null
+check "key: nothing on stderr" [ ! -s "$DIR/kstderr" ]
+rc=0
+env -u KG_MOCK_SELFTEST_UNSET "$MOCK" --port 0 --require-key-env KG_MOCK_SELFTEST_UNSET \
+  >/dev/null 2>"$DIR/kunset" || rc=$?
+check "key: unset variable → exit 2" [ "$rc" -eq 2 ]
+check "key: unset variable named" has "$DIR/kunset" 'KG_MOCK_SELFTEST_UNSET is not set'
+
 # --- shutdown --------------------------------------------------------------
 fetch "$DIR/hz" "$U/v1/chat/completions" -H 'x-mock-mode: hang_before_headers' \
   --max-time 5 &

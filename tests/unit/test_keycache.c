@@ -198,7 +198,9 @@ START_TEST(test_migration_v2_to_v3)
     ut_join(path, dir, "old.db");
     ck_assert_msg(kg_store_open(path, &v2, &s, &diag) == KG_OK, "%s", diag.msg);
     ck_assert_int_eq(kg_store_schema_version(s), 2);
-    ck_assert_int_eq(kg_workspace_ensure_default(s, "cli:test", &diag), KG_OK);
+    ck_assert_int_eq(kg_workspace_create(s, "cli:test", KG_WORKSPACE_DEFAULT,
+                                         KG_MODE_API_KEYS, NULL, &diag),
+                     KG_OK);
     ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(s),
                                         "SELECT rev FROM key_revision", -1, &st,
                                         NULL),

@@ -294,8 +294,10 @@ START_TEST(test_migrate_from_v1)
     ck_assert(!ut_has_table(db, "usage_events"));
     ck_assert(!ut_has_table(db, "usage_hourly"));
 
-    /* Data written by the version-1 schema through the library. */
-    ck_assert_int_eq(kg_workspace_ensure_default(store, UT_ACTOR, &diag),
+    /* Data written by the version-1 schema through the library (whose
+     * default workspace was in api-keys mode). */
+    ck_assert_int_eq(kg_workspace_create(store, UT_ACTOR, KG_WORKSPACE_DEFAULT,
+                                         KG_MODE_API_KEYS, NULL, &diag),
                      KG_OK);
     ck_assert_int_eq(kg_workspace_create(store, UT_ACTOR, "team-a",
                                          KG_MODE_CREDITS, &ws, &diag),
@@ -400,6 +402,94 @@ START_TEST(test_migrate_from_v1)
     kg_token_wipe(&tok);
     kg_store_close(&store);
     kg_keyhash_free(&hk);
+    ut_tmpdir_remove(dir);
+}
+END_TEST
+
+/* sql on db: SQLite's result code. */
+static int ut_try(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/*
+ * 4 → 5 lets 'pool' into workspaces.mode and usage_events.mode and keeps
+ * every row and every other constraint; a connection opened before the
+ * migration sees the new schema too.
+ */
+START_TEST(test_migrate_v4_to_v5_pool_mode)
+{
+    kg_store_opts_t v4 = {KG_STORE_CREATE, 1000, 4};
+    char dir[UT_PATH_MAX];
+    char path[UT_PATH_MAX];
+    kg_store_t *old = NULL;
+    kg_store_t *store = NULL;
+    kg_diag_t diag = {{0}};
+    sqlite3 *db;
+
+    ut_tmpdir(dir);
+    ut_join(path, dir, "keygate.db");
+    ck_assert_msg(kg_store_open(path, &v4, &old, &diag) == KG_OK, "%s",
+                  diag.msg);
+    ck_assert_int_eq(kg_store_schema_version(old), 4);
+    db = kg_store_db(old);
+    ck_assert_int_eq(ut_try(db, "INSERT INTO workspaces (id, name, mode, "
+                                "created_at, updated_at) VALUES "
+                                "('WWWWWWWWWWWW', 'default', 'credits', 1, 1)"),
+                     SQLITE_OK);
+    ck_assert_int_eq(ut_try(db, "INSERT INTO api_keys (id, workspace_id, "
+                                "name, prefix, last4, created_at, updated_at) "
+                                "VALUES ('KKKKKKKKKKKK', 'WWWWWWWWWWWW', 'k', "
+                                "'kg', 'abcd', 1, 1)"),
+                     SQLITE_OK);
+    ck_assert_int_eq(ut_try(db, "INSERT INTO usage_events (request_id, key_id, "
+                                "workspace_id, at_ms, operation, mode, status) "
+                                "VALUES ('r1', 'KKKKKKKKKKKK', 'WWWWWWWWWWWW', "
+                                "1, 'chat', 'credits', 200)"),
+                     SQLITE_OK);
+    ck_assert_int_ne(ut_try(db, "UPDATE workspaces SET mode = 'pool'"),
+                     SQLITE_OK);
+
+    /* Another connection migrates while this one stays open. */
+    ck_assert_msg(kg_store_open(path, &ut_existing, &store, &diag) == KG_OK,
+                  "%s", diag.msg);
+    ck_assert_int_eq(kg_store_schema_version(store), 5);
+    ck_assert_int_eq(ut_int(kg_store_db(store), "PRAGMA user_version"), 5);
+    for (int i = 0; i < 2; i++) {
+        db = kg_store_db(i == 0 ? store : old);
+        ck_assert_int_eq(ut_try(db, "UPDATE workspaces SET mode = 'pool'"),
+                         SQLITE_OK);
+        ck_assert_int_ne(ut_try(db, "UPDATE workspaces SET mode = 'free'"),
+                         SQLITE_OK);
+        ck_assert_int_ne(ut_try(db, "UPDATE usage_events SET mode = 'hybrid'"),
+                         SQLITE_OK);
+        ck_assert_int_eq(ut_try(db, "UPDATE usage_events SET mode = 'pool'"),
+                         SQLITE_OK);
+        ck_assert_int_eq(ut_try(db, "UPDATE usage_events SET mode = 'credits'"),
+                         SQLITE_OK);
+    }
+    db = kg_store_db(store);
+    /* Rows, foreign keys and the revision trigger are as before. */
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events"), 1);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM api_keys"), 1);
+    ck_assert_int_ne(ut_try(db, "DELETE FROM workspaces"), SQLITE_OK);
+    {
+        int64_t rev = ut_int(db, "SELECT rev FROM key_revision");
+
+        ck_assert_int_eq(ut_try(db, "UPDATE workspaces SET mode = 'hybrid'"),
+                         SQLITE_OK);
+        ck_assert_int_gt(ut_int(db, "SELECT rev FROM key_revision"), rev);
+    }
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM pragma_integrity_check "
+                                "WHERE integrity_check != 'ok'"),
+                     0);
+    kg_store_close(&old);
+    kg_store_close(&store);
+    /* Opening again changes nothing. */
+    ck_assert_msg(kg_store_open(path, &ut_existing, &store, &diag) == KG_OK,
+                  "%s", diag.msg);
+    ck_assert_int_eq(kg_store_schema_version(store), 5);
+    kg_store_close(&store);
     ut_tmpdir_remove(dir);
 }
 END_TEST
@@ -556,6 +646,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_newer_version);
     tcase_add_test(tc, test_bad_target);
     tcase_add_test(tc, test_migrate_from_v1);
+    tcase_add_test(tc, test_migrate_v4_to_v5_pool_mode);
     tcase_add_test(tc, test_wal_files_private);
     tcase_add_test(tc, test_transactions);
     tcase_add_loop_test(tc, test_error_map, 0, (int)UT_NROWS(ut_errmap_rows));

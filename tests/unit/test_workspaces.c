@@ -101,7 +101,7 @@ START_TEST(test_ensure_default)
     ck_assert_int_eq(
         kg_workspace_get(ut_store, KG_WORKSPACE_DEFAULT, &ws, &diag), KG_OK);
     ck_assert_str_eq(ws.name, "default");
-    ck_assert_int_eq(ws.mode, KG_MODE_API_KEYS);
+    ck_assert_int_eq(ws.mode, KG_MODE_POOL);
     ck_assert_int_eq(ws.credits_balance, 0);
     ck_assert_str_eq(ws.rules, "{}");
     ck_assert_int_eq(ws.created_at, ut_t0);

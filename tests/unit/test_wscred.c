@@ -758,7 +758,7 @@ END_TEST
 START_TEST(test_migration_v3_to_v4)
 {
     kg_store_opts_t v3 = {KG_STORE_CREATE, 1000, 3};
-    kg_store_opts_t now = {0, 1000, 0};
+    kg_store_opts_t now = {0, 1000, 4};
     kg_diag_t diag = {{0}};
     int64_t rev;
     ut_fx_t fx;
@@ -768,11 +768,12 @@ START_TEST(test_migration_v3_to_v4)
     memset(&fx, 0, sizeof(fx));
     ut_tmpdir(fx.dir);
     ut_join(fx.path, fx.dir, "old.db");
-    ck_assert_int_eq(KG_STORE_SCHEMA_VERSION, 4);
     ck_assert_msg(kg_store_open(fx.path, &v3, &s, &diag) == KG_OK, "%s",
                   diag.msg);
     ck_assert_int_eq(kg_store_schema_version(s), 3);
-    ck_assert_int_eq(kg_workspace_ensure_default(s, UT_ACTOR, &diag), KG_OK);
+    ck_assert_int_eq(kg_workspace_create(s, UT_ACTOR, KG_WORKSPACE_DEFAULT,
+                                         KG_MODE_API_KEYS, NULL, &diag),
+                     KG_OK);
     ck_assert_int_eq(kg_workspace_get(s, "default", &ws, &diag), KG_OK);
     memcpy(fx.ws_default, ws.id, sizeof(fx.ws_default));
     kg_workspace_clear(&ws);
