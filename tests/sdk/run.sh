@@ -13,7 +13,8 @@
 # 4. Checks that keygate recorded a usage row for every request it forwarded.
 #
 # Exit status: 0 passed, 77 skipped (npm cannot reach the registry and the
-# SDKs are not installed yet), anything else failed.
+# SDKs are not installed yet; with CI set in the environment that is a
+# failure instead), anything else failed.
 set -euo pipefail
 
 SKIP=77
@@ -39,7 +40,12 @@ die() {
   echo "sdk_clients: FAIL: $*" >&2
   exit 1
 }
+# Under CI (the variable CI set, as CI services and .ci/run do) a test that
+# cannot run is a failure: CI must prove what the suite claims.
 skip() {
+  if [ -n "${CI:-}" ]; then
+    die "$* (CI is set: the SDK test must run, not skip)"
+  fi
   echo "sdk_clients: SKIP: $*" >&2
   exit "$SKIP"
 }
@@ -150,7 +156,12 @@ wait_port() { # wait_port FILE PID NAME: print the port once FILE is written
   die "$3 did not write its port file $1"
 }
 
-"$mock" --port 0 --port-file "$tmp/mock.port" --log "$tmp/mock.log" >/dev/null 2>"$tmp/mock.err" &
+# The mock refuses requests without its provider key, which keygate takes
+# from the environment (api_key_env): the path of scripts/run-dev.
+KG_SDK_MOCK_KEY="sk-sdk-mock-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export KG_SDK_MOCK_KEY
+"$mock" --port 0 --port-file "$tmp/mock.port" --log "$tmp/mock.log" \
+  --require-key-env KG_SDK_MOCK_KEY >/dev/null 2>"$tmp/mock.err" &
 mock_pid=$!
 mock_port=$(wait_port "$tmp/mock.port" "$mock_pid" keygate-mock)
 
@@ -171,10 +182,12 @@ level = info
 [provider mock]
 type = openai
 base_url = http://127.0.0.1:$mock_port/v1
+api_key_env = KG_SDK_MOCK_KEY
 
 [provider mock-anthropic]
 type = anthropic
 base_url = http://127.0.0.1:$mock_port/v1
+api_key_env = KG_SDK_MOCK_KEY
 
 [model mock-gpt]
 provider = mock
