@@ -28,6 +28,22 @@
 
 #define HTTP_MAX_HEADERS 100
 #define HTTP_READ_BLOCK  (16 * 1024)
+/*
+ * libmicrohttpd answers 431 itself, with a short HTML body and without
+ * x-request-id, when a request's line and headers do not fit in the
+ * connection's memory pool (their text, plus 64 bytes of bookkeeping per
+ * header line and query argument). keygate sizes the pool so that every
+ * header block past max_header_bytes, up to max_header_bytes +
+ * HTTP_HEADER_CAP_EXTRA bytes in up to HTTP_MAX_HEADERS lines (the hard
+ * cap of docs/api.md), still reaches it and gets its JSON 431: the pool is
+ * max_header_bytes + HTTP_POOL_EXTRA. Larger pools cost every request
+ * (libmicrohttpd clears the whole pool for each) and every open connection.
+ */
+#define HTTP_HEADER_CAP_EXTRA (8 * 1024)
+#define HTTP_POOL_EXTRA       (16 * 1024)
+_Static_assert(HTTP_POOL_EXTRA >=
+                   HTTP_HEADER_CAP_EXTRA + HTTP_MAX_HEADERS * 64 + 1024,
+               "the pool holds the cap, the lines' bookkeeping and slack");
 
 typedef enum http_kind {
     HTTP_ROUTE_MODELS,
@@ -91,6 +107,15 @@ typedef struct http_req {
     const kg_ratelimit_info_t *rate; /* x-ratelimit-* headers, or NULL */
 } http_req_t;
 
+/*
+ * Per connection (libmicrohttpd's socket context): its place in the
+ * shared connection limits and on its worker's header deadline list.
+ */
+typedef struct http_conn {
+    kg_connlimit_slot_t *slot; /* NULL: over a limit, refuse */
+    kg_worker_wait_t wait;
+} http_conn_t;
+
 /* Header collection for the pure framing and credential checks. */
 typedef struct http_headers {
     kg_header_t h[HTTP_MAX_HEADERS];
@@ -119,18 +144,27 @@ static enum MHD_Result http_collect_header(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-/* A key in the query string is refused even next to a good header. */
+/*
+ * The query arguments: their size counts toward max_header_bytes (the
+ * request line), and a key among them is refused even next to a good
+ * header.
+ */
+typedef struct http_args {
+    size_t bytes;
+    bool key_found;
+} http_args_t;
+
 static enum MHD_Result http_check_arg(void *cls, enum MHD_ValueKind kind,
                                       const char *key, size_t key_size,
                                       const char *value, size_t value_size)
 {
-    bool *found = cls;
+    http_args_t *args = cls;
 
     (void)kind;
-    if (kg_auth_query_arg_has_key(key, key_size, value,
-                                  value ? value_size : 0)) {
-        *found = true;
-        return MHD_NO;
+    args->bytes += key_size + (value ? value_size : 0) + 2;
+    if (!args->key_found && kg_auth_query_arg_has_key(key, key_size, value,
+                                                      value ? value_size : 0)) {
+        args->key_found = true;
     }
     return MHD_YES;
 }
@@ -527,7 +561,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
 {
     kg_gateway_t *gw = req->gw;
     http_headers_t hs;
-    bool key_in_query = false;
+    http_args_t args = {0, false};
     kg_token_t tok;
     kg_diag_t diag = {{0}};
     bool bad_method = false;
@@ -536,6 +570,11 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     memset(&hs, 0, sizeof(hs));
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, http_collect_header,
                                 &hs);
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_check_arg,
+                                &args);
+    /* The request line ("GET /path?query HTTP/1.1\r\n") and the blank
+     * line after the headers count too: the block as sent. */
+    hs.bytes += strlen(method) + strlen(url) + strlen(version) + 6 + args.bytes;
     if (hs.overflow || hs.bytes > (size_t)gw->cfg->server_max_header_bytes) {
         *ret = http_error(conn, req, KG_ERR_HEADERS_TOO_LARGE, NULL, true);
         return true;
@@ -577,10 +616,8 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
             return http_defer(req, KG_ERR_AUTH_THROTTLED, NULL);
         }
     }
-    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, http_check_arg,
-                                &key_in_query);
     rc = kg_auth_extract(hs.h, hs.n, NULL, &tok, NULL, &diag);
-    if (key_in_query) {
+    if (args.key_found) {
         kg_token_wipe(&tok);
         rc = kg_diag_fail(&diag, KG_ERR_INVALID_KEY, "a key in the query");
     }
@@ -971,10 +1008,13 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
     if (req == NULL) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        http_conn_t *hc = ci ? ci->socket_context : NULL;
 
-        if (ci == NULL || ci->socket_context == NULL) {
+        if (hc == NULL || hc->slot == NULL) {
             return MHD_NO; /* over a connection limit: close */
         }
+        /* The headers are in: no more header deadline. */
+        kg_worker_wait_disarm(w, &hc->wait);
         req = calloc(1, sizeof(*req));
         if (req == NULL) {
             return MHD_NO;
@@ -1045,10 +1085,20 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
     if (req == NULL) {
         return;
     }
-    /* A kept-alive connection waits for its next request's headers. */
+    /* A kept-alive connection waits for its next request's headers: at
+     * most header_timeout of silence, and all of them within it. */
     MHD_set_connection_option(
         conn, MHD_CONNECTION_OPTION_TIMEOUT,
         (unsigned)((gw->cfg->server_header_timeout_ms + 999) / 1000));
+    {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        http_conn_t *hc = ci ? ci->socket_context : NULL;
+
+        if (hc != NULL) {
+            kg_worker_wait_arm(w, &hc->wait, hc->wait.fd, kg_clock_mono_us());
+        }
+    }
     ex = req->ex;
     if (ex != NULL) {
         bool done;
@@ -1133,26 +1183,40 @@ static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *sa,
 
 /*
  * Count every connection in the limits shared by the workers (each worker's
- * daemon only knows its own). A connection that loses a race for the last
- * slot gets no slot and is closed by its first request.
+ * daemon only knows its own), and give it until header_timeout to send its
+ * request headers, counted from when it opened (libmicrohttpd's own
+ * timeout only measures silence). A connection that loses a race for the
+ * last slot gets no slot and is closed by its first request.
  */
 static void http_notify_connection(void *cls, struct MHD_Connection *conn,
                                    void **socket_context,
                                    enum MHD_ConnectionNotificationCode code)
 {
     kg_worker_t *w = cls;
+    http_conn_t *hc = *socket_context;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 
-        *socket_context = kg_connlimit_acquire(
-            w->gw->connlimit, sa,
-            sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+        hc = calloc(1, sizeof(*hc));
+        *socket_context = hc; /* NULL without memory: refused */
+        if (hc == NULL) {
+            return;
+        }
+        hc->slot = kg_connlimit_acquire(w->gw->connlimit, sa,
+                                        sa && sa->sa_family == AF_INET6
+                                            ? sizeof(struct sockaddr_in6)
                                             : sizeof(struct sockaddr_in));
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        kg_connlimit_release(w->gw->connlimit, *socket_context);
+        kg_worker_wait_arm(w, &hc->wait, fi ? fi->connect_fd : -1,
+                           kg_clock_mono_us());
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && hc != NULL) {
+        kg_worker_wait_disarm(w, &hc->wait);
+        kg_connlimit_release(w->gw->connlimit, hc->slot);
+        free(hc);
         *socket_context = NULL;
     }
 }
@@ -1216,10 +1280,11 @@ static struct MHD_Daemon *http_daemon_new(kg_worker_t *w, int listen_fd,
         (unsigned)((cfg->server_header_timeout_ms + 999) / 1000),
         /* The per-connection pool holds the request line, headers and
          * read/write buffers, and libmicrohttpd clears it for every
-         * request: keep it just above what max_header_bytes needs (the
-         * profile showed a 96 KiB pool costing ~28% of all instructions). */
+         * request: keep it just above what the JSON 431 cap needs (see
+         * HTTP_POOL_EXTRA; the profile showed a 96 KiB pool costing ~28%
+         * of all instructions). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)cfg->server_max_header_bytes + 16 * 1024,
+        (size_t)cfg->server_max_header_bytes + HTTP_POOL_EXTRA,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, w,
         MHD_OPTION_EXTERNAL_LOGGER, http_log_mhd, NULL, MHD_OPTION_END);
 }

@@ -10,9 +10,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "keygate/clock.h"
+#include "keygate/gateway.h"
 #include "keygate/log.h"
 
 #define WORKER_EVENTS 128
@@ -43,6 +45,7 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
     w->gw = gw;
     w->index = index;
     w->wake_fd = -1;
+    w->header_us = gw->cfg->server_header_timeout_ms * 1000;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd >= 0) {
         w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -86,7 +89,66 @@ kg_err_t kg_worker_attach(kg_worker_t *w, struct MHD_Daemon *daemon,
     return KG_OK;
 }
 
-/* How long epoll_wait may sleep: the nearest of curl's and MHD's timers. */
+void kg_worker_wait_arm(kg_worker_t *w, kg_worker_wait_t *e, int fd,
+                        int64_t now_us)
+{
+    kg_worker_wait_disarm(w, e);
+    e->fd = fd;
+    e->deadline_us = now_us + w->header_us;
+    e->next = NULL;
+    e->prev = w->wait_tail;
+    if (w->wait_tail != NULL) {
+        w->wait_tail->next = e;
+    } else {
+        w->wait_head = e;
+    }
+    w->wait_tail = e;
+    e->armed = true;
+}
+
+void kg_worker_wait_disarm(kg_worker_t *w, kg_worker_wait_t *e)
+{
+    if (!e->armed) {
+        return;
+    }
+    if (e->prev != NULL) {
+        e->prev->next = e->next;
+    } else {
+        w->wait_head = e->next;
+    }
+    if (e->next != NULL) {
+        e->next->prev = e->prev;
+    } else {
+        w->wait_tail = e->prev;
+    }
+    e->prev = NULL;
+    e->next = NULL;
+    e->armed = false;
+}
+
+/*
+ * Cut every connection whose headers are not in by its deadline: shut its
+ * socket down (libmicrohttpd owns the descriptor and closes it when it
+ * reads the end) and take it off the list.
+ */
+static void worker_cut_late_headers(kg_worker_t *w, int64_t now_us)
+{
+    while (w->wait_head != NULL && w->wait_head->deadline_us <= now_us) {
+        kg_worker_wait_t *e = w->wait_head;
+
+        kg_worker_wait_disarm(w, e);
+        if (e->fd >= 0) {
+            shutdown(e->fd, SHUT_RDWR);
+        }
+        w->header_cuts++;
+        KG_DEBUG("worker %u: closed a connection whose request headers were "
+                 "not complete after header_timeout",
+                 w->index);
+    }
+}
+
+/* How long epoll_wait may sleep: the nearest of curl's and MHD's timers,
+ * and of the header deadlines. */
 static int worker_timeout_ms(kg_worker_t *w)
 {
     int t = kg_proxy_timeout_ms(w->proxy);
@@ -95,6 +157,14 @@ static int worker_timeout_ms(kg_worker_t *w)
     if (MHD_get_timeout(w->daemon, &mt) == MHD_YES &&
         (t < 0 || mt < (MHD_UNSIGNED_LONG_LONG)t)) {
         t = (int)mt;
+    }
+    if (w->wait_head != NULL) {
+        int64_t left = w->wait_head->deadline_us - kg_clock_mono_us();
+        int due = left <= 0 ? 0 : (int)((left + 999) / 1000);
+
+        if (t < 0 || due < t) {
+            t = due;
+        }
     }
     if (t < 0 || t > WORKER_MAX_WAIT_MS) {
         t = WORKER_MAX_WAIT_MS;
@@ -148,6 +218,7 @@ static void *worker_main(void *arg)
         }
         kg_proxy_run(w->proxy);
         now = kg_clock_mono_us();
+        worker_cut_late_headers(w, now);
         if (kg_proxy_take_kick(w->proxy) || run_mhd || now >= mhd_due_us) {
             MHD_UNSIGNED_LONG_LONG mt = 0;
 

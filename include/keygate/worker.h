@@ -5,12 +5,29 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "keygate/err.h"
 #include "keygate/proxy.h"
 
 struct MHD_Daemon;
 struct kg_gateway;
+
+/*
+ * A client connection whose request headers are not complete yet, on its
+ * worker's deadline list: at deadline_us its socket is shut down, which
+ * libmicrohttpd then sees as a close. libmicrohttpd only measures
+ * inactivity, so a client that trickles a byte now and then would
+ * otherwise keep the connection for ever. Owned by the HTTP side (one per
+ * connection); only the worker's thread touches it.
+ */
+typedef struct kg_worker_wait {
+    struct kg_worker_wait *prev;
+    struct kg_worker_wait *next;
+    int64_t deadline_us; /* kg_clock_mono_us() */
+    int fd;              /* the connection's socket, borrowed */
+    bool armed;          /* on the list */
+} kg_worker_wait_t;
 
 /*
  * A worker. Everything a connection does happens on its worker's thread:
@@ -32,6 +49,12 @@ typedef struct kg_worker {
     atomic_bool stopping;
     atomic_bool quiesce_asked;
     bool quiesced;
+    /* Connections waiting for their headers, oldest deadline first (every
+     * deadline is now + header_us, so appending keeps the order). */
+    kg_worker_wait_t *wait_head;
+    kg_worker_wait_t *wait_tail;
+    int64_t header_us; /* [server] header_timeout */
+    uint64_t header_cuts;
 } kg_worker_t;
 
 /* A new worker with its epoll set and proxy (not yet running). */
@@ -42,6 +65,17 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
 /* Give the worker its daemon (started with MHD_USE_EPOLL, no thread). */
 kg_err_t kg_worker_attach(kg_worker_t *w, struct MHD_Daemon *daemon,
                           kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Put e (fd: the connection's socket) on w's deadline list, due
+ * header_timeout after now_us; when already on it, move it to the end with
+ * the new deadline. Worker thread only; no system call.
+ */
+void kg_worker_wait_arm(kg_worker_t *w, kg_worker_wait_t *e, int fd,
+                        int64_t now_us);
+
+/* Take e off the list (its headers are in, or it closed). Idempotent. */
+void kg_worker_wait_disarm(kg_worker_t *w, kg_worker_wait_t *e);
 
 /* Start the worker's thread. */
 kg_err_t kg_worker_start(kg_worker_t *w, kg_diag_t *diag) KG_MUST_CHECK;

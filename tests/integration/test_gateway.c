@@ -372,6 +372,102 @@ START_TEST(test_oversized_headers)
 }
 END_TEST
 
+/*
+ * docs/api.md: every request line and header block past max_header_bytes
+ * (16 KiB here), up to the hard cap of max_header_bytes + 8 KiB in up to
+ * 100 header lines, gets keygate's JSON 431 with x-request-id; past the
+ * cap libmicrohttpd answers 431 itself and closes. Sizes are exact bytes
+ * on the wire, sent over a raw socket.
+ */
+#define HDR_MAX (16 * 1024)
+#define HDR_CAP (HDR_MAX + 8 * 1024)
+
+typedef struct hdr_case {
+    size_t total; /* bytes of the request line and headers */
+    int lines;    /* header lines, Host and Authorization included */
+    bool json;    /* keygate's answer expected (else only a 431) */
+} hdr_case_t;
+
+static const hdr_case_t hdr_cases[] = {
+    {HDR_MAX + 1, 3, true}, {HDR_MAX + 1, 100, true},  {HDR_CAP, 3, true},
+    {HDR_CAP, 50, true},    {HDR_CAP, 100, true},      {4 * 1024, 101, true},
+    {4 * 1024, 150, true},  {HDR_MAX + 1024, 3, true}, {4 * HDR_MAX, 3, false},
+};
+#define N_HDR_CASES ((int)(sizeof(hdr_cases) / sizeof(*hdr_cases)))
+
+/* A GET /v1/models of exactly c->total bytes in c->lines header lines. */
+static char *hdr_request(const hdr_case_t *c)
+{
+    char *req = malloc(c->total + 1);
+    size_t len;
+    int pads = c->lines - 2;
+
+    ck_assert_ptr_nonnull(req);
+    len = (size_t)snprintf(req, c->total + 1,
+                           "GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+                           "Authorization: Bearer %s\r\n",
+                           K_MAIN.token);
+    for (int i = 0; i < pads; i++) {
+        /* The last line takes what is left before the final CRLF. */
+        size_t room = c->total - 2 - len;
+        size_t want = i == pads - 1 ? room : room / (size_t)(pads - i);
+        int n = snprintf(req + len, c->total + 1 - len, "X-P%d: ", i);
+
+        ck_assert(n > 0 && want >= (size_t)n + 3);
+        memset(req + len + n, 'p', want - (size_t)n - 2);
+        memcpy(req + len + want - 2, "\r\n", 2);
+        len += want;
+    }
+    memcpy(req + len, "\r\n", 2);
+    len += 2;
+    ck_assert_uint_eq(len, c->total);
+    req[len] = '\0';
+    return req;
+}
+
+START_TEST(test_oversized_headers_json_up_to_cap)
+{
+    const hdr_case_t *c = &hdr_cases[_i];
+    char *req = hdr_request(c);
+    char v[128];
+    gwf_buf_t b = {0};
+    const char *body;
+    json_t *j;
+    int fd = gwf_connect(W.gw_port);
+
+    ck_assert_int_ge(fd, 0);
+    /* A refusal may close before all is sent: what was read counts. */
+    (void)gwf_send_all(fd, req, c->total);
+    ck_assert_msg(gwf_wait_closed(fd, &b, 8000),
+                  "%zu bytes in %d lines: the "
+                  "connection stayed open",
+                  c->total, c->lines);
+    close(fd);
+    free(req);
+    ck_assert_ptr_nonnull(b.data);
+    ck_assert_msg(strncmp(b.data, "HTTP/1.1 431 ", 13) == 0,
+                  "%zu bytes in %d lines: %.80s", c->total, c->lines, b.data);
+    if (c->json) {
+        ck_assert_msg(gwf_raw_header(b.data, "Content-Type", v, sizeof(v)) &&
+                          strcmp(v, "application/json") == 0,
+                      "%zu bytes in %d lines: not JSON: %s", c->total, c->lines,
+                      b.data);
+        ck_assert_msg(gwf_raw_header(b.data, "x-request-id", v, sizeof(v)),
+                      "no x-request-id: %s", b.data);
+        body = strstr(b.data, "\r\n\r\n");
+        ck_assert_ptr_nonnull(body);
+        j = json_loads(body + 4, 0, NULL);
+        ck_assert_msg(j != NULL, "body: %s", body + 4);
+        ck_assert_str_eq(json_string_value(json_object_get(
+                             json_object_get(j, "error"), "code")),
+                         "request_header_fields_too_large");
+        json_decref(j);
+    }
+    gwf_buf_free(&b);
+    gwf_assert_serving(&W, &K_MAIN);
+}
+END_TEST
+
 START_TEST(test_request_ids_unique)
 {
     char cred[160];
@@ -1382,6 +1478,8 @@ static Suite *gateway_suite(void)
     tcase_add_loop_test(tc, test_invalid_credentials_identical, 0, N_BAD);
     tcase_add_test(tc, test_missing_credential);
     tcase_add_test(tc, test_oversized_headers);
+    tcase_add_loop_test(tc, test_oversized_headers_json_up_to_cap, 0,
+                        N_HDR_CASES);
     tcase_add_test(tc, test_request_ids_unique);
     tcase_add_test(tc, test_models);
     tcase_add_test(tc, test_key_info);

@@ -1,12 +1,14 @@
 /* Gateway tests: provider faults, client faults, framing and floods. */
 #include <check.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "gateway_fixture.h"
@@ -665,6 +667,113 @@ START_TEST(test_slow_headers_closed)
 }
 END_TEST
 
+/*
+ * Slowloris that trickles: 50 connections each send one more header byte
+ * every second, so libmicrohttpd's inactivity timeout never fires. keygate
+ * closes every one of them header_timeout (2 s here) after it opened, give
+ * or take a second, while a normal client keeps getting its answers.
+ */
+#define TRICKLE_N       50
+#define TRICKLE_LIMIT   3000  /* ms: header_timeout + 1 s */
+#define TRICKLE_WAIT_MS 10000 /* the whole test, at most */
+
+typedef struct trickler {
+    int fd;
+    int64_t opened_ms;
+    int64_t sent_ms;
+    int64_t closed_ms; /* 0: still open */
+} trickler_t;
+
+/* Whether the peer closed fd (EOF or reset), without blocking. */
+static bool peer_closed(int fd)
+{
+    char buf[256];
+
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n > 0) {
+            continue; /* an answer would be a bug, checked by the close */
+        }
+        return n == 0 ||
+               (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+}
+
+START_TEST(test_trickled_headers_cut)
+{
+    static const char start[] = "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-T: ";
+    trickler_t t[TRICKLE_N];
+    int64_t t0 = gwf_now_ms();
+    int64_t worst_answer = 0;
+    int answers = 0;
+    int open = TRICKLE_N;
+
+    for (int i = 0; i < TRICKLE_N; i++) {
+        t[i].fd = gwf_connect(W.gw_port);
+        ck_assert_int_ge(t[i].fd, 0);
+        ck_assert(gwf_send_all(t[i].fd, start, sizeof(start) - 1));
+        t[i].opened_ms = t[i].sent_ms = gwf_now_ms();
+        t[i].closed_ms = 0;
+    }
+    while (open > 0 && gwf_now_ms() - t0 < TRICKLE_WAIT_MS) {
+        char cred[160];
+        gwf_resp_t r;
+        int64_t a0 = gwf_now_ms();
+
+        for (int i = 0; i < TRICKLE_N; i++) {
+            int64_t now = gwf_now_ms();
+
+            if (t[i].closed_ms != 0) {
+                continue;
+            }
+            if (peer_closed(t[i].fd)) {
+                t[i].closed_ms = now;
+                open--;
+            } else if (now - t[i].sent_ms >= 1000) {
+                /* One more byte of the header value; a failed send is a
+                 * close the next round sees. */
+                (void)send(t[i].fd, "a", 1, MSG_NOSIGNAL);
+                t[i].sent_ms = now;
+            }
+        }
+        gwf_get(&W, &r, "/v1/models", bearer(cred, sizeof(cred)));
+        ck_assert_msg(r.status == 200,
+                      "a normal request got %ld while %d "
+                      "slow connections were open",
+                      r.status, open);
+        gwf_resp_free(&r);
+        answers++;
+        if (gwf_now_ms() - a0 > worst_answer) {
+            worst_answer = gwf_now_ms() - a0;
+        }
+        gwf_sleep_ms(100);
+    }
+    for (int i = 0; i < TRICKLE_N; i++) {
+        ck_assert_msg(t[i].closed_ms != 0,
+                      "a trickling connection is still open after %d ms",
+                      TRICKLE_WAIT_MS);
+        ck_assert_msg(t[i].closed_ms - t[i].opened_ms <= TRICKLE_LIMIT,
+                      "a trickling connection closed %lld ms after it "
+                      "opened (header_timeout 2 s)",
+                      (long long)(t[i].closed_ms - t[i].opened_ms));
+        ck_assert_msg(t[i].closed_ms - t[i].opened_ms >= 1500,
+                      "closed after %lld ms, before header_timeout",
+                      (long long)(t[i].closed_ms - t[i].opened_ms));
+        close(t[i].fd);
+    }
+    ck_assert_int_gt(answers, 5);
+    /* Prompt: never held up by the slow connections. */
+    ck_assert_msg(worst_answer < 1000, "a normal request took %lld ms",
+                  (long long)worst_answer);
+    fprintf(stderr,
+            "trickle: %d connections cut; %d normal answers, the "
+            "slowest in %lld ms\n",
+            TRICKLE_N, answers, (long long)worst_answer);
+    gwf_assert_serving(&W, &K);
+}
+END_TEST
+
 /* A body that stops coming: closed at idle_timeout, nothing forwarded. */
 START_TEST(test_slow_body_closed)
 {
@@ -977,6 +1086,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_header_timeout_rearmed_between_requests);
     tcase_add_test(tc, test_pipelined_control);
     tcase_add_test(tc, test_slow_headers_closed);
+    tcase_add_test(tc, test_trickled_headers_cut);
     tcase_add_test(tc, test_slow_body_closed);
     tcase_add_test(tc, test_abort_before_body_end);
     tcase_add_test(tc, test_abort_mid_stream);
