@@ -199,8 +199,20 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts->usage = gw->usage;
     popts->policy = gw->policy;
     rc = kg_http_start(gw, diag);
+    if (rc == KG_OK) {
+        rc = kg_admin_start(gw, &gw->admin, &gw->admin_port, diag);
+    }
     if (rc == KG_OK && opts->port_file != NULL) {
         rc = gateway_write_port(opts->port_file, gw->port, diag);
+    }
+    if (rc == KG_OK && opts->admin_port_file != NULL) {
+        if (gw->admin == NULL) {
+            rc = kg_diag_fail(diag, KG_ERR_CONFIG,
+                              "--admin-port-file: [admin] listen is off");
+        } else {
+            rc =
+                gateway_write_port(opts->admin_port_file, gw->admin_port, diag);
+        }
     }
     if (rc == KG_OK) {
         if (pthread_create(&gw->maintenance, NULL, gateway_maintenance, gw) ==
@@ -224,6 +236,7 @@ static void gateway_stop(kg_gateway_t *gw)
     if (gw->maintenance_started) {
         pthread_join(gw->maintenance, NULL);
     }
+    kg_admin_stop(&gw->admin);
     kg_http_stop(gw); /* the workers: their daemons and proxies */
     kg_usagedb_stop(&gw->usage);
     if (gw->policy != NULL) {
@@ -330,6 +343,10 @@ kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
             cfg->server_listen, (unsigned)gw.port, cfg->nproviders,
             cfg->nproviders == 1 ? "" : "s", cfg->nmodels,
             cfg->nmodels == 1 ? "" : "s");
+    if (gw.admin != NULL) {
+        KG_INFO("admin API and dashboard on %s (port %u)", cfg->admin_listen,
+                (unsigned)gw.admin_port);
+    }
     for (;;) {
         if (sigwait(&set, &sig) != 0) {
             continue;

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORE_MAX_STMTS 96
+#define STORE_MAX_STMTS 192
 
 typedef struct store_stmt {
     const char *sql; /* cache key: the literal's address */
@@ -194,6 +194,23 @@ static const char *const store_migrations[] = {
     "  ON workspace_credentials BEGIN"
     "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
     "END;",
+
+    /* 4 → 5: admin tokens (prefix kgadm) for the admin listener: hashed
+     * like client keys (keyed BLAKE2b of "<id>:<secret>"), never shown
+     * again. A revoked token keeps its row for the audit trail, its hash
+     * zeroed. */
+    "CREATE TABLE admin_tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  last4 TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  read_only INTEGER NOT NULL DEFAULT 0 CHECK (read_only IN (0, 1)),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  last_used_at INTEGER,"
+    "  revoked_at INTEGER"
+    ") STRICT;",
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==
@@ -552,6 +569,22 @@ void kg_store_reset(sqlite3_stmt *stmt)
         sqlite3_reset(stmt);
         sqlite3_clear_bindings(stmt);
     }
+}
+
+static const char store_sql_ping[] =
+    "SELECT rev FROM key_revision WHERE id = 1";
+
+kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_store_stmt(store, store_sql_ping, diag);
+    int rc;
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    rc = sqlite3_step(st);
+    kg_store_reset(st);
+    return kg_store_error(store, rc, "reading the key revision", diag);
 }
 
 kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "keygate/admin.h"
 #include "keygate/config.h"
 #include "keygate/connlimit.h"
 #include "keygate/err.h"
@@ -37,6 +38,8 @@ typedef struct kg_gateway {
     unsigned nworkers;
     kg_connlimit_t *connlimit; /* client connections, all workers */
     uint16_t port;             /* the bound port (useful with port 0) */
+    kg_admin_t *admin;         /* the admin listener, or NULL when off */
+    uint16_t admin_port;
     atomic_bool draining;
     atomic_long inflight; /* requests between first call and completion */
     atomic_ulong request_seq;
@@ -49,7 +52,8 @@ typedef struct kg_gateway {
 } kg_gateway_t;
 
 typedef struct kg_gateway_opts {
-    const char *port_file; /* write the bound port here, or NULL */
+    const char *port_file;       /* write the bound port here, or NULL */
+    const char *admin_port_file; /* the admin listener's, or NULL */
 } kg_gateway_opts_t;
 
 /*

@@ -47,6 +47,7 @@ int kg_cli_keys(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_workspaces(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_config(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_init(kg_cli_t *cli, int argc, char **argv);
+int kg_cli_admin_tokens(kg_cli_t *cli, int argc, char **argv);
 
 /*
  * Run the subcommand named argv[0] from table (NULL-terminated), or print

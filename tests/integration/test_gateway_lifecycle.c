@@ -66,6 +66,7 @@ typedef struct thread_census {
     int usage;
     int keycache;
     int maint;
+    int admin;
     int other;
     int usage_nice;
 } thread_census_t;
@@ -112,6 +113,8 @@ static void census(pid_t pid, thread_census_t *c)
             c->keycache++;
         } else if (strcmp(comm, "kg-maint") == 0) {
             c->maint++;
+        } else if (strncmp(comm, "kg-admin-", 9) == 0) {
+            c->admin++;
         } else if (tid == (long)pid) {
             c->main_thread++;
         } else {
@@ -124,7 +127,8 @@ static void census(pid_t pid, thread_census_t *c)
 /*
  * The running daemon has exactly its named threads: one event loop per
  * [server] threads (2 here), the usage writer at nice 5, the key-cache
- * refresh and the maintenance thread; forwarded requests add none.
+ * refresh, the maintenance thread and the admin listener's [admin] threads
+ * (2 by default); forwarded requests add none.
  */
 START_TEST(test_threads_named_and_bounded)
 {
@@ -140,6 +144,7 @@ START_TEST(test_threads_named_and_bounded)
     ck_assert_int_eq(before.usage, 1);
     ck_assert_int_eq(before.keycache, 1);
     ck_assert_int_eq(before.maint, 1);
+    ck_assert_int_eq(before.admin, 2);
     ck_assert_int_eq(before.other, 0);
     ck_assert_int_eq(before.usage_nice, 5);
 

@@ -501,7 +501,7 @@ START_TEST(test_get_and_list)
     kg_key_t c;
     kg_key_t got;
     kg_key_t *list = NULL;
-    kg_key_filter_t filter = {NULL, false};
+    kg_key_filter_t filter = {.workspace = NULL};
     kg_key_spec_t spec = ut_spec("c");
     kg_workspace_t ws;
     char token[KG_TOKEN_STRLEN];
@@ -868,7 +868,7 @@ START_TEST(test_revoke)
     kg_key_t key;
     kg_key_t out;
     kg_key_t *list = NULL;
-    kg_key_filter_t filter = {NULL, true};
+    kg_key_filter_t filter = {.include_deleted = true};
     char token[KG_TOKEN_STRLEN];
     size_t n = 0;
     kg_diag_t diag = {{0}};
