@@ -607,6 +607,9 @@ static int gwf_http_port(int port, gwf_resp_t *r, const char *method,
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    if (body == NULL && strcmp(method, "POST") == 0) {
+        body = ""; /* a POST without a body is still a POST */
+    }
     if (body != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,

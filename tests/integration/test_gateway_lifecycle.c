@@ -405,6 +405,19 @@ START_TEST(test_sigterm_lets_the_stream_finish)
     open_stream(&f, &k, "10s", 15, &fd, &b, rid, &mock_req);
     ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGTERM), 0);
     ck_assert_msg(refused_soon(&f), "new connections still accepted");
+    {
+        /* Load balancers see it: not ready while draining. */
+        gwf_resp_t r;
+        json_t *j;
+
+        gwf_admin_http(&f, &r, "GET", "/readyz", NULL, NULL, 0);
+        ck_assert_int_eq(r.status, 503);
+        j = gwf_resp_json(&r);
+        ck_assert(json_is_true(
+            json_object_get(json_object_get(j, "checks"), "draining")));
+        json_decref(j);
+        gwf_resp_free(&r);
+    }
     /* ... while the stream is still running. */
     ck_assert(
         !gwf_log_stream_end(f.mock_log, mock_req, reason, sizeof(reason), 0));
