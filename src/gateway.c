@@ -155,6 +155,17 @@ static void *gateway_maintenance(void *arg)
     return NULL;
 }
 
+/* [server] threads, or one per core. */
+static unsigned gateway_workers(const kg_config_t *cfg)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cfg->server_threads > 0) {
+        return (unsigned)cfg->server_threads;
+    }
+    return cores > 0 ? (unsigned)cores : 1;
+}
+
 static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                               kg_diag_t *diag)
 {
@@ -162,6 +173,11 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     kg_proxy_opts_t *popts = &gw->proxy_opts;
     kg_err_t rc;
 
+    gw->nworkers_planned = gateway_workers(cfg);
+    if (kg_metrics_new(gw->nworkers_planned + (unsigned)cfg->admin_threads,
+                       cfg->metrics_per_key, &gw->metrics) != KG_OK) {
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+    }
     rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
     if (rc == KG_OK && cfg->server_trusted_proxies[0] != '\0') {
         rc = kg_cidr_list_parse(cfg->server_trusted_proxies,
@@ -252,6 +268,7 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_cidr_list_free(&gw->trusted_proxies);
     kg_secretbox_free(&gw->secretbox);
     kg_keyhash_free(&gw->hashkey);
+    kg_metrics_free(&gw->metrics);
 }
 
 /* Drain: stop accepting, let in-flight requests finish until the deadline. */

@@ -13,6 +13,7 @@
 #include "keygate/err.h"
 #include "keygate/keycache.h"
 #include "keygate/keyhash.h"
+#include "keygate/metrics.h"
 #include "keygate/policy.h"
 #include "keygate/proxy.h"
 #include "keygate/secretbox.h"
@@ -39,6 +40,10 @@ typedef struct kg_gateway {
     kg_connlimit_t *connlimit; /* client connections, all workers */
     uint16_t port;             /* the bound port (useful with port 0) */
     kg_admin_t *admin;         /* the admin listener, or NULL when off */
+    /* Shards: one per worker (index = worker index), then one per admin
+     * thread (index = nworkers_planned + admin thread index). */
+    kg_metrics_t *metrics;
+    unsigned nworkers_planned;
     uint16_t admin_port;
     atomic_bool draining;
     atomic_long inflight; /* requests between first call and completion */

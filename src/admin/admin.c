@@ -176,6 +176,7 @@ static const char *const admin_args_none[] = {NULL};
 static const admin_route_t admin_routes[] = {
     {"GET", "/healthz", ADMIN_PUBLIC, admin_h_healthz, admin_args_none},
     {"GET", "/readyz", ADMIN_PUBLIC, admin_h_readyz, admin_args_none},
+    {"GET", "/metrics", ADMIN_READ, admin_h_metrics, admin_args_none},
     {"POST", "/admin/v1/session", ADMIN_PUBLIC, admin_h_session_create,
      admin_args_none},
     {"GET", "/admin/v1/session", ADMIN_READ, admin_h_session_get,
@@ -725,6 +726,7 @@ void admin_h_session_create(admin_ctx_t *c)
                     c->request_id, c->client_ip, diag.msg);
             kg_ratelimit_auth_failed(a->throttle, c->client_ip,
                                      kg_clock_now_ms());
+            kg_metrics_auth_failure(c->shard, KG_METRICS_AUTH_ADMIN);
             admin_reply_error(c, KG_ERR_ADMIN_AUTH, NULL, NULL);
         } else {
             admin_reply_fail(c, rc, &diag, NULL);
@@ -855,6 +857,7 @@ static bool admin_admit(admin_ctx_t *c)
         KG_INFO("admin request %s: refused from %s: %s", c->request_id,
                 c->client_ip, diag.msg);
         kg_ratelimit_auth_failed(a->throttle, c->client_ip, kg_clock_now_ms());
+        kg_metrics_auth_failure(c->shard, KG_METRICS_AUTH_ADMIN);
         admin_reply_error(c, rc, NULL, NULL);
         return false;
     }
@@ -945,7 +948,8 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *conn,
                                      const char *upload_data,
                                      size_t *upload_data_size, void **con_cls)
 {
-    kg_admin_t *a = cls;
+    admin_loop_t *l = cls;
+    kg_admin_t *a = l->admin;
     admin_req_t *r = *con_cls;
 
     (void)version;
@@ -959,6 +963,8 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *conn,
         *con_cls = r;
         r->c.admin = a;
         r->c.gw = a->gw;
+        r->c.shard = kg_metrics_shard(a->gw->metrics,
+                                      a->gw->nworkers_planned + l->index);
         r->c.conn = conn;
         r->c.method = method;
         r->c.tls = a->tls;
@@ -1130,7 +1136,7 @@ static kg_err_t admin_loop_start(kg_admin_t *a, admin_loop_t *l, int lfd,
                             strerror(errno));
     }
     l->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, admin_handler, a, MHD_OPTION_LISTEN_SOCKET,
+        flags, 0, NULL, NULL, admin_handler, l, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)dfd, MHD_OPTION_CONNECTION_LIMIT, conns,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_PER_IP_MAX,
         MHD_OPTION_CONNECTION_TIMEOUT,

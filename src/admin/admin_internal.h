@@ -63,8 +63,9 @@ struct admin_ctx {
     char csrf[ADMIN_CSRF_LEN + 1]; /* the session's, when via_session */
     char actor[KG_ACTOR_MAX + 1];
     kg_store_t *store; /* from the listener's pool while the handler runs */
-    json_t *body;      /* the request's JSON object (new), or NULL */
-    bool tls;          /* the listener speaks TLS (cookies get Secure) */
+    kg_metrics_shard_t *shard; /* the admin thread's metrics shard */
+    json_t *body;              /* the request's JSON object (new), or NULL */
+    bool tls; /* the listener speaks TLS (cookies get Secure) */
     /* The answer the handler queued. */
     struct MHD_Response *resp;
     unsigned status;
@@ -192,5 +193,6 @@ void admin_h_credential_delete(admin_ctx_t *c);
 /* admin_report.c */
 void admin_h_config(admin_ctx_t *c);
 void admin_h_openapi(admin_ctx_t *c);
+void admin_h_metrics(admin_ctx_t *c);
 
 #endif /* KEYGATE_ADMIN_INTERNAL_H */

@@ -648,6 +648,46 @@ START_TEST(test_health_and_openapi)
 }
 END_TEST
 
+/* ---- metrics ----------------------------------------------------------- */
+
+/* promtool (Debian's prometheus package) reads the scrape: exit 0. */
+static void promtool_check(const char *text, size_t len)
+{
+    const char *argv[] = {"promtool", "check", "metrics", NULL};
+    kg_harness_cmd_t cmd = {argv, NULL, text, len, 20000};
+    kg_harness_result_t res = {0};
+
+    ck_assert_int_eq(kg_harness_run(&cmd, &res), 0);
+    ck_assert_msg(res.status == 0, "promtool check metrics: exit %d: %s%s",
+                  res.status, res.out, res.err);
+    kg_harness_result_free(&res);
+}
+
+START_TEST(test_metrics_scrape)
+{
+    char type[128];
+    gwf_resp_t r;
+
+    adm(&r, "GET", "/metrics", NULL, NULL);
+    ck_assert_int_eq(r.status,
+                     401); /* a token is needed, read-only is enough */
+    gwf_resp_free(&r);
+    ck_assert_int_eq(gateway_status(K_CLIENT.token, NULL), 200);
+    adm(&r, "GET", "/metrics", T_RO, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(gwf_resp_header(&r, "Content-Type", type, sizeof(type)),
+                     1);
+    ck_assert_ptr_nonnull(strstr(type, "text/plain; version=0.0.4"));
+    ck_assert_ptr_nonnull(strstr(r.body, "keygate_build_info{version=\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "keygate_open_connections "));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "keygate_auth_failures_total{reason=\"admin\"} "));
+    ck_assert_ptr_null(strstr(r.body, K_CLIENT.id)); /* no per-key labels */
+    promtool_check(r.body, r.body_len);
+    gwf_resp_free(&r);
+}
+END_TEST
+
 /* ---- sessions (the dashboard's sign-in) -----------------------------------
  */
 
@@ -878,6 +918,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_workspace_resources);
     tcase_add_test(tc, test_config_is_redacted);
     tcase_add_test(tc, test_health_and_openapi);
+    tcase_add_test(tc, test_metrics_scrape);
     tcase_add_test(tc, test_sessions_and_csrf);
     tcase_add_test(tc, test_admin_writes_under_load);
     suite_add_tcase(s, tc);
