@@ -1,7 +1,6 @@
 /* Usage queries: totals and time series from the rollup, event history. */
 #include "keygate/usage_query.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -557,9 +556,10 @@ typedef struct uq_derived {
     int64_t ttft_avg;
 } uq_derived_t;
 
+/* v rounded half up to a whole number; -1 for a negative v (none). */
 static int64_t uq_round(double v)
 {
-    return v < 0 ? -1 : (int64_t)llround(v);
+    return v < 0 ? -1 : (int64_t)(v + 0.5);
 }
 
 static void uq_derive(const kg_usage_sums_t *s, uq_derived_t *d)
