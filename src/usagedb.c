@@ -102,9 +102,10 @@ typedef struct ud_seg {
  * A batch's totals, folded before they are written: one usage_rollup
  * upsert per (key, hour, model, provider) (kg_store_usage_rollup_add), one
  * api_keys update per (key, budget period) and one credits update per
- * workspace, instead of one of each per event. Folding is exact: each statement adds its values (last_used_at
- * takes the maximum), and two charges for the same period_start applied
- * one after the other give the same row as their sum applied once (see
+ * workspace, instead of one of each per event. Folding is exact: each
+ * statement adds its values (last_used_at and the rollup's latency maximum
+ * take the maximum), and two charges for the same period_start applied one
+ * after the other give the same row as their sum applied once (see
  * ud_sql_key); charges for different periods stay separate statements.
  * Only events whose usage_events row was inserted are folded, so an event
  * already stored (the same request_id) is never counted twice.
