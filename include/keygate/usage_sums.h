@@ -13,10 +13,11 @@
  * columns of the store's rollup (lat_5 .. lat_120000, lat_inf): changing
  * them is a schema migration.
  */
-#define KG_USAGE_LATENCY_BOUNDS(X)                                          \
-    X(5)                                                                    \
-    X(10) X(25) X(50) X(100) X(250) X(500) X(1000) X(2500) X(5000) X(10000) \
-        X(30000) X(60000) X(120000)
+/* clang-format off */
+#define KG_USAGE_LATENCY_BOUNDS(X)                                             \
+    X(5) X(10) X(25) X(50) X(100) X(250) X(500) X(1000) X(2500) X(5000)       \
+    X(10000) X(30000) X(60000) X(120000)
+/* clang-format on */
 #define KG_USAGE_LATENCY_BUCKETS 15 /* the bounds above and +Inf */
 
 /* The finite bounds, KG_USAGE_LATENCY_BUCKETS - 1 of them. */
