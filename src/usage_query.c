@@ -442,9 +442,20 @@ static bool uq_fold_row(void *ud, const kg_usage_rollup_t *row)
         return false;
     }
     kg_usage_sums_merge(&s->buckets[uq_bucket_of(r, row->hour)], &row->sums);
-    kg_usage_sums_merge(&s->totals, &row->sums);
-    kg_usage_sums_merge(&r->totals, &row->sums);
     return true;
+}
+
+/* Each group's totals from its buckets, the result's from the groups'. */
+static void uq_totals(kg_usage_result_t *r)
+{
+    for (size_t g = 0; g < r->ngroups; g++) {
+        kg_usage_series_t *s = &r->groups[g];
+
+        for (size_t b = 0; b < r->nbuckets; b++) {
+            kg_usage_sums_merge(&s->totals, &s->buckets[b]);
+        }
+        kg_usage_sums_merge(&r->totals, &s->totals);
+    }
 }
 
 static int uq_series_cmp(const void *pa, const void *pb)
@@ -519,6 +530,7 @@ kg_err_t kg_usage_query_run(kg_store_t *store, const kg_usage_query_t *q,
         rc = fo->rc;
     }
     if (rc == KG_OK) {
+        uq_totals(r);
         qsort(r->groups, r->ngroups, sizeof(*r->groups), uq_series_cmp);
     }
 out:

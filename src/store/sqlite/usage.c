@@ -1,7 +1,6 @@
 /* SQLite statements of the usage rollup and the usage events queries. */
 #include "keygate/store_usage.h"
 
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,17 +26,18 @@ static const char usage_sql_rollup_add[] =
         USAGE_ADD("completion_tokens") USAGE_ADD("cached_tokens")
             USAGE_ADD("cost") USAGE_ADD("streamed") USAGE_ADD(
                 "latency_ms_sum") "latency_ms_max = max(latency_ms_max, "
-                                  "excluded.latency_ms_max), " USAGE_ADD("ttft_"
-                                                                         "ms_"
-                                                                         "sum")
-                                      USAGE_ADD("ttft_count") USAGE_ADD(
-                                          "lat_5") USAGE_ADD("lat_10")
-                                          USAGE_ADD("lat_25") USAGE_ADD(
-                                              "lat_50") USAGE_ADD("lat_100")
-                                              USAGE_ADD("lat_250") USAGE_ADD(
-                                                  "lat_500") USAGE_ADD("lat_"
-                                                                       "1000")
-                                                  USAGE_ADD("lat_2500") USAGE_ADD(
+                                  "excluded.latency_ms_max), " USAGE_ADD(
+                                      "ttft_"
+                                      "ms_"
+                                      "sum") USAGE_ADD("ttft_count")
+                                      USAGE_ADD("lat_5") USAGE_ADD(
+                                          "lat_10") USAGE_ADD("lat_25")
+                                          USAGE_ADD("lat_50") USAGE_ADD(
+                                              "lat_100") USAGE_ADD("lat_250")
+                                              USAGE_ADD("lat_500") USAGE_ADD(
+                                                  "lat_"
+                                                  "1000") USAGE_ADD("lat_2500")
+                                                  USAGE_ADD(
                                                       "lat_5000") USAGE_ADD("la"
                                                                             "t_"
                                                                             "10"
@@ -45,44 +45,45 @@ static const char usage_sql_rollup_add[] =
                                                                             "0")
                                                       USAGE_ADD("lat_30000")
                                                           USAGE_ADD("lat_60000")
-                                                              USAGE_ADD("lat_"
-                                                                        "12000"
-                                                                        "0") "l"
-                                                                             "a"
-                                                                             "t"
-                                                                             "_"
-                                                                             "i"
-                                                                             "n"
-                                                                             "f"
-                                                                             " "
-                                                                             "="
-                                                                             " "
-                                                                             "l"
-                                                                             "a"
-                                                                             "t"
-                                                                             "_"
-                                                                             "i"
-                                                                             "n"
-                                                                             "f"
-                                                                             " "
-                                                                             "+"
-                                                                             " "
-                                                                             "e"
-                                                                             "x"
-                                                                             "c"
-                                                                             "l"
-                                                                             "u"
-                                                                             "d"
-                                                                             "e"
-                                                                             "d"
-                                                                             "."
-                                                                             "l"
-                                                                             "a"
-                                                                             "t"
-                                                                             "_"
-                                                                             "i"
-                                                                             "n"
-                                                                             "f";
+                                                              USAGE_ADD(
+                                                                  "lat_"
+                                                                  "12000"
+                                                                  "0") "l"
+                                                                       "a"
+                                                                       "t"
+                                                                       "_"
+                                                                       "i"
+                                                                       "n"
+                                                                       "f"
+                                                                       " "
+                                                                       "="
+                                                                       " "
+                                                                       "l"
+                                                                       "a"
+                                                                       "t"
+                                                                       "_"
+                                                                       "i"
+                                                                       "n"
+                                                                       "f"
+                                                                       " "
+                                                                       "+"
+                                                                       " "
+                                                                       "e"
+                                                                       "x"
+                                                                       "c"
+                                                                       "l"
+                                                                       "u"
+                                                                       "d"
+                                                                       "e"
+                                                                       "d"
+                                                                       "."
+                                                                       "l"
+                                                                       "a"
+                                                                       "t"
+                                                                       "_"
+                                                                       "i"
+                                                                       "n"
+                                                                       "f";
 
 /*
  * Rollup scans: ?1 key, ?2 from, ?3 to, ?4 workspace, ?5 model, ?6
@@ -128,45 +129,51 @@ static const char usage_sql_events_key[] =
 static const char usage_sql_events_all[] =
     USAGE_EVENTS_SELECT USAGE_EVENTS_REST;
 
-/* Where the value of sum column i (in USAGE_SUM_COLUMNS order) lives. */
-static size_t usage_sum_offset(int i)
-{
-    static const size_t fixed[] = {
-        offsetof(kg_usage_sums_t, requests),
-        offsetof(kg_usage_sums_t, errors),
-        offsetof(kg_usage_sums_t, prompt_tokens),
-        offsetof(kg_usage_sums_t, completion_tokens),
-        offsetof(kg_usage_sums_t, cached_tokens),
-        offsetof(kg_usage_sums_t, cost),
-        offsetof(kg_usage_sums_t, streamed),
-        offsetof(kg_usage_sums_t, latency_ms_sum),
-        offsetof(kg_usage_sums_t, latency_ms_max),
-        offsetof(kg_usage_sums_t, ttft_ms_sum),
-        offsetof(kg_usage_sums_t, ttft_count),
-    };
-    _Static_assert(sizeof(fixed) / sizeof(*fixed) + KG_USAGE_LATENCY_BUCKETS ==
-                       USAGE_SUM_NCOLS,
-                   "one offset per sum column");
+/* The sums in USAGE_SUM_COLUMNS order: one table for binding and reading. */
+#define USAGE_SUM_FIELDS(X) \
+    X(requests)             \
+    X(errors)               \
+    X(prompt_tokens)        \
+    X(completion_tokens)    \
+    X(cached_tokens)        \
+    X(cost)                 \
+    X(streamed)             \
+    X(latency_ms_sum)       \
+    X(latency_ms_max)       \
+    X(ttft_ms_sum)          \
+    X(ttft_count)
 
-    if (i < (int)(sizeof(fixed) / sizeof(*fixed))) {
-        return fixed[i];
+#define USAGE_COUNT(f) +1
+_Static_assert(0 USAGE_SUM_FIELDS(USAGE_COUNT) + KG_USAGE_LATENCY_BUCKETS ==
+                   USAGE_SUM_NCOLS,
+               "one field per sum column");
+#undef USAGE_COUNT
+
+/* Bind the sums from parameter first on. */
+static void usage_bind_sums(sqlite3_stmt *st, int first,
+                            const kg_usage_sums_t *s)
+{
+    int i = first;
+
+#define USAGE_BIND(f) sqlite3_bind_int64(st, i++, s->f);
+    USAGE_SUM_FIELDS(USAGE_BIND)
+#undef USAGE_BIND
+    for (size_t b = 0; b < KG_USAGE_LATENCY_BUCKETS; b++) {
+        sqlite3_bind_int64(st, i++, s->latency_hist[b]);
     }
-    return offsetof(kg_usage_sums_t, latency_hist) +
-           (size_t)(i - (int)(sizeof(fixed) / sizeof(*fixed))) *
-               sizeof(int64_t);
 }
 
-static int64_t usage_sum_get(const kg_usage_sums_t *s, int i)
+/* Read the sums from column first on. */
+static void usage_read_sums(sqlite3_stmt *st, int first, kg_usage_sums_t *s)
 {
-    int64_t v;
+    int i = first;
 
-    memcpy(&v, (const char *)s + usage_sum_offset(i), sizeof(v));
-    return v;
-}
-
-static void usage_sum_set(kg_usage_sums_t *s, int i, int64_t v)
-{
-    memcpy((char *)s + usage_sum_offset(i), &v, sizeof(v));
+#define USAGE_READ(f) s->f = sqlite3_column_int64(st, i++);
+    USAGE_SUM_FIELDS(USAGE_READ)
+#undef USAGE_READ
+    for (size_t b = 0; b < KG_USAGE_LATENCY_BUCKETS; b++) {
+        s->latency_hist[b] = sqlite3_column_int64(st, i++);
+    }
 }
 
 kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
@@ -184,9 +191,7 @@ kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
     kg_store_bind_text(st, 3, row->model);
     kg_store_bind_text(st, 4, row->provider);
     kg_store_bind_text(st, 5, row->workspace_id);
-    for (int i = 0; i < USAGE_SUM_NCOLS; i++) {
-        sqlite3_bind_int64(st, 6 + i, usage_sum_get(&row->sums, i));
-    }
+    usage_bind_sums(st, 6, &row->sums);
     src = sqlite3_step(st);
     kg_store_reset(st);
     if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -204,15 +209,12 @@ static const char *usage_opt(const char *s)
 
 static void usage_read_rollup(sqlite3_stmt *st, kg_usage_rollup_t *row)
 {
-    memset(row, 0, sizeof(*row));
     row->hour = sqlite3_column_int64(st, 0);
     row->key_id = kg_store_col_text(st, 1);
     row->workspace_id = kg_store_col_text(st, 2);
     row->model = kg_store_col_text(st, 3);
     row->provider = kg_store_col_text(st, 4);
-    for (int i = 0; i < USAGE_SUM_NCOLS; i++) {
-        usage_sum_set(&row->sums, i, sqlite3_column_int64(st, 5 + i));
-    }
+    usage_read_sums(st, 5, &row->sums);
 }
 
 kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
