@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "keygate/store.h"
 
 #define ERROR_LINE_MAX 300 /* an error is one short line */
 #define MAX_SECRETS    16
@@ -349,7 +350,7 @@ START_TEST(test_init_creates_the_secret_key)
     ck_assert_str_eq(json_string_value(json_object_get(j, "secretKey")),
                      g_secretkey);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "schemaVersion")),
-                     4);
+                     KG_STORE_SCHEMA_VERSION);
     json_decref(j);
     ck_assert_int_eq(kg("init", NULL), 0);
     assert_ok();

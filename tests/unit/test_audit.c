@@ -95,20 +95,10 @@ static const ut_row_t ut_rows[] = {
 static int64_t *ut_reference(const char *where, size_t *n)
 {
     char sql[256];
-    sqlite3_stmt *st = NULL;
-    int64_t *ids = calloc(UT_N + 1, sizeof(*ids));
 
     snprintf(sql, sizeof(sql),
              "SELECT id FROM audit_events WHERE %s ORDER BY id DESC", where);
-    ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
-        SQLITE_OK);
-    *n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        ids[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return ids;
+    return ut_sql_ids(kg_store_db(ut_store), sql, UT_N, n);
 }
 
 /* Pages of 4 hold every selected event once, newest first. */

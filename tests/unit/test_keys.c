@@ -165,20 +165,6 @@ static void ut_add_usage(const kg_key_t *key, const char *request_id)
     sqlite3_finalize(st);
 }
 
-/* Every audit event of object id, newest first (asserted). */
-static void ut_audit_page(const char *id, kg_audit_event_t **events, size_t *n)
-{
-    const kg_query_param_t params[] = {{"object", id}, {"limit", "1000"}};
-    kg_audit_query_t q;
-    char next[KG_QUERY_CURSOR_STRLEN];
-    kg_diag_t diag = {{0}};
-
-    ck_assert_int_eq(kg_audit_query_parse(params, 2, 0, &q, &diag), KG_OK);
-    ck_assert_int_eq(kg_audit_page(ut_store, &q, events, n, next, &diag),
-                     KG_OK);
-    ck_assert_str_eq(next, "");
-}
-
 /* Number of audit events of this action on object id. */
 static size_t ut_audit_count(const char *id, const char *action)
 {
@@ -186,7 +172,7 @@ static size_t ut_audit_count(const char *id, const char *action)
     size_t n = 0;
     size_t hits = 0;
 
-    ut_audit_page(id, &events, &n);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(events[i].action, action) == 0) {
             ck_assert_str_eq(events[i].actor, UT_ACTOR);
@@ -205,7 +191,7 @@ static json_t *ut_audit_detail(const char *id, const char *action)
     size_t n = 0;
     json_t *detail = NULL;
 
-    ut_audit_page(id, &events, &n);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n && detail == NULL; i++) {
         if (strcmp(events[i].action, action) == 0) {
             detail = json_loads(events[i].detail, 0, NULL);

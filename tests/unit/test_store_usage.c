@@ -206,22 +206,12 @@ static const ut_page_row_t ut_page_rows[] = {
 static int64_t *ut_reference(const char *where, size_t *n)
 {
     char sql[512];
-    sqlite3_stmt *st = NULL;
-    int64_t *ids = calloc(UT_N + 1, sizeof(*ids));
 
     snprintf(sql, sizeof(sql),
              "SELECT id FROM usage_events WHERE %s ORDER BY at_ms DESC, id "
              "DESC",
              where);
-    ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
-        SQLITE_OK);
-    *n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        ids[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return ids;
+    return ut_sql_ids(kg_store_db(ut_store), sql, UT_N, n);
 }
 
 /* Page through with limit 7: every selected event once, in order. */

@@ -56,20 +56,6 @@ static int64_t ut_count(const char *sql)
     return v;
 }
 
-/* Every audit event of object id, newest first (asserted). */
-static void ut_audit_page(const char *id, kg_audit_event_t **events, size_t *n)
-{
-    const kg_query_param_t params[] = {{"object", id}, {"limit", "1000"}};
-    kg_audit_query_t q;
-    char next[KG_QUERY_CURSOR_STRLEN];
-    kg_diag_t diag = {{0}};
-
-    ck_assert_int_eq(kg_audit_query_parse(params, 2, 0, &q, &diag), KG_OK);
-    ck_assert_int_eq(kg_audit_page(ut_store, &q, events, n, next, &diag),
-                     KG_OK);
-    ck_assert_str_eq(next, "");
-}
-
 /* Audit events of action on object id; *detail (may be NULL) gets the
  * newest one's detail as a new reference. */
 static size_t ut_audit(const char *id, const char *action, json_t **detail)
@@ -81,7 +67,7 @@ static size_t ut_audit(const char *id, const char *action, json_t **detail)
     if (detail != NULL) {
         *detail = NULL;
     }
-    ut_audit_page(id, &events, &n);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(events[i].action, action) != 0) {
             continue;

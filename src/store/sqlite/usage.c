@@ -13,77 +13,43 @@
     "lat_120000, lat_inf"
 #define USAGE_SUM_NCOLS (11 + KG_USAGE_LATENCY_BUCKETS)
 
-#define USAGE_ADD(col) col " = " col " + excluded." col ", "
-
-/* ?1 key, ?2 hour, ?3 model, ?4 provider, ?5 workspace, ?6.. the sums. */
+/*
+ * ?1 key, ?2 hour, ?3 model, ?4 provider, ?5 workspace, ?6.. the sums.
+ * Every count adds up; latency_ms_max takes the maximum (GREATEST on
+ * PostgreSQL).
+ */
 static const char usage_sql_rollup_add[] =
     "INSERT INTO usage_rollup (key_id, hour, model, provider, "
     "workspace_id, " USAGE_SUM_COLUMNS
     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (key_id, hour, model, provider) DO UPDATE SET " USAGE_ADD(
-        "requests") USAGE_ADD("errors") USAGE_ADD("prompt_tokens")
-        USAGE_ADD("completion_tokens") USAGE_ADD("cached_tokens")
-            USAGE_ADD("cost") USAGE_ADD("streamed") USAGE_ADD(
-                "latency_ms_sum") "latency_ms_max = max(latency_ms_max, "
-                                  "excluded.latency_ms_max), " USAGE_ADD(
-                                      "ttft_"
-                                      "ms_"
-                                      "sum") USAGE_ADD("ttft_count")
-                                      USAGE_ADD("lat_5") USAGE_ADD(
-                                          "lat_10") USAGE_ADD("lat_25")
-                                          USAGE_ADD("lat_50") USAGE_ADD(
-                                              "lat_100") USAGE_ADD("lat_250")
-                                              USAGE_ADD("lat_500") USAGE_ADD(
-                                                  "lat_"
-                                                  "1000") USAGE_ADD("lat_2500")
-                                                  USAGE_ADD(
-                                                      "lat_5000") USAGE_ADD("la"
-                                                                            "t_"
-                                                                            "10"
-                                                                            "00"
-                                                                            "0")
-                                                      USAGE_ADD("lat_30000")
-                                                          USAGE_ADD("lat_60000")
-                                                              USAGE_ADD(
-                                                                  "lat_"
-                                                                  "12000"
-                                                                  "0") "l"
-                                                                       "a"
-                                                                       "t"
-                                                                       "_"
-                                                                       "i"
-                                                                       "n"
-                                                                       "f"
-                                                                       " "
-                                                                       "="
-                                                                       " "
-                                                                       "l"
-                                                                       "a"
-                                                                       "t"
-                                                                       "_"
-                                                                       "i"
-                                                                       "n"
-                                                                       "f"
-                                                                       " "
-                                                                       "+"
-                                                                       " "
-                                                                       "e"
-                                                                       "x"
-                                                                       "c"
-                                                                       "l"
-                                                                       "u"
-                                                                       "d"
-                                                                       "e"
-                                                                       "d"
-                                                                       "."
-                                                                       "l"
-                                                                       "a"
-                                                                       "t"
-                                                                       "_"
-                                                                       "i"
-                                                                       "n"
-                                                                       "f";
+    "ON CONFLICT (key_id, hour, model, provider) DO UPDATE SET "
+    "requests = requests + excluded.requests, "
+    "errors = errors + excluded.errors, "
+    "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = completion_tokens + excluded.completion_tokens, "
+    "cached_tokens = cached_tokens + excluded.cached_tokens, "
+    "cost = cost + excluded.cost, "
+    "streamed = streamed + excluded.streamed, "
+    "latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum, "
+    "latency_ms_max = max(latency_ms_max, excluded.latency_ms_max), "
+    "ttft_ms_sum = ttft_ms_sum + excluded.ttft_ms_sum, "
+    "ttft_count = ttft_count + excluded.ttft_count, "
+    "lat_5 = lat_5 + excluded.lat_5, "
+    "lat_10 = lat_10 + excluded.lat_10, "
+    "lat_25 = lat_25 + excluded.lat_25, "
+    "lat_50 = lat_50 + excluded.lat_50, "
+    "lat_100 = lat_100 + excluded.lat_100, "
+    "lat_250 = lat_250 + excluded.lat_250, "
+    "lat_500 = lat_500 + excluded.lat_500, "
+    "lat_1000 = lat_1000 + excluded.lat_1000, "
+    "lat_2500 = lat_2500 + excluded.lat_2500, "
+    "lat_5000 = lat_5000 + excluded.lat_5000, "
+    "lat_10000 = lat_10000 + excluded.lat_10000, "
+    "lat_30000 = lat_30000 + excluded.lat_30000, "
+    "lat_60000 = lat_60000 + excluded.lat_60000, "
+    "lat_120000 = lat_120000 + excluded.lat_120000, "
+    "lat_inf = lat_inf + excluded.lat_inf";
 
 /*
  * Rollup scans: ?1 key, ?2 from, ?3 to, ?4 workspace, ?5 model, ?6
