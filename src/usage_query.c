@@ -531,6 +531,8 @@ kg_err_t kg_usage_query_run(kg_store_t *store, const kg_usage_query_t *q,
     }
     if (rc == KG_OK) {
         uq_totals(r);
+    }
+    if (rc == KG_OK && r->ngroups > 1) {
         qsort(r->groups, r->ngroups, sizeof(*r->groups), uq_series_cmp);
     }
 out:

@@ -398,7 +398,9 @@ static kg_err_t ut_page_with(const kg_query_param_t *p, size_t n,
     size_t count = 0;
     kg_err_t rc;
 
-    memcpy(all, p, n * sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        all[i] = p[i];
+    }
     all[n] = (kg_query_param_t){"cursor", cursor};
     rc = kg_usage_events_query_parse(all, n + 1, 1773600000, &q, diag);
     if (rc == KG_OK) {
