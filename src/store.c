@@ -195,7 +195,77 @@ static const char *const store_migrations[] = {
     "  UPDATE key_revision SET rev = rev + 1 WHERE id = 1;"
     "END;",
 
-    /* 4 → 5: admin tokens (prefix kgadm) for the admin listener: hashed
+    /* 4 → 5 (KG_STORE_VERSION_USAGE_ROLLUP): usage_rollup, the hourly
+     * aggregates every usage query reads, replacing usage_hourly: per (key,
+     * hour, model, provider) the sums of include/keygate/usage_sums.h and a
+     * latency histogram whose buckets (lat_N: latency_ms in (previous bound,
+     * N]) are those of KG_USAGE_LATENCY_BOUNDS. Backfilled from
+     * usage_events, which holds everything usage_hourly summed. And an index
+     * on audit_events(object_id), replacing (object_type, object_id): the
+     * audit log is read by object id with or without its type, newest
+     * first. Nothing here depends on the version it runs at. */
+    "CREATE TABLE usage_rollup ("
+    "  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+    "  hour INTEGER NOT NULL,"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  provider TEXT NOT NULL DEFAULT '',"
+    "  workspace_id TEXT NOT NULL,"
+    "  requests INTEGER NOT NULL DEFAULT 0,"
+    "  errors INTEGER NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cached_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost INTEGER NOT NULL DEFAULT 0,"
+    "  streamed INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms_sum INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms_max INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms_sum INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_count INTEGER NOT NULL DEFAULT 0,"
+    "  lat_5 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_10 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_25 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_50 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_100 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_250 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_500 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_1000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_2500 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_5000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_10000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_30000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_60000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_120000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_inf INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (key_id, hour, model, provider)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX usage_rollup_hour ON usage_rollup(hour);"
+    "CREATE INDEX usage_rollup_workspace ON usage_rollup(workspace_id, hour);"
+    "INSERT INTO usage_rollup SELECT key_id, at_ms / 3600000 * 3600, model,"
+    "  provider, max(workspace_id), count(*), sum(status >= 400),"
+    "  sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),"
+    "  sum(cost), sum(streamed != 0), sum(max(latency_ms, 0)),"
+    "  max(max(latency_ms, 0)), coalesce(sum(ttft_ms), 0), count(ttft_ms),"
+    "  sum(latency_ms <= 5),"
+    "  sum(latency_ms > 5 AND latency_ms <= 10),"
+    "  sum(latency_ms > 10 AND latency_ms <= 25),"
+    "  sum(latency_ms > 25 AND latency_ms <= 50),"
+    "  sum(latency_ms > 50 AND latency_ms <= 100),"
+    "  sum(latency_ms > 100 AND latency_ms <= 250),"
+    "  sum(latency_ms > 250 AND latency_ms <= 500),"
+    "  sum(latency_ms > 500 AND latency_ms <= 1000),"
+    "  sum(latency_ms > 1000 AND latency_ms <= 2500),"
+    "  sum(latency_ms > 2500 AND latency_ms <= 5000),"
+    "  sum(latency_ms > 5000 AND latency_ms <= 10000),"
+    "  sum(latency_ms > 10000 AND latency_ms <= 30000),"
+    "  sum(latency_ms > 30000 AND latency_ms <= 60000),"
+    "  sum(latency_ms > 60000 AND latency_ms <= 120000),"
+    "  sum(latency_ms > 120000)"
+    "  FROM usage_events GROUP BY key_id, at_ms / 3600000, model, provider;"
+    "DROP TABLE usage_hourly;"
+    "DROP INDEX audit_events_object;"
+    "CREATE INDEX audit_events_object_id ON audit_events(object_id);",
+
+    /* 5 → 6: admin tokens (prefix kgadm) for the admin listener: hashed
      * like client keys (keyed BLAKE2b of "<id>:<secret>"), never shown
      * again. A revoked token keeps its row for the audit trail, its hash
      * zeroed. */

@@ -11,7 +11,12 @@
 /* 'KGAT': marks a file as a keygate store (PRAGMA application_id). */
 #define KG_STORE_APPLICATION_ID 0x4B474154
 /* The newest schema version this build knows. */
-#define KG_STORE_SCHEMA_VERSION 5
+#define KG_STORE_SCHEMA_VERSION 6
+/*
+ * The version that brought usage_rollup (and dropped usage_hourly): tests
+ * that migrate a store holding usage events start one below it.
+ */
+#define KG_STORE_VERSION_USAGE_ROLLUP 5
 
 /* Open flags. */
 #define KG_STORE_CREATE 0x1u /* create the file (mode 0600) if missing */

@@ -30,6 +30,10 @@ static const kg_cli_command_t cli_commands[] = {
      "workspaces"},
     {"admin-tokens", kg_cli_admin_tokens,
      "create, list, revoke tokens of the admin API"},
+    {"usage", kg_cli_usage,
+     "requests, tokens, cost and latency over time; 'usage events': the "
+     "request history"},
+    {"audit", kg_cli_audit, "the audit trail of administrative changes"},
     {"config", kg_cli_config, "check the configuration file"},
     {"version", cli_version, "print the version and library versions"},
     {NULL, NULL, NULL},

@@ -93,7 +93,7 @@ START_TEST(test_create)
     ck_assert(ut_has_table(db, "key_secrets"));
     ck_assert(ut_has_table(db, "audit_events"));
     ck_assert(ut_has_table(db, "usage_events"));
-    ck_assert(ut_has_table(db, "usage_hourly"));
+    ck_assert(ut_has_table(db, "usage_rollup"));
     kg_store_close(&store);
     ck_assert_ptr_null(store);
     kg_store_close(&store); /* twice is harmless */
@@ -292,7 +292,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"), 1);
     ck_assert(ut_has_table(db, "api_keys"));
     ck_assert(!ut_has_table(db, "usage_events"));
-    ck_assert(!ut_has_table(db, "usage_hourly"));
+    ck_assert(!ut_has_table(db, "usage_rollup"));
 
     /* Data written by the version-1 schema through the library. */
     ck_assert_int_eq(kg_workspace_ensure_default(store, UT_ACTOR, &diag),
@@ -366,7 +366,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert(ut_has_table(db, "usage_events"));
-    ck_assert(ut_has_table(db, "usage_hourly"));
+    ck_assert(ut_has_table(db, "usage_rollup"));
     ctx.store = store;
     ck_assert_int_eq(kg_keys_get(&ctx, made.id, &got, &diag), KG_OK);
     ck_assert_str_eq(got.name, "before-migration");
