@@ -172,6 +172,15 @@ void admin_store_give(kg_admin_t *a, kg_store_t *s)
 static const char *const admin_args_keys[] = {"workspace", "status", "q",
                                               "limit",     "cursor", NULL};
 static const char *const admin_args_none[] = {NULL};
+static const char *const admin_args_usage[] = {
+    "from",      "to",    "by",       "group",  "key",
+    "workspace", "model", "provider", "format", NULL};
+static const char *const admin_args_events[] = {
+    "from",   "to",     "key",   "workspace", "model",  "provider",
+    "status", "errors", "limit", "cursor",    "format", NULL};
+static const char *const admin_args_audit[] = {
+    "from",        "to",    "actor",  "action", "object",
+    "object-type", "limit", "cursor", NULL};
 
 static const admin_route_t admin_routes[] = {
     {"GET", "/healthz", ADMIN_PUBLIC, admin_h_healthz, admin_args_none},
@@ -210,6 +219,10 @@ static const admin_route_t admin_routes[] = {
      admin_args_none},
     {"DELETE", "/admin/v1/keys/{}", ADMIN_WRITE, admin_h_key_delete,
      admin_args_none},
+    {"GET", "/admin/v1/usage", ADMIN_READ, admin_h_usage, admin_args_usage},
+    {"GET", "/admin/v1/usage/events", ADMIN_READ, admin_h_usage_events,
+     admin_args_events},
+    {"GET", "/admin/v1/audit", ADMIN_READ, admin_h_audit, admin_args_audit},
     {"POST", "/admin/v1/keys/{}/disable", ADMIN_WRITE, admin_h_key_disable,
      admin_args_none},
     {"POST", "/admin/v1/keys/{}/enable", ADMIN_WRITE, admin_h_key_enable,

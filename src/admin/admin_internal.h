@@ -190,6 +190,11 @@ void admin_h_credentials_list(admin_ctx_t *c);
 void admin_h_credential_put(admin_ctx_t *c);
 void admin_h_credential_delete(admin_ctx_t *c);
 
+/* admin_usage.c */
+void admin_h_usage(admin_ctx_t *c);
+void admin_h_usage_events(admin_ctx_t *c);
+void admin_h_audit(admin_ctx_t *c);
+
 /* admin_report.c */
 void admin_h_config(admin_ctx_t *c);
 void admin_h_openapi(admin_ctx_t *c);

@@ -165,7 +165,7 @@ class Checker:
         if ctype not in content:
             fail(f"{method} {template} {status}: Content-Type {ctype} not documented")
         if ctype != "application/json":
-            return raw
+            return raw.decode()
         body = json.loads(raw)
         schema = dict(content[ctype]["schema"])
         schema["components"] = self.doc["components"]
@@ -247,6 +247,49 @@ def exercise(w, c):
     ok("POST", f"/admin/v1/keys/{kid}/revoke", A, want=409)
     ok("DELETE", f"/admin/v1/keys/{kid}", A, want=204)
     ok("DELETE", f"/admin/v1/keys/{kid}", A, want=404)
+
+    # Usage: a few requests through the gateway first.
+    token = w.client["token"]
+    for _ in range(3):
+        s, _, raw = gateway_post(w, token)
+        if s != 200:
+            fail(f"the gateway answered {s}: {raw[:200]!r}")
+    deadline = time.monotonic() + TIMEOUT
+    while len(ok("GET", "/admin/v1/usage/events", RO)["data"]) < 3:
+        if time.monotonic() > deadline:
+            fail("the three requests' usage rows did not arrive")
+        time.sleep(0.1)
+    body = ok("GET", "/admin/v1/usage/events?limit=2", RO)
+    if body["nextCursor"] is None:
+        fail("three requests but no second page of history")
+    ok("GET", f"/admin/v1/usage/events?limit=2&cursor={body['nextCursor']}", RO)
+    ok("GET", "/admin/v1/usage/events?cursor=nope", RO, want=400)
+    ok("GET", "/admin/v1/usage/events?workspace=nope", RO, want=404)
+    csv = ok("GET", "/admin/v1/usage/events?format=csv", RO)
+    if len(csv.splitlines()) != 4:
+        fail(f"the CSV export has {len(csv.splitlines())} lines, want 4")
+    ok("GET", "/admin/v1/usage?by=hour&from=3h&group=model", RO)
+    ok("GET", "/admin/v1/usage?by=day&format=csv", RO)
+    ok("GET", "/admin/v1/usage?by=decade", RO, want=400)
+    ok("GET", "/admin/v1/usage?workspace=nope", RO, want=404)
+    ok("GET", "/admin/v1/audit?limit=5", RO)
+    ok("GET", "/admin/v1/audit?limit=0", RO, want=400)
+
+
+def gateway_post(w, token):
+    """One chat completion through the client listener."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{w.gw_port}/v1/chat/completions",
+        data=json.dumps({"model": "gpt-4o",
+                         "messages": [{"role": "user", "content": "x"}]}).encode(),
+        method="POST")
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
 
 
 def main():

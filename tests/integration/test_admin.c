@@ -648,6 +648,161 @@ START_TEST(test_health_and_openapi)
 }
 END_TEST
 
+/* ---- usage, history, audit ------------------------------------------------
+ */
+
+/* Split a CSV text (no quoted commas in these values) into rows; returns
+ * the number of data rows and checks the header's first column. */
+static int csv_rows(const char *text, char rows[][512], int max)
+{
+    const char *p = strchr(text, '\n');
+    int n = 0;
+
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(strncmp(text, "requestId,at,keyId,", 19), 0);
+    for (p++; *p != '\0' && n < max; n++) {
+        const char *end = strchr(p, '\n');
+        size_t len;
+
+        ck_assert_ptr_nonnull(end);
+        len = (size_t)(end - p);
+        if (len > 0 && p[len - 1] == '\r') {
+            len--;
+        }
+        ck_assert_uint_lt(len, 512);
+        memcpy(rows[n], p, len);
+        rows[n][len] = '\0';
+        p = end + 1;
+    }
+    return n;
+}
+
+START_TEST(test_usage_history_and_audit)
+{
+    gwf_key_t k;
+    char cred[160];
+    char path[512];
+    char rid[5][GWF_REQID_MAX];
+    char rows[8][512];
+    char cursor[128] = "";
+    int seen = 0;
+    int pages = 0;
+    gwf_resp_t r;
+    json_t *j;
+    json_t *groups; /* borrowed */
+    gwf_usage_t u;
+
+    gwf_key_create(&W, &k, "usage-key", NULL);
+    gwf_bearer(&k, cred, sizeof(cred));
+    for (int i = 0; i < 5; i++) {
+        const char *chat = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":"
+                           "\"user\",\"content\":\"u\"}]}";
+        const char *msg = "{\"model\":\"claude-3-5-sonnet\",\"max_tokens\":"
+                          "50,\"messages\":[{\"role\":\"user\",\"content\":"
+                          "\"u\"}]}";
+
+        gwf_post(&W, &r, i < 3 ? "/v1/chat/completions" : "/v1/messages", cred,
+                 i < 3 ? chat : msg);
+        ck_assert_int_eq(r.status, 200);
+        snprintf(rid[i], sizeof(rid[i]), "%s", r.request_id);
+        gwf_resp_free(&r);
+    }
+    for (int i = 0; i < 5; i++) {
+        ck_assert(gwf_usage(&W, rid[i], &u));
+    }
+
+    /* Totals and one series per model for this key. */
+    snprintf(path, sizeof(path),
+             "/admin/v1/usage?key=%s&group=model&by=hour&from=2h", k.id);
+    j = adm_json("GET", path, T_RO, NULL, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(j, "totals"), "requests")),
+                     5);
+    groups = json_object_get(j, "groups");
+    ck_assert_int_eq(json_array_size(groups), 2);
+    ck_assert_int_eq(
+        json_array_size(json_object_get(json_array_get(groups, 0), "series")),
+        3);
+    json_decref(j);
+
+    /* The history in pages of two, newest first, every request once. */
+    do {
+        json_t *data; /* borrowed */
+        json_t *next; /* borrowed */
+
+        snprintf(path, sizeof(path),
+                 "/admin/v1/usage/events?key=%s&limit=2%s%s", k.id,
+                 cursor[0] ? "&cursor=" : "", cursor);
+        j = adm_json("GET", path, T_RO, NULL, 200);
+        data = json_object_get(j, "data");
+        for (size_t i = 0; i < json_array_size(data); i++) {
+            const char *id = json_string_value(
+                json_object_get(json_array_get(data, i), "requestId"));
+
+            ck_assert_int_lt(seen, 5);
+            ck_assert_str_eq(id, rid[4 - seen]);
+            seen++;
+        }
+        next = json_object_get(j, "nextCursor");
+        cursor[0] = '\0';
+        if (json_is_string(next)) {
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        }
+        json_decref(j);
+        pages++;
+    } while (cursor[0] != '\0' && pages < 10);
+    ck_assert_int_eq(seen, 5);
+    ck_assert_int_eq(pages, 3);
+
+    /* The CSV export holds the same requests, with the same costs. */
+    snprintf(path, sizeof(path), "/admin/v1/usage/events?key=%s&limit=100",
+             k.id);
+    j = adm_json("GET", path, T_RO, NULL, 200);
+    snprintf(path, sizeof(path), "/admin/v1/usage/events?key=%s&format=csv",
+             k.id);
+    adm(&r, "GET", path, T_RO, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(csv_rows(r.body, rows, 8), 5);
+    for (int i = 0; i < 5; i++) {
+        json_t *e = json_array_get(json_object_get(j, "data"), (size_t)i);
+        char want[256];
+
+        snprintf(want, sizeof(want), "%s,",
+                 json_string_value(json_object_get(e, "requestId")));
+        ck_assert_int_eq(strncmp(rows[i], want, strlen(want)), 0);
+        snprintf(want, sizeof(want), ",%s,",
+                 json_string_value(json_object_get(e, "cost")));
+        ck_assert_ptr_nonnull(strstr(rows[i], want));
+    }
+    json_decref(j);
+    gwf_resp_free(&r);
+
+    /* The audit trail of the key, and of what an admin token did. */
+    snprintf(path, sizeof(path), "/admin/v1/audit?object=%s", k.id);
+    j = adm_json("GET", path, T_RO, NULL, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "data")), 1);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(j, "data"), 0), "action")),
+        "create");
+    json_decref(j);
+
+    adm(&r, "GET", "/admin/v1/usage?by=week", T_RO, NULL);
+    assert_admin_error(&r, 400, "by");
+    gwf_resp_free(&r);
+    adm(&r, "GET", "/admin/v1/usage/events?cursor=bogus", T_RO, NULL);
+    assert_admin_error(&r, 400, "cursor");
+    gwf_resp_free(&r);
+    adm(&r, "GET", "/admin/v1/usage/events?workspace=nope&format=csv", T_RO,
+        NULL);
+    assert_admin_error(&r, 404, "workspace");
+    gwf_resp_free(&r);
+    adm(&r, "GET", "/admin/v1/audit?limit=0", T_RO, NULL);
+    assert_admin_error(&r, 400, "limit");
+    gwf_resp_free(&r);
+}
+END_TEST
+
 /* ---- metrics ----------------------------------------------------------- */
 
 /* promtool (Debian's prometheus package) reads the scrape: exit 0. */
@@ -916,6 +1071,7 @@ static Suite *admin_suite(void)
                         (int)(sizeof(bad_rows) / sizeof(*bad_rows)));
     tcase_add_test(tc, test_body_bounds);
     tcase_add_test(tc, test_workspace_resources);
+    tcase_add_test(tc, test_usage_history_and_audit);
     tcase_add_test(tc, test_config_is_redacted);
     tcase_add_test(tc, test_health_and_openapi);
     tcase_add_test(tc, test_metrics_scrape);
