@@ -8,15 +8,11 @@
 #include <unistd.h>
 
 #include "keygate/clock.h"
+#include "keygate/timefmt.h"
 
 static const char audit_sql_insert[] =
     "INSERT INTO audit_events (at, actor, action, object_type, object_id, "
     "detail) VALUES (?, ?, ?, ?, ?, ?)";
-
-static const char audit_sql_list[] =
-    "SELECT id, at, actor, action, object_type, object_id, detail "
-    "FROM audit_events WHERE (?1 IS NULL OR object_id = ?1) "
-    "ORDER BY id DESC LIMIT ?2";
 
 kg_err_t kg_audit_record(kg_store_t *store, const char *actor,
                          const char *action, const char *object_type,
@@ -46,78 +42,118 @@ kg_err_t kg_audit_record(kg_store_t *store, const char *actor,
     return rc;
 }
 
-static void audit_copy(char *dst, size_t len, const char *src)
+static const char *const audit_params[] = {
+    "from",        "to",    "actor",  "action", "object",
+    "object-type", "limit", "cursor", NULL,
+};
+
+kg_err_t kg_audit_query_parse(const kg_query_param_t *params, size_t n,
+                              int64_t now, kg_audit_query_t *q, kg_diag_t *diag)
 {
-    snprintf(dst, len, "%s", src);
+    kg_audit_filter_t *f = &q->filter;
+    const char *from = kg_query_get(params, n, "from");
+    const char *to = kg_query_get(params, n, "to");
+    const char *cursor = kg_query_get(params, n, "cursor");
+    kg_err_t rc;
+
+    memset(q, 0, sizeof(*q));
+    f->to = KG_AUDIT_TIME_MAX;
+    rc = kg_query_check(params, n, audit_params, diag);
+    if (rc == KG_OK && from != NULL) {
+        rc = kg_query_time("from", from, now, &f->from, diag);
+    }
+    if (rc == KG_OK && to != NULL) {
+        rc = kg_query_time("to", to, now, &f->to, diag);
+    }
+    if (rc == KG_OK &&
+        (f->from < 0 || f->from >= f->to || f->to > KG_AUDIT_TIME_MAX)) {
+        rc = kg_diag_fail(diag, KG_ERR_INVAL,
+                          "from: must be before to, both from 1970 to the "
+                          "year 10000");
+    }
+    if (rc == KG_OK) {
+        rc = kg_query_copy("actor", kg_query_get(params, n, "actor"), f->actor,
+                           sizeof(f->actor), diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_query_copy("action", kg_query_get(params, n, "action"),
+                           f->action, sizeof(f->action), diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_query_copy("object", kg_query_get(params, n, "object"),
+                           f->object_id, sizeof(f->object_id), diag);
+    }
+    if (rc == KG_OK) {
+        rc =
+            kg_query_copy("object-type", kg_query_get(params, n, "object-type"),
+                          f->object_type, sizeof(f->object_type), diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_query_limit("limit", kg_query_get(params, n, "limit"),
+                            KG_AUDIT_LIMIT_DEFAULT, KG_AUDIT_LIMIT_MAX,
+                            &q->limit, diag);
+    }
+    if (rc == KG_OK && cursor != NULL) {
+        rc =
+            kg_query_copy("cursor", cursor, q->cursor, sizeof(q->cursor), diag);
+    }
+    return rc;
 }
 
-kg_err_t kg_audit_list(kg_store_t *store, const char *object_id, size_t limit,
+/* The scope of an audit cursor: the filters but not the range. */
+static uint32_t audit_scope(const kg_audit_filter_t *f)
+{
+    uint32_t h = KG_QUERY_SCOPE_INIT;
+
+    h = kg_query_scope_str(h, f->actor);
+    h = kg_query_scope_str(h, f->action);
+    h = kg_query_scope_str(h, f->object_type);
+    return kg_query_scope_str(h, f->object_id);
+}
+
+kg_err_t kg_audit_page(kg_store_t *store, const kg_audit_query_t *q,
                        kg_audit_event_t **events, size_t *count,
+                       char next_cursor[KG_QUERY_CURSOR_STRLEN],
                        kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, audit_sql_list, diag);
+    uint32_t scope = audit_scope(&q->filter);
     kg_audit_event_t *arr = NULL;
+    int64_t at = INT64_MAX;
+    int64_t id = INT64_MAX;
     size_t n = 0;
     kg_err_t rc = KG_OK;
-    int src;
 
     *events = NULL;
     *count = 0;
-    if (st == NULL) {
-        return KG_ERR_STORE;
+    next_cursor[0] = '\0';
+    if (q->limit < 1 || q->limit > KG_AUDIT_LIMIT_MAX) {
+        return kg_diag_fail(diag, KG_ERR_INVAL, "limit: from 1 to %d",
+                            KG_AUDIT_LIMIT_MAX);
     }
-    if (limit == 0 || limit > 100000) {
-        limit = 100000;
+    if (q->cursor[0] != '\0') {
+        rc = kg_query_cursor_decode(q->cursor, KG_QUERY_CURSOR_AUDIT, scope,
+                                    &at, &id, diag);
     }
-    arr = calloc(limit < 256 ? limit : 256, sizeof(*arr));
-    if (arr == NULL) {
-        kg_store_reset(st);
-        return KG_ERR_NOMEM;
+    if (rc == KG_OK) {
+        /* One more than asked: whether another page follows. */
+        rc = kg_store_audit_page(store, &q->filter, id, q->limit + 1, &arr, &n,
+                                 diag);
     }
-    kg_store_bind_text(st, 1, object_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        kg_audit_event_t *e;
-
-        if (n > 0 && n % 256 == 0) {
-            kg_audit_event_t *grown = realloc(arr, (n + 256) * sizeof(*arr));
-            if (grown == NULL) {
-                rc = KG_ERR_NOMEM;
-                break;
-            }
-            arr = grown;
-        }
-        e = &arr[n];
-        memset(e, 0, sizeof(*e));
-        e->id = sqlite3_column_int64(st, 0);
-        e->at = sqlite3_column_int64(st, 1);
-        audit_copy(e->actor, sizeof(e->actor), kg_store_col_text(st, 2));
-        audit_copy(e->action, sizeof(e->action), kg_store_col_text(st, 3));
-        audit_copy(e->object_type, sizeof(e->object_type),
-                   kg_store_col_text(st, 4));
-        audit_copy(e->object_id, sizeof(e->object_id),
-                   kg_store_col_text(st, 5));
-        e->detail = strdup(kg_store_col_text(st, 6));
-        n++;
-        if (e->detail == NULL) {
-            rc = KG_ERR_NOMEM;
-            break;
-        }
-    }
-    if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(store, src, "reading the audit log", diag);
-    }
-    kg_store_reset(st);
     if (rc != KG_OK) {
-        kg_audit_list_free(&arr, n);
         return rc;
+    }
+    if (n > q->limit) {
+        free(arr[q->limit].detail);
+        n = q->limit;
+        kg_query_cursor_encode(KG_QUERY_CURSOR_AUDIT, arr[n - 1].at,
+                               arr[n - 1].id, scope, next_cursor);
     }
     *events = arr;
     *count = n;
     return KG_OK;
 }
 
-void kg_audit_list_free(kg_audit_event_t **events, size_t count)
+void kg_audit_events_free(kg_audit_event_t **events, size_t count)
 {
     if (events == NULL || *events == NULL) {
         return;
@@ -127,6 +163,35 @@ void kg_audit_list_free(kg_audit_event_t **events, size_t count)
     }
     free(*events);
     *events = NULL;
+}
+
+json_t *kg_audit_event_to_json(const kg_audit_event_t *ev)
+{
+    char at[KG_TIME_STRLEN];
+    json_t *detail = json_loads(ev->detail ? ev->detail : "{}", 0, NULL);
+
+    if (!json_is_object(detail)) {
+        json_decref(detail);
+        detail = json_object();
+    }
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "id",
+                     (json_int_t)ev->id, "at",
+                     kg_time_format(ev->at, at, sizeof(at)), "actor", ev->actor,
+                     "action", ev->action, "objectType", ev->object_type,
+                     "objectId", ev->object_id, "detail", detail);
+}
+
+/* kg_query_page_json's item function. */
+static json_t *audit_item_json(const void *item)
+{
+    return kg_audit_event_to_json(item);
+}
+
+json_t *kg_audit_events_to_json(const kg_audit_event_t *events, size_t n,
+                                const char *next_cursor)
+{
+    return kg_query_page_json(events, n, sizeof(*events), audit_item_json,
+                              next_cursor);
 }
 
 void kg_audit_cli_actor(char *buf, size_t len)

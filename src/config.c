@@ -88,6 +88,9 @@ static const kg_setting_t config_settings[] = {
      "period of the purge of expired keys and cache entries"},
     {"server", "request_log", KG_SETTING_BOOL, CFG(server_request_log), "on",
      KG_SETTING_RELOADABLE, 0, 0, "one structured log line per request"},
+    {"server", "health_routes", KG_SETTING_BOOL, CFG(server_health_routes),
+     "off", KG_SETTING_RESTART, 0, 0,
+     "also answer /healthz and /readyz on the client listener"},
     {"server", "trusted_proxies", KG_SETTING_CIDRS, CFG(server_trusted_proxies),
      "", KG_SETTING_RESTART, 0, 0,
      "proxies whose X-Forwarded-For names the client (CIDR list)"},
@@ -106,6 +109,24 @@ static const kg_setting_t config_settings[] = {
     {"upstream", "max_connections_per_host", KG_SETTING_INT,
      CFG(upstream_max_connections_per_host), "256", KG_SETTING_RESTART, 0,
      65536, "open connections to one provider host; 0 = unlimited"},
+    {"admin", "listen", KG_SETTING_LISTEN_OPT, CFG(admin_listen),
+     "127.0.0.1:8081", KG_SETTING_RESTART, 0, 0,
+     "address:port of the admin API and dashboard; empty = off"},
+    {"admin", "threads", KG_SETTING_INT, CFG(admin_threads), "2",
+     KG_SETTING_RESTART, 1, 64, "threads of the admin listener"},
+    {"admin", "max_connections", KG_SETTING_INT, CFG(admin_max_connections),
+     "64", KG_SETTING_RESTART, 1, 10000, "open admin connections at most"},
+    {"admin", "max_body_bytes", KG_SETTING_SIZE, CFG(admin_max_body_bytes),
+     "1m", KG_SETTING_RESTART, CONFIG_KIB, 64 * CONFIG_MIB,
+     "admin request body at most (413)"},
+    {"admin", "timeout", KG_SETTING_DURATION_MS, CFG(admin_timeout_ms), "30s",
+     KG_SETTING_RESTART, 1, 3600,
+     "close an admin connection idle (or slow to send) this long"},
+    {"admin", "session_ttl", KG_SETTING_DURATION, CFG(admin_session_ttl), "12h",
+     KG_SETTING_RESTART, 60, 30 * 86400, "lifetime of a dashboard sign-in"},
+    {"metrics", "per_key", KG_SETTING_BOOL, CFG(metrics_per_key), "off",
+     KG_SETTING_RESTART, 0, 0,
+     "label request, token and cost metrics with the key id"},
 };
 
 /* [provider NAME]: rows without a default are unset until given. */
@@ -264,6 +285,7 @@ static bool config_type_is_string(kg_setting_type_t type)
     case KG_SETTING_PATH:
     case KG_SETTING_PREFIX:
     case KG_SETTING_LISTEN:
+    case KG_SETTING_LISTEN_OPT:
     case KG_SETTING_URL:
     case KG_SETTING_PROVIDER_NAME:
     case KG_SETTING_MODEL_NAME:
@@ -659,6 +681,11 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
         }
         *(bool *)(void *)((char *)base + s->offset) = b;
         return KG_OK;
+    case KG_SETTING_LISTEN_OPT:
+        if (value[0] == '\0') {
+            return config_set_string(base, s, value, NULL, diag);
+        }
+        /* fall through */
     case KG_SETTING_LISTEN:
         if (kg_config_listen_parse(value, host, sizeof(host), &port, diag) !=
             KG_OK) {

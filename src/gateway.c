@@ -186,6 +186,17 @@ static void *gateway_maintenance(void *arg)
     return NULL;
 }
 
+/* [server] threads, or one per core. */
+static unsigned gateway_workers(const kg_config_t *cfg)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cfg->server_threads > 0) {
+        return (unsigned)cfg->server_threads;
+    }
+    return cores > 0 ? (unsigned)cores : 1;
+}
+
 static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                               kg_diag_t *diag)
 {
@@ -193,6 +204,11 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     kg_proxy_opts_t *popts = &gw->proxy_opts;
     kg_err_t rc;
 
+    gw->nworkers_planned = gateway_workers(cfg);
+    if (kg_metrics_new(gw->nworkers_planned + (unsigned)cfg->admin_threads,
+                       cfg->metrics_per_key, &gw->metrics) != KG_OK) {
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+    }
     rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
     if (rc == KG_OK && cfg->server_trusted_proxies[0] != '\0') {
         rc = kg_cidr_list_parse(cfg->server_trusted_proxies,
@@ -230,8 +246,20 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts->usage = gw->usage;
     popts->policy = gw->policy;
     rc = kg_http_start(gw, diag);
+    if (rc == KG_OK) {
+        rc = kg_admin_start(gw, &gw->admin, &gw->admin_port, diag);
+    }
     if (rc == KG_OK && opts->port_file != NULL) {
         rc = gateway_write_port(opts->port_file, gw->port, diag);
+    }
+    if (rc == KG_OK && opts->admin_port_file != NULL) {
+        if (gw->admin == NULL) {
+            rc = kg_diag_fail(diag, KG_ERR_CONFIG,
+                              "--admin-port-file: [admin] listen is off");
+        } else {
+            rc =
+                gateway_write_port(opts->admin_port_file, gw->admin_port, diag);
+        }
     }
     if (rc == KG_OK) {
         if (pthread_create(&gw->maintenance, NULL, gateway_maintenance, gw) ==
@@ -255,6 +283,7 @@ static void gateway_stop(kg_gateway_t *gw)
     if (gw->maintenance_started) {
         pthread_join(gw->maintenance, NULL);
     }
+    kg_admin_stop(&gw->admin);
     kg_http_stop(gw); /* the workers: their daemons and proxies */
     kg_usagedb_stop(&gw->usage);
     if (gw->policy != NULL) {
@@ -270,6 +299,7 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_cidr_list_free(&gw->trusted_proxies);
     kg_secretbox_free(&gw->secretbox);
     kg_keyhash_free(&gw->hashkey);
+    kg_metrics_free(&gw->metrics);
 }
 
 /* Drain: stop accepting, let in-flight requests finish until the deadline. */
@@ -361,6 +391,10 @@ kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
             cfg->server_listen, (unsigned)gw.port, cfg->nproviders,
             cfg->nproviders == 1 ? "" : "s", cfg->nmodels,
             cfg->nmodels == 1 ? "" : "s");
+    if (gw.admin != NULL) {
+        KG_INFO("admin API and dashboard on %s (port %u)", cfg->admin_listen,
+                (unsigned)gw.admin_port);
+    }
     for (;;) {
         if (sigwait(&set, &sig) != 0) {
             continue;

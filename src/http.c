@@ -1303,9 +1303,7 @@ kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
         return rc;
     }
     if (n == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-
-        n = cores > 0 ? (unsigned)cores : 1;
+        n = gw->nworkers_planned; /* one per core */
     }
     /* max_connections_per_host is for the whole gateway: share it out. */
     if (popts.max_host_connections > 0) {

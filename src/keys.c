@@ -24,9 +24,18 @@ static const char *const key_status_names[] = {"active", "inactive", "deleted"};
     "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id "
 
 static const char key_sql_get[] = "SELECT " KEY_COLUMNS "WHERE k.id = ?";
+#define KEY_LIST_WHERE                                                     \
+    "WHERE (?1 IS NULL OR k.workspace_id = ?1) "                           \
+    "AND (?2 OR k.status != 'deleted') AND (?3 IS NULL OR k.status = ?3) " \
+    "AND (?4 IS NULL OR instr(lower(k.name), lower(?4)) > 0) "
 static const char key_sql_list[] =
-    "SELECT " KEY_COLUMNS "WHERE (?1 IS NULL OR k.workspace_id = ?1) "
-    "AND (?2 OR k.status != 'deleted') ORDER BY k.created_at, k.id";
+    "SELECT " KEY_COLUMNS KEY_LIST_WHERE
+    "AND (?5 IS NULL OR (k.created_at, k.id) > (?5, ?6)) "
+    "ORDER BY k.created_at, k.id LIMIT ?7";
+static const char key_sql_list_newest[] =
+    "SELECT " KEY_COLUMNS KEY_LIST_WHERE
+    "AND (?5 IS NULL OR (k.created_at, k.id) < (?5, ?6)) "
+    "ORDER BY k.created_at DESC, k.id DESC LIMIT ?7";
 static const char key_sql_insert[] =
     "INSERT INTO api_keys (id, workspace_id, name, description, metadata, "
     "rules, prefix, last4, status, created_at, updated_at, expires_at, "
@@ -79,6 +88,17 @@ static kg_key_status_t key_status_parse(const char *s)
         }
     }
     return KG_KEY_DELETED; /* unknown text never grants access */
+}
+
+bool kg_key_status_parse(const char *s, kg_key_status_t *status)
+{
+    for (int i = 0; i <= KG_KEY_DELETED; i++) {
+        if (strcmp(s, key_status_names[i]) == 0) {
+            *status = (kg_key_status_t)i;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Replace an owned string with a copy of s. */
@@ -209,13 +229,28 @@ kg_err_t kg_keys_list(const kg_keys_ctx_t *ctx, const kg_key_filter_t *filter,
             return rc;
         }
     }
-    st = kg_store_stmt(ctx->store, key_sql_list, diag);
+    st = kg_store_stmt(
+        ctx->store, filter->newest_first ? key_sql_list_newest : key_sql_list,
+        diag);
     if (st == NULL) {
         kg_workspace_clear(&ws);
         return KG_ERR_STORE;
     }
     kg_store_bind_text(st, 1, filter->workspace ? ws.id : NULL);
-    sqlite3_bind_int(st, 2, filter->include_deleted ? 1 : 0);
+    sqlite3_bind_int(st, 2,
+                     filter->include_deleted || filter->status_is_set ? 1 : 0);
+    kg_store_bind_text(
+        st, 3,
+        filter->status_is_set ? kg_key_status_name(filter->status) : NULL);
+    kg_store_bind_text(st, 4,
+                       filter->name_contains && filter->name_contains[0]
+                           ? filter->name_contains
+                           : NULL);
+    if (filter->after_id != NULL) {
+        sqlite3_bind_int64(st, 5, filter->after_created);
+        kg_store_bind_text(st, 6, filter->after_id);
+    }
+    sqlite3_bind_int64(st, 7, filter->limit > 0 ? (int64_t)filter->limit : -1);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;

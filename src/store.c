@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORE_MAX_STMTS 96
+#define STORE_MAX_STMTS 192
 
 typedef struct store_stmt {
     const char *sql; /* cache key: the literal's address */
@@ -198,6 +198,93 @@ static const char *const store_migrations[] = {
     /* 4 → 5: the workspace mode 'pool', also a usage event's mode: not
      * SQL alone, see store_allow_pool_mode. */
     NULL,
+
+    /* 5 → 6 (KG_STORE_VERSION_USAGE_ROLLUP): usage_rollup, the hourly
+     * aggregates every usage query reads, replacing usage_hourly: per (key,
+     * hour, model, provider) the sums of include/keygate/usage_sums.h and a
+     * latency histogram whose buckets (lat_N: latency_ms in (previous bound,
+     * N]) are those of KG_USAGE_LATENCY_BOUNDS. Backfilled from
+     * usage_events, which holds everything usage_hourly summed. And an index
+     * on audit_events(object_id), replacing (object_type, object_id): the
+     * audit log is read by object id with or without its type, newest
+     * first. Nothing here depends on the version it runs at. */
+    "CREATE TABLE usage_rollup ("
+    "  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,"
+    "  hour INTEGER NOT NULL,"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  provider TEXT NOT NULL DEFAULT '',"
+    "  workspace_id TEXT NOT NULL,"
+    "  requests INTEGER NOT NULL DEFAULT 0,"
+    "  errors INTEGER NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cached_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost INTEGER NOT NULL DEFAULT 0,"
+    "  streamed INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms_sum INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms_max INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms_sum INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_count INTEGER NOT NULL DEFAULT 0,"
+    "  lat_5 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_10 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_25 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_50 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_100 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_250 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_500 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_1000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_2500 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_5000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_10000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_30000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_60000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_120000 INTEGER NOT NULL DEFAULT 0,"
+    "  lat_inf INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (key_id, hour, model, provider)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX usage_rollup_hour ON usage_rollup(hour);"
+    "CREATE INDEX usage_rollup_workspace ON usage_rollup(workspace_id, hour);"
+    "INSERT INTO usage_rollup SELECT key_id, at_ms / 3600000 * 3600, model,"
+    "  provider, max(workspace_id), count(*), sum(status >= 400),"
+    "  sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens),"
+    "  sum(cost), sum(streamed != 0), sum(max(latency_ms, 0)),"
+    "  max(max(latency_ms, 0)), coalesce(sum(ttft_ms), 0), count(ttft_ms),"
+    "  sum(latency_ms <= 5),"
+    "  sum(latency_ms > 5 AND latency_ms <= 10),"
+    "  sum(latency_ms > 10 AND latency_ms <= 25),"
+    "  sum(latency_ms > 25 AND latency_ms <= 50),"
+    "  sum(latency_ms > 50 AND latency_ms <= 100),"
+    "  sum(latency_ms > 100 AND latency_ms <= 250),"
+    "  sum(latency_ms > 250 AND latency_ms <= 500),"
+    "  sum(latency_ms > 500 AND latency_ms <= 1000),"
+    "  sum(latency_ms > 1000 AND latency_ms <= 2500),"
+    "  sum(latency_ms > 2500 AND latency_ms <= 5000),"
+    "  sum(latency_ms > 5000 AND latency_ms <= 10000),"
+    "  sum(latency_ms > 10000 AND latency_ms <= 30000),"
+    "  sum(latency_ms > 30000 AND latency_ms <= 60000),"
+    "  sum(latency_ms > 60000 AND latency_ms <= 120000),"
+    "  sum(latency_ms > 120000)"
+    "  FROM usage_events GROUP BY key_id, at_ms / 3600000, model, provider;"
+    "DROP TABLE usage_hourly;"
+    "DROP INDEX audit_events_object;"
+    "CREATE INDEX audit_events_object_id ON audit_events(object_id);",
+
+    /* 6 → 7: admin tokens (prefix kgadm) for the admin listener: hashed
+     * like client keys (keyed BLAKE2b of "<id>:<secret>"), never shown
+     * again. A revoked token keeps its row for the audit trail, its hash
+     * zeroed. */
+    "CREATE TABLE admin_tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  last4 TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  read_only INTEGER NOT NULL DEFAULT 0 CHECK (read_only IN (0, 1)),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  last_used_at INTEGER,"
+    "  revoked_at INTEGER"
+    ") STRICT;",
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==
@@ -651,6 +738,22 @@ void kg_store_reset(sqlite3_stmt *stmt)
         sqlite3_reset(stmt);
         sqlite3_clear_bindings(stmt);
     }
+}
+
+static const char store_sql_ping[] =
+    "SELECT rev FROM key_revision WHERE id = 1";
+
+kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_store_stmt(store, store_sql_ping, diag);
+    int rc;
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    rc = sqlite3_step(st);
+    kg_store_reset(st);
+    return kg_store_error(store, rc, "reading the key revision", diag);
 }
 
 kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag)

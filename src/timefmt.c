@@ -17,6 +17,26 @@ const char *kg_time_format(int64_t unix_seconds, char *buf, size_t len)
     return buf;
 }
 
+const char *kg_time_format_ms(int64_t unix_ms, char *buf, size_t len)
+{
+    int64_t ms = unix_ms % 1000;
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    char sec[KG_TIME_STRLEN];
+
+    if (ms < 0) {
+        ms += 1000;
+        t -= 1;
+    }
+    if (gmtime_r(&t, &tm) == NULL ||
+        strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, len, "invalid");
+    } else {
+        snprintf(buf, len, "%s.%03dZ", sec, (int)ms);
+    }
+    return buf;
+}
+
 const char *kg_time_format_short(int64_t unix_seconds, char *buf, size_t len)
 {
     time_t t = (time_t)unix_seconds;

@@ -20,6 +20,8 @@
 #include "keygate/clock.h"
 #include "keygate/log.h"
 #include "keygate/store.h"
+#include "keygate/store_usage.h"
+#include "keygate/usage_sums.h"
 
 static const char ud_sql_event[] =
     "INSERT INTO usage_events (request_id, key_id, workspace_id, at_ms, "
@@ -27,18 +29,6 @@ static const char ud_sql_event[] =
     "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
     "client_ip, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
     "?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING";
-static const char ud_sql_hourly[] =
-    "INSERT INTO usage_hourly (key_id, hour, model, requests, errors, "
-    "prompt_tokens, completion_tokens, cached_tokens, cost, latency_ms_sum) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (key_id, hour, model) DO UPDATE SET "
-    "requests = requests + excluded.requests, "
-    "errors = errors + excluded.errors, "
-    "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-    "completion_tokens = completion_tokens + excluded.completion_tokens, "
-    "cached_tokens = cached_tokens + excluded.cached_tokens, "
-    "cost = cost + excluded.cost, "
-    "latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
 /*
  * Touches no column of the key-revision triggers: no cache flush. ?4 is
  * the start of the budget period the charge falls in (-1: the key has no
@@ -109,18 +99,19 @@ typedef struct ud_seg {
 } ud_seg_t;
 
 /*
- * A batch's totals, folded before they are written: one usage_hourly
- * upsert per (key, hour, model), one api_keys update per (key, budget
- * period) and one credits update per workspace, instead of one of each per
- * event. Folding is exact: each statement adds its values (last_used_at
- * takes the maximum), and two charges for the same period_start applied
- * one after the other give the same row as their sum applied once (see
+ * A batch's totals, folded before they are written: one usage_rollup
+ * upsert per (key, hour, model, provider) (kg_store_usage_rollup_add), one
+ * api_keys update per (key, budget period) and one credits update per
+ * workspace, instead of one of each per event. Folding is exact: each
+ * statement adds its values (last_used_at and the rollup's latency maximum
+ * take the maximum), and two charges for the same period_start applied one
+ * after the other give the same row as their sum applied once (see
  * ud_sql_key); charges for different periods stay separate statements.
  * Only events whose usage_events row was inserted are folded, so an event
  * already stored (the same request_id) is never counted twice.
  */
 typedef enum ud_fold_kind {
-    UD_FOLD_HOURLY,  /* (key_id, hour, model) */
+    UD_FOLD_HOURLY,  /* (key_id, hour, model, provider) */
     UD_FOLD_KEY,     /* (key_id, period_start) */
     UD_FOLD_CREDITS, /* (workspace_id) */
     UD_FOLD__COUNT
@@ -134,14 +125,9 @@ _Static_assert(UD_FOLD_SLOTS >= 2 * KG_USAGEDB_BATCH_MAX,
 typedef struct ud_acc {
     const kg_usage_event_t *ev; /* the group's first event: its strings */
     int64_t num;                /* hourly: the hour; key: period_start */
-    int64_t requests;
-    int64_t errors;
-    int64_t prompt_tokens;
-    int64_t completion_tokens;
-    int64_t cached_tokens;
-    int64_t cost;
-    int64_t latency_ms;
-    int64_t last_s; /* the latest event time, unix seconds */
+    kg_usage_sums_t sums;       /* hourly */
+    int64_t cost;               /* key, credits */
+    int64_t last_s;             /* key: the latest event time, unix seconds */
 } ud_acc_t;
 
 typedef struct ud_fold {
@@ -316,7 +302,7 @@ static ud_acc_t *ud_fold_get(ud_fold_t *f, ud_fold_kind_t kind,
     } else {
         h = ud_hash_int(ud_hash_str(h, ev->key_id), num);
         if (kind == UD_FOLD_HOURLY) {
-            h = ud_hash_str(h, ev->model);
+            h = ud_hash_str(ud_hash_str(h, ev->model), ev->provider);
         }
     }
     /* Linear probing; the table is never more than half full. */
@@ -330,7 +316,8 @@ static ud_acc_t *ud_fold_get(ud_fold_t *f, ud_fold_kind_t kind,
         } else {
             same = a->num == num && strcmp(a->ev->key_id, ev->key_id) == 0 &&
                    (kind != UD_FOLD_HOURLY ||
-                    strcmp(a->ev->model, ev->model) == 0);
+                    (strcmp(a->ev->model, ev->model) == 0 &&
+                     strcmp(a->ev->provider, ev->provider) == 0));
         }
         if (same) {
             return a;
@@ -365,14 +352,18 @@ static void ud_fold_event(kg_usagedb_t *w, const kg_usage_event_t *ev)
     int64_t at = ev->at_ms / 1000;
     ud_acc_t *a = ud_fold_get(&w->fold[UD_FOLD_HOURLY], UD_FOLD_HOURLY, ev,
                               at - at % 3600);
+    const kg_usage_sample_t x = {
+        .status = ev->status,
+        .prompt_tokens = ev->prompt_tokens,
+        .completion_tokens = ev->completion_tokens,
+        .cached_tokens = ev->cached_tokens,
+        .cost = ev->cost,
+        .latency_ms = ev->latency_ms,
+        .ttft_ms = ev->ttft_ms,
+        .streamed = ev->streamed,
+    };
 
-    a->requests++;
-    a->errors += ev->status >= 400 ? 1 : 0;
-    ud_add(&a->prompt_tokens, ev->prompt_tokens);
-    ud_add(&a->completion_tokens, ev->completion_tokens);
-    ud_add(&a->cached_tokens, ev->cached_tokens);
-    ud_add(&a->cost, ev->cost);
-    ud_add(&a->latency_ms, ev->latency_ms);
+    kg_usage_sums_add(&a->sums, &x);
 
     a = ud_fold_get(&w->fold[UD_FOLD_KEY], UD_FOLD_KEY, ev, ev->period_start);
     ud_add(&a->cost, ev->cost);
@@ -393,22 +384,16 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
 
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
+        const kg_usage_rollup_t row = {
+            .hour = a->num,
+            .key_id = a->ev->key_id,
+            .workspace_id = a->ev->workspace_id,
+            .model = a->ev->model,
+            .provider = a->ev->provider,
+            .sums = a->sums,
+        };
 
-        st = kg_store_stmt(w->store, ud_sql_hourly, diag);
-        if (st == NULL) {
-            return KG_ERR_STORE;
-        }
-        kg_store_bind_text(st, 1, a->ev->key_id);
-        sqlite3_bind_int64(st, 2, a->num);
-        kg_store_bind_text(st, 3, a->ev->model);
-        sqlite3_bind_int64(st, 4, a->requests);
-        sqlite3_bind_int64(st, 5, a->errors);
-        sqlite3_bind_int64(st, 6, a->prompt_tokens);
-        sqlite3_bind_int64(st, 7, a->completion_tokens);
-        sqlite3_bind_int64(st, 8, a->cached_tokens);
-        sqlite3_bind_int64(st, 9, a->cost);
-        sqlite3_bind_int64(st, 10, a->latency_ms);
-        rc = kg_store_exec_stmt(w->store, st, "recording hourly usage", diag);
+        rc = kg_store_usage_rollup_add(w->store, &row, diag);
     }
     f = &w->fold[UD_FOLD_KEY];
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {

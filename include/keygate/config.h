@@ -27,6 +27,7 @@ typedef enum kg_setting_type {
                                within [min, max] bytes */
     KG_SETTING_BOOL,        /* on/off, true/false, yes/no → bool */
     KG_SETTING_LISTEN,      /* "127.0.0.1:8080", "[::1]:8080" (string) */
+    KG_SETTING_LISTEN_OPT,  /* like LISTEN, or "" (off) */
     KG_SETTING_URL,         /* a provider base URL (string) */
     KG_SETTING_PROVIDER_TYPE, /* openai | anthropic → kg_provider_type_t */
     KG_SETTING_PROVIDER_NAME, /* a provider name (string), resolved later */
@@ -75,12 +76,22 @@ typedef struct kg_config {
     int64_t server_purge_interval_ms; /* periodic expiry purge */
     bool server_request_log;
     char *server_trusted_proxies; /* CIDRs whose X-Forwarded-For is used */
+    bool server_health_routes;    /* /healthz, /readyz on the public side */
     /* [upstream]: defaults of every provider's timeouts, and limits */
     int64_t upstream_connect_timeout_ms;
     int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */
     int64_t upstream_idle_timeout_ms;       /* no bytes mid-answer → end it */
     int64_t upstream_max_response_bytes;    /* larger answers are cut */
     int64_t upstream_max_connections_per_host; /* 0 = unlimited */
+    /* [admin]: the admin API, /metrics and the dashboard */
+    char *admin_listen; /* "" = no admin listener */
+    int64_t admin_threads;
+    int64_t admin_max_connections;
+    int64_t admin_max_body_bytes;
+    int64_t admin_timeout_ms;
+    int64_t admin_session_ttl; /* seconds */
+    /* [metrics] */
+    bool metrics_per_key;
     /* [provider NAME] and [model NAME] sections, in file order */
     kg_provider_t *providers;
     size_t nproviders;

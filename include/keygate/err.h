@@ -82,7 +82,10 @@
     X(GATEWAY_TIMEOUT, 504, "api_error", "gateway_timeout",                    \
       "Gateway timeout: the provider did not answer in time.")                 \
     X(UNAVAILABLE, 503, "server_error", "unavailable",                         \
-      "Service unavailable: %s")
+      "Service unavailable: %s")                                               \
+    X(ADMIN_AUTH, 401, "authentication_error", "invalid_admin_token",          \
+      "Unauthorized: a valid admin token is required.")                        \
+    X(FORBIDDEN, 403, "permission_error", "forbidden", "Forbidden: %s")
 
 typedef enum kg_err {
 #define KG_ERR_ENUM(name, status, type, code, msg) KG_ERR_##name,

@@ -7,11 +7,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "keygate/admin.h"
 #include "keygate/config.h"
 #include "keygate/connlimit.h"
 #include "keygate/err.h"
 #include "keygate/keycache.h"
 #include "keygate/keyhash.h"
+#include "keygate/metrics.h"
 #include "keygate/policy.h"
 #include "keygate/proxy.h"
 #include "keygate/secretbox.h"
@@ -37,6 +39,12 @@ typedef struct kg_gateway {
     unsigned nworkers;
     kg_connlimit_t *connlimit; /* client connections, all workers */
     uint16_t port;             /* the bound port (useful with port 0) */
+    kg_admin_t *admin;         /* the admin listener, or NULL when off */
+    /* Shards: one per worker (index = worker index), then one per admin
+     * thread (index = nworkers_planned + admin thread index). */
+    kg_metrics_t *metrics;
+    unsigned nworkers_planned;
+    uint16_t admin_port;
     atomic_bool draining;
     atomic_long inflight; /* requests between first call and completion */
     atomic_ulong request_seq;
@@ -49,7 +57,8 @@ typedef struct kg_gateway {
 } kg_gateway_t;
 
 typedef struct kg_gateway_opts {
-    const char *port_file; /* write the bound port here, or NULL */
+    const char *port_file;       /* write the bound port here, or NULL */
+    const char *admin_port_file; /* the admin listener's, or NULL */
 } kg_gateway_opts_t;
 
 /*

@@ -87,10 +87,23 @@ typedef struct kg_keys_ctx {
     const char *actor;   /* for the audit trail */
 } kg_keys_ctx_t;
 
+/* Which keys kg_keys_list returns; a zeroed filter: every live key. */
 typedef struct kg_key_filter {
     const char *workspace; /* id or name, NULL = all */
     bool include_deleted;
+    bool status_is_set; /* only keys of this status (deleted ones too) */
+    kg_key_status_t status;
+    const char *name_contains; /* case-insensitive substring, NULL = any */
+    bool newest_first;         /* else oldest first */
+    /* Keys after (created_at, id) in the order asked, for paging; NULL
+     * after_id = from the start. */
+    int64_t after_created;
+    const char *after_id;
+    size_t limit; /* 0 = all */
 } kg_key_filter_t;
+
+/* "active", "inactive", "deleted" → the status; false when unknown. */
+bool kg_key_status_parse(const char *s, kg_key_status_t *status);
 
 #define KG_RATE_MAX INT64_C(100000000)
 

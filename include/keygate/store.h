@@ -11,7 +11,12 @@
 /* 'KGAT': marks a file as a keygate store (PRAGMA application_id). */
 #define KG_STORE_APPLICATION_ID 0x4B474154
 /* The newest schema version this build knows. */
-#define KG_STORE_SCHEMA_VERSION 5
+#define KG_STORE_SCHEMA_VERSION 7
+/*
+ * The version that brought usage_rollup (and dropped usage_hourly): tests
+ * that migrate a store holding usage events start one below it.
+ */
+#define KG_STORE_VERSION_USAGE_ROLLUP 6
 
 /* Open flags. */
 #define KG_STORE_CREATE 0x1u /* create the file (mode 0600) if missing */
@@ -80,6 +85,12 @@ int kg_store_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v);
 /* Column helpers: "" for NULL text, -1 for NULL integers. */
 const char *kg_store_col_text(sqlite3_stmt *stmt, int col);
 int64_t kg_store_col_opt_int(sqlite3_stmt *stmt, int col);
+
+/*
+ * A cheap read that proves the store answers (for /readyz): KG_OK or the
+ * store error with diag.
+ */
+kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag) KG_MUST_CHECK;
 
 /* The underlying handle, for code that needs sqlite3 directly (borrowed). */
 sqlite3 *kg_store_db(kg_store_t *store);

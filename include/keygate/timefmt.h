@@ -13,6 +13,9 @@
 /* Print unix seconds as "YYYY-MM-DDTHH:MM:SSZ". Returns buf. */
 const char *kg_time_format(int64_t unix_seconds, char *buf, size_t len);
 
+/* Print unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ". Returns buf. */
+const char *kg_time_format_ms(int64_t unix_ms, char *buf, size_t len);
+
 /* Print unix seconds as "YYYY-MM-DD HH:MM" (UTC) for tables. Returns buf. */
 const char *kg_time_format_short(int64_t unix_seconds, char *buf, size_t len);
 

@@ -28,6 +28,12 @@ static const kg_cli_command_t cli_commands[] = {
     {"workspaces", kg_cli_workspaces,
      "create, list, show, update, credit "
      "workspaces"},
+    {"admin-tokens", kg_cli_admin_tokens,
+     "create, list, revoke tokens of the admin API"},
+    {"usage", kg_cli_usage,
+     "requests, tokens, cost and latency over time; 'usage events': the "
+     "request history"},
+    {"audit", kg_cli_audit, "the audit trail of administrative changes"},
     {"config", kg_cli_config, "check the configuration file"},
     {"version", cli_version, "print the version and library versions"},
     {NULL, NULL, NULL},
@@ -242,16 +248,21 @@ static int cli_serve(kg_cli_t *cli, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("Usage: keygate [--config FILE] serve [--port-file "
-                   "FILE]\n\n"
+                   "FILE] [--admin-port-file FILE]\n\n"
                    "Run the gateway in the foreground until SIGTERM or "
                    "SIGINT (drain,\nflush usage, exit 0; a second signal "
                    "exits at once).\n\n"
-                   "  --port-file FILE  write the bound port to FILE (for "
-                   "[server] listen\n                    with port 0)\n");
+                   "  --port-file FILE        write the bound port to FILE "
+                   "(for [server] listen\n"
+                   "                          with port 0)\n"
+                   "  --admin-port-file FILE  the same for the admin "
+                   "listener ([admin] listen)\n");
             return KG_EXIT_OK;
         }
         if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) {
             opts.port_file = argv[++i];
+        } else if (strcmp(argv[i], "--admin-port-file") == 0 && i + 1 < argc) {
+            opts.admin_port_file = argv[++i];
         } else {
             return kg_cli_usage_error("serve", "unexpected argument '%.40s'",
                                       argv[i]);

@@ -2,6 +2,7 @@
 #ifndef KEYGATE_CLI_H
 #define KEYGATE_CLI_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include "keygate/err.h"
 #include "keygate/keyhash.h"
 #include "keygate/keys.h"
+#include "keygate/query.h"
 #include "keygate/store.h"
 #include "keygate/validate.h"
 
@@ -47,6 +49,9 @@ int kg_cli_keys(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_workspaces(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_config(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_init(kg_cli_t *cli, int argc, char **argv);
+int kg_cli_admin_tokens(kg_cli_t *cli, int argc, char **argv);
+int kg_cli_usage(kg_cli_t *cli, int argc, char **argv);
+int kg_cli_audit(kg_cli_t *cli, int argc, char **argv);
 
 /*
  * Run the subcommand named argv[0] from table (NULL-terminated), or print
@@ -83,6 +88,22 @@ bool kg_cli_parse_money(const char *opt, const char *s, int64_t *out,
                         bool allow_none);
 bool kg_cli_parse_duration(const char *opt, const char *s, int64_t *out);
 bool kg_cli_parse_count(const char *opt, const char *s, int64_t *out);
+
+/*
+ * The options of a read query (keygate usage, keygate audit). An option
+ * whose val is KG_CLI_OPT_PARAM becomes the query parameter named like the
+ * long option (a flag without argument: "true"), so the CLI and the admin
+ * API share one vocabulary and one validation; "--csv" sets *csv (csv may
+ * be NULL: refused) and "--help"/-h sets *help. opts must include csv and
+ * help with those vals. Returns -1 to go on, or an exit code after
+ * printing the error.
+ */
+#define KG_CLI_OPT_PARAM 0x4B01
+#define KG_CLI_OPT_CSV   0x4B02
+#define KG_CLI_OPT_HELP  0x4B03
+int kg_cli_query_options(const char *cmd, int argc, char **argv,
+                         const struct option *opts, kg_query_param_t *params,
+                         size_t *n, bool *csv, bool *help);
 
 /* A text table printed with aligned columns. */
 #define KG_CLI_TABLE_MAX_COLS 10

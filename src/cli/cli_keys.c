@@ -381,7 +381,7 @@ static int keys_list(kg_cli_t *cli, int argc, char **argv)
         "ID",      "NAME",      "DISPLAY", "STATUS",
         "CREATED", "LAST USED", "EXPIRES", "USAGE / LIMIT (" KG_MONEY_UNIT ")",
     };
-    kg_key_filter_t filter = {NULL, false};
+    kg_key_filter_t filter = {.workspace = NULL};
     kg_cli_table_t table;
     kg_key_t *keys = NULL;
     kg_diag_t diag = {{0}};

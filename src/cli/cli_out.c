@@ -111,6 +111,41 @@ bad:
     return false;
 }
 
+int kg_cli_query_options(const char *cmd, int argc, char **argv,
+                         const struct option *opts, kg_query_param_t *params,
+                         size_t *n, bool *csv, bool *help)
+{
+    int longindex = -1;
+    int opt;
+
+    *n = 0;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+h", opts, &longindex)) != -1) {
+        if (opt == KG_CLI_OPT_HELP || opt == 'h') {
+            *help = true;
+            return -1;
+        }
+        if (opt == KG_CLI_OPT_CSV && csv != NULL) {
+            *csv = true;
+        } else if (opt == KG_CLI_OPT_PARAM && *n < KG_QUERY_PARAMS_MAX &&
+                   longindex >= 0) {
+            params[*n].name = opts[longindex].name;
+            params[*n].value = optarg ? optarg : "true";
+            (*n)++;
+        } else {
+            return kg_cli_usage_error(cmd, "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
+        }
+        longindex = -1;
+    }
+    if (optind < argc) {
+        return kg_cli_usage_error(cmd, "unexpected argument '%.40s'",
+                                  argv[optind]);
+    }
+    return -1;
+}
+
 void kg_cli_table_init(kg_cli_table_t *t, size_t ncols,
                        const char *const *headers)
 {

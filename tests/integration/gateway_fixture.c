@@ -272,6 +272,7 @@ void gwf_init(gwf_t *f, bool aux)
     path_in(f->cfg, f->dir, "keygate.ini");
     path_in(f->db, f->dir, "state/keygate.db");
     path_in(f->gw_port_file, f->dir, "gw.port");
+    path_in(f->admin_port_file, f->dir, "admin.port");
     start_mock(f, &f->mock, "mock", f->mock_log, &f->mock_port, NULL);
     if (aux) {
         start_mock(f, &f->aux, "aux", f->aux_log, &f->aux_port, NULL);
@@ -325,6 +326,9 @@ void gwf_config(gwf_t *f, const char *server, const char *upstream,
             server ? server : "");
     cfg_add(text, &len, "[upstream]\nconnect_timeout = 5s\n%s\n",
             upstream ? upstream : "");
+    /* The admin listener on an ephemeral port too, never 8081. */
+    cfg_add(text, &len, "[admin]\nlisten = 127.0.0.1:0\n%s\n",
+            f->admin_extra ? f->admin_extra : "");
     cfg_add(text, &len,
             "[store]\npath = state/keygate.db\n\n[security]\n"
             "hash_key_file = state/hash.key\n\n");
@@ -461,6 +465,8 @@ void gwf_start(gwf_t *f)
                           "serve",
                           "--port-file",
                           f->gw_port_file,
+                          "--admin-port-file",
+                          f->admin_port_file,
                           NULL};
     const char *env[3];
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, 0};
@@ -473,6 +479,7 @@ void gwf_start(gwf_t *f)
     snprintf(name, sizeof(name), "gw%d.err", f->starts);
     path_in(f->gw_err, f->dir, name);
     unlink(f->gw_port_file);
+    unlink(f->admin_port_file);
     kg_harness_proc_free(&f->gw);
     ck_assert_int_eq(kg_harness_proc_start(&cmd, f->gw_out, f->gw_err, &f->gw),
                      0);
@@ -487,6 +494,10 @@ void gwf_start(gwf_t *f)
         ck_abort_msg("keygate serve did not start (status %d): %s",
                      f->gw.status, err ? err : "");
     }
+    /* Written right after the public port file. */
+    f->admin_port = kg_harness_proc_wait_port_file(&f->gw, f->admin_port_file,
+                                                   GWF_START_MS);
+    ck_assert_int_gt(f->admin_port, 0);
 }
 
 int gwf_stop(gwf_t *f, int term_ms)
@@ -576,9 +587,29 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+static int gwf_http_port(int port, gwf_resp_t *r, const char *method,
+                         const char *path, const char *const *headers,
+                         const char *body, int timeout_ms);
+
 int gwf_http(const gwf_t *f, gwf_resp_t *r, const char *method,
              const char *path, const char *const *headers, const char *body,
              int timeout_ms)
+{
+    return gwf_http_port(f->gw_port, r, method, path, headers, body,
+                         timeout_ms);
+}
+
+int gwf_admin_http(const gwf_t *f, gwf_resp_t *r, const char *method,
+                   const char *path, const char *const *headers,
+                   const char *body, int timeout_ms)
+{
+    return gwf_http_port(f->admin_port, r, method, path, headers, body,
+                         timeout_ms);
+}
+
+static int gwf_http_port(int port, gwf_resp_t *r, const char *method,
+                         const char *path, const char *const *headers,
+                         const char *body, int timeout_ms)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *list = NULL;
@@ -589,7 +620,7 @@ int gwf_http(const gwf_t *f, gwf_resp_t *r, const char *method,
     memset(r, 0, sizeof(*r));
     memset(&sink, 0, sizeof(sink));
     ck_assert_ptr_nonnull(c);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->gw_port, path);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
         struct curl_slist *next = curl_slist_append(list, headers[i]);
 
@@ -612,6 +643,9 @@ int gwf_http(const gwf_t *f, gwf_resp_t *r, const char *method,
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    if (body == NULL && strcmp(method, "POST") == 0) {
+        body = ""; /* a POST without a body is still a POST */
+    }
     if (body != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,

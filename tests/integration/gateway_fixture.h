@@ -56,6 +56,8 @@ typedef struct gwf {
     char gw_out[PATH_MAX];
     char gw_err[PATH_MAX];
     char gw_port_file[PATH_MAX];
+    char admin_port_file[PATH_MAX];
+    const char *admin_extra; /* more [admin] lines for gwf_config, or NULL */
     kg_harness_proc_t mock;
     kg_harness_proc_t aux; /* a second mock, only when asked for */
     kg_harness_proc_t gw;
@@ -63,8 +65,9 @@ typedef struct gwf {
     int aux_port;
     int dead_port; /* a loopback port nobody listens on */
     int gw_port;
-    pid_t gw_pid; /* kept for forked test processes */
-    int starts;   /* daemon starts so far */
+    int admin_port; /* the admin listener's (gwf_start) */
+    pid_t gw_pid;   /* kept for forked test processes */
+    int starts;     /* daemon starts so far */
     /* "NAME=value" given to keygate's processes too (gwf_init_keyed). */
     char extra_env[GWF_ENV_MAX];
 } gwf_t;
@@ -197,6 +200,11 @@ extern const char *gwf_source_ip;
 int gwf_http(const gwf_t *f, gwf_resp_t *r, const char *method,
              const char *path, const char *const *headers, const char *body,
              int timeout_ms);
+
+/* gwf_http to the admin listener (port admin_port). */
+int gwf_admin_http(const gwf_t *f, gwf_resp_t *r, const char *method,
+                   const char *path, const char *const *headers,
+                   const char *body, int timeout_ms);
 
 /* POST a JSON body with one credential header line (may be NULL). */
 int gwf_post(const gwf_t *f, gwf_resp_t *r, const char *path, const char *cred,

@@ -640,7 +640,8 @@ START_TEST(test_serve_starts_and_stops)
     int port;
     int fd;
 
-    write_config(g_cfg, g_dir, "\n[server]\nlisten = 127.0.0.1:0\n");
+    write_config(g_cfg, g_dir,
+                 "\n[server]\nlisten = 127.0.0.1:0\n[admin]\nlisten =\n");
     ck_assert(kg_harness_path(port_file, sizeof(port_file), g_dir, "port"));
     ck_assert(kg_harness_path(out, sizeof(out), g_dir, "serve.out"));
     ck_assert(kg_harness_path(err, sizeof(err), g_dir, "serve.err"));
@@ -669,7 +670,8 @@ START_TEST(test_serve_without_store)
 {
     const char *last;
 
-    write_config(g_cfg, g_dir, "\n[server]\nlisten = 127.0.0.1:0\n");
+    write_config(g_cfg, g_dir,
+                 "\n[server]\nlisten = 127.0.0.1:0\n[admin]\nlisten =\n");
     KG_EXPECT(kg("serve", NULL), 1);
     ck_assert_uint_eq(R.out_len, 0);
     ck_assert(R.err_len > 0 && R.err[R.err_len - 1] == '\n');

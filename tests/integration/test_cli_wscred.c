@@ -13,6 +13,7 @@
 #include "keygate/store.h"
 
 #include "harness.h"
+#include "keygate/store.h"
 
 #define ERROR_LINE_MAX 300 /* an error is one short line */
 #define MAX_SECRETS    16

@@ -68,6 +68,7 @@ typedef struct thread_census {
     int usage;
     int keycache;
     int maint;
+    int admin;
     int other;
     int usage_nice;
 } thread_census_t;
@@ -114,6 +115,8 @@ static void census(pid_t pid, thread_census_t *c)
             c->keycache++;
         } else if (strcmp(comm, "kg-maint") == 0) {
             c->maint++;
+        } else if (strncmp(comm, "kg-admin-", 9) == 0) {
+            c->admin++;
         } else if (tid == (long)pid) {
             c->main_thread++;
         } else {
@@ -126,7 +129,8 @@ static void census(pid_t pid, thread_census_t *c)
 /*
  * The running daemon has exactly its named threads: one event loop per
  * [server] threads (2 here), the usage writer at nice 5, the key-cache
- * refresh and the maintenance thread; forwarded requests add none.
+ * refresh, the maintenance thread and the admin listener's [admin] threads
+ * (2 by default); forwarded requests add none.
  */
 START_TEST(test_threads_named_and_bounded)
 {
@@ -142,6 +146,7 @@ START_TEST(test_threads_named_and_bounded)
     ck_assert_int_eq(before.usage, 1);
     ck_assert_int_eq(before.keycache, 1);
     ck_assert_int_eq(before.maint, 1);
+    ck_assert_int_eq(before.admin, 2);
     ck_assert_int_eq(before.other, 0);
     ck_assert_int_eq(before.usage_nice, 5);
 
@@ -485,6 +490,19 @@ START_TEST(test_sigterm_lets_the_stream_finish)
     open_stream(&f, &k, "10s", 15, &fd, &b, rid, &mock_req);
     ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGTERM), 0);
     ck_assert_msg(refused_soon(&f), "new connections still accepted");
+    {
+        /* Load balancers see it: not ready while draining. */
+        gwf_resp_t r;
+        json_t *j;
+
+        gwf_admin_http(&f, &r, "GET", "/readyz", NULL, NULL, 0);
+        ck_assert_int_eq(r.status, 503);
+        j = gwf_resp_json(&r);
+        ck_assert(json_is_true(
+            json_object_get(json_object_get(j, "checks"), "draining")));
+        json_decref(j);
+        gwf_resp_free(&r);
+    }
     /* ... while the stream is still running. */
     ck_assert(
         !gwf_log_stream_end(f.mock_log, mock_req, reason, sizeof(reason), 0));

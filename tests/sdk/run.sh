@@ -170,6 +170,9 @@ cat >"$tmp/keygate.ini" <<INI
 [server]
 listen = 127.0.0.1:0
 
+[admin]
+listen = 127.0.0.1:0
+
 [store]
 path = state/keygate.db
 

@@ -153,13 +153,14 @@ static void ut_add_usage(const kg_key_t *key, const char *request_id)
     sqlite3_finalize(st);
     st = NULL;
     ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                        "INSERT OR IGNORE INTO usage_hourly "
-                                        "(key_id, hour, requests) "
-                                        "VALUES (?, ?, 1)",
+                                        "INSERT OR IGNORE INTO usage_rollup "
+                                        "(key_id, hour, workspace_id, "
+                                        "requests) VALUES (?, ?, ?, 1)",
                                         -1, &st, NULL),
                      SQLITE_OK);
     sqlite3_bind_text(st, 1, key->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, ut_t0);
+    sqlite3_bind_int64(st, 2, ut_t0 - ut_t0 % 3600);
+    sqlite3_bind_text(st, 3, key->workspace_id, -1, SQLITE_STATIC);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
 }
@@ -170,10 +171,8 @@ static size_t ut_audit_count(const char *id, const char *action)
     kg_audit_event_t *events = NULL;
     size_t n = 0;
     size_t hits = 0;
-    kg_diag_t diag = {{0}};
 
-    ck_assert_int_eq(kg_audit_list(ut_store, id, 1000, &events, &n, &diag),
-                     KG_OK);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(events[i].action, action) == 0) {
             ck_assert_str_eq(events[i].actor, UT_ACTOR);
@@ -181,7 +180,7 @@ static size_t ut_audit_count(const char *id, const char *action)
             hits++;
         }
     }
-    kg_audit_list_free(&events, n);
+    kg_audit_events_free(&events, n);
     return hits;
 }
 
@@ -190,17 +189,15 @@ static json_t *ut_audit_detail(const char *id, const char *action)
 {
     kg_audit_event_t *events = NULL;
     size_t n = 0;
-    kg_diag_t diag = {{0}};
     json_t *detail = NULL;
 
-    ck_assert_int_eq(kg_audit_list(ut_store, id, 1000, &events, &n, &diag),
-                     KG_OK);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n && detail == NULL; i++) {
         if (strcmp(events[i].action, action) == 0) {
             detail = json_loads(events[i].detail, 0, NULL);
         }
     }
-    kg_audit_list_free(&events, n);
+    kg_audit_events_free(&events, n);
     ck_assert_msg(detail != NULL, "no '%s' audit event for %s", action, id);
     return detail;
 }
@@ -501,7 +498,7 @@ START_TEST(test_get_and_list)
     kg_key_t c;
     kg_key_t got;
     kg_key_t *list = NULL;
-    kg_key_filter_t filter = {NULL, false};
+    kg_key_filter_t filter = {.workspace = NULL};
     kg_key_spec_t spec = ut_spec("c");
     kg_workspace_t ws;
     char token[KG_TOKEN_STRLEN];
@@ -900,7 +897,7 @@ START_TEST(test_revoke)
     kg_key_t key;
     kg_key_t out;
     kg_key_t *list = NULL;
-    kg_key_filter_t filter = {NULL, true};
+    kg_key_filter_t filter = {.include_deleted = true};
     char token[KG_TOKEN_STRLEN];
     size_t n = 0;
     bool already = true;
@@ -924,7 +921,7 @@ START_TEST(test_revoke)
                             "= ?",
                             key.id),
                      1);
-    ck_assert_int_eq(ut_int("SELECT count(*) FROM usage_hourly WHERE key_id "
+    ck_assert_int_eq(ut_int("SELECT count(*) FROM usage_rollup WHERE key_id "
                             "= ?",
                             key.id),
                      1);
@@ -972,7 +969,7 @@ START_TEST(test_delete)
                             "= ?",
                             key.id),
                      0);
-    ck_assert_int_eq(ut_int("SELECT count(*) FROM usage_hourly WHERE key_id "
+    ck_assert_int_eq(ut_int("SELECT count(*) FROM usage_rollup WHERE key_id "
                             "= ?",
                             key.id),
                      0);

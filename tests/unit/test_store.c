@@ -93,7 +93,7 @@ START_TEST(test_create)
     ck_assert(ut_has_table(db, "key_secrets"));
     ck_assert(ut_has_table(db, "audit_events"));
     ck_assert(ut_has_table(db, "usage_events"));
-    ck_assert(ut_has_table(db, "usage_hourly"));
+    ck_assert(ut_has_table(db, "usage_rollup"));
     kg_store_close(&store);
     ck_assert_ptr_null(store);
     kg_store_close(&store); /* twice is harmless */
@@ -292,7 +292,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"), 1);
     ck_assert(ut_has_table(db, "api_keys"));
     ck_assert(!ut_has_table(db, "usage_events"));
-    ck_assert(!ut_has_table(db, "usage_hourly"));
+    ck_assert(!ut_has_table(db, "usage_rollup"));
 
     /* Data written by the version-1 schema through the library (whose
      * default workspace was in api-keys mode). */
@@ -368,7 +368,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert(ut_has_table(db, "usage_events"));
-    ck_assert(ut_has_table(db, "usage_hourly"));
+    ck_assert(ut_has_table(db, "usage_rollup"));
     ctx.store = store;
     ck_assert_int_eq(kg_keys_get(&ctx, made.id, &got, &diag), KG_OK);
     ck_assert_str_eq(got.name, "before-migration");
@@ -420,6 +420,7 @@ static int ut_try(sqlite3 *db, const char *sql)
 START_TEST(test_migrate_v4_to_v5_pool_mode)
 {
     kg_store_opts_t v4 = {KG_STORE_CREATE, 1000, 4};
+    kg_store_opts_t v5 = {0, 1000, 5};
     char dir[UT_PATH_MAX];
     char path[UT_PATH_MAX];
     kg_store_t *old = NULL;
@@ -450,9 +451,10 @@ START_TEST(test_migrate_v4_to_v5_pool_mode)
     ck_assert_int_ne(ut_try(db, "UPDATE workspaces SET mode = 'pool'"),
                      SQLITE_OK);
 
-    /* Another connection migrates while this one stays open. */
-    ck_assert_msg(kg_store_open(path, &ut_existing, &store, &diag) == KG_OK,
-                  "%s", diag.msg);
+    /* Another connection migrates (exactly 4 → 5) while this one stays
+     * open. */
+    ck_assert_msg(kg_store_open(path, &v5, &store, &diag) == KG_OK, "%s",
+                  diag.msg);
     ck_assert_int_eq(kg_store_schema_version(store), 5);
     ck_assert_int_eq(ut_int(kg_store_db(store), "PRAGMA user_version"), 5);
     for (int i = 0; i < 2; i++) {
@@ -486,8 +488,8 @@ START_TEST(test_migrate_v4_to_v5_pool_mode)
     kg_store_close(&old);
     kg_store_close(&store);
     /* Opening again changes nothing. */
-    ck_assert_msg(kg_store_open(path, &ut_existing, &store, &diag) == KG_OK,
-                  "%s", diag.msg);
+    ck_assert_msg(kg_store_open(path, &v5, &store, &diag) == KG_OK, "%s",
+                  diag.msg);
     ck_assert_int_eq(kg_store_schema_version(store), 5);
     kg_store_close(&store);
     ut_tmpdir_remove(dir);

@@ -141,6 +141,23 @@ START_TEST(test_format)
 }
 END_TEST
 
+/* Milliseconds: three digits, and the right second before 1970 too. */
+START_TEST(test_format_ms)
+{
+    char buf[KG_TIME_STRLEN];
+    int64_t t = ut_at((ut_civil_t){2026, 3, 15, 12, 34, 56});
+
+    ck_assert_str_eq(kg_time_format_ms(t * 1000 + 7, buf, sizeof(buf)),
+                     "2026-03-15T12:34:56.007Z");
+    ck_assert_str_eq(kg_time_format_ms(t * 1000 + 999, buf, sizeof(buf)),
+                     "2026-03-15T12:34:56.999Z");
+    ck_assert_str_eq(kg_time_format_ms(0, buf, sizeof(buf)),
+                     "1970-01-01T00:00:00.000Z");
+    ck_assert_str_eq(kg_time_format_ms(-1, buf, sizeof(buf)),
+                     "1969-12-31T23:59:59.999Z");
+}
+END_TEST
+
 START_TEST(test_format_small_buffer)
 {
     char buf[8];
@@ -161,6 +178,7 @@ static Suite *timefmt_suite(void)
     tcase_add_test(tc, test_parse_null_and_long);
     tcase_add_loop_test(tc, test_format, 0, (int)UT_NROWS(ut_format_rows));
     tcase_add_test(tc, test_format_small_buffer);
+    tcase_add_test(tc, test_format_ms);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -275,43 +275,43 @@ START_TEST(test_many_threads_exact_sums)
                                 keys[k]),
                          last);
         ck_assert_int_eq(ut_int(db,
-                                "SELECT sum(cost) FROM usage_hourly WHERE "
+                                "SELECT sum(cost) FROM usage_rollup WHERE "
                                 "key_id = ?",
                                 keys[k]),
                          cost);
         ck_assert_int_eq(ut_int(db,
-                                "SELECT sum(requests) FROM usage_hourly "
+                                "SELECT sum(requests) FROM usage_rollup "
                                 "WHERE key_id = ?",
                                 keys[k]),
                          requests);
         ck_assert_int_eq(ut_int(db,
-                                "SELECT sum(errors) FROM usage_hourly "
+                                "SELECT sum(errors) FROM usage_rollup "
                                 "WHERE key_id = ?",
                                 keys[k]),
                          errors);
         ck_assert_int_eq(ut_int(db,
                                 "SELECT sum(prompt_tokens) FROM "
-                                "usage_hourly WHERE key_id = ?",
+                                "usage_rollup WHERE key_id = ?",
                                 keys[k]),
                          prompt);
         ck_assert_int_eq(ut_int(db,
                                 "SELECT sum(completion_tokens) FROM "
-                                "usage_hourly WHERE key_id = ?",
+                                "usage_rollup WHERE key_id = ?",
                                 keys[k]),
                          completion);
         ck_assert_int_eq(ut_int(db,
                                 "SELECT sum(cached_tokens) FROM "
-                                "usage_hourly WHERE key_id = ?",
+                                "usage_rollup WHERE key_id = ?",
                                 keys[k]),
                          cached);
         ck_assert_int_eq(ut_int(db,
                                 "SELECT sum(latency_ms_sum) FROM "
-                                "usage_hourly WHERE key_id = ?",
+                                "usage_rollup WHERE key_id = ?",
                                 keys[k]),
                          latency);
         /* Three hours × two models, each hour on the top of the hour. */
         ck_assert_int_eq(ut_int(db,
-                                "SELECT count(*) FROM usage_hourly WHERE "
+                                "SELECT count(*) FROM usage_rollup WHERE "
                                 "key_id = ? AND hour % 3600 = 0",
                                 keys[k]),
                          6);
@@ -321,7 +321,7 @@ START_TEST(test_many_threads_exact_sums)
                             "SELECT count(*) FROM (SELECT key_id, "
                             "at_ms / 3600000 * 3600 AS hour, model, "
                             "count(*) AS n, sum(cost) AS c FROM usage_events "
-                            "GROUP BY 1, 2, 3) e JOIN usage_hourly h "
+                            "GROUP BY 1, 2, 3) e JOIN usage_rollup h "
                             "USING (key_id, hour, model) "
                             "WHERE h.requests != e.n OR h.cost != e.c",
                             NULL),
@@ -497,7 +497,7 @@ START_TEST(test_deleted_key_skipped)
     kg_usagedb_stop(&w);
     db = ut_reader(&fx);
     ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), 4);
-    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_hourly", NULL), 2);
+    ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_rollup", NULL), 2);
     sqlite3_close(db);
     free(t_live);
     free(t_gone);
@@ -531,7 +531,7 @@ START_TEST(test_duplicate_request_id)
     db = ut_reader(&fx);
     ck_assert_int_eq(ut_int(db, "SELECT usage FROM api_keys WHERE id = ?", key),
                      700);
-    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_hourly", NULL),
+    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_rollup", NULL),
                      1);
     sqlite3_close(db);
     free(tally);
@@ -618,7 +618,7 @@ START_TEST(test_busy_past_retries_fails_batch)
     kg_usagedb_stop(&w);
     db = ut_reader(&fx);
     ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), 2);
-    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_hourly", NULL),
+    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_rollup", NULL),
                      2);
     sqlite3_close(db);
     free(tally);
@@ -755,7 +755,7 @@ START_TEST(test_folded_batch_matches_one_by_one)
         "SELECT group_concat(r, ';') FROM (SELECT hour || ',' || model || "
         "',' || requests || ',' || errors || ',' || prompt_tokens || ',' || "
         "completion_tokens || ',' || cached_tokens || ',' || cost || ',' || "
-        "latency_ms_sum AS r FROM usage_hourly WHERE key_id = ? "
+        "latency_ms_sum AS r FROM usage_rollup WHERE key_id = ? "
         "ORDER BY hour, model)",
         "SELECT count(*) FROM usage_events WHERE key_id = ?",
     };
@@ -896,17 +896,17 @@ static void ut_assert_jevents(ut_fx_t *fx, const char *key, int n)
                          1);
     }
     ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events", NULL), n);
-    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_hourly", NULL),
+    ck_assert_int_eq(ut_int(db, "SELECT sum(requests) FROM usage_rollup", NULL),
                      n);
-    ck_assert_int_eq(ut_int(db, "SELECT sum(errors) FROM usage_hourly", NULL),
+    ck_assert_int_eq(ut_int(db, "SELECT sum(errors) FROM usage_rollup", NULL),
                      errors);
-    ck_assert_int_eq(ut_int(db, "SELECT sum(cost) FROM usage_hourly", NULL),
+    ck_assert_int_eq(ut_int(db, "SELECT sum(cost) FROM usage_rollup", NULL),
                      cost);
     ck_assert_int_eq(
-        ut_int(db, "SELECT sum(prompt_tokens) FROM usage_hourly", NULL),
+        ut_int(db, "SELECT sum(prompt_tokens) FROM usage_rollup", NULL),
         prompt);
     ck_assert_int_eq(
-        ut_int(db, "SELECT sum(latency_ms_sum) FROM usage_hourly", NULL),
+        ut_int(db, "SELECT sum(latency_ms_sum) FROM usage_rollup", NULL),
         latency);
     ck_assert_int_eq(ut_int(db, "SELECT usage FROM api_keys WHERE id = ?", key),
                      cost);

@@ -63,13 +63,11 @@ static size_t ut_audit(const char *id, const char *action, json_t **detail)
     kg_audit_event_t *events = NULL;
     size_t n = 0;
     size_t hits = 0;
-    kg_diag_t diag = {{0}};
 
     if (detail != NULL) {
         *detail = NULL;
     }
-    ck_assert_int_eq(kg_audit_list(ut_store, id, 1000, &events, &n, &diag),
-                     KG_OK);
+    ut_audit_of(ut_store, id, &events, &n);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(events[i].action, action) != 0) {
             continue;
@@ -82,7 +80,7 @@ static size_t ut_audit(const char *id, const char *action, json_t **detail)
         }
         hits++;
     }
-    kg_audit_list_free(&events, n);
+    kg_audit_events_free(&events, n);
     return hits;
 }
 

@@ -695,8 +695,16 @@ START_TEST(test_audit)
     ck_assert_int_eq(kg_wscred_delete(fx.store, "cli:alice", "team-a", "openai",
                                       NULL, &diag),
                      KG_OK);
-    ck_assert_int_eq(
-        kg_audit_list(fx.store, fx.ws_team, 10, &events, &n, &diag), KG_OK);
+    {
+        const kg_query_param_t params[] = {{"object", fx.ws_team},
+                                           {"limit", "10"}};
+        kg_audit_query_t q;
+        char next[KG_QUERY_CURSOR_STRLEN];
+
+        ck_assert_int_eq(kg_audit_query_parse(params, 2, 0, &q, &diag), KG_OK);
+        ck_assert_int_eq(kg_audit_page(fx.store, &q, &events, &n, next, &diag),
+                         KG_OK);
+    }
     ck_assert_uint_ge(n, 4); /* and the workspace's creation */
     /* Newest first. */
     ck_assert_str_eq(events[0].action, "credential-delete");
@@ -712,7 +720,7 @@ START_TEST(test_audit)
     ck_assert_str_eq(events[2].actor, UT_ACTOR);
     ck_assert_str_eq(events[2].detail, "{\"last4\":\"WXYZ\",\"provider\":"
                                        "\"openai\"}");
-    kg_audit_list_free(&events, n);
+    kg_audit_events_free(&events, n);
     ck_assert_int_eq(ut_int(fx.store, "SELECT count(*) FROM audit_events "
                                       "WHERE instr(detail, 'sk-') > 0 OR "
                                       "instr(detail, 'short-cred') > 0"),
@@ -758,6 +766,7 @@ END_TEST
 START_TEST(test_migration_v3_to_v4)
 {
     kg_store_opts_t v3 = {KG_STORE_CREATE, 1000, 3};
+    /* Exactly migration 3 → 4, whatever newer ones exist. */
     kg_store_opts_t now = {0, 1000, 4};
     kg_diag_t diag = {{0}};
     int64_t rev;
@@ -768,6 +777,7 @@ START_TEST(test_migration_v3_to_v4)
     memset(&fx, 0, sizeof(fx));
     ut_tmpdir(fx.dir);
     ut_join(fx.path, fx.dir, "old.db");
+    ck_assert_int_ge(KG_STORE_SCHEMA_VERSION, 4);
     ck_assert_msg(kg_store_open(fx.path, &v3, &s, &diag) == KG_OK, "%s",
                   diag.msg);
     ck_assert_int_eq(kg_store_schema_version(s), 3);

@@ -152,3 +152,34 @@ int ut_run(Suite *suite)
     ut_tmpdir_remove(ut_base);
     return failed == 0 ? 0 : 1;
 }
+
+int64_t *ut_sql_ids(sqlite3 *db, const char *sql, size_t max, size_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t *ids = calloc(max + 1, sizeof(*ids));
+
+    ck_assert_ptr_nonnull(ids);
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+                  "%s: %s", sql, sqlite3_errmsg(db));
+    *n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        ck_assert_uint_lt(*n, max);
+        ids[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return ids;
+}
+
+void ut_audit_of(kg_store_t *store, const char *id, kg_audit_event_t **events,
+                 size_t *n)
+{
+    const kg_query_param_t params[] = {{"object", id}, {"limit", "1000"}};
+    kg_audit_query_t q;
+    char next[KG_QUERY_CURSOR_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    ck_assert_int_eq(kg_audit_query_parse(params, 2, 0, &q, &diag), KG_OK);
+    ck_assert_msg(kg_audit_page(store, &q, events, n, next, &diag) == KG_OK,
+                  "%s", diag.msg);
+    ck_assert_str_eq(next, "");
+}

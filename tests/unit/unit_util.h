@@ -3,9 +3,13 @@
 #define KEYGATE_UNIT_UTIL_H
 
 #include <check.h>
+#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "keygate/audit.h"
+#include "keygate/store.h"
 
 /* Room for every path a unit test builds. */
 #define UT_PATH_MAX 512
@@ -43,6 +47,17 @@ int ut_file_mode(const char *path);
 
 /* Unix seconds of a UTC civil time, computed without libc's calendar. */
 int64_t ut_utc(int year, int month, int day, int hour, int min, int sec);
+
+/*
+ * The first column of every row of sql on db as integers (ids), at most
+ * max of them (asserted): a new array (free it), *n their number.
+ */
+int64_t *ut_sql_ids(sqlite3 *db, const char *sql, size_t max, size_t *n);
+
+/* Every audit event of object id, newest first (asserted; one page of at
+ * most 1000). Free with kg_audit_events_free. */
+void ut_audit_of(kg_store_t *store, const char *id, kg_audit_event_t **events,
+                 size_t *n);
 
 /*
  * Initialise libsodium, run the suite (CK_FORK unless the environment says

@@ -1,0 +1,130 @@
+/* The store's usage queries: hourly rollups and pages of usage events. */
+#ifndef KEYGATE_STORE_USAGE_H
+#define KEYGATE_STORE_USAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keygate/err.h"
+#include "keygate/store.h"
+#include "keygate/token.h"
+#include "keygate/usage_sums.h"
+
+/*
+ * Backend-neutral: what the usage writer and the usage queries ask of the
+ * store. The SQLite implementation is src/store/sqlite/usage.c; its
+ * statements and index choices are in docs/store.md.
+ */
+
+/* Bounds of the stored strings (those of the usage writer's events). */
+#define KG_USAGE_REQUEST_ID_MAX 39
+#define KG_USAGE_OPERATION_MAX  15
+#define KG_USAGE_MODEL_MAX      256
+#define KG_USAGE_PROVIDER_MAX   64
+#define KG_USAGE_MODE_MAX       15
+#define KG_USAGE_CLIENT_IP_MAX  45
+#define KG_USAGE_ERROR_CODE_MAX 47
+
+/* The largest time the queries take: 10000-01-01T00:00:00Z. */
+#define KG_USAGE_TIME_MAX INT64_C(253402300800)
+
+/*
+ * One hourly rollup row: the events of one key and model, through one
+ * provider, in one hour. The strings are borrowed: valid during the call
+ * that hands the row out, or the one it is passed to.
+ */
+typedef struct kg_usage_rollup {
+    int64_t hour; /* unix seconds, a multiple of 3600 */
+    const char *key_id;
+    const char *workspace_id; /* the key's; keys never change workspace */
+    const char *model;
+    const char *provider;
+    kg_usage_sums_t sums;
+} kg_usage_rollup_t;
+
+/*
+ * What a usage query selects: [from, to) in unix seconds, and exact
+ * matches on each string that is not "" ("" = any).
+ */
+typedef struct kg_usage_filter {
+    int64_t from;
+    int64_t to;
+    char key_id[KG_TOKEN_ID_LEN + 1];
+    char workspace_id[KG_TOKEN_ID_LEN + 1];
+    char model[KG_USAGE_MODEL_MAX + 1];
+    char provider[KG_USAGE_PROVIDER_MAX + 1];
+} kg_usage_filter_t;
+
+/* Events: the filter, and status_min <= status <= status_max. */
+typedef struct kg_usage_events_filter {
+    kg_usage_filter_t base;
+    int status_min; /* 0 .. 999 */
+    int status_max;
+} kg_usage_events_filter_t;
+
+/* One stored usage event (a usage_events row). */
+typedef struct kg_usage_record {
+    int64_t id; /* the store's row id: ties of at_ms are ordered by it */
+    char request_id[KG_USAGE_REQUEST_ID_MAX + 1];
+    char key_id[KG_TOKEN_ID_LEN + 1];
+    char workspace_id[KG_TOKEN_ID_LEN + 1];
+    int64_t at_ms;
+    char operation[KG_USAGE_OPERATION_MAX + 1];
+    char model[KG_USAGE_MODEL_MAX + 1];
+    char provider[KG_USAGE_PROVIDER_MAX + 1];
+    char mode[KG_USAGE_MODE_MAX + 1];
+    int status;
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cached_tokens;
+    int64_t cost; /* micro-USD */
+    int64_t latency_ms;
+    int64_t ttft_ms; /* -1: none */
+    bool streamed;
+    char client_ip[KG_USAGE_CLIENT_IP_MAX + 1];
+    char error_code[KG_USAGE_ERROR_CODE_MAX + 1]; /* "": none */
+} kg_usage_record_t;
+
+/*
+ * Add row's sums to its stored rollup row (created when missing), inside
+ * the caller's transaction: counts add up, latency_ms_max takes the
+ * maximum; workspace_id is set when the row is made. Returns KG_OK,
+ * KG_ERR_NOT_FOUND when the key does not exist, or a store error (diag).
+ */
+kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
+                                   const kg_usage_rollup_t *row,
+                                   kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Called for each rollup row, in order of hour (rows of one hour in no
+ * particular order). Returns true to go on, false to stop the scan.
+ */
+typedef bool (*kg_store_rollup_fn)(void *ud, const kg_usage_rollup_t *row);
+
+/*
+ * Hand every rollup row the filter selects to fn: hours in [from, to)
+ * (both multiples of 3600, from < to). Returns KG_OK (also when fn stopped
+ * the scan), KG_ERR_INVAL for unaligned bounds, or a store error (diag).
+ */
+kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
+                                    const kg_usage_filter_t *filter,
+                                    kg_store_rollup_fn fn, void *ud,
+                                    kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Up to limit events the filter selects (at_ms in [from × 1000, to ×
+ * 1000)), newest first, ordered by (at_ms, id) descending and starting
+ * strictly below the position (before_at_ms, before_id); pass INT64_MAX
+ * for both to start at the newest. out has room for limit records (limit
+ * >= 1); *count gets how many were written. Returns KG_OK or a store
+ * error (diag).
+ */
+kg_err_t kg_store_usage_events_page(kg_store_t *store,
+                                    const kg_usage_events_filter_t *filter,
+                                    int64_t before_at_ms, int64_t before_id,
+                                    size_t limit, kg_usage_record_t *out,
+                                    size_t *count,
+                                    kg_diag_t *diag) KG_MUST_CHECK;
+
+#endif /* KEYGATE_STORE_USAGE_H */
