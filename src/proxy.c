@@ -510,7 +510,6 @@ static void proxy_finish_buffered(upstream_t *up)
 {
     kg_exchange_t *ex = up->ex;
     kg_usage_t u;
-    json_t *probe;
     size_t len = up->body.len;
     char *body;
     bool json_ok;
@@ -520,13 +519,11 @@ static void proxy_finish_buffered(upstream_t *up)
         proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_redirect");
         return;
     }
-    /* One parse in the common case: an answer with usage is JSON. */
-    json_ok = up->status < 300 &&
-              kg_usage_from_json(proxy_api(ex), up->body.data, len, &u);
-    if (!json_ok) {
-        probe = json_loadb(up->body.data ? up->body.data : "", len, 0, NULL);
-        json_ok = json_is_object(probe) || json_is_array(probe);
-        json_decref(probe);
+    /* One pass, no tree: the shape of the answer and its usage object. */
+    if (!kg_usage_from_answer(proxy_api(ex), up->body.data, len, &u,
+                              &json_ok) ||
+        up->status >= 300) {
+        memset(&u, 0, sizeof(u));
     }
     if (up->status < 300 && !json_ok) {
         proxy_fail(up, KG_ERR_BAD_GATEWAY, "upstream_garbage");
