@@ -106,6 +106,12 @@ static const kg_setting_t config_settings[] = {
     {"upstream", "max_connections_per_host", KG_SETTING_INT,
      CFG(upstream_max_connections_per_host), "256", KG_SETTING_RESTART, 0,
      65536, "open connections to one provider host; 0 = unlimited"},
+    {"upstream", "max_idle_connections", KG_SETTING_INT,
+     CFG(upstream_max_idle_connections), "64", KG_SETTING_RESTART, 1, 65536,
+     "idle provider connections kept for reuse, per provider"},
+    {"upstream", "idle_connection_timeout", KG_SETTING_DURATION_MS,
+     CFG(upstream_idle_connection_timeout_ms), "30s", KG_SETTING_RESTART, 1,
+     3600, "an idle provider connection is closed after this"},
 };
 
 /* [provider NAME]: rows without a default are unset until given. */

@@ -80,7 +80,9 @@ typedef struct kg_config {
     int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */
     int64_t upstream_idle_timeout_ms;       /* no bytes mid-answer → end it */
     int64_t upstream_max_response_bytes;    /* larger answers are cut */
-    int64_t upstream_max_connections_per_host; /* 0 = unlimited */
+    int64_t upstream_max_connections_per_host;   /* 0 = unlimited */
+    int64_t upstream_max_idle_connections;       /* kept per provider */
+    int64_t upstream_idle_connection_timeout_ms; /* then closed */
     /* [provider NAME] and [model NAME] sections, in file order */
     kg_provider_t *providers;
     size_t nproviders;
