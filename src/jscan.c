@@ -27,6 +27,24 @@ size_t kg_jscan_plain(const char *p, size_t n)
     const __m128i slash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(0x20);
 
+    /* 64 bytes a round while nothing needs a look (the common case). */
+    while (i + 64 <= n) {
+        __m128i any = _mm_setzero_si128();
+
+        for (int k = 0; k < 64; k += 16) {
+            __m128i v =
+                _mm_loadu_si128((const __m128i *)(const void *)(u + i + k));
+
+            any = _mm_or_si128(
+                any, _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                               _mm_cmpeq_epi8(v, slash)),
+                                  _mm_cmplt_epi8(v, space)));
+        }
+        if (_mm_movemask_epi8(any) != 0) {
+            break;
+        }
+        i += 64;
+    }
     while (i + 16 <= n) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
         /* Signed: bytes >= 0x80 are negative, so below 0x20 as well. */
@@ -55,6 +73,21 @@ static size_t jscan_quote_or_slash(const unsigned char *u, size_t len, size_t i)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i slash = _mm_set1_epi8('\\');
 
+    while (i + 64 <= len) {
+        __m128i any = _mm_setzero_si128();
+
+        for (int k = 0; k < 64; k += 16) {
+            __m128i v =
+                _mm_loadu_si128((const __m128i *)(const void *)(u + i + k));
+
+            any = _mm_or_si128(any, _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                 _mm_cmpeq_epi8(v, slash)));
+        }
+        if (_mm_movemask_epi8(any) != 0) {
+            break;
+        }
+        i += 64;
+    }
     while (i + 16 <= len) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
         int mask = _mm_movemask_epi8(
@@ -95,6 +128,24 @@ static size_t jscan_structural(const unsigned char *u, size_t len, size_t i)
     const __m128i open = _mm_set1_epi8('{');
     const __m128i close = _mm_set1_epi8('}');
 
+    while (i + 64 <= len) {
+        __m128i any = _mm_setzero_si128();
+
+        for (int k = 0; k < 64; k += 16) {
+            __m128i v =
+                _mm_loadu_si128((const __m128i *)(const void *)(u + i + k));
+            __m128i f = _mm_or_si128(v, lower);
+
+            any = _mm_or_si128(
+                any, _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                  _mm_or_si128(_mm_cmpeq_epi8(f, open),
+                                               _mm_cmpeq_epi8(f, close))));
+        }
+        if (_mm_movemask_epi8(any) != 0) {
+            break;
+        }
+        i += 64;
+    }
     while (i + 16 <= len) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
         /* '[' | 0x20 is '{' and ']' | 0x20 is '}'. */
