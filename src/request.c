@@ -50,11 +50,20 @@ typedef struct request_member {
                   'f' false, 'z' null */
 } request_member_t;
 
+/* Up to this many members, a duplicate is looked for by a linear scan. */
+#define REQUEST_LINEAR_MEMBERS 32
+/* Slots of the hash index past that: a power of two, twice the bound. */
+#define REQUEST_INDEX_SLOTS (2 * KG_REQUEST_MAX_MEMBERS)
+_Static_assert((REQUEST_INDEX_SLOTS & (REQUEST_INDEX_SLOTS - 1)) == 0 &&
+                   KG_REQUEST_MAX_MEMBERS < UINT16_MAX,
+               "the index is a power of two of 16-bit member numbers");
+
 /* The members of one object, growing up to KG_REQUEST_MAX_MEMBERS. */
 typedef struct request_members {
     request_member_t *m;
     size_t n;
     size_t cap;
+    uint16_t *index; /* owned, past REQUEST_LINEAR_MEMBERS: member + 1 */
     request_member_t inline_m[16];
 } request_members_t;
 
@@ -80,6 +89,7 @@ static void request_members_init(request_members_t *ms)
     ms->m = ms->inline_m;
     ms->n = 0;
     ms->cap = REQUEST_NROWS(ms->inline_m);
+    ms->index = NULL;
 }
 
 static void request_members_free(request_members_t *ms)
@@ -87,6 +97,7 @@ static void request_members_free(request_members_t *ms)
     if (ms->m != ms->inline_m) {
         free(ms->m);
     }
+    free(ms->index);
     request_members_init(ms);
 }
 
@@ -264,13 +275,18 @@ static bool request_string(request_scan_t *s, uint64_t *ulen, bool *escaped)
                 return false;
             }
         } else if (c >= 0x80) {
-            size_t step = kg_validate_utf8_len(s->b + s->i, s->len - s->i);
+            /* A run of non-ASCII characters (CJK text: most of it) is
+             * checked here, not one character per round of the fast path. */
+            do {
+                size_t step =
+                    kg_validate_utf8_len(s->b + s->i, s->len - s->i);
 
-            if (step == 0) {
-                return request_unexpected(s);
-            }
-            s->i += step;
-            n += step;
+                if (step == 0) {
+                    return request_unexpected(s);
+                }
+                s->i += step;
+                n += step;
+            } while (s->i < s->len && s->b[s->i] >= 0x80);
         } else if (request_is_ws(c)) {
             return REQUEST_FAIL(s,
                                 "the request body is not valid JSON (a raw "
@@ -554,6 +570,58 @@ static bool request_same_name(const request_scan_t *s,
     return x == y;
 }
 
+/* Put member k of ms into the index (there is a free slot). */
+static void request_index_put(request_members_t *ms, size_t k)
+{
+    size_t mask = REQUEST_INDEX_SLOTS - 1;
+    size_t slot = (size_t)ms->m[k].hash & mask;
+
+    while (ms->index[slot] != 0) {
+        slot = (slot + 1) & mask;
+    }
+    ms->index[slot] = (uint16_t)(k + 1);
+}
+
+/*
+ * True when a member before m (the next of ms, not yet counted) has its
+ * name: a scan of a few, a hash index of many (so 1,024 members cost
+ * 1,024 probes, not half a million comparisons). On no memory for the
+ * index s->rc is KG_ERR_NOMEM and the answer is false.
+ */
+static bool request_find_same(request_scan_t *s, request_members_t *ms,
+                              const request_member_t *m)
+{
+    size_t mask = REQUEST_INDEX_SLOTS - 1;
+    size_t slot;
+
+    if (ms->n < REQUEST_LINEAR_MEMBERS) {
+        for (size_t k = 0; k < ms->n; k++) {
+            if (request_same_name(s, &ms->m[k], m)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (ms->index == NULL) {
+        ms->index = calloc(REQUEST_INDEX_SLOTS, sizeof(*ms->index));
+        if (ms->index == NULL) {
+            s->rc = KG_ERR_NOMEM;
+            return false;
+        }
+        for (size_t k = 0; k < ms->n; k++) {
+            request_index_put(ms, k);
+        }
+    }
+    for (slot = (size_t)m->hash & mask; ms->index[slot] != 0;
+         slot = (slot + 1) & mask) {
+        if (request_same_name(s, &ms->m[ms->index[slot] - 1], m)) {
+            return true;
+        }
+    }
+    ms->index[slot] = (uint16_t)(ms->n + 1);
+    return false;
+}
+
 /* Record the name of a member at s->i ('"') in ms; fails on a duplicate. */
 static bool request_record_name(request_scan_t *s, request_members_t *ms)
 {
@@ -596,13 +664,14 @@ static bool request_record_name(request_scan_t *s, request_members_t *ms)
         h = (h ^ (uint64_t)ch) * UINT64_C(1099511628211);
     }
     m->hash = h;
-    for (size_t k = 0; k < ms->n; k++) {
-        if (request_same_name(s, &ms->m[k], m)) {
-            return REQUEST_FAIL(s,
-                                "the request body has a duplicate member "
-                                "name (at byte %zu)",
-                                m->name - 1);
-        }
+    if (request_find_same(s, ms, m)) {
+        return REQUEST_FAIL(s,
+                            "the request body has a duplicate member name "
+                            "(at byte %zu)",
+                            m->name - 1);
+    }
+    if (s->rc != KG_OK) {
+        return false; /* no memory for the index */
     }
     ms->n++;
     return true;
