@@ -211,8 +211,8 @@ int main(int argc, char **argv)
         buf = read_file(argv[i + 1], &len);
         snprintf(name, sizeof(name), "%s:%s",
                  is_req ? "request_parse" : "answer_parse", base);
-        bench(name, is_req ? W_REQUEST_PARSE : W_ANSWER_TREE, buf, len,
-              seconds, count);
+        bench(name, is_req ? W_REQUEST_PARSE : W_ANSWER_TREE, buf, len, seconds,
+              count);
         snprintf(name, sizeof(name), "%s:%s",
                  is_req ? "request_inspect" : "answer_usage", base);
         bench(name, is_req ? W_REQUEST_INSPECT : W_ANSWER_USAGE, buf, len,
