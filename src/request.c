@@ -278,8 +278,7 @@ static bool request_string(request_scan_t *s, uint64_t *ulen, bool *escaped)
             /* A run of non-ASCII characters (CJK text: most of it) is
              * checked here, not one character per round of the fast path. */
             do {
-                size_t step =
-                    kg_validate_utf8_len(s->b + s->i, s->len - s->i);
+                size_t step = kg_validate_utf8_len(s->b + s->i, s->len - s->i);
 
                 if (step == 0) {
                     return request_unexpected(s);
