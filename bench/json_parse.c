@@ -2,6 +2,7 @@
  * as keygate and keygate-floor-proxy --json call it. */
 /*
  *   keygate-json-parse REQUEST_FILE ANSWER_FILE [--seconds S] [--count N]
+ *                      [--also-request FILE]... [--also-answer FILE]...
  *
  * Prints one "JSON name=value ..." line per figure:
  *
@@ -15,12 +16,16 @@
  *                  prescan, the same parse, the walk that estimates tokens)
  *   answer_usage   keygate's kg_usage_from_json of the same answer
  *
+ * --also-request / --also-answer add the same pairs for more bodies (the
+ * size sweep's), named request_parse:FILE and so on, with the bytes.
+ *
  * Each loop runs until N operations or S seconds, whichever comes first,
  * after a warm-up of 1,000. Pin the process with taskset to read "per
  * core". ns_per_op is wall-clock; cpu_ns_per_op is the thread's own CPU
  * time per operation (the steadier figure on a shared machine).
  */
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +44,7 @@ typedef enum what {
     W_ANSWER_PARSE,
     W_REQUEST_INSPECT,
     W_ANSWER_USAGE,
+    W_ANSWER_TREE, /* json_loadb(0) of any answer, e.g. without completion */
 } what_t;
 
 static double clock_s(clockid_t id)
@@ -93,6 +99,13 @@ static bool one(what_t w, const char *buf, size_t len, long long *sink)
         *sink += info.input_estimate_tokens;
         return true;
     }
+    case W_ANSWER_TREE: {
+        json_t *root = json_loadb(buf, len, 0, NULL); /* new */
+        bool ok = json_is_object(json_object_get(root, "usage"));
+
+        json_decref(root);
+        return ok;
+    }
     case W_ANSWER_USAGE: {
         kg_usage_t u;
 
@@ -116,7 +129,8 @@ static void bench(const char *name, what_t w, const char *buf, size_t len,
     double wall;
     double cpu;
 
-    for (int i = 0; i < WARMUP; i++) {
+    /* A large body warms up in fewer rounds (a 1 MB parse is ms). */
+    for (size_t i = 0; i < (len > 65536 ? WARMUP / 100 : WARMUP); i++) {
         if (!one(w, buf, len, &sink)) {
             fprintf(stderr,
                     "keygate-json-parse: %s: the input does not "
@@ -130,7 +144,7 @@ static void bench(const char *name, what_t w, const char *buf, size_t len,
     while (ops < count) {
         one(w, buf, len, &sink);
         ops++;
-        if (ops % CHECK_EVERY == 0 &&
+        if ((ops % CHECK_EVERY == 0 || len > 65536) &&
             clock_s(CLOCK_MONOTONIC) - t0 >= seconds) {
             break;
         }
@@ -162,6 +176,9 @@ int main(int argc, char **argv)
             seconds = strtod(argv[i + 1], NULL);
         } else if (strcmp(argv[i], "--count") == 0) {
             count = strtoull(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--also-request") == 0 ||
+                   strcmp(argv[i], "--also-answer") == 0) {
+            continue; /* after the main four */
         } else {
             fprintf(stderr, "keygate-json-parse: unknown option %s\n", argv[i]);
             return 2;
@@ -180,5 +197,27 @@ int main(int argc, char **argv)
     bench("answer_usage", W_ANSWER_USAGE, ans, alen, seconds, count);
     free(req);
     free(ans);
+    for (int i = 3; i + 1 < argc; i += 2) {
+        bool is_req = strcmp(argv[i], "--also-request") == 0;
+        const char *base = strrchr(argv[i + 1], '/');
+        char name[256];
+        size_t len;
+        char *buf;
+
+        if (!is_req && strcmp(argv[i], "--also-answer") != 0) {
+            continue;
+        }
+        base = base != NULL ? base + 1 : argv[i + 1];
+        buf = read_file(argv[i + 1], &len);
+        snprintf(name, sizeof(name), "%s:%s",
+                 is_req ? "request_parse" : "answer_parse", base);
+        bench(name, is_req ? W_REQUEST_PARSE : W_ANSWER_TREE, buf, len, seconds,
+              count);
+        snprintf(name, sizeof(name), "%s:%s",
+                 is_req ? "request_inspect" : "answer_usage", base);
+        bench(name, is_req ? W_REQUEST_INSPECT : W_ANSWER_USAGE, buf, len,
+              seconds, count);
+        free(buf);
+    }
     return 0;
 }

@@ -1,6 +1,8 @@
 -- wrk script for bench/run: POST a small chat completion with a key.
 --   BENCH_AUTH           the Authorization header value ("Bearer kg_...")
 --   BENCH_EXTRA_HEADERS  optional "Name: value|Name: value" (peer arm)
+--   BENCH_BODY_FILE      optional: POST this file's bytes instead (the
+--                        size sweep's bodies)
 -- done() prints one "RESULT name=value ..." line; latencies in µs.
 local auth = os.getenv("BENCH_AUTH") or ""
 local extra = os.getenv("BENCH_EXTRA_HEADERS") or ""
@@ -8,6 +10,12 @@ local extra = os.getenv("BENCH_EXTRA_HEADERS") or ""
 wrk.method = "POST"
 wrk.body = '{"model":"gpt-4o-mini","max_tokens":16,' ..
            '"messages":[{"role":"user","content":"Say hello"}]}'
+local body_file = os.getenv("BENCH_BODY_FILE") or ""
+if body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+end
 wrk.headers["Content-Type"] = "application/json"
 if auth ~= "" then
   wrk.headers["Authorization"] = auth

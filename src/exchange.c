@@ -42,6 +42,7 @@ void kg_exchange_unref(kg_exchange_t *ex)
     free(ex->held);
     free(ex->url);
     free(ex->body);
+    kg_request_edits_clear(&ex->edits);
     free(ex);
 }
 

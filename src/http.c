@@ -766,28 +766,48 @@ static bool http_route_request(struct MHD_Connection *conn, http_req_t *req,
     return false;
 }
 
-/* The body to send upstream (new): rewritten when the model or usage needs. */
+/*
+ * The body to send upstream, into ex: the client's bytes, moved (never
+ * copied), with the upstream model and include_usage spliced in when
+ * needed; a small body is rewritten into a new buffer, a large one keeps
+ * the edits for the proxy to splice on the way (kg_request_edits_read).
+ */
 static kg_err_t http_upstream_body(http_req_t *req,
                                    const kg_request_info_t *info,
-                                   const kg_model_t *model, char **body,
-                                   size_t *len)
+                                   const kg_model_t *model, kg_exchange_t *ex)
 {
     const http_route_t *route = req->route;
     bool add_usage = info->stream && !info->client_include_usage &&
                      route->api == KG_PROVIDER_OPENAI &&
                      (strcmp(route->operation, "chat") == 0 ||
                       strcmp(route->operation, "completions") == 0);
+    kg_request_edits_t *edits = &ex->edits;
+    kg_err_t rc;
 
-    *body = NULL;
-    *len = 0;
+    if (req->body.len == 0) {
+        return KG_OK;
+    }
     if (model != NULL &&
         (add_usage || strcmp(model->upstream, info->model) != 0)) {
-        return kg_request_rewrite(req->body.data, req->body.len,
-                                  model->upstream, add_usage, body, len);
+        rc = kg_request_edits_make(req->body.data, req->body.len, info,
+                                   model->upstream, add_usage, edits);
+        if (rc != KG_OK) {
+            return rc;
+        }
     }
-    if (req->body.len > 0) {
-        *body = kg_buf_steal(&req->body, len);
+    if (edits->n > 0 && edits->out_len <= KG_REQUEST_SPLICE_MIN) {
+        ex->body = malloc(edits->out_len + 1);
+        if (ex->body == NULL) {
+            return KG_ERR_NOMEM;
+        }
+        ex->body_len = kg_request_edits_read(
+            req->body.data, req->body.len, edits, 0, ex->body, edits->out_len);
+        ex->body[ex->body_len] = '\0';
+        kg_request_edits_clear(edits);
+        kg_buf_free(&req->body);
+        return KG_OK;
     }
+    ex->body = kg_buf_steal(&req->body, &ex->body_len);
     return KG_OK;
 }
 
@@ -804,8 +824,6 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     const kg_provider_t *prov = NULL;
     kg_exchange_t *ex = NULL;
     enum MHD_Result ret = MHD_YES;
-    char *body = NULL;
-    size_t body_len = 0;
     size_t url_len;
 
     if (http_route_request(conn, req, &info, &model, &prov, &ret)) {
@@ -837,15 +855,13 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     }
     ex->policy = gw->policy;
     ex->ticket = ticket;
-    if (http_upstream_body(req, &info, model, &body, &body_len) != KG_OK) {
+    if (http_upstream_body(req, &info, model, ex) != KG_OK) {
         kg_exchange_unref(ex);
         return http_error(conn, req, KG_ERR_BAD_REQUEST,
                           "the request body could not be rewritten.", false);
     }
     url_len = strlen(prov->base_url) + strlen(url) + 1;
     ex->url = malloc(url_len);
-    ex->body = body;
-    ex->body_len = body_len;
     ex->curl_headers = http_upstream_headers(
         conn, prov,
         ex->ticket.credential ? ex->ticket.credential : prov->credential);
@@ -994,6 +1010,29 @@ static void http_new_request_id(kg_gateway_t *gw, char *out)
     snprintf(out, KG_REQUEST_ID_LEN + 1, "req_%s%012lx", gw->id_prefix, seq);
 }
 
+/*
+ * The body's first bytes: one allocation of its declared size (already
+ * bounded by max_body_bytes), so a large body is never copied by a
+ * growing buffer and takes no more memory than its length. A chunked
+ * body grows as it comes.
+ */
+static void http_body_reserve(struct MHD_Connection *conn, http_req_t *req)
+{
+    const char *cl = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char *end = NULL;
+    unsigned long long n;
+
+    if (cl == NULL) {
+        return;
+    }
+    n = strtoull(cl, &end, 10);
+    if (end != cl && *end == '\0' && n > 0 && n <= req->body.max &&
+        kg_buf_reserve(&req->body, (size_t)n) != KG_OK) {
+        /* No memory now: the appends will say so. */
+    }
+}
+
 static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
                                     const char *url, const char *method,
                                     const char *version,
@@ -1057,6 +1096,9 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
         break;
     }
     if (*upload_data_size > 0) {
+        if (req->body.cap == 0) {
+            http_body_reserve(conn, req);
+        }
         if (!req->body_too_large && kg_buf_append(&req->body, upload_data,
                                                   *upload_data_size) != KG_OK) {
             req->body_too_large = true;
@@ -1310,6 +1352,11 @@ kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
         popts.max_host_connections =
             (popts.max_host_connections + (long)n - 1) / (long)n;
     }
+    /* So is max_idle_connections (per provider): each loop's cache. */
+    popts.max_idle_connections =
+        (long)((cfg->upstream_max_idle_connections + n - 1) / n) *
+        (long)(cfg->nproviders > 0 ? cfg->nproviders : 1);
+    popts.idle_connection_timeout_ms = cfg->upstream_idle_connection_timeout_ms;
     rc = kg_connlimit_new((size_t)cfg->server_max_connections,
                           (size_t)cfg->server_max_connections_per_ip,
                           &gw->connlimit);

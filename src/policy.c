@@ -3,7 +3,6 @@
 #include "keygate/policy.h"
 
 #include <pthread.h>
-#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +20,21 @@
 /* How often the key revision is looked at (the key cache does the same). */
 #define POLICY_MAX_ENTRIES (1u << 20)
 
-/* A workspace's credential for one provider, decrypted (sodium memory). */
-typedef struct pol_cred {
-    char *secret; /* NULL: none */
+/*
+ * A workspace's credential for one provider, decrypted into sodium memory
+ * once, when the workspace is loaded. Admitted requests share it by
+ * reference (kg_policy_ticket_t.credential_ref): a request costs an atomic
+ * increment and decrement, never an allocation or a system call, and a
+ * flush of the cache frees it only after the last request using it ends.
+ */
+struct kg_policy_cred {
+    atomic_int refs;
+    char *secret; /* owned, sodium memory */
     size_t len;
+};
+
+typedef struct pol_cred {
+    kg_policy_cred_t *cred; /* NULL: none; one reference */
 } pol_cred_t;
 
 typedef struct pol_ws {
@@ -75,7 +85,7 @@ static void pol_ws_free(const kg_config_t *cfg, pol_ws_t *ws)
     }
     kg_rules_free(&ws->rules);
     for (size_t i = 0; ws->creds != NULL && i < cfg->nproviders; i++) {
-        kg_wscred_secret_free(&ws->creds[i].secret, ws->creds[i].len);
+        kg_policy_cred_unref(&ws->creds[i].cred);
     }
     free(ws->creds);
     free(ws);
@@ -193,17 +203,28 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
     kg_store_reset(st);
     for (size_t i = 0; rc == KG_OK && i < cfg->nproviders; i++) {
         kg_diag_t diag = {{0}};
+        char *secret = NULL;
+        size_t len = 0;
         kg_err_t lr =
             kg_wscred_load(p->store, p->sb, ws_id, cfg->providers[i].name,
-                           &ws->creds[i].secret, &ws->creds[i].len, &diag);
+                           &secret, &len, &diag);
 
         if (lr == KG_ERR_NOT_FOUND) {
             continue;
         }
-        if (lr != KG_OK) {
-            KG_ERROR("policy: %s", diag.msg);
-            rc = lr;
+        if (lr == KG_OK) {
+            ws->creds[i].cred = calloc(1, sizeof(*ws->creds[i].cred));
+            lr = ws->creds[i].cred != NULL ? KG_OK : KG_ERR_NOMEM;
         }
+        if (lr != KG_OK) {
+            kg_wscred_secret_free(&secret, len);
+            KG_ERROR("policy: %s", diag.msg[0] ? diag.msg : kg_err_name(lr));
+            rc = lr;
+            continue;
+        }
+        atomic_init(&ws->creds[i].cred->refs, 1);
+        ws->creds[i].cred->secret = secret;
+        ws->creds[i].cred->len = len;
     }
     if (rc == KG_OK) {
         rc = kg_budget_sync_credits(p->budget, ws_id, balance);
@@ -391,7 +412,7 @@ static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
 {
     size_t idx = (size_t)(prov - p->cfg->providers);
     const pol_cred_t *own = idx < p->cfg->nproviders && ws->creds != NULL &&
-                                    ws->creds[idx].secret != NULL
+                                    ws->creds[idx].cred != NULL
                                 ? &ws->creds[idx]
                                 : NULL;
 
@@ -463,25 +484,40 @@ static kg_err_t pol_check_entry(kg_policy_t *p, const pol_key_t *k,
                         req->model ? req->model->name : req->operation);
     }
     if (own != NULL) {
-        t->credential = sodium_malloc(own->len + 1);
-        if (t->credential == NULL) {
-            return pol_deny(d, KG_ERR_NOMEM, NULL);
-        }
-        memcpy(t->credential, own->secret, own->len + 1);
-        t->credential_len = own->len;
+        /* A reference, not a copy: no allocation on the request path. */
+        atomic_fetch_add_explicit(&own->cred->refs, 1, memory_order_relaxed);
+        t->credential_ref = own->cred;
+        t->credential = own->cred->secret;
+        t->credential_len = own->cred->len;
     }
     snprintf(t->workspace_id, sizeof(t->workspace_id), "%s", k->ws->id);
     return KG_OK;
 }
 
+void kg_policy_cred_ref(kg_policy_cred_t *c)
+{
+    if (c != NULL) {
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    }
+}
+
+void kg_policy_cred_unref(kg_policy_cred_t **c)
+{
+    if (c == NULL || *c == NULL) {
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&(*c)->refs, 1, memory_order_acq_rel) == 1) {
+        kg_wscred_secret_free(&(*c)->secret, (*c)->len); /* wipes */
+        free(*c);
+    }
+    *c = NULL;
+}
+
 static void pol_ticket_drop_credential(kg_policy_ticket_t *t)
 {
-    if (t->credential != NULL) {
-        sodium_memzero(t->credential, t->credential_len);
-        sodium_free(t->credential);
-        t->credential = NULL;
-        t->credential_len = 0;
-    }
+    kg_policy_cred_unref(&t->credential_ref);
+    t->credential = NULL;
+    t->credential_len = 0;
 }
 
 kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,

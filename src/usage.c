@@ -4,6 +4,8 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "keygate/jscan.h"
+
 #define USAGE_MICRO INT64_C(1000000)
 
 /* A valid token count in *out (true), or false for anything else. */
@@ -101,20 +103,26 @@ static void usage_from_anthropic(int64_t input, int64_t cache_write,
     u->seen = true;
 }
 
-bool kg_usage_from_json(kg_api_t api, const char *body, size_t len,
-                        kg_usage_t *u)
+bool kg_usage_from_answer(kg_api_t api, const char *body, size_t len,
+                          kg_usage_t *u, bool *json_shape)
 {
-    json_t *root = NULL; /* new */
-    const json_t *usage; /* borrowed */
+    json_t *usage = NULL; /* new */
+    kg_jscan_member_t m;
     usage_anthropic_t a;
+    bool shape;
     bool found = false;
 
     memset(u, 0, sizeof(*u));
-    if (body == NULL || len == 0) {
+    /* One pass for the shape and the top-level "usage"; jansson reads only
+     * that object, not a tree of the whole answer. */
+    shape = kg_jscan_shape(body, len, "usage", &m);
+    if (json_shape != NULL) {
+        *json_shape = shape;
+    }
+    if (!shape || !m.found) {
         goto out;
     }
-    root = json_loadb(body, len, 0, NULL);
-    usage = json_object_get(root, "usage");
+    usage = json_loadb(body + m.start, m.end - m.start, 0, NULL);
     if (!json_is_object(usage)) {
         goto out;
     }
@@ -129,8 +137,14 @@ bool kg_usage_from_json(kg_api_t api, const char *body, size_t len,
         found = usage_read_openai(usage, u);
     }
 out:
-    json_decref(root);
+    json_decref(usage);
     return found;
+}
+
+bool kg_usage_from_json(kg_api_t api, const char *body, size_t len,
+                        kg_usage_t *u)
+{
+    return kg_usage_from_answer(api, body, len, u, NULL);
 }
 
 void kg_usage_stream_init(kg_usage_stream_t *s, kg_api_t api,

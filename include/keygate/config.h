@@ -82,7 +82,9 @@ typedef struct kg_config {
     int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */
     int64_t upstream_idle_timeout_ms;       /* no bytes mid-answer → end it */
     int64_t upstream_max_response_bytes;    /* larger answers are cut */
-    int64_t upstream_max_connections_per_host; /* 0 = unlimited */
+    int64_t upstream_max_connections_per_host;   /* 0 = unlimited */
+    int64_t upstream_max_idle_connections;       /* kept per provider */
+    int64_t upstream_idle_connection_timeout_ms; /* then closed */
     /* [admin]: the admin API, /metrics and the dashboard */
     char *admin_listen; /* "" = no admin listener */
     int64_t admin_threads;

@@ -11,6 +11,7 @@
 #include "keygate/keycache.h"
 #include "keygate/policy.h"
 #include "keygate/providers.h"
+#include "keygate/request.h"
 
 struct MHD_Connection;
 
@@ -50,9 +51,11 @@ typedef struct kg_exchange {
     bool client_wants_usage;
     int64_t input_estimate;
     char *url;  /* owned */
-    char *body; /* owned, what goes upstream */
+    char *body; /* owned, what goes upstream (the client's bytes) */
     size_t body_len;
-    void *curl_headers; /* struct curl_slist *, owned by the proxy */
+    kg_request_edits_t edits; /* spliced into body on the way up; n = 0:
+                                 body goes as it is */
+    void *curl_headers;       /* struct curl_slist *, owned by the proxy */
     int64_t start_us;
     kg_policy_t *policy;       /* borrowed: settles the ticket */
     kg_policy_ticket_t ticket; /* holds released once, at the end */

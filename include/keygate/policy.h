@@ -16,6 +16,13 @@
 
 typedef struct kg_policy kg_policy_t;
 
+/*
+ * A workspace's provider credential as the policy holds it: decrypted into
+ * sodium memory once, when the workspace is loaded, and shared by
+ * reference with the requests that use it.
+ */
+typedef struct kg_policy_cred kg_policy_cred_t;
+
 /* What the policy needs to know of a request; all borrowed. */
 typedef struct kg_policy_request {
     const kg_key_view_t *key;
@@ -38,17 +45,20 @@ typedef struct kg_policy_request {
 /*
  * What an admitted request holds until it settles: budget and credit
  * holds, a rate-limit ticket and, when the workspace's own credential is
- * used, a copy of it (sodium memory, wiped by kg_policy_settle).
+ * used, a reference to it (credential points into credential_ref's sodium
+ * memory; kg_policy_settle drops the reference, and the last one wipes
+ * and frees the secret).
  */
 typedef struct kg_policy_ticket {
     kg_budget_hold_t key_hold;
     kg_budget_hold_t credit_hold;
     kg_ratelimit_ticket_t rate;
     kg_ratelimit_info_t rate_info; /* for the x-ratelimit-* headers */
-    bool credits;     /* credits mode: the pool is used and charged */
-    bool pool;        /* pool mode: the pool is used, no credits */
-    char *credential; /* the workspace's own, or NULL: the provider's */
+    bool credits;           /* credits mode: the pool is used and charged */
+    bool pool;              /* pool mode: the pool is used, no credits */
+    const char *credential; /* the workspace's own, or NULL: the provider's */
     size_t credential_len;
+    kg_policy_cred_t *credential_ref; /* the reference credential lives in */
     char workspace_id[KG_WORKSPACE_ID_LEN + 1];
     bool live;
 } kg_policy_ticket_t;
@@ -99,6 +109,14 @@ int64_t kg_policy_settle(kg_policy_t *p, kg_policy_ticket_t *t, int64_t cost,
  * (the workspace's own credential, or a provider that needs none).
  */
 const char *kg_policy_ticket_mode(const kg_policy_ticket_t *t);
+
+/*
+ * Take (ref) or drop (unref, *c set to NULL; no-op on NULL) a reference to
+ * a credential, e.g. to keep a ticket's credential past kg_policy_settle.
+ * Any thread; no allocation, no system call. The last unref wipes it.
+ */
+void kg_policy_cred_ref(kg_policy_cred_t *c);
+void kg_policy_cred_unref(kg_policy_cred_t **c);
 
 /* The usage writer committed a credits charge of ws_id. */
 void kg_policy_credits_committed(kg_policy_t *p, const char *ws_id,

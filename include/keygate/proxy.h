@@ -19,6 +19,10 @@ typedef struct kg_proxy_opts {
     int64_t idle_timeout_ms;       /* no bytes for this long ends it */
     size_t max_response_bytes;     /* a longer answer is cut */
     long max_host_connections;
+    /* Idle provider connections this loop keeps (its connection cache),
+     * and how long one may stay idle before it is closed (0: no sweep). */
+    long max_idle_connections;
+    int64_t idle_connection_timeout_ms;
     bool request_log;    /* [server] request_log: one line per request */
     kg_usagedb_t *usage; /* borrowed: where usage events go */
     kg_policy_t *policy; /* borrowed: settles budgets and rate limits */

@@ -51,7 +51,9 @@ typedef struct kg_price {
 
 /*
  * Read usage from a whole JSON answer of len bytes (body need not be
- * NUL-terminated). OpenAI: usage.prompt_tokens, completion_tokens (or,
+ * NUL-terminated) without a tree of it: one pass finds the last top-level
+ * "usage" member whose value is an object (kg_jscan_shape), and only that
+ * object is parsed. OpenAI: usage.prompt_tokens, completion_tokens (or,
  * for embeddings, total_tokens - prompt_tokens) and
  * prompt_tokens_details.cached_tokens; Responses API: usage.input_tokens,
  * output_tokens and input_tokens_details.cached_tokens. Anthropic:
@@ -60,10 +62,21 @@ typedef struct kg_price {
  *
  * A count that is not an integer in [0, KG_USAGE_TOKENS_MAX] is ignored
  * (as if absent). Returns true when usage was found (u->seen), false for
- * invalid JSON or no valid count; u is always written (zeros when false).
+ * an answer without the shape of JSON, a usage object that does not parse,
+ * or no valid count; u is always written (zeros when false). The rest of
+ * the answer is checked for its shape only (kg_jscan_shape): it is relayed
+ * as the provider wrote it.
  */
 bool kg_usage_from_json(kg_api_t api, const char *body, size_t len,
                         kg_usage_t *u);
+
+/*
+ * kg_usage_from_json(), and in *json_shape (may be NULL) whether the
+ * answer has the shape of a JSON object or array (kg_jscan_shape), from
+ * the same pass.
+ */
+bool kg_usage_from_answer(kg_api_t api, const char *body, size_t len,
+                          kg_usage_t *u, bool *json_shape);
 
 /*
  * What a relay learns from a stream, one event at a time. Initialise with

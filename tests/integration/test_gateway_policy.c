@@ -2016,6 +2016,13 @@ START_TEST(test_mode_api_keys)
     usage_mode(r.request_id, mode, sizeof(mode));
     ck_assert_str_eq(mode, "api-keys");
     gwf_resp_free(&r);
+    /* The workspace's credential, echoed by the provider, is masked too. */
+    ck_assert_int_eq(
+        send_req(&k, OP_CHAT, "gpt-4o", -1, "{\"mode\":\"echo\"}", &r, marker),
+        200);
+    ck_assert_ptr_null(strstr(r.body, WS_SECRET));
+    ck_assert_ptr_nonnull(strstr(r.body, "Bearer *****"));
+    gwf_resp_free(&r);
     expect_status(&k, OP_MESSAGES, "claude-3-5-sonnet", 404);
     expect_models(&k, "aux-model,dead-model,gpt-4o,gpt-4o-mini,pol-flat,"
                       "pol-mini,renamed,text-embedding-3-small");

@@ -20,6 +20,8 @@
 #define KG_MOCK_MAX_INTERVAL_MS 3600000L
 #define KG_MOCK_MAX_TOKENS      1000000000L
 #define KG_MOCK_MAX_RETRY_AFTER 86400000L
+/* Filler bytes an answer or an event may be asked to carry ("pad"). */
+#define KG_MOCK_MAX_PAD 16777216L
 /* Defaults of the same members. */
 #define KG_MOCK_DEFAULT_EVENTS            5L
 #define KG_MOCK_DEFAULT_RETRY_AFTER       7L
@@ -83,6 +85,7 @@ typedef struct kg_mock_params {
     long prompt_tokens;
     long completion_tokens;
     long inputs;        /* number of embedding inputs */
+    long pad;           /* filler bytes in the answer's content */
     bool stream;        /* the body has "stream": true */
     bool include_usage; /* "stream_options": {"include_usage": true} */
 } kg_mock_params_t;

@@ -73,6 +73,7 @@ static const mock_knob_t knobs[] = {
      KG_MOCK_MAX_TOKENS},
     {"completion_tokens", offsetof(kg_mock_params_t, completion_tokens), 0,
      KG_MOCK_MAX_TOKENS},
+    {"pad", offsetof(kg_mock_params_t, pad), 0, KG_MOCK_MAX_PAD},
 };
 
 const char *kg_mock_mode_name(kg_mock_mode_t mode)
@@ -513,7 +514,7 @@ static bool choose_mode(kg_mock_req_t *req)
     const char *err = NULL;
     bool named = false;
 
-    req->p = (kg_mock_params_t){-1, -1, -1, -1, -1, -1, 1, false, false};
+    req->p = (kg_mock_params_t){-1, -1, -1, -1, -1, -1, 1, -1, false, false};
     if (req->body.len > 0) {
         body = json_loadb(req->body.p, req->body.len, 0, NULL);
     }

@@ -16,9 +16,11 @@
 /* Pause before the RST of reset_mid_stream, so the events leave first. */
 #define MOCK_RESET_DELAY_MS 20L
 /* Most embedding vectors answered. */
-#define MOCK_MAX_INPUTS  2048L
-#define MOCK_CREATED     "1700000000"
-#define MOCK_TEXT        "Hello from keygate-mock."
+#define MOCK_MAX_INPUTS 2048L
+#define MOCK_CREATED    "1700000000"
+#define MOCK_TEXT       "Hello from keygate-mock."
+/* The filler of "pad" in text: plain ASCII, nothing to escape. */
+#define MOCK_PAD_TEXT    "Lorem ipsum dolor sit amet, consectetur adipiscing. "
 #define MOCK_REDIRECT_TO "http://127.0.0.1:1/elsewhere"
 #define MOCK_JSON        "application/json"
 
@@ -164,6 +166,30 @@ static long param(long v, long def)
     return v < 0 ? def : v;
 }
 
+/* Filler bytes asked for with "pad" (0 by default). */
+static long pad_bytes(const kg_mock_req_t *req)
+{
+    return param(req->p.pad, 0);
+}
+
+/*
+ * Append n bytes of filler made of unit (repeated, cut at n): text for a
+ * string's content, numbers for a vector (unit then starts with a comma).
+ */
+static int add_pad(kg_mock_buf_t *b, long n, const char *unit)
+{
+    size_t ulen = strlen(unit);
+    int rc = 0;
+
+    while (rc == 0 && n > 0) {
+        size_t take = (size_t)n < ulen ? (size_t)n : ulen;
+
+        rc = kg_mock_buf_add(b, unit, take, SIZE_MAX);
+        n -= (long)take;
+    }
+    return rc;
+}
+
 static long prompt_tokens(const kg_mock_req_t *req)
 {
     return param(req->p.prompt_tokens, KG_MOCK_DEFAULT_PROMPT_TOKENS);
@@ -225,14 +251,24 @@ static int build_ok(const kg_mock_req_t *req, kg_mock_buf_t *b)
     long p = prompt_tokens(req);
     long c = completion_tokens(req);
 
-    return kg_mock_buf_printf(
+    int rc = kg_mock_buf_printf(
         b,
         "{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\","
         "\"created\":" MOCK_CREATED ",\"model\":%s,\"choices\":[{\"index\":0,"
-        "\"message\":{\"role\":\"assistant\",\"content\":\"" MOCK_TEXT "\"},"
-        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":%ld,"
-        "\"completion_tokens\":%ld,\"total_tokens\":%ld}}",
-        req->model_json, p, c, p + c);
+        "\"message\":{\"role\":\"assistant\",\"content\":\"" MOCK_TEXT,
+        req->model_json);
+
+    if (rc == 0) {
+        rc = add_pad(b, pad_bytes(req), MOCK_PAD_TEXT);
+    }
+    if (rc == 0) {
+        rc = kg_mock_buf_printf(
+            b,
+            "\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":"
+            "%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld}}",
+            p, c, p + c);
+    }
+    return rc;
 }
 
 static int build_anthropic(const kg_mock_req_t *req, kg_mock_buf_t *b)
@@ -281,8 +317,15 @@ static int build_embeddings(const kg_mock_req_t *req, kg_mock_buf_t *b)
         rc = kg_mock_buf_printf(b,
                                 "%s{\"object\":\"embedding\",\"index\":%ld,"
                                 "\"embedding\":[0.0023,-0.0091,0.0154,"
-                                "0.0047]}",
+                                "0.0047",
                                 i > 0 ? "," : "", i);
+        if (rc == 0 && i == 0) {
+            /* Whole numbers only: the answer stays valid JSON. */
+            rc = add_pad(b, pad_bytes(req) / 11 * 11, ",-0.0123456");
+        }
+        if (rc == 0) {
+            rc = kg_mock_buf_printf(b, "]}");
+        }
     }
     if (rc == 0) {
         rc = kg_mock_buf_printf(b,
@@ -365,9 +408,10 @@ static enum MHD_Result respond_canned(kg_mock_req_t *req)
     struct MHD_Response *resp = NULL;
     enum MHD_Result rc = MHD_NO;
 
-    if (kg_mock_buf_printf(&key, "%d|%ld|%ld|%ld|%s", (int)req->mode,
+    if (kg_mock_buf_printf(&key, "%d|%ld|%ld|%ld|%ld|%s", (int)req->mode,
                            prompt_tokens(req), completion_tokens(req),
-                           embedding_inputs(req), req->model_json) != 0) {
+                           embedding_inputs(req), pad_bytes(req),
+                           req->model_json) != 0) {
         goto out;
     }
     resp = cache_get(key.p);
@@ -580,6 +624,7 @@ static mock_step_t step_kind(const kg_mock_req_t *req, unsigned long *index)
 
 static int format_openai(kg_mock_req_t *req, mock_step_t kind, unsigned long i)
 {
+    int rc;
     long p = prompt_tokens(req);
     long c = completion_tokens(req);
     bool last = i + 1 == content_events(req) && !is_fault(req->mode);
@@ -596,14 +641,21 @@ static int format_openai(kg_mock_req_t *req, mock_step_t kind, unsigned long i)
             "\"completion_tokens\":%ld,\"total_tokens\":%ld}}\n\n",
             req->model_json, p, c, p + c);
     }
-    return kg_mock_buf_printf(
+    rc = kg_mock_buf_printf(
         &req->out,
         "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\","
         "\"created\":" MOCK_CREATED ",\"model\":%s,\"choices\":[{\"index\":0,"
-        "\"delta\":{%s\"content\":\"tok%lu \"},\"finish_reason\":%s}]%s}\n\n",
-        req->model_json, i == 0 ? "\"role\":\"assistant\"," : "", i,
-        last ? "\"stop\"" : "null",
-        req->p.include_usage ? ",\"usage\":null" : "");
+        "\"delta\":{%s\"content\":\"tok%lu ",
+        req->model_json, i == 0 ? "\"role\":\"assistant\"," : "", i);
+    if (rc == 0) {
+        rc = add_pad(&req->out, pad_bytes(req), MOCK_PAD_TEXT);
+    }
+    if (rc == 0) {
+        rc = kg_mock_buf_printf(&req->out, "\"},\"finish_reason\":%s}]%s}\n\n",
+                                last ? "\"stop\"" : "null",
+                                req->p.include_usage ? ",\"usage\":null" : "");
+    }
+    return rc;
 }
 
 static int format_anthropic(kg_mock_req_t *req, mock_step_t kind,

@@ -2,6 +2,8 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "keygate/sse.h"
@@ -190,6 +192,66 @@ static const ev_row_t openai_stream[] = {
 };
 #define OPENAI_USAGE_EVENT 5
 #define OPENAI_DONE_EVENT  6
+
+/*
+ * Large answers: a 1 MB embeddings answer and a 64 KB chat answer, usage
+ * last, read without a tree; a nested "usage" is not the answer's.
+ */
+START_TEST(test_from_answer_large)
+{
+    size_t big = 1024 * 1024;
+    char *b = malloc(big + 256);
+    size_t k = 0;
+    kg_usage_t u;
+    bool shape = false;
+
+    ck_assert_ptr_nonnull(b);
+    k += (size_t)snprintf(b, 256,
+                          "{\"object\":\"list\",\"data\":[{\"object\":"
+                          "\"embedding\",\"usage\":{\"prompt_tokens\":999},"
+                          "\"embedding\":[");
+    while (k < big) {
+        memcpy(b + k, "0.0023064255,", 13);
+        k += 13;
+    }
+    k--;
+    k += (size_t)snprintf(b + k, 256,
+                          "]}],\"model\":\"e\",\"usage\":{\"prompt_tokens\":"
+                          "8,\"total_tokens\":8}}");
+    ck_assert(kg_usage_from_answer(KG_API_OPENAI, b, k, &u, &shape));
+    ck_assert(shape);
+    ck_assert_int_eq(u.prompt_tokens, 8);
+    ck_assert_int_eq(u.completion_tokens, 0);
+    /* Cut short: not the shape of JSON, no usage. */
+    ck_assert(!kg_usage_from_answer(KG_API_OPENAI, b, k - 1, &u, &shape));
+    ck_assert(!shape);
+    ck_assert(!u.seen);
+    /* A 64 KB chat answer. */
+    k = (size_t)snprintf(b, 256, "{\"choices\":[{\"message\":{\"content\":\"");
+    while (k < 64 * 1024) {
+        static const char text[] = "Lorem ipsum \\\"dolor\\\" {sit} [amet]. ";
+
+        memcpy(b + k, text, sizeof(text) - 1);
+        k += sizeof(text) - 1;
+    }
+    k += (size_t)snprintf(b + k, 256,
+                          "\"}}],\"usage\":{\"prompt_tokens\":10,"
+                          "\"completion_tokens\":16000}}");
+    ck_assert(kg_usage_from_answer(KG_API_OPENAI, b, k, &u, &shape));
+    ck_assert(shape);
+    ck_assert_int_eq(u.completion_tokens, 16000);
+    /* Not JSON at all; JSON without usage. */
+    ck_assert(!kg_usage_from_answer(KG_API_OPENAI, "oops", 4, &u, &shape));
+    ck_assert(!shape);
+    ck_assert(!kg_usage_from_answer(KG_API_OPENAI, "{\"a\":1}", 7, &u, &shape));
+    ck_assert(shape);
+    /* A usage object that does not parse: no usage, shape kept. */
+    ck_assert(!kg_usage_from_answer(
+        KG_API_OPENAI, "{\"usage\":{\"prompt_tokens\":}}", 28, &u, &shape));
+    ck_assert(shape);
+    free(b);
+}
+END_TEST
 
 START_TEST(test_stream_openai)
 {
@@ -632,6 +694,7 @@ static Suite *usage_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_from_json, 0, (int)NROWS(json_rows));
     tcase_add_test(tc, test_from_json_not_terminated);
+    tcase_add_test(tc, test_from_answer_large);
     tcase_add_loop_test(tc, test_stream_openai, 0, 2);
     tcase_add_test(tc, test_stream_openai_usage_with_choices);
     tcase_add_test(tc, test_stream_openai_content_kinds);
