@@ -549,8 +549,8 @@ static kg_err_t admin_revoke_once(const kg_keys_ctx_t *ctx, const char *ref,
 
     if (rc == KG_OK && already) {
         kg_key_clear(out);
-        rc = kg_diag_fail(diag, KG_ERR_STATE, "key %s was already revoked",
-                          ref);
+        rc =
+            kg_diag_fail(diag, KG_ERR_STATE, "key %s was already revoked", ref);
     }
     return rc;
 }

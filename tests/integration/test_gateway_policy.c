@@ -2784,9 +2784,31 @@ START_TEST(test_pool_mode_charges_no_credits)
     before = ws_balance("default");
 
     KG_OK("workspaces", "update", "default", "--mode", "pool");
+    /* Until the daemon's caches see the change (one refresh, 200 ms), a
+     * request may still be served in credits mode; wait for pool. */
+    {
+        int64_t deadline = gwf_now_ms() + PROPAGATE_MS;
+
+        for (;;) {
+            wait_status(&k, OP_CHAT, "gpt-4o", 200, &r);
+            usage_mode(r.request_id, mode, sizeof(mode));
+            if (strcmp(mode, "pool") == 0) {
+                break;
+            }
+            ck_assert_msg(gwf_now_ms() < deadline,
+                          "still %s %d ms after the change", mode,
+                          PROPAGATE_MS);
+            gwf_resp_free(&r);
+            gwf_sleep_ms(50);
+        }
+    }
+    gwf_resp_free(&r);
+    (void)gwf_usage_settled(&W);
+    before = ws_balance("default");
     KG_OK("workspaces", "credit", "default", "--deduct",
           usd(before, (char[32]){0}, 32));
-    wait_status(&k, OP_CHAT, "gpt-4o", 200, &r);
+    /* Once pool, always pool. */
+    ck_assert_int_eq(send_req(&k, OP_CHAT, "gpt-4o", -1, NULL, &r, NULL), 200);
     usage_mode(r.request_id, mode, sizeof(mode));
     ck_assert_str_eq(mode, "pool");
     gwf_resp_free(&r);
