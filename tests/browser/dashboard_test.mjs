@@ -3,8 +3,9 @@
 //
 //   sign in with an admin token → create a key (a bad limit first: the
 //   server's message shows next to its field) → copy it (read back from
-//   the clipboard) → a real request through the gateway with it → that
-//   request in Usage, filtered by the key, in the charts and the CSV
+//   the clipboard) → edit its limits and rules (a bad rule first) → a
+//   real request through the gateway with it → that request in Usage,
+//   filtered by the key, in the totals, the charts, the history and the CSV
 //   export → rotate (the old secret refused) → revoke (the gateway refuses
 //   the key) → workspaces: credits and a credential that is never shown →
 //   the audit trail → keyboard and accessible names → the phone width →
@@ -393,6 +394,25 @@ async function run(page, context, w, out) {
     const text = await row.textContent();
     check(/Active/.test(text) && /\$0\.00 of \$10\.00/.test(text) && /Never/.test(text), `row: ${text}`);
     await shot(page, out, 'keys-desktop');
+  });
+
+  await step('edit limits and rules: the server\'s message next to the rule', async () => {
+    const row = await visible(page.getByRole('row', { name: /checkout-service/ }));
+    await row.getByRole('button', { name: 'Edit' }).click();
+    const dialog = await visible(page.getByRole('dialog', { name: 'Edit checkout-service' }));
+    await dialog.getByText('Access rules').click();
+    const models = dialog.getByLabel('Allowed models');
+    await models.fill('[unclosed');
+    await dialog.getByLabel('Requests per minute').fill('300');
+    await dialog.getByRole('button', { name: 'Save changes' }).click();
+    await page.waitForFunction((el) => el.getAttribute('aria-invalid') === 'true', await models.elementHandle());
+    const said = await models.evaluate((el) => el.getAttribute('aria-describedby').split(' ')
+      .map((id) => document.getElementById(id).textContent).join(' '));
+    check(/allow_models/.test(said) && /glob/.test(said), `no server message by the rule: "${said}"`);
+    await models.fill(`${MODEL.split('-')[0]}-*`);
+    await dialog.getByRole('button', { name: 'Save changes' }).click();
+    await gone(page.getByRole('dialog'));
+    await visible(page.getByRole('row', { name: /checkout-service.*300 requests\/min/ }));
   });
 
   await step('the copied key works through the gateway', async () => {

@@ -143,6 +143,11 @@ function usageCell(k) {
   if (k.period) {
     lines.push(h('span', { class: 'small' }, `${money(k.periodUsage)} of ${money(k.periodLimit)} this ${k.period}`));
   }
+  const rates = [[k.rpm, 'requests/min'], [k.tpm, 'tokens/min'], [k.maxConcurrent, 'at once']]
+    .filter(([v]) => v !== null && v !== undefined).map(([v, unit]) => `${v} ${unit}`);
+  if (rates.length) {
+    lines.push(h('span', { class: 'small', text: rates.join(' · ') }));
+  }
   return lines;
 }
 
