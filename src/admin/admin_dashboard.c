@@ -21,7 +21,7 @@
  */
 static const char admin_dashboard_csp[] =
     "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'; "
     "require-trusted-types-for 'script'";
 

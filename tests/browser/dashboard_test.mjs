@@ -281,7 +281,7 @@ async function flow(w, out) {
     });
     context.on('request', (r) => {
       const url = r.url();
-      if (!url.startsWith(`${w.adminUrl}/`) && !url.startsWith('data:')) {
+      if (!url.startsWith(`${w.adminUrl}/`)) {
         foreign.push(url);
       }
     });
