@@ -148,7 +148,7 @@ export async function signOut() {
 
 // A value fetched once per session (config, workspaces, key names):
 // forget(name) makes the next call fetch it again.
-export function cached(name, fetcher) {
+function cached(name, fetcher) {
   if (!cache.has(name)) {
     const p = fetcher();
     cache.set(name, p);

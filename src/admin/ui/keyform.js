@@ -197,7 +197,7 @@ function sameJson(a, b) {
 }
 
 // The new token, once: a warning, the token, Copy, Done.
-export function revealToken(dlg, what, token) {
+function revealToken(dlg, what, token) {
   const tokenInput = h('input', {
     name: 'token', readonly: true, class: 'mono token', value: token,
     autocomplete: 'off', spellcheck: 'false',
