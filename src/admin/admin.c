@@ -183,6 +183,10 @@ static const char *const admin_args_audit[] = {
     "object-type", "limit", "cursor", NULL};
 
 static const admin_route_t admin_routes[] = {
+    /* The dashboard: its page and built-in files load without a token
+     * (the page signs in with one); see admin_dashboard.c. */
+    {"GET", "/", ADMIN_PUBLIC, admin_h_dashboard, admin_args_none},
+    {"GET", "/ui/{}", ADMIN_PUBLIC, admin_h_dashboard, admin_args_none},
     {"GET", "/healthz", ADMIN_PUBLIC, admin_h_healthz, admin_args_none},
     {"GET", "/readyz", ADMIN_PUBLIC, admin_h_readyz, admin_args_none},
     {"GET", "/metrics", ADMIN_READ, admin_h_metrics, admin_args_none},

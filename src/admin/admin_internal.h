@@ -195,6 +195,9 @@ void admin_h_usage(admin_ctx_t *c);
 void admin_h_usage_events(admin_ctx_t *c);
 void admin_h_audit(admin_ctx_t *c);
 
+/* admin_dashboard.c: "/" and "/ui/{}" answer the built-in files. */
+void admin_h_dashboard(admin_ctx_t *c);
+
 /* admin_report.c */
 void admin_h_config(admin_ctx_t *c);
 void admin_h_openapi(admin_ctx_t *c);

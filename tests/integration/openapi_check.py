@@ -8,7 +8,10 @@ answer against the schema the document gives for that path, method and
 status (JSON Schema 2020-12, python3-jsonschema). It also checks that the
 document describes every route of the admin listener's route table
 (src/admin/admin.c) and nothing else, and that every documented
-operation was called.
+operation was called. The dashboard's page and files (DASHBOARD_ROUTES)
+are no API: they are left out of the document, and checked here to be
+in the route table and to answer without a credential under the
+dashboard's Content-Security-Policy.
 
     openapi_check.py --keygate BIN --mock BIN --source DIR
 """
@@ -28,6 +31,10 @@ import urllib.request
 import jsonschema
 
 TIMEOUT = 10  # seconds, for every wait and request
+
+# Routes of the route table that serve the dashboard (docs/dashboard.md),
+# not the API, with a path each to fetch: not in the OpenAPI document.
+DASHBOARD_ROUTES = {("get", "/"): "/", ("get", "/ui/{id}"): "/ui/app.js"}
 
 
 def fail(msg):
@@ -292,6 +299,15 @@ def gateway_post(w, token):
         return e.code, dict(e.headers), e.read()
 
 
+def check_dashboard(w):
+    """The dashboard's routes answer without a credential, with its CSP."""
+    for (method, template), path in DASHBOARD_ROUTES.items():
+        status, headers, _ = w.call(method.upper(), path)
+        csp = headers.get("Content-Security-Policy", "")
+        if status != 200 or "script-src 'self'" not in csp:
+            fail(f"dashboard route {template}: {path} answered {status}, CSP {csp!r}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keygate", required=True)
@@ -307,6 +323,10 @@ def main():
     documented = {(m, t) for t, ops in doc["paths"].items()
                   for m in ops if m in ("get", "post", "put", "patch", "delete")}
     routes = route_table(args.source)
+    missing_pages = set(DASHBOARD_ROUTES) - routes
+    if missing_pages:
+        fail(f"dashboard routes not in the route table: {sorted(missing_pages)}")
+    routes -= set(DASHBOARD_ROUTES)
     if routes != documented:
         fail(f"routes not documented: {sorted(routes - documented)}; "
              f"documented but not routes: {sorted(documented - routes)}")
@@ -317,6 +337,7 @@ def main():
         served = w.call("GET", "/admin/v1/openapi.json", w.ro)
         if json.loads(served[2]) != doc:
             fail("the served document differs from docs/openapi.json")
+        check_dashboard(w)
         c = Checker(doc)
         exercise(w, c)
         missing = documented - c.called

@@ -653,6 +653,104 @@ START_TEST(test_health_and_openapi)
 }
 END_TEST
 
+/* ---- the dashboard ------------------------------------------------------ */
+
+/* The value of header name of r (must be there). */
+static void dash_header(const gwf_resp_t *r, const char *name, char *buf,
+                        size_t len)
+{
+    ck_assert_msg(gwf_resp_header(r, name, buf, len) == 1, "no %s header",
+                  name);
+}
+
+/* Every <script> of the page loads a file of the dashboard: no inline
+ * code, no style attribute, nothing from elsewhere. */
+static void assert_page_has_no_inline_code(const char *html)
+{
+    for (const char *p = strstr(html, "<script"); p != NULL;
+         p = strstr(p + 1, "<script")) {
+        const char *end = strchr(p, '>');
+        const char *src = strstr(p, " src=\"/ui/");
+
+        ck_assert_ptr_nonnull(end);
+        ck_assert_msg(src != NULL && src < end, "an inline script: %.80s", p);
+        ck_assert_msg(strncmp(end + 1, "</script>", 9) == 0,
+                      "a script with a body: %.80s", p);
+    }
+    ck_assert_ptr_null(strstr(html, "<style"));
+    ck_assert_ptr_null(strstr(html, " style="));
+    ck_assert_ptr_null(strstr(html, "://"));
+}
+
+START_TEST(test_dashboard_files)
+{
+    static const struct {
+        const char *path;
+        const char *type;
+        const char *starts;
+    } files[] = {
+        {"/", "text/html; charset=utf-8", "<!doctype html>"},
+        {"/ui/app.js", "text/javascript; charset=utf-8", "// "},
+        {"/ui/api.js", "text/javascript; charset=utf-8", "// "},
+        {"/ui/app.css", "text/css; charset=utf-8", "/* "},
+        {"/ui/chart.min.js", "text/javascript; charset=utf-8",
+         "/*!\n * Chart.js"},
+        {"/ui/favicon.svg", "image/svg+xml", "<svg "},
+    };
+    static const struct {
+        const char *method;
+        const char *path;
+        long status;
+    } refused[] = {
+        {"GET", "/ui/nope.js", 404},
+        {"GET", "/ui/", 404},
+        {"GET", "/ui/openapi.json", 404},
+        {"GET", "/ui/..%2Fadmin%2Fv1%2Fopenapi.json", 404},
+        {"GET", "/index.html", 404},
+        {"GET", "/?token=x", 400},
+        {"POST", "/", 405},
+    };
+    gwf_resp_t r;
+    char v[512];
+
+    /* Without a credential: the page must load to sign in. */
+    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+        adm(&r, "GET", files[i].path, NULL, NULL);
+        ck_assert_msg(r.status == 200, "GET %s: %ld", files[i].path, r.status);
+        dash_header(&r, "Content-Type", v, sizeof(v));
+        ck_assert_str_eq(v, files[i].type);
+        ck_assert_msg(
+            strncmp(r.body, files[i].starts, strlen(files[i].starts)) == 0,
+            "GET %s: %.40s", files[i].path, r.body);
+        dash_header(&r, "Content-Security-Policy", v, sizeof(v));
+        ck_assert_ptr_nonnull(strstr(v, "default-src 'none'"));
+        ck_assert_ptr_nonnull(strstr(v, "script-src 'self';"));
+        ck_assert_ptr_nonnull(strstr(v, "style-src 'self';"));
+        ck_assert_ptr_nonnull(strstr(v, "frame-ancestors 'none'"));
+        ck_assert_ptr_null(strstr(v, "unsafe"));
+        dash_header(&r, "Referrer-Policy", v, sizeof(v));
+        ck_assert_str_eq(v, "no-referrer");
+        dash_header(&r, "X-Content-Type-Options", v, sizeof(v));
+        ck_assert_str_eq(v, "nosniff");
+        if (i == 0) {
+            assert_page_has_no_inline_code(r.body);
+            ck_assert_ptr_nonnull(
+                strstr(r.body, "<script type=\"module\" src=\"/ui/app.js\">"));
+        }
+        gwf_resp_free(&r);
+    }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        adm(&r, refused[i].method, refused[i].path, NULL, NULL);
+        assert_admin_error(&r, refused[i].status, NULL);
+        gwf_resp_free(&r);
+    }
+    /* The API stays behind its token: the page's route is no way round. */
+    adm(&r, "GET", "/admin/v1/openapi.json", NULL, NULL);
+    assert_admin_error(&r, 401, NULL);
+    gwf_resp_free(&r);
+}
+END_TEST
+
 /* ---- usage, history, audit ------------------------------------------------
  */
 
@@ -1079,6 +1177,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_usage_history_and_audit);
     tcase_add_test(tc, test_config_is_redacted);
     tcase_add_test(tc, test_health_and_openapi);
+    tcase_add_test(tc, test_dashboard_files);
     tcase_add_test(tc, test_metrics_scrape);
     tcase_add_test(tc, test_sessions_and_csrf);
     tcase_add_test(tc, test_admin_writes_under_load);
