@@ -158,6 +158,16 @@ static void *gateway_maintenance(void *arg)
         }
         /* CLI changes to keys and workspaces reach the policy caches. */
         kg_policy_refresh(gw->policy);
+        {
+            /* What /readyz on the client listener reports. */
+            kg_diag_t pd = {{0}};
+            bool ok = store != NULL && kg_store_ping(store, &pd) == KG_OK;
+
+            if (!ok && atomic_load(&gw->store_ok)) {
+                KG_ERROR("maintenance: the store cannot be read: %s", pd.msg);
+            }
+            atomic_store(&gw->store_ok, ok);
+        }
         if (now >= next_persist) {
             next_persist = now + 1000 * 1000;
             gateway_note_used(gw, &ctx, &seen);
@@ -245,6 +255,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts->request_log = cfg->server_request_log;
     popts->usage = gw->usage;
     popts->policy = gw->policy;
+    atomic_store(&gw->store_ok, true); /* opened just now by the parts */
     rc = kg_http_start(gw, diag);
     if (rc == KG_OK) {
         rc = kg_admin_start(gw, &gw->admin, &gw->admin_port, diag);
