@@ -45,7 +45,14 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
     w->gw = gw;
     w->index = index;
     w->wake_fd = -1;
-    w->header_us = gw->cfg->server_header_timeout_ms * 1000;
+    w->header_us = gw->gen->cfg->server_header_timeout_ms * 1000;
+    w->tls = gw->gen->tls != NULL;
+    pthread_mutex_init(&w->next_mu, NULL);
+    if (kg_gen_loop_init(&w->gens, gw->gen) != KG_OK) {
+        pthread_mutex_destroy(&w->next_mu);
+        free(w);
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+    }
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd >= 0) {
         w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -178,6 +185,21 @@ static int worker_timeout_ms(kg_worker_t *w)
     return t;
 }
 
+/* A reload handed a configuration over: new requests get it from now. */
+static void worker_take_generation(kg_worker_t *w)
+{
+    kg_generation_t *g;
+
+    pthread_mutex_lock(&w->next_mu);
+    g = w->next_gen;
+    w->next_gen = NULL;
+    pthread_mutex_unlock(&w->next_mu);
+    if (g != NULL && kg_gen_loop_switch(&w->gens, g) != KG_OK) {
+        KG_ERROR("worker %u: out of memory; it keeps configuration %llu",
+                 w->index, (unsigned long long)w->gens.current->gen->number);
+    }
+}
+
 static void worker_handle_wake(kg_worker_t *w)
 {
     uint64_t n;
@@ -185,6 +207,7 @@ static void worker_handle_wake(kg_worker_t *w)
     if (read(w->wake_fd, &n, sizeof(n)) < 0) {
         /* EAGAIN: read already. */
     }
+    worker_take_generation(w);
     if (atomic_load(&w->quiesce_asked) && !w->quiesced) {
         MHD_socket fd = MHD_quiesce_daemon(w->daemon);
 
@@ -260,6 +283,19 @@ void kg_worker_quiesce(kg_worker_t *w)
     worker_wake(w);
 }
 
+void kg_worker_set_generation(kg_worker_t *w, kg_generation_t *g)
+{
+    kg_generation_t *old;
+
+    kg_generation_ref(g);
+    pthread_mutex_lock(&w->next_mu);
+    old = w->next_gen; /* never taken: a newer one replaces it */
+    w->next_gen = g;
+    pthread_mutex_unlock(&w->next_mu);
+    kg_generation_unref(&old);
+    worker_wake(w);
+}
+
 void kg_worker_stop(kg_worker_t *w)
 {
     if (w == NULL || !w->started) {
@@ -287,6 +323,10 @@ void kg_worker_free(kg_worker_t **pw)
         w->daemon = NULL;
     }
     kg_proxy_free(&w->proxy);
+    /* Every request and transfer is gone: so are their configurations. */
+    kg_gen_loop_clear(&w->gens);
+    kg_generation_unref(&w->next_gen);
+    pthread_mutex_destroy(&w->next_mu);
     if (w->wake_fd >= 0) {
         close(w->wake_fd);
     }

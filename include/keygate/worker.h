@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/err.h"
+#include "keygate/generation.h"
 #include "keygate/metrics.h"
 #include "keygate/proxy.h"
 
@@ -57,9 +58,16 @@ typedef struct kg_worker {
     kg_worker_wait_t *wait_tail;
     int64_t header_us; /* [server] header_timeout */
     uint64_t header_cuts;
+    bool tls; /* the listener speaks TLS */
+    /* The configurations its requests use (worker thread, once started),
+     * and the next one a reload handed over (under next_mu). */
+    kg_gen_loop_t gens;
+    pthread_mutex_t next_mu;
+    kg_generation_t *next_gen;
 } kg_worker_t;
 
-/* A new worker with its epoll set and proxy (not yet running). */
+/* A new worker with its epoll set and proxy (not yet running), on the
+ * gateway's current configuration. */
 kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
                        const kg_proxy_opts_t *popts, kg_worker_t **out,
                        kg_diag_t *diag) KG_MUST_CHECK;
@@ -84,6 +92,13 @@ kg_err_t kg_worker_start(kg_worker_t *w, kg_diag_t *diag) KG_MUST_CHECK;
 
 /* Stop accepting new connections (any thread); in-flight ones go on. */
 void kg_worker_quiesce(kg_worker_t *w);
+
+/*
+ * Hand the worker a new configuration (any thread; a reference is taken):
+ * its thread switches to it at its next wake-up, for the requests that
+ * start after that; requests in flight finish on theirs.
+ */
+void kg_worker_set_generation(kg_worker_t *w, kg_generation_t *g);
 
 /* Stop the thread and wait for it (any thread but the worker's). */
 void kg_worker_stop(kg_worker_t *w);
