@@ -162,6 +162,9 @@ static const kg_setting_t config_settings[] = {
     {"metrics", "per_key", KG_SETTING_BOOL, CFG(metrics_per_key), "off",
      KG_SETTING_RESTART, 0, 0,
      "label request, token and cost metrics with the key id"},
+    {"usage", "retention", KG_SETTING_DURATION, CFG(usage_retention), "0",
+     KG_SETTING_RELOADABLE, 0, KG_DURATION_MAX,
+     "delete usage events older than this (hourly totals stay); 0 = never"},
 };
 
 /* [provider NAME]: rows without a default are unset until given. */

@@ -19,10 +19,14 @@
 #include <unistd.h>
 
 #include "keygate/clock.h"
+#include "keygate/duration.h"
 #include "keygate/keys.h"
 #include "keygate/log.h"
 #include "keygate/pidfile.h"
+#include "keygate/notify.h"
+#include "keygate/store_usage.h"
 #include "keygate/token.h"
+#include "keygate/worker.h"
 
 /* After cutting the transfers at the drain deadline, how long the clients
  * get to receive their ends before libmicrohttpd stops. */
@@ -106,6 +110,193 @@ static void gateway_note_used(kg_gateway_t *gw, const kg_keys_ctx_t *ctx,
     }
 }
 
+/* [usage] retention: events deleted per transaction, transactions per
+ * tick (so at most 25,000 a second, in short transactions that the usage
+ * writer waits for only briefly). */
+#define GATEWAY_PRUNE_ROWS    1000
+#define GATEWAY_PRUNE_BATCHES 5
+
+/* The maintenance thread's state between its ticks. */
+typedef struct gateway_maint {
+    kg_generation_t *gen; /* the configuration of this tick (a reference) */
+    kg_store_t *store;    /* its own connection, or NULL */
+    kg_keys_ctx_t ctx;
+    kg_key_seen_t *seen;
+    int64_t last_purge;
+    int64_t next_prune;
+    int64_t next_persist;
+    uint64_t pruned; /* usage events deleted in the current round */
+    long peak;
+    kg_notify_wd_t wd;
+    uint64_t wd_seq; /* the open question to the event loops */
+    char status[KG_NOTIFY_STATUS_MAX + 1]; /* the last STATUS= sent */
+} gateway_maint_t;
+
+/* "127.0.0.1:8080" or "[::1]:8080" of a listen setting with its bound
+ * port. */
+static void gateway_addr(const char *listen, unsigned port, char *buf,
+                         size_t len)
+{
+    char host[KG_LISTEN_HOST_MAX];
+    int ignored = 0;
+
+    if (kg_config_listen_parse(listen, host, sizeof(host), &ignored, NULL) !=
+        KG_OK) {
+        snprintf(buf, len, "%s", listen);
+    } else if (strchr(host, ':') != NULL) {
+        snprintf(buf, len, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, len, "%s:%u", host, port);
+    }
+}
+
+/* What the service manager shows (systemctl status): where keygate
+ * listens and what is in flight, or how the drain goes. cfg: any
+ * generation's (the listen settings need a restart to change). */
+static void gateway_status_text(kg_gateway_t *gw, const kg_config_t *cfg,
+                                char *buf, size_t len)
+{
+    long n = atomic_load(&gw->inflight);
+    char addr[KG_LISTEN_HOST_MAX + 16];
+    char admin[KG_LISTEN_HOST_MAX + 32] = "";
+
+    if (atomic_load(&gw->draining)) {
+        snprintf(buf, len, "draining: %ld request%s in flight", n,
+                 n == 1 ? "" : "s");
+        return;
+    }
+    gateway_addr(cfg->server_listen, gw->port, addr, sizeof(addr));
+    if (gw->admin != NULL) {
+        char a[KG_LISTEN_HOST_MAX + 16];
+
+        gateway_addr(cfg->admin_listen, gw->admin_port, a, sizeof(a));
+        snprintf(admin, sizeof(admin), ", admin on %s", a);
+    }
+    snprintf(buf, len, "serving on %s%s; %ld request%s in flight", addr, admin,
+             n, n == 1 ? "" : "s");
+}
+
+/* Send STATUS= when the text has changed since the last one. */
+static void gateway_update_status(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    char text[KG_NOTIFY_STATUS_MAX + 1];
+
+    gateway_status_text(gw, m->gen->cfg, text, sizeof(text));
+    if (strcmp(text, m->status) != 0) {
+        memcpy(m->status, text, sizeof(text));
+        kg_notify_status(text);
+    }
+}
+
+/* Whether every event loop answered question seq; *late gets the index
+ * of one that did not. */
+static bool gateway_loops_answered(kg_gateway_t *gw, uint64_t seq,
+                                   unsigned *late)
+{
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        if (!kg_worker_answered(gw->workers[i], seq)) {
+            *late = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The watchdog (WatchdogSec= of the unit): ping the service manager every
+ * half interval, but only when every event loop has answered the question
+ * asked at the previous ping. A loop stuck in a call (or a maintenance
+ * thread stuck in the store) stops the pings, and the manager ends and
+ * restarts the daemon; a drain keeps pinging while its loops answer.
+ */
+static void gateway_watchdog(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    unsigned late = 0;
+    int64_t now = kg_clock_mono_us();
+    bool answered = gateway_loops_answered(gw, m->wd_seq, &late);
+
+    switch (kg_notify_wd_tick(&m->wd, now, answered)) {
+    case KG_NOTIFY_WD_PING:
+        kg_notify_watchdog();
+        m->wd_seq++;
+        for (unsigned i = 0; i < gw->nworkers; i++) {
+            kg_worker_ping(gw->workers[i], m->wd_seq);
+        }
+        break;
+    case KG_NOTIFY_WD_WITHHOLD:
+        KG_WARN("watchdog: event loop %u has not answered for %lld ms; the "
+                "service manager is not told that keygate is alive",
+                late, (long long)(now - m->wd.asked_us) / 1000);
+        break;
+    case KG_NOTIFY_WD_WAIT:
+        break;
+    }
+}
+
+/*
+ * [usage] retention: delete usage events older than it, oldest first, at
+ * most GATEWAY_PRUNE_BATCHES transactions of GATEWAY_PRUNE_ROWS now; the
+ * rollup rows stay. Returns true when more may remain (the next tick goes
+ * on), false when the round is over (or failed).
+ */
+static bool gateway_prune_usage(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    int64_t retention = m->gen->cfg->usage_retention;
+    int64_t before_ms = kg_clock_now_ms() - retention * 1000;
+    kg_diag_t diag = {{0}};
+    char d[KG_DURATION_STRLEN];
+    bool more = true;
+
+    for (int i = 0; i < GATEWAY_PRUNE_BATCHES && more; i++) {
+        size_t n = 0;
+
+        if (kg_store_usage_prune(m->store, before_ms, GATEWAY_PRUNE_ROWS, &n,
+                                 &diag) != KG_OK) {
+            KG_WARN("maintenance: old usage events not deleted: %s", diag.msg);
+            return false;
+        }
+        m->pruned += n;
+        more = n == GATEWAY_PRUNE_ROWS;
+        gateway_watchdog(gw, m);
+    }
+    if (!more && m->pruned > 0) {
+        KG_INFO("maintenance: deleted %llu usage event%s older than %s "
+                "([usage] retention; the hourly totals stay)",
+                (unsigned long long)m->pruned, m->pruned == 1 ? "" : "s",
+                kg_duration_format(retention, d, sizeof(d)));
+        m->pruned = 0;
+    }
+    return more;
+}
+
+/*
+ * The expiry purge every purge_interval, then the retention round. The
+ * interval counts from the last purge, so a reload that shortens it takes
+ * effect at once.
+ */
+static void gateway_purge(kg_gateway_t *gw, gateway_maint_t *m, int64_t now)
+{
+    const kg_config_t *cfg = m->gen->cfg;
+    kg_diag_t diag = {{0}};
+    size_t n = 0;
+
+    if (now >= m->last_purge + cfg->server_purge_interval_ms * 1000) {
+        m->last_purge = now;
+        if (kg_keys_purge_expired(&m->ctx, &n, &diag) != KG_OK) {
+            KG_WARN("maintenance: purge of expired keys failed: %s", diag.msg);
+        } else if (n > 0) {
+            KG_INFO("maintenance: revoked %zu expired key%s", n,
+                    n == 1 ? "" : "s");
+        }
+        gateway_watchdog(gw, m);
+    }
+    if (cfg->usage_retention > 0 && now >= m->next_prune) {
+        m->next_prune = gateway_prune_usage(gw, m)
+                            ? now
+                            : now + cfg->server_purge_interval_ms * 1000;
+    }
+}
+
 /* The keys settings of cfg (which must outlive ctx's use of them). */
 static void gateway_keys_ctx(kg_keys_ctx_t *ctx, const kg_config_t *cfg)
 {
@@ -114,83 +305,112 @@ static void gateway_keys_ctx(kg_keys_ctx_t *ctx, const kg_config_t *cfg)
     ctx->default_ttl = cfg->keys_default_ttl;
 }
 
+/* What /readyz on the client listener reports: can the store be read? */
+static void gateway_check_store(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    kg_diag_t diag = {{0}};
+    bool ok = m->store != NULL && kg_store_ping(m->store, &diag) == KG_OK;
+
+    if (!ok && atomic_load(&gw->store_ok)) {
+        KG_ERROR("maintenance: the store cannot be read: %s", diag.msg);
+    }
+    atomic_store(&gw->store_ok, ok);
+}
+
+/* One round of the maintenance thread (see gateway_maintenance). */
+static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    int64_t now = kg_clock_mono_us();
+    kg_diag_t diag = {{0}};
+
+    /* Each tick works with the configuration of now (a reload). */
+    kg_generation_unref(&m->gen);
+    m->gen = kg_gateway_generation(gw);
+    gateway_keys_ctx(&m->ctx, m->gen->cfg);
+    gateway_watchdog(gw, m);
+    if (m->store != NULL) {
+        gateway_purge(gw, m, now);
+    }
+    /* CLI changes to keys and workspaces reach the policy caches. */
+    kg_policy_refresh(gw->policy);
+    gateway_check_store(gw, m);
+    if (now >= m->next_persist) {
+        m->next_persist = now + 1000 * 1000;
+        gateway_note_used(gw, &m->ctx, &m->seen);
+        /* Reservations in flight, for 'keygate keys show'. */
+        if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
+            KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
+        }
+        gateway_trim_when_idle(gw, &m->peak);
+        gateway_update_status(gw, m);
+    }
+    gateway_watchdog(gw, m);
+}
+
+/* Tell at start what the watchdog will do, and warn when a store lock
+ * held for the busy timeout could starve it. */
+static void gateway_watchdog_init(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    int64_t usec = (int64_t)kg_notify_watchdog_usec();
+
+    kg_notify_wd_init(&m->wd, usec, kg_clock_mono_us());
+    if (usec == 0) {
+        return;
+    }
+    KG_INFO("watchdog: every %lld ms (pinged every %lld ms while the event "
+            "loops answer)",
+            (long long)usec / 1000, (long long)usec / 2000);
+    if (usec < 4 * m->gen->cfg->store_busy_timeout_ms * 1000) {
+        KG_WARN("watchdog: WatchdogSec= (%lld ms) is less than 4 x [store] "
+                "busy_timeout (%lld ms): a store locked by another process "
+                "may delay the maintenance thread past it",
+                (long long)usec / 1000,
+                (long long)m->gen->cfg->store_busy_timeout_ms);
+    }
+}
+
 /*
  * Periodic work off the request path, every KG_POLICY_REFRESH_MS: the
- * policy caches' revision check; every second the keys' last use, the
- * reservations snapshot and the heap trim; the expiry purge every
- * purge_interval.
+ * watchdog, the policy caches' revision check; every second the keys'
+ * last use, the reservations snapshot, the heap trim and the status line;
+ * the expiry purge and the [usage] retention every purge_interval.
  */
 static void *gateway_maintenance(void *arg)
 {
     kg_gateway_t *gw = arg;
-    kg_store_t *store = NULL;
-    kg_generation_t *g = kg_gateway_generation(gw); /* this tick's */
-    kg_store_opts_t sopts = {0, (int)g->cfg->store_busy_timeout_ms, 0};
+    kg_store_opts_t sopts = {0, 0, 0};
     kg_diag_t diag = {{0}};
-    kg_keys_ctx_t ctx;
-    kg_key_seen_t *seen = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*seen));
-    int64_t last_purge = INT64_MIN / 2;
-    int64_t next_persist = 0;
-    long peak = 0;
+    gateway_maint_t m;
 
     pthread_setname_np(pthread_self(), "kg-maint");
-    if (seen == NULL) {
+    memset(&m, 0, sizeof(m));
+    m.gen = kg_gateway_generation(gw);
+    m.last_purge = INT64_MIN / 2;
+    sopts.busy_timeout_ms = (int)m.gen->cfg->store_busy_timeout_ms;
+    m.seen = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*m.seen));
+    if (m.seen == NULL) {
         KG_ERROR("maintenance: out of memory; the keys' last use will not be "
                  "saved");
     }
-    if (kg_store_open(g->cfg->store_path, &sopts, &store, &diag) != KG_OK) {
+    if (kg_store_open(m.gen->cfg->store_path, &sopts, &m.store, &diag) !=
+        KG_OK) {
         /* The policy keeps its own connection: refresh and persist go on. */
-        KG_ERROR("maintenance: %s; expired keys will not be purged", diag.msg);
-        store = NULL;
+        KG_ERROR("maintenance: %s; expired keys and old usage events will "
+                 "not be purged",
+                 diag.msg);
+        m.store = NULL;
     }
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.store = store;
-    ctx.hashkey = gw->hashkey;
-    ctx.actor = "daemon";
+    m.ctx.store = m.store;
+    m.ctx.hashkey = gw->hashkey;
+    gateway_keys_ctx(&m.ctx, m.gen->cfg);
+    m.ctx.actor = "daemon";
+    gateway_watchdog_init(gw, &m);
     pthread_mutex_lock(&gw->stop_mu);
     while (!gw->stopping) {
         struct timespec until;
-        int64_t now = kg_clock_mono_us();
-        size_t n = 0;
 
         pthread_mutex_unlock(&gw->stop_mu);
-        /* Each tick works with the configuration of now (a reload). */
-        kg_generation_unref(&g);
-        g = kg_gateway_generation(gw);
-        gateway_keys_ctx(&ctx, g->cfg);
-        if (store != NULL &&
-            now >= last_purge + g->cfg->server_purge_interval_ms * 1000) {
-            last_purge = now;
-            if (kg_keys_purge_expired(&ctx, &n, &diag) != KG_OK) {
-                KG_WARN("maintenance: purge of expired keys failed: %s",
-                        diag.msg);
-            } else if (n > 0) {
-                KG_INFO("maintenance: revoked %zu expired key%s", n,
-                        n == 1 ? "" : "s");
-            }
-        }
-        /* CLI changes to keys and workspaces reach the policy caches. */
-        kg_policy_refresh(gw->policy);
-        {
-            /* What /readyz on the client listener reports. */
-            kg_diag_t pd = {{0}};
-            bool ok = store != NULL && kg_store_ping(store, &pd) == KG_OK;
-
-            if (!ok && atomic_load(&gw->store_ok)) {
-                KG_ERROR("maintenance: the store cannot be read: %s", pd.msg);
-            }
-            atomic_store(&gw->store_ok, ok);
-        }
-        if (now >= next_persist) {
-            next_persist = now + 1000 * 1000;
-            gateway_note_used(gw, &ctx, &seen);
-            /* Reservations in flight, for 'keygate keys show'. */
-            if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) !=
-                KG_OK) {
-                KG_DEBUG("maintenance: reservations not saved: %s", diag.msg);
-            }
-            gateway_trim_when_idle(gw, &peak);
-        }
+        gateway_maint_tick(gw, &m);
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += KG_POLICY_REFRESH_MS * 1000 * 1000;
         if (until.tv_nsec >= 1000 * 1000 * 1000) {
@@ -203,10 +423,10 @@ static void *gateway_maintenance(void *arg)
         }
     }
     pthread_mutex_unlock(&gw->stop_mu);
-    gateway_note_used(gw, &ctx, &seen);
-    kg_generation_unref(&g);
-    free(seen);
-    kg_store_close(&store);
+    gateway_note_used(gw, &m.ctx, &m.seen);
+    free(m.seen);
+    kg_store_close(&m.store);
+    kg_generation_unref(&m.gen);
     return NULL;
 }
 
@@ -345,6 +565,26 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_secretbox_free(&gw->secretbox);
     kg_keyhash_free(&gw->hashkey);
     kg_metrics_free(&gw->metrics);
+}
+
+/* READY=1 once every listener is up (a no-op outside systemd). */
+static void gateway_ready(kg_gateway_t *gw)
+{
+    char text[KG_NOTIFY_STATUS_MAX + 1];
+
+    gateway_status_text(gw, gw->gen->cfg, text, sizeof(text));
+    kg_notify_ready(text);
+}
+
+/* STOPPING=1 as the drain begins. */
+static void gateway_stopping(kg_gateway_t *gw)
+{
+    char text[KG_NOTIFY_STATUS_MAX + 1];
+    long n = atomic_load(&gw->inflight);
+
+    snprintf(text, sizeof(text), "stopping: draining %ld request%s", n,
+             n == 1 ? "" : "s");
+    kg_notify_stopping(text);
 }
 
 /* Wait up to deadline (kg_clock_mono_us) for the requests in flight; a
@@ -602,8 +842,10 @@ kg_err_t kg_gateway_run(kg_config_t **cfgp, const kg_gateway_opts_t *opts,
                 (unsigned)gw.admin_port, gw.gen->admin_tls ? ", TLS" : "");
         gateway_note_tls("[admin]", gw.gen->admin_tls);
     }
+    gateway_ready(&gw);
     sig = gateway_wait(&gw, &set);
     KG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gateway_stopping(&gw);
     gateway_drain(&gw, &set);
     gateway_stop(&gw);
     KG_INFO("stopped");

@@ -285,6 +285,19 @@ static const char *const store_migrations[] = {
     "  last_used_at INTEGER,"
     "  revoked_at INTEGER"
     ") STRICT;",
+
+    /* 7 → 8: the online backups taken with 'keygate store backup' (when,
+     * where, how large), for 'keygate store status'. A row is written to
+     * the store that was copied, once the copy is complete. */
+    "CREATE TABLE store_backups ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  pages INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL"
+    ") STRICT;",
 };
 
 _Static_assert(sizeof(store_migrations) / sizeof(*store_migrations) ==

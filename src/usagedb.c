@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
@@ -1546,4 +1547,88 @@ void kg_usagedb_stop(kg_usagedb_t **wp)
     pthread_join(w->thread, NULL);
     ud_journal_finish(w);
     ud_free(wp);
+}
+
+/* Scan one segment file (see kg_usagedb_journal_scan). */
+static kg_err_t ud_scan_segment(const char *path, unsigned char *buf,
+                                kg_usagedb_journal_fn fn, void *ud, int k,
+                                kg_usagedb_journal_info_t *info,
+                                kg_diag_t *diag)
+{
+    ud_reader_t r = {.fd = -1, .buf = buf};
+    kg_usage_event_t ev;
+    kg_err_t rc = KG_OK;
+    struct stat st;
+    bool more = true;
+
+    r.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (r.fd < 0) {
+        return errno == ENOENT
+                   ? KG_OK
+                   : kg_diag_fail(diag, KG_ERR_IO, "usage journal %s: %s", path,
+                                  strerror(errno));
+    }
+    if (fstat(r.fd, &st) == 0) {
+        info->present[k] = true;
+        info->bytes[k] = (uint64_t)st.st_size;
+    }
+    /* Every round consumes a record or ends. */
+    while (more) {
+        switch (ud_reader_next(&r, &ev)) {
+        case UD_READ_OK:
+            info->records++;
+            if (fn != NULL) {
+                fn(ud, &ev);
+            }
+            break;
+        case UD_READ_BAD:
+            info->invalid++;
+            break;
+        case UD_READ_END:
+            more = false;
+            break;
+        case UD_READ_TORN:
+            /* What follows the last whole record, from where it starts. */
+            if (st.st_size > 0 && (uint64_t)st.st_size > r.off + r.pos) {
+                info->torn_bytes += (uint64_t)st.st_size - (r.off + r.pos);
+            }
+            more = false;
+            break;
+        case UD_READ_ERR:
+            rc = kg_diag_fail(diag, KG_ERR_IO, "usage journal %s: %s", path,
+                              strerror(r.err));
+            more = false;
+            break;
+        }
+    }
+    close(r.fd);
+    return rc;
+}
+
+kg_err_t kg_usagedb_journal_scan(const char *store_path,
+                                 kg_usagedb_journal_fn fn, void *ud,
+                                 kg_usagedb_journal_info_t *info,
+                                 kg_diag_t *diag)
+{
+    static const char *const suffix[2] = {KG_USAGEDB_JOURNAL_A,
+                                          KG_USAGEDB_JOURNAL_B};
+    unsigned char *buf = malloc(UD_READ_BUF);
+    kg_err_t rc = KG_OK;
+
+    memset(info, 0, sizeof(*info));
+    if (buf == NULL) {
+        return KG_ERR_NOMEM;
+    }
+    for (int k = 0; k < 2 && rc == KG_OK; k++) {
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof(path), "%s%s", store_path, suffix[k]);
+
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+            rc = kg_diag_fail(diag, KG_ERR_IO, "store path too long");
+            break;
+        }
+        rc = ud_scan_segment(path, buf, fn, ud, k, info, diag);
+    }
+    free(buf);
+    return rc;
 }

@@ -207,6 +207,7 @@ static void worker_handle_wake(kg_worker_t *w)
     if (read(w->wake_fd, &n, sizeof(n)) < 0) {
         /* EAGAIN: read already. */
     }
+    atomic_store(&w->ping_answered, atomic_load(&w->ping_asked));
     worker_take_generation(w);
     if (atomic_load(&w->quiesce_asked) && !w->quiesced) {
         MHD_socket fd = MHD_quiesce_daemon(w->daemon);
@@ -275,6 +276,17 @@ kg_err_t kg_worker_start(kg_worker_t *w, kg_diag_t *diag)
     }
     w->started = true;
     return KG_OK;
+}
+
+void kg_worker_ping(kg_worker_t *w, uint64_t seq)
+{
+    atomic_store(&w->ping_asked, seq);
+    worker_wake(w);
+}
+
+bool kg_worker_answered(kg_worker_t *w, uint64_t seq)
+{
+    return atomic_load(&w->ping_answered) >= seq;
 }
 
 void kg_worker_quiesce(kg_worker_t *w)

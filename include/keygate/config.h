@@ -110,6 +110,8 @@ typedef struct kg_config {
     bool admin_allow_insecure; /* plain HTTP on a non-loopback address */
     /* [metrics] */
     bool metrics_per_key;
+    /* [usage] */
+    int64_t usage_retention; /* seconds; 0 = keep usage events forever */
     /* [provider NAME] and [model NAME] sections, in file order */
     kg_provider_t *providers;
     size_t nproviders;

@@ -11,7 +11,7 @@
 /* 'KGAT': marks a file as a keygate store (PRAGMA application_id). */
 #define KG_STORE_APPLICATION_ID 0x4B474154
 /* The newest schema version this build knows. */
-#define KG_STORE_SCHEMA_VERSION 7
+#define KG_STORE_SCHEMA_VERSION 8
 /*
  * The version that brought usage_rollup (and dropped usage_hourly): tests
  * that migrate a store holding usage events start one below it.

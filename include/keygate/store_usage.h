@@ -127,4 +127,28 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
                                     size_t *count,
                                     kg_diag_t *diag) KG_MUST_CHECK;
 
+/*
+ * Delete up to limit (>= 1) usage events with at_ms < before_ms, oldest
+ * first, in one transaction ([usage] retention). The rollup rows, which
+ * hold their sums, stay. *deleted gets how many went. Returns KG_OK or a
+ * store error (diag; nothing deleted).
+ */
+kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
+                              size_t limit, size_t *deleted,
+                              kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * The at_ms of the oldest and the newest usage event into *oldest_ms and
+ * *newest_ms (-1 for both when there is none). KG_OK or a store error.
+ */
+kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
+                             int64_t *newest_ms, kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Whether an event with request_id is stored (*stored). KG_OK or a store
+ * error (diag).
+ */
+kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
+                               bool *stored, kg_diag_t *diag) KG_MUST_CHECK;
+
 #endif /* KEYGATE_STORE_USAGE_H */

@@ -180,4 +180,29 @@ void kg_usagedb_stop(kg_usagedb_t **w);
 /* Copy the counters into *out. Thread-safe. */
 void kg_usagedb_stats(kg_usagedb_t *w, kg_usagedb_stats_t *out);
 
+/* What kg_usagedb_journal_scan found in the journal's two segments. */
+typedef struct kg_usagedb_journal_info {
+    bool present[2];     /* the segment file exists (A, B) */
+    uint64_t bytes[2];   /* its size */
+    uint64_t records;    /* complete, valid records */
+    uint64_t invalid;    /* complete records that are not valid events */
+    uint64_t torn_bytes; /* after the last complete record (a write in
+                            progress, or cut by a crash) */
+} kg_usagedb_journal_info_t;
+
+/* Called for each valid record of a scan, in journal order. */
+typedef void (*kg_usagedb_journal_fn)(void *ud, const kg_usage_event_t *ev);
+
+/*
+ * Read the usage journal of the store at store_path without changing or
+ * locking it (a running writer may append meanwhile): count its records
+ * into *info and hand each valid event to fn (may be NULL). A missing
+ * segment is no error. Returns KG_OK, KG_ERR_NOMEM, or KG_ERR_IO when a
+ * segment cannot be read (diag). Any thread.
+ */
+kg_err_t kg_usagedb_journal_scan(const char *store_path,
+                                 kg_usagedb_journal_fn fn, void *ud,
+                                 kg_usagedb_journal_info_t *info,
+                                 kg_diag_t *diag) KG_MUST_CHECK;
+
 #endif /* KEYGATE_USAGEDB_H */

@@ -64,6 +64,10 @@ typedef struct kg_worker {
     kg_gen_loop_t gens;
     pthread_mutex_t next_mu;
     kg_generation_t *next_gen;
+    /* Liveness for the watchdog: kg_worker_ping stores a question and
+     * wakes the loop, which copies it here when it handles the wake. */
+    atomic_uint_fast64_t ping_asked;
+    atomic_uint_fast64_t ping_answered;
 } kg_worker_t;
 
 /* A new worker with its epoll set and proxy (not yet running), on the
@@ -89,6 +93,16 @@ void kg_worker_wait_disarm(kg_worker_t *w, kg_worker_wait_t *e);
 
 /* Start the worker's thread. */
 kg_err_t kg_worker_start(kg_worker_t *w, kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Ask the loop question seq (any thread; one eventfd write). The loop
+ * answers when it next handles its wake-ups, so an answer proves that it
+ * still turns; see kg_worker_answered.
+ */
+void kg_worker_ping(kg_worker_t *w, uint64_t seq);
+
+/* Whether the loop has answered question seq (or a later one). */
+bool kg_worker_answered(kg_worker_t *w, uint64_t seq);
 
 /* Stop accepting new connections (any thread); in-flight ones go on. */
 void kg_worker_quiesce(kg_worker_t *w);

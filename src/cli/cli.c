@@ -39,6 +39,8 @@ static const kg_cli_command_t cli_commands[] = {
      "requests, tokens, cost and latency over time; 'usage events': the "
      "request history"},
     {"audit", kg_cli_audit, "the audit trail of administrative changes"},
+    {"store", kg_cli_store,
+     "back the store up online; its files, rows, journal and last backup"},
     {"config", kg_cli_config, "check the configuration file"},
     {"version", cli_version, "print the version and library versions"},
     {NULL, NULL, NULL},
@@ -176,7 +178,7 @@ int kg_cli_load_config(kg_cli_t *cli)
     return KG_EXIT_OK;
 }
 
-int kg_cli_open(kg_cli_t *cli)
+int kg_cli_open_store(kg_cli_t *cli)
 {
     kg_store_opts_t opts;
     kg_diag_t diag = {{0}};
@@ -184,15 +186,30 @@ int kg_cli_open(kg_cli_t *cli)
     int ex;
 
     ex = kg_cli_load_config(cli);
-    if (ex != KG_EXIT_OK) {
+    if (ex != KG_EXIT_OK || cli->store != NULL) {
         return ex;
     }
     memset(&opts, 0, sizeof(opts));
     opts.busy_timeout_ms = (int)cli->cfg->store_busy_timeout_ms;
     rc = kg_store_open(cli->cfg->store_path, &opts, &cli->store, &diag);
-    if (rc == KG_OK) {
-        rc = kg_keyhash_load(cli->cfg->hash_key_file, &cli->hashkey, &diag);
+    if (rc != KG_OK) {
+        kg_cli_fail(rc, &diag);
+        return KG_EXIT_RUNTIME;
     }
+    return KG_EXIT_OK;
+}
+
+int kg_cli_open(kg_cli_t *cli)
+{
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+    int ex;
+
+    ex = kg_cli_open_store(cli);
+    if (ex != KG_EXIT_OK) {
+        return ex;
+    }
+    rc = kg_keyhash_load(cli->cfg->hash_key_file, &cli->hashkey, &diag);
     if (rc != KG_OK) {
         kg_cli_fail(rc, &diag);
         return KG_EXIT_RUNTIME;

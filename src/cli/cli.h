@@ -52,6 +52,7 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_admin_tokens(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_usage(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_audit(kg_cli_t *cli, int argc, char **argv);
+int kg_cli_store(kg_cli_t *cli, int argc, char **argv);
 
 /*
  * Run the subcommand named argv[0] from table (NULL-terminated), or print
@@ -62,6 +63,10 @@ int kg_cli_dispatch(kg_cli_t *cli, const char *group,
 
 /* Load the configuration only. Returns an exit code (0 = ok). */
 int kg_cli_load_config(kg_cli_t *cli);
+
+/* Load the configuration and open the store (not the hash key). Exit
+ * code. */
+int kg_cli_open_store(kg_cli_t *cli);
 
 /* Load the configuration, open the store and the hash key. Exit code. */
 int kg_cli_open(kg_cli_t *cli);

@@ -459,6 +459,11 @@ void gwf_key_create(gwf_t *f, gwf_key_t *k, const char *name, ...)
 
 void gwf_start(gwf_t *f)
 {
+    gwf_start_env(f, NULL);
+}
+
+void gwf_start_env(gwf_t *f, const char *const *extra)
+{
     const char *argv[] = {kg_harness_bin("KEYGATE_BIN"),
                           "-c",
                           f->cfg,
@@ -468,11 +473,18 @@ void gwf_start(gwf_t *f)
                           "--admin-port-file",
                           f->admin_port_file,
                           NULL};
-    const char *env[3];
+    const char *env[3 + GWF_START_ENV_MAX];
     kg_harness_cmd_t cmd = {argv, env, NULL, 0, 0};
     char name[32];
+    size_t n;
 
     kg_env(f, env);
+    n = env[1] != NULL ? 2 : 1;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        ck_assert_uint_lt(i, GWF_START_ENV_MAX);
+        env[n++] = extra[i];
+    }
+    env[n] = NULL;
     f->starts++;
     snprintf(name, sizeof(name), "gw%d.out", f->starts);
     path_in(f->gw_out, f->dir, name);

@@ -353,4 +353,11 @@ void gwf_fake_token(const char *id, char *buf, size_t len);
  * returns the number of rows it changed. */
 int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg);
 
+/* At most this many extra environment entries for gwf_start_env. */
+#define GWF_START_ENV_MAX 4
+
+/* gwf_start with extra "NAME=value" entries (NULL-terminated, at most
+ * GWF_START_ENV_MAX; NULL: none) in the daemon's environment. */
+void gwf_start_env(gwf_t *f, const char *const *extra);
+
 #endif /* KEYGATE_GATEWAY_FIXTURE_H */

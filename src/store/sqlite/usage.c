@@ -299,3 +299,91 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
     *count = n;
     return kg_store_error(store, src, "reading usage events", diag);
 }
+
+/*
+ * Retention: ?1 the cut-off, ?2 the limit. The inner select walks
+ * usage_events_time from the oldest event; the delete then takes each row
+ * by its id.
+ */
+static const char usage_sql_prune[] =
+    "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events "
+    "WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)";
+/* Both ends of usage_events_time: two index probes. */
+static const char usage_sql_span[] =
+    "SELECT (SELECT min(at_ms) FROM usage_events), "
+    "(SELECT max(at_ms) FROM usage_events)";
+static const char usage_sql_stored[] =
+    "SELECT 1 FROM usage_events WHERE request_id = ?1";
+
+kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
+                              size_t limit, size_t *deleted, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = NULL;
+    kg_err_t rc;
+
+    *deleted = 0;
+    if (limit == 0 || limit > INT32_MAX) {
+        return kg_diag_fail(diag, KG_ERR_INVAL, "bad prune limit");
+    }
+    /* BEGIN IMMEDIATE: wait for the write lock with the busy timeout
+     * rather than fail when another writer commits first. */
+    rc = kg_store_begin(store, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    st = kg_store_stmt(store, usage_sql_prune, diag);
+    if (st == NULL) {
+        rc = KG_ERR_STORE;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (int64_t)limit);
+    rc = kg_store_exec_stmt(store, st, "deleting old usage events", diag);
+    if (rc == KG_OK) {
+        *deleted = (size_t)sqlite3_changes(kg_store_db(store));
+        rc = kg_store_commit(store, diag);
+    }
+out:
+    if (rc != KG_OK) {
+        kg_store_rollback(store);
+        *deleted = 0;
+    }
+    return rc;
+}
+
+kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
+                             int64_t *newest_ms, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_span, diag);
+    int src;
+
+    *oldest_ms = -1;
+    *newest_ms = -1;
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *oldest_ms = kg_store_col_opt_int(st, 0);
+        *newest_ms = kg_store_col_opt_int(st, 1);
+    }
+    kg_store_reset(st);
+    return kg_store_error(store, src, "reading the usage events' span", diag);
+}
+
+kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
+                               bool *stored, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_stored, diag);
+    int src;
+
+    *stored = false;
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
+    src = sqlite3_step(st);
+    *stored = src == SQLITE_ROW;
+    kg_store_reset(st);
+    return kg_store_error(store, src, "looking up a usage event", diag);
+}
