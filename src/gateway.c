@@ -150,12 +150,16 @@ static void gateway_addr(const char *listen, unsigned port, char *buf,
     }
 }
 
-/* What the service manager shows (systemctl status): where keygate
- * listens and what is in flight, or how the drain goes. cfg: any
- * generation's (the listen settings need a restart to change). */
-static void gateway_status_text(kg_gateway_t *gw, const kg_config_t *cfg,
+/*
+ * What the service manager shows (systemctl status): where keygate
+ * listens, the configuration in use (and whether the last reload was
+ * refused) and what is in flight, or how the drain goes. g: the current
+ * generation as the caller holds it.
+ */
+static void gateway_status_text(kg_gateway_t *gw, const kg_generation_t *g,
                                 char *buf, size_t len)
 {
+    const kg_config_t *cfg = g->cfg;
     long n = atomic_load(&gw->inflight);
     char addr[KG_LISTEN_HOST_MAX + 16];
     char admin[KG_LISTEN_HOST_MAX + 32] = "";
@@ -172,7 +176,12 @@ static void gateway_status_text(kg_gateway_t *gw, const kg_config_t *cfg,
         gateway_addr(cfg->admin_listen, gw->admin_port, a, sizeof(a));
         snprintf(admin, sizeof(admin), ", admin on %s", a);
     }
-    snprintf(buf, len, "serving on %s%s; %ld request%s in flight", addr, admin,
+    snprintf(buf, len,
+             "serving on %s%s; configuration %llu%s; %ld request%s "
+             "in flight",
+             addr, admin, (unsigned long long)g->number,
+             atomic_load(&gw->reload_refused) ? " (the last reload was refused)"
+                                              : "",
              n, n == 1 ? "" : "s");
 }
 
@@ -181,7 +190,7 @@ static void gateway_update_status(kg_gateway_t *gw, gateway_maint_t *m)
 {
     char text[KG_NOTIFY_STATUS_MAX + 1];
 
-    gateway_status_text(gw, m->gen->cfg, text, sizeof(text));
+    gateway_status_text(gw, m->gen, text, sizeof(text));
     if (strcmp(text, m->status) != 0) {
         memcpy(m->status, text, sizeof(text));
         kg_notify_status(text);
@@ -572,7 +581,7 @@ static void gateway_ready(kg_gateway_t *gw)
 {
     char text[KG_NOTIFY_STATUS_MAX + 1];
 
-    gateway_status_text(gw, gw->gen->cfg, text, sizeof(text));
+    gateway_status_text(gw, gw->gen, text, sizeof(text));
     kg_notify_ready(text);
 }
 
@@ -688,46 +697,71 @@ static void gateway_restart_changed(void *ud, const kg_setting_t *s,
             s->section, s->name, running, next, running);
 }
 
-/*
- * SIGHUP: read the file again, off the request path. A file that does
- * not load, or a certificate that does not, is refused and the running
- * configuration kept; otherwise its reloadable settings become the new
- * generation, which every worker hands to the requests that start from
- * now, while requests in flight finish on the one they started with.
- */
-static void gateway_reload(kg_gateway_t *gw)
+/* Load the running file again as the next generation (*out new), its
+ * RESTART settings put back; KG_OK, or the error with diag. */
+static kg_err_t gateway_load_next(kg_gateway_t *gw, kg_generation_t **out,
+                                  kg_diag_t *diag)
 {
     const kg_config_t *running = gw->gen->cfg;
-    kg_generation_t *next = NULL;
-    kg_generation_t *old;
     kg_config_t *cfg = NULL;
-    kg_diag_t diag = {{0}};
     kg_err_t rc;
 
-    /* Hook for the service manager: RELOADING=1 goes here. */
+    *out = NULL;
     if (running->path == NULL) {
-        rc = kg_diag_fail(&diag, KG_ERR_CONFIG,
-                          "the daemon started without a configuration file");
-    } else {
-        KG_INFO("SIGHUP: reloading %s", running->path);
-        rc = kg_config_load(running->path, &cfg, &diag);
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "the daemon started without a configuration file");
     }
+    rc = kg_config_load(running->path, &cfg, diag);
     if (rc == KG_OK) {
         rc = kg_config_keep_restart(cfg, running, gateway_restart_changed, gw);
+        if (rc != KG_OK) {
+            rc = kg_diag_fail(diag, rc, "out of memory");
+        }
     }
     if (rc == KG_OK) {
-        rc = kg_generation_new(&cfg, gw->gen->number + 1, &next, &diag);
+        rc = kg_generation_new(&cfg, gw->gen->number + 1, out, diag);
     }
     if (rc == KG_OK) {
-        rc = gateway_apply_log(next->cfg, running, &diag);
+        rc = gateway_apply_log((*out)->cfg, running, diag);
     }
     if (rc != KG_OK) {
         kg_config_free(&cfg);
-        kg_generation_unref(&next);
+        kg_generation_unref(out);
+    }
+    return rc;
+}
+
+/*
+ * SIGHUP: read the file again, off the request path (this is the main
+ * thread, which only waits for signals). A file that does not load, or a
+ * certificate that does not, is refused and the running configuration
+ * kept; otherwise its reloadable settings become the new generation,
+ * which every worker hands to the requests that start from now, while
+ * requests in flight finish on the one they started with. The service
+ * manager hears RELOADING=1, then READY=1 either way, each with a STATUS=
+ * line saying how it went.
+ */
+static void gateway_reload(kg_gateway_t *gw)
+{
+    char text[KG_NOTIFY_STATUS_MAX + 1];
+    kg_generation_t *next = NULL;
+    kg_generation_t *old;
+    kg_diag_t diag = {{0}};
+
+    snprintf(text, sizeof(text), "reloading %s",
+             gw->gen->cfg->path ? gw->gen->cfg->path : "(no file)");
+    kg_notify_reloading(text);
+    KG_INFO("SIGHUP: %s", text);
+    if (gateway_load_next(gw, &next, &diag) != KG_OK) {
         atomic_fetch_add(&gw->reloads_failed, 1);
+        atomic_store(&gw->reload_refused, true);
         KG_ERROR("reload refused: %s; keeping configuration %llu", diag.msg,
                  (unsigned long long)gw->gen->number);
-        /* Hook for the service manager: READY=1 (and the error) here. */
+        /* Cut to fit: the log has the whole message. */
+        snprintf(text, sizeof(text),
+                 "reload refused, keeping configuration %llu: %.140s",
+                 (unsigned long long)gw->gen->number, diag.msg);
+        kg_notify_ready(text);
         return;
     }
     gateway_warn_config(next->cfg);
@@ -738,6 +772,7 @@ static void gateway_reload(kg_gateway_t *gw)
     pthread_mutex_unlock(&gw->gen_mu);
     kg_http_publish(gw, next);
     atomic_fetch_add(&gw->reloads_ok, 1);
+    atomic_store(&gw->reload_refused, false);
     KG_INFO("reload: configuration %llu in use for new requests (%zu "
             "provider%s, %zu model%s)",
             (unsigned long long)next->number, next->cfg->nproviders,
@@ -747,7 +782,8 @@ static void gateway_reload(kg_gateway_t *gw)
     gateway_note_tls("[admin]", next->admin_tls);
     /* The workers and requests still on it hold their own references. */
     kg_generation_unref(&old);
-    /* Hook for the service manager: READY=1 goes here. */
+    gateway_status_text(gw, gw->gen, text, sizeof(text));
+    kg_notify_ready(text);
 }
 
 /* SIGUSR1: logrotate moved the log file away; open it again. */

@@ -35,6 +35,7 @@ typedef struct kg_gateway {
     kg_generation_t *gen;   /* the current generation (one reference) */
     atomic_ulong reloads_ok;
     atomic_ulong reloads_failed;
+    atomic_bool reload_refused; /* the last reload kept the old one */
     kg_keyhash_t *hashkey;
     kg_secretbox_t *secretbox;
     kg_keycache_t *keycache;
