@@ -1250,9 +1250,16 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
     http_req_t *req = *con_cls;
     kg_exchange_t *ex;
 
-    (void)toe;
     if (req == NULL) {
         return;
+    }
+    if (!req->answered && req->ex == NULL) {
+        /* It ended before keygate answered (a client that left mid-body, a
+         * body too slow): its access line all the same. */
+        bool timeout = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
+
+        req->error = timeout ? "timeout" : "client_gone";
+        http_count(req, timeout ? MHD_HTTP_REQUEST_TIMEOUT : 499);
     }
     /* A kept-alive connection waits for its next request's headers: at
      * most header_timeout of silence, and all of them within it. */

@@ -1039,9 +1039,17 @@ static void admin_completed(void *cls, struct MHD_Connection *conn,
 
     (void)cls;
     (void)conn;
-    (void)toe;
     if (r == NULL) {
         return;
+    }
+    if (!r->answered) {
+        /* It ended before an answer (the client left mid-body, or was too
+         * slow): its access line all the same. */
+        bool timeout = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
+
+        r->c.status = timeout ? MHD_HTTP_REQUEST_TIMEOUT : 499;
+        r->c.error = timeout ? "timeout" : "client_gone";
+        admin_log_request(&r->c);
     }
     if (r->c.resp != NULL) {
         MHD_destroy_response(r->c.resp);
