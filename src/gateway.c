@@ -766,11 +766,17 @@ static void gateway_reload(kg_gateway_t *gw)
     }
     gateway_warn_config(next->cfg);
     kg_policy_set_config(gw->policy, next->cfg);
+    /* The event loops first: once the admin listener and the maintenance
+     * thread see the new generation, so does every new client request. */
+    if (!kg_http_publish(gw, next)) {
+        KG_WARN("reload: an event loop has not switched to configuration "
+                "%llu within %d ms; it will at its next wake-up",
+                (unsigned long long)next->number, KG_HTTP_PUBLISH_WAIT_MS);
+    }
     pthread_mutex_lock(&gw->gen_mu);
     old = gw->gen;
     gw->gen = next;
     pthread_mutex_unlock(&gw->gen_mu);
-    kg_http_publish(gw, next);
     atomic_fetch_add(&gw->reloads_ok, 1);
     atomic_store(&gw->reload_refused, false);
     KG_INFO("reload: configuration %llu in use for new requests (%zu "

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -1584,9 +1585,24 @@ void kg_http_stop(kg_gateway_t *gw)
     kg_connlimit_free(&gw->connlimit);
 }
 
-void kg_http_publish(kg_gateway_t *gw, kg_generation_t *g)
+bool kg_http_publish(kg_gateway_t *gw, kg_generation_t *g)
 {
+    int64_t deadline = kg_clock_mono_us() + KG_HTTP_PUBLISH_WAIT_MS * 1000;
+    struct timespec tick = {0, 1000 * 1000};
+    unsigned done = 0;
+
     for (unsigned i = 0; i < gw->nworkers; i++) {
         kg_worker_set_generation(gw->workers[i], g);
     }
+    /* Each loop switches when it wakes up: at once unless it is stuck. */
+    while (done < gw->nworkers && kg_clock_mono_us() < deadline) {
+        done = 0;
+        for (unsigned i = 0; i < gw->nworkers; i++) {
+            done += kg_worker_generation(gw->workers[i]) >= g->number;
+        }
+        if (done < gw->nworkers) {
+            nanosleep(&tick, NULL);
+        }
+    }
+    return done == gw->nworkers;
 }

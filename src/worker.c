@@ -48,6 +48,7 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
     w->header_us = gw->gen->cfg->server_header_timeout_ms * 1000;
     w->tls = gw->gen->tls != NULL;
     pthread_mutex_init(&w->next_mu, NULL);
+    atomic_init(&w->gen_number, gw->gen->number);
     if (kg_gen_loop_init(&w->gens, gw->gen) != KG_OK) {
         pthread_mutex_destroy(&w->next_mu);
         free(w);
@@ -188,13 +189,20 @@ static int worker_timeout_ms(kg_worker_t *w)
 /* A reload handed a configuration over: new requests get it from now. */
 static void worker_take_generation(kg_worker_t *w)
 {
+    uint64_t number;
     kg_generation_t *g;
 
     pthread_mutex_lock(&w->next_mu);
     g = w->next_gen;
     w->next_gen = NULL;
     pthread_mutex_unlock(&w->next_mu);
-    if (g != NULL && kg_gen_loop_switch(&w->gens, g) != KG_OK) {
+    if (g == NULL) {
+        return;
+    }
+    number = g->number;
+    if (kg_gen_loop_switch(&w->gens, g) == KG_OK) {
+        atomic_store(&w->gen_number, number);
+    } else {
         KG_ERROR("worker %u: out of memory; it keeps configuration %llu",
                  w->index, (unsigned long long)w->gens.current->gen->number);
     }
@@ -287,6 +295,11 @@ void kg_worker_ping(kg_worker_t *w, uint64_t seq)
 bool kg_worker_answered(kg_worker_t *w, uint64_t seq)
 {
     return atomic_load(&w->ping_answered) >= seq;
+}
+
+uint64_t kg_worker_generation(kg_worker_t *w)
+{
+    return atomic_load(&w->gen_number);
 }
 
 void kg_worker_quiesce(kg_worker_t *w)

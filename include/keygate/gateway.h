@@ -93,9 +93,16 @@ kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag) KG_MUST_CHECK;
 /* Stop accepting new connections; in-flight requests go on. */
 void kg_http_quiesce(kg_gateway_t *gw);
 
-/* Hand g to every worker for its new requests (see kg_worker_set_generation).
+/* How long kg_http_publish waits for the workers to switch, at most. */
+#define KG_HTTP_PUBLISH_WAIT_MS 2000
+
+/*
+ * Hand g to every worker for its new requests (see
+ * kg_worker_set_generation) and wait until each has switched, at most
+ * KG_HTTP_PUBLISH_WAIT_MS: true when all did (every request that starts
+ * from now gets g), false when one did not in time (it will later).
  */
-void kg_http_publish(kg_gateway_t *gw, kg_generation_t *g);
+bool kg_http_publish(kg_gateway_t *gw, kg_generation_t *g);
 
 /* Cut every transfer in flight (the drain deadline); see kg_proxy_cut_all. */
 void kg_http_cut_all(kg_gateway_t *gw);

@@ -64,6 +64,8 @@ typedef struct kg_worker {
     kg_gen_loop_t gens;
     pthread_mutex_t next_mu;
     kg_generation_t *next_gen;
+    /* The number of the generation its new requests get (any thread). */
+    atomic_uint_fast64_t gen_number;
     /* Liveness for the watchdog: kg_worker_ping stores a question and
      * wakes the loop, which copies it here when it handles the wake. */
     atomic_uint_fast64_t ping_asked;
@@ -113,6 +115,10 @@ void kg_worker_quiesce(kg_worker_t *w);
  * start after that; requests in flight finish on theirs.
  */
 void kg_worker_set_generation(kg_worker_t *w, kg_generation_t *g);
+
+/* The number of the generation the worker's new requests get (any
+ * thread): after kg_worker_set_generation, the new one once it switched. */
+uint64_t kg_worker_generation(kg_worker_t *w);
 
 /* Stop the thread and wait for it (any thread but the worker's). */
 void kg_worker_stop(kg_worker_t *w);
