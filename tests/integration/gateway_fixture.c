@@ -1336,6 +1336,67 @@ int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg)
     return changed;
 }
 
+void gwf_admin_token(gwf_t *f, const char *name, char *buf, size_t len)
+{
+    kg_harness_result_t r = {0};
+    json_t *j;
+    int rc;
+
+    rc =
+        gwf_kg(f, &r, "--json", "admin-tokens", "create", "--name", name, NULL);
+    ck_assert_msg(rc == 0, "admin-tokens create: %s", r.err);
+    j = json_loads(r.out, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "token")));
+    snprintf(buf, len, "%s", json_string_value(json_object_get(j, "token")));
+    ck_assert_uint_gt(strlen(buf), 20);
+    json_decref(j);
+    kg_harness_result_free(&r);
+}
+
+json_int_t gwf_generation(const gwf_t *f)
+{
+    json_int_t n = -1;
+    gwf_resp_t r;
+
+    if (gwf_admin_http(f, &r, "GET", "/readyz", NULL, NULL, 0) == CURLE_OK &&
+        r.status == 200) {
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        json_t *g = json_object_get(json_object_get(j, "config"), "generation");
+
+        n = json_is_integer(g) ? json_integer_value(g) : -1;
+        json_decref(j);
+    }
+    gwf_resp_free(&r);
+    return n;
+}
+
+bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms)
+{
+    int64_t end = gwf_now_ms() + timeout_ms;
+
+    while (gwf_generation(f) != n) {
+        if (gwf_now_ms() >= end) {
+            return false;
+        }
+        gwf_sleep_ms(20);
+    }
+    return true;
+}
+
+bool gwf_log_wait(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t end = gwf_now_ms() + timeout_ms;
+
+    while (gwf_log_count(path, needle) == 0) {
+        if (gwf_now_ms() >= end) {
+            return false;
+        }
+        gwf_sleep_ms(20);
+    }
+    return true;
+}
+
 int gwf_run_suite(Suite *s)
 {
     SRunner *sr;

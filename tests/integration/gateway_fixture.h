@@ -360,4 +360,23 @@ int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg);
  * GWF_START_ENV_MAX; NULL: none) in the daemon's environment. */
 void gwf_start_env(gwf_t *f, const char *const *extra);
 
+/* ---- reloads and logs ------------------------------------------------- */
+
+/* Room for an admin token ("kgadm_..."). */
+#define GWF_ADMIN_TOKEN_MAX 96
+
+/* keygate --json admin-tokens create --name NAME (read-write), asserted;
+ * the token into buf (GWF_ADMIN_TOKEN_MAX). */
+void gwf_admin_token(gwf_t *f, const char *name, char *buf, size_t len);
+
+/* The configuration generation the admin listener's /readyz reports, or
+ * -1 when it cannot be read. */
+json_int_t gwf_generation(const gwf_t *f);
+
+/* Poll gwf_generation up to timeout_ms until it is n. */
+bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms);
+
+/* Poll up to timeout_ms until a line of the file at path contains needle. */
+bool gwf_log_wait(const char *path, const char *needle, int timeout_ms);
+
 #endif /* KEYGATE_GATEWAY_FIXTURE_H */
