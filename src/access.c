@@ -117,7 +117,10 @@ size_t kg_access_format(const kg_request_summary_t *s, int admin, char *buf,
     l.used = n < 0 ? 0 : (size_t)n > l.cap ? l.cap : (size_t)n;
     al_str(&l, "request_id", s->request_id);
     al_str(&l, "method", s->method);
-    al_str(&l, "route", s->route);
+    al_str(&l, "route", s->endpoint);
+    if (!admin) {
+        al_str(&l, "operation", s->route);
+    }
     al_int(&l, "status", s->status);
     al_str(&l, admin ? "token_id" : "key_id", s->key_id);
     if (!admin) {

@@ -55,7 +55,8 @@ typedef enum http_kind {
     HTTP_ROUTE_PROXY,
 } http_kind_t;
 
-/* One route: method ("*" = any), path, operation name, API, handler kind. */
+/* One route: method ("*" = any), path, operation name, API, handler kind,
+ * and its path as the access line shows it. */
 typedef struct http_route {
     const char *method;
     const char *path;
@@ -64,31 +65,34 @@ typedef struct http_route {
     kg_provider_type_t api;
     http_kind_t kind;
     bool needs_model;
+    const char *pattern;
 } http_route_t;
 
 static const http_route_t http_routes[] = {
     {"GET", "/v1/models", false, "models", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_MODELS, false},
+     HTTP_ROUTE_MODELS, false, "/v1/models"},
     {"GET", "/v1/key", false, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_KEY,
-     false},
+     false, "/v1/key"},
     {"POST", "/v1/chat/completions", false, "chat", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/chat/completions"},
     {"POST", "/v1/completions", false, "completions", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/completions"},
     {"POST", "/v1/embeddings", false, "embeddings", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/embeddings"},
     {"POST", "/v1/responses", false, "responses", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/responses"},
     {"POST", "/v1/moderations", false, "moderations", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, false},
+     HTTP_ROUTE_PROXY, false, "/v1/moderations"},
     {"POST", "/v1/messages", false, "messages", KG_PROVIDER_ANTHROPIC,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/messages"},
     {"POST", "/v1/messages/count_tokens", false, "messages",
-     KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true},
+     KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true,
+     "/v1/messages/count_tokens"},
     {"GET", "/v1/models/", true, "models", KG_PROVIDER_OPENAI, HTTP_ROUTE_MODEL,
-     false},
+     false, "/v1/models/{model}"},
     /* Every other /v1/ path goes to an OpenAI-type provider. */
-    {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false},
+    {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false,
+     "/v1/*"},
 };
 
 /* Per-request state of the HTTP side (libmicrohttpd's con_cls). */
@@ -101,7 +105,8 @@ typedef struct http_req {
     const kg_config_t *cfg;
     const kg_model_t *model;
     const kg_provider_t *prov;
-    const char *error; /* the code of keygate's error answer, or NULL */
+    const char *error;    /* the code of keygate's error answer, or NULL */
+    const char *endpoint; /* the route's pattern (static), or NULL */
     char method[KG_METHOD_MAX + 1];
     const http_route_t *route;
     char request_id[KG_REQUEST_ID_LEN + 1];
@@ -238,6 +243,7 @@ static void http_count(const http_req_t *req, unsigned status)
     m.request_id = req->request_id;
     m.method = req->method;
     m.route = req->route ? req->route->operation : "other";
+    m.endpoint = req->endpoint;
     m.status = (int)status;
     m.key_id = req->key.id;
     m.workspace_id = req->key.id[0] ? req->key.workspace_id : NULL;
@@ -702,6 +708,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     }
     if (req->cfg->server_health_routes && strcmp(method, "GET") == 0 &&
         (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)) {
+        req->endpoint = strcmp(url, "/readyz") == 0 ? "/readyz" : "/healthz";
         *ret = http_health(conn, req, strcmp(url, "/readyz") == 0);
         return true;
     }
@@ -711,6 +718,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
         return true;
     }
     req->route = http_route_find(method, url, &bad_method);
+    req->endpoint = req->route ? req->route->pattern : NULL;
     if (req->route == NULL) {
         return bad_method ? http_defer(req, KG_ERR_METHOD, NULL)
                : strncmp(url, "/v1/v1/", 7) == 0
@@ -994,6 +1002,7 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     ex->model = model;
     ex->provider = prov;
     ex->operation = req->route->operation;
+    ex->endpoint = req->route->pattern;
     memcpy(ex->client_ip, req->client_ip, sizeof(ex->client_ip));
     ex->stream_requested = info.stream;
     ex->client_wants_usage = info.client_include_usage;

@@ -335,6 +335,7 @@ static void proxy_count(const upstream_t *up, const kg_usage_event_t *ev)
     m.request_id = ev->request_id;
     m.method = ex->method;
     m.route = ev->operation;
+    m.endpoint = ex->endpoint;
     m.status = ev->status;
     m.key_id = ev->key_id;
     m.workspace_id = ev->workspace_id;

@@ -18,6 +18,9 @@ typedef struct kg_request_summary {
     const char *request_id;
     const char *method;       /* the HTTP method */
     const char *route;        /* the operation: chat, models, ... ("other") */
+    const char *endpoint;     /* the route's pattern: "/v1/chat/completions",
+                                 "/admin/v1/keys/{}"; never a request's own
+                                 path (it may hold a credential) */
     int status;               /* the status sent to the client */
     const char *key_id;       /* the client key, or the admin token */
     const char *workspace_id; /* the key's workspace */
@@ -36,16 +39,17 @@ typedef struct kg_request_summary {
 
 /*
  * Write the access line of a client request, at level info, in the log's
- * format ([log] format): fields request_id, method, route, status, key_id,
- * workspace_id, model, provider, prompt_tokens, completion_tokens,
- * cached_tokens, cost, latency_ms, ttft_ms, client_ip, error (docs/
- * operations.md). Formats only when info is on; one write(2).
+ * format ([log] format): fields request_id, method, route (the endpoint),
+ * operation, status, key_id, workspace_id, model, provider,
+ * prompt_tokens, completion_tokens, cached_tokens, cost, latency_ms,
+ * ttft_ms, client_ip, error (docs/operations.md). Formats only when info
+ * is on; one write(2).
  */
 void kg_access_log(const kg_request_summary_t *s);
 
 /*
  * The same for a request to the admin listener (type "admin"): fields
- * request_id, method, route (its pattern), status, token_id (key_id),
+ * request_id, method, route (the endpoint), status, token_id (key_id),
  * latency_ms, client_ip, error.
  */
 void kg_access_log_admin(const kg_request_summary_t *s);

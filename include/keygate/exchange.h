@@ -61,6 +61,7 @@ typedef struct kg_exchange {
     void *curl_headers;       /* struct curl_slist *, owned by the proxy */
     int64_t start_us;
     char method[KG_METHOD_MAX + 1]; /* for the access line */
+    const char *endpoint;           /* its route's pattern (static) */
     /*
      * The configuration model and provider belong to: a use of the loop's
      * slot that the HTTP side takes for the proxy when it hands the

@@ -819,7 +819,8 @@ static void admin_log_request(const admin_ctx_t *c)
     memset(&m, 0, sizeof(m));
     m.request_id = c->request_id;
     m.method = c->method;
-    m.route = c->route ? c->route->pattern : NULL;
+    m.route = "admin";
+    m.endpoint = c->route ? c->route->pattern : NULL;
     m.status = (int)c->status;
     m.key_id = c->authed ? c->who.id : NULL;
     m.client_ip = c->client_ip;
