@@ -321,9 +321,9 @@ void gwf_config(gwf_t *f, const char *server, const char *upstream,
 
     ck_assert_ptr_nonnull(text);
     cfg_add(text, &len,
-            "# keygate gateway integration test\n[log]\nlevel = debug\n\n"
+            "# keygate gateway integration test\n[log]\nlevel = debug\n%s\n"
             "[server]\nlisten = 127.0.0.1:0\nthreads = 2\n%s\n",
-            server ? server : "");
+            f->log_extra ? f->log_extra : "", server ? server : "");
     cfg_add(text, &len, "[upstream]\nconnect_timeout = 5s\n%s\n",
             upstream ? upstream : "");
     /* The admin listener on an ephemeral port too, never 8081. */

@@ -58,6 +58,7 @@ typedef struct gwf {
     char gw_port_file[PATH_MAX];
     char admin_port_file[PATH_MAX];
     const char *admin_extra; /* more [admin] lines for gwf_config, or NULL */
+    const char *log_extra;   /* more [log] lines for gwf_config, or NULL */
     kg_harness_proc_t mock;
     kg_harness_proc_t aux; /* a second mock, only when asked for */
     kg_harness_proc_t gw;
