@@ -1384,6 +1384,29 @@ bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms)
     return true;
 }
 
+void gwf_config_replace(const gwf_t *f, const char *from, const char *to)
+{
+    char *text = NULL;
+    char *out;
+    char *at;
+    size_t len = 0;
+    size_t head;
+
+    ck_assert_int_eq(kg_harness_read_file(f->cfg, &text, &len), 0);
+    at = strstr(text, from);
+    ck_assert_msg(at != NULL, "no '%s' in the configuration", from);
+    head = (size_t)(at - text);
+    out = malloc(len + strlen(to) + 1);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, text, head);
+    memcpy(out + head, to, strlen(to));
+    memcpy(out + head + strlen(to), at + strlen(from),
+           len - head - strlen(from) + 1);
+    ck_assert_int_eq(kg_harness_write_file(f->cfg, out, strlen(out), 0644), 0);
+    free(out);
+    free(text);
+}
+
 bool gwf_log_wait(const char *path, const char *needle, int timeout_ms)
 {
     int64_t end = gwf_now_ms() + timeout_ms;

@@ -377,6 +377,10 @@ json_int_t gwf_generation(const gwf_t *f);
 /* Poll gwf_generation up to timeout_ms until it is n. */
 bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms);
 
+/* Replace the first occurrence of from in the world's configuration file
+ * with to (asserted to occur): for settings gwf_config writes itself. */
+void gwf_config_replace(const gwf_t *f, const char *from, const char *to);
+
 /* Poll up to timeout_ms until a line of the file at path contains needle. */
 bool gwf_log_wait(const char *path, const char *needle, int timeout_ms);
 

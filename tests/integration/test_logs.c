@@ -464,6 +464,98 @@ START_TEST(test_log_reopen_on_sigusr1)
 }
 END_TEST
 
+/*
+ * config/keygate.logrotate, pointed at the world's log file and signalling
+ * its daemon (instead of through systemctl): logrotate rotates the file
+ * without an error, keygate opens a new one on the signal, and a request
+ * after it is logged there.
+ */
+START_TEST(test_logrotate_example)
+{
+    const char *example = KEYGATE_SOURCE_DIR "/config/keygate.logrotate";
+    char log_path[PATH_MAX];
+    char rotated[PATH_MAX];
+    char conf[PATH_MAX];
+    char state[PATH_MAX];
+    char kill_cmd[64];
+    char cred[160];
+    char rid[2][GWF_REQID_MAX];
+    const char *argv[] = {"/usr/sbin/logrotate",
+                          "--verbose",
+                          "--force",
+                          "--state",
+                          state,
+                          conf,
+                          NULL};
+    kg_harness_cmd_t cmd = {argv, NULL, NULL, 0, 20000};
+    kg_harness_result_t res = {0};
+    gwf_key_t k;
+    gwf_t f;
+
+    gwf_init(&f, false);
+    f.log_extra = JSON_LOG;
+    gwf_config(&f, NULL, NULL, NULL);
+    gwf_init_store(&f);
+    gwf_key_create(&f, &k, "rotated", NULL);
+    ck_assert(
+        kg_harness_path(log_path, sizeof(log_path), f.dir, "keygate.log"));
+    ck_assert(
+        kg_harness_path(rotated, sizeof(rotated), f.dir, "keygate.log.1"));
+    ck_assert(kg_harness_path(conf, sizeof(conf), f.dir, "logrotate.conf"));
+    ck_assert(kg_harness_path(state, sizeof(state), f.dir, "logrotate.state"));
+    gwf_start(&f);
+    gwf_bearer(&k, cred, sizeof(cred));
+    ck_assert_int_eq(get(&f, "/v1/models", cred, rid[0]), 200);
+    assert_json_line(log_path, rid[0]);
+
+    {
+        /* The example, with this world's file and daemon. */
+        char *text = NULL;
+        char *out;
+        char *at;
+        size_t len = 0;
+        const char *sysd =
+            "systemctl kill --signal=USR1 --kill-whom=main keygate.service";
+
+        ck_assert_int_eq(kg_harness_read_file(example, &text, &len), 0);
+        out = malloc(len + 2 * PATH_MAX);
+        ck_assert_ptr_nonnull(out);
+        at = strstr(text, "/var/log/keygate/keygate.log {");
+        ck_assert_ptr_nonnull(at);
+        *at = '\0';
+        snprintf(kill_cmd, sizeof(kill_cmd), "kill -USR1 %ld", (long)f.gw_pid);
+        at += strlen("/var/log/keygate/keygate.log");
+        {
+            char *post = strstr(at, sysd);
+
+            ck_assert_ptr_nonnull(post);
+            *post = '\0';
+            snprintf(out, len + 2 * PATH_MAX, "%s%s%s%s%s", text, log_path, at,
+                     kill_cmd, post + strlen(sysd));
+        }
+        ck_assert_int_eq(kg_harness_write_file(conf, out, strlen(out), 0644),
+                         0);
+        free(out);
+        free(text);
+    }
+    ck_assert_int_eq(kg_harness_run(&cmd, &res), 0);
+    ck_assert_msg(res.status == 0, "logrotate: exit %d: %s", res.status,
+                  res.err);
+    ck_assert_msg(strstr(res.err, "error") == NULL, "logrotate: %s", res.err);
+    ck_assert_ptr_nonnull(strstr(res.err, "running postrotate script"));
+    ck_assert(kg_harness_exists(rotated));
+    ck_assert(
+        gwf_log_wait(log_path, "SIGUSR1: log file reopened", LOG_WAIT_MS));
+    ck_assert_int_eq(get(&f, "/v1/models", cred, rid[1]), 200);
+    assert_json_line(log_path, rid[1]);
+    ck_assert_int_eq(gwf_log_count(rotated, rid[0]), 1);
+    ck_assert_int_eq(gwf_log_count(rotated, rid[1]), 0);
+    kg_harness_result_free(&res);
+    ck_assert_int_eq(gwf_stop(&f, 15000), 0);
+    gwf_free(&f);
+}
+END_TEST
+
 static Suite *logs_suite(void)
 {
     Suite *s = suite_create("logs");
@@ -473,6 +565,7 @@ static Suite *logs_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_json_access_lines_every_route);
     tcase_add_test(tc, test_log_reopen_on_sigusr1);
+    tcase_add_test(tc, test_logrotate_example);
     suite_add_tcase(s, tc);
     return s;
 }

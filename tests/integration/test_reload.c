@@ -334,28 +334,6 @@ static int loop_threads(pid_t pid)
     return n;
 }
 
-/* Replace the first from in the world's configuration file with to. */
-static void replace_in_config(const gwf_t *f, const char *from, const char *to)
-{
-    char *text = NULL;
-    char *out;
-    char *at;
-    size_t len = 0;
-
-    ck_assert_int_eq(kg_harness_read_file(f->cfg, &text, &len), 0);
-    at = strstr(text, from);
-    ck_assert_ptr_nonnull(at);
-    out = malloc(len + strlen(to) + 1);
-    ck_assert_ptr_nonnull(out);
-    memcpy(out, text, (size_t)(at - text));
-    memcpy(out + (at - text), to, strlen(to));
-    memcpy(out + (at - text) + strlen(to), at + strlen(from),
-           len - (size_t)(at - text) - strlen(from) + 1);
-    ck_assert_int_eq(kg_harness_write_file(f->cfg, out, strlen(out), 0644), 0);
-    free(out);
-    free(text);
-}
-
 /*
  * A changed RESTART setting (threads; turning TLS on) is named in a
  * warning and not applied, while the reloadable settings of the same file
@@ -386,7 +364,7 @@ START_TEST(test_reload_restart_setting_warned_not_applied)
                "max_body_bytes = 1k\n"
                "tls_cert_file = cert.pem\ntls_key_file = key.pem\n",
                NULL, MODEL_BEFORE);
-    replace_in_config(&f, "threads = 2\n", "threads = 3\n");
+    gwf_config_replace(&f, "threads = 2\n", "threads = 3\n");
     ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGHUP), 0);
     ck_assert(gwf_wait_generation(&f, 2, RELOAD_WAIT_MS));
     ck_assert_int_eq(
