@@ -366,6 +366,16 @@ void gwf_config(gwf_t *f, const char *server, const char *upstream,
     free(text);
 }
 
+void gwf_args_append(const char **argv, size_t n, va_list ap)
+{
+    for (const char *a = va_arg(ap, const char *); a != NULL;
+         a = va_arg(ap, const char *)) {
+        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    argv[n] = NULL;
+}
+
 int gwf_kg(gwf_t *f, kg_harness_result_t *res, const char *first, ...)
 {
     const char *argv[KG_HARNESS_MAX_ARGS] = {kg_harness_bin("KEYGATE_BIN"),
@@ -377,13 +387,8 @@ int gwf_kg(gwf_t *f, kg_harness_result_t *res, const char *first, ...)
 
     kg_env(f, env);
     va_start(ap, first);
-    for (const char *a = va_arg(ap, const char *); a != NULL;
-         a = va_arg(ap, const char *)) {
-        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    gwf_args_append(argv, n, ap);
     va_end(ap);
-    argv[n] = NULL;
     kg_harness_result_free(res);
     ck_assert_msg(kg_harness_run(&cmd, res) == 0, "cannot run keygate: %s",
                   res->err);
@@ -434,13 +439,8 @@ void gwf_key_create(gwf_t *f, gwf_key_t *k, const char *name, ...)
 
     kg_env(f, env);
     va_start(ap, name);
-    for (const char *a = va_arg(ap, const char *); a != NULL;
-         a = va_arg(ap, const char *)) {
-        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    gwf_args_append(argv, n, ap);
     va_end(ap);
-    argv[n] = NULL;
     ck_assert_int_eq(kg_harness_run(&cmd, &r), 0);
     ck_assert_msg(r.status == 0, "keys create: exit %d: %s", r.status, r.err);
     j = json_loads(r.out, 0, NULL);

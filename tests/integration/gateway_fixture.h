@@ -5,6 +5,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -146,6 +147,12 @@ void gwf_init_keyed(gwf_t *f, const char *env_name, const char *key);
  */
 void gwf_config(gwf_t *f, const char *server, const char *upstream,
                 const char *extra);
+
+/*
+ * Append the NULL-terminated arguments of ap to argv after its first n
+ * entries and end it with NULL (asserted to fit KG_HARNESS_MAX_ARGS).
+ */
+void gwf_args_append(const char **argv, size_t n, va_list ap);
 
 /* keygate -c CFG ARGS... NULL, with the provider credential in the
  * environment; returns the exit code (res holds the outputs). */

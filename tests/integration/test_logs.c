@@ -396,6 +396,56 @@ START_TEST(test_json_access_lines_every_route)
 }
 END_TEST
 
+/* A world logging as log_extra says ([log] file = keygate.log), with one
+ * key, running; the log file's path and its rotated name (PATH_MAX). */
+static void start_logged(gwf_t *f, gwf_key_t *k, const char *log_extra,
+                         char *log_path, char *rotated)
+{
+    gwf_init(f, false);
+    f->log_extra = log_extra;
+    gwf_config(f, NULL, NULL, NULL);
+    gwf_init_store(f);
+    gwf_key_create(f, k, "rotated", NULL);
+    ck_assert(kg_harness_path(log_path, PATH_MAX, f->dir, "keygate.log"));
+    ck_assert(kg_harness_path(rotated, PATH_MAX, f->dir, "keygate.log.1"));
+    gwf_start(f);
+}
+
+/* config/keygate.logrotate into conf, for the world's log file and
+ * daemon: its path, and "kill -USR1 <pid>" for the systemctl line. */
+static void write_logrotate(const gwf_t *f, const char *log_path,
+                            const char *conf)
+{
+    static const char example[] =
+        KEYGATE_SOURCE_DIR "/config/keygate.logrotate";
+    static const char file[] = "/var/log/keygate/keygate.log {";
+    static const char sysd[] =
+        "systemctl kill --signal=USR1 --kill-whom=main keygate.service";
+    char kill_cmd[64];
+    char *text = NULL;
+    char *out;
+    char *at;
+    char *post;
+    size_t len = 0;
+
+    ck_assert_int_eq(kg_harness_read_file(example, &text, &len), 0);
+    out = malloc(len + PATH_MAX + sizeof(kill_cmd));
+    ck_assert_ptr_nonnull(out);
+    at = strstr(text, file);
+    ck_assert_ptr_nonnull(at);
+    *at = '\0';
+    at += strlen(file) - 2; /* from " {" on */
+    post = strstr(at, sysd);
+    ck_assert_ptr_nonnull(post);
+    *post = '\0';
+    snprintf(kill_cmd, sizeof(kill_cmd), "kill -USR1 %ld", (long)f->gw_pid);
+    snprintf(out, len + PATH_MAX + sizeof(kill_cmd), "%s%s%s%s%s", text,
+             log_path, at, kill_cmd, post + strlen(sysd));
+    ck_assert_int_eq(kg_harness_write_file(conf, out, strlen(out), 0644), 0);
+    free(out);
+    free(text);
+}
+
 /*
  * logrotate's way: the file is renamed, lines go on to it until SIGUSR1,
  * then to a new file under the name. A reload switches the format.
@@ -410,16 +460,7 @@ START_TEST(test_log_reopen_on_sigusr1)
     gwf_key_t k;
     gwf_t f;
 
-    gwf_init(&f, false);
-    f.log_extra = "file = keygate.log\n";
-    gwf_config(&f, NULL, NULL, NULL);
-    gwf_init_store(&f);
-    gwf_key_create(&f, &k, "rotated", NULL);
-    ck_assert(
-        kg_harness_path(log_path, sizeof(log_path), f.dir, "keygate.log"));
-    ck_assert(
-        kg_harness_path(rotated, sizeof(rotated), f.dir, "keygate.log.1"));
-    gwf_start(&f);
+    start_logged(&f, &k, "file = keygate.log\n", log_path, rotated);
     gwf_bearer(&k, cred, sizeof(cred));
     /* 0640 at most (the daemon's umask may take more away). */
     ck_assert_int_eq(kg_harness_file_mode(log_path) & ~0640, 0);
@@ -472,12 +513,10 @@ END_TEST
  */
 START_TEST(test_logrotate_example)
 {
-    const char *example = KEYGATE_SOURCE_DIR "/config/keygate.logrotate";
     char log_path[PATH_MAX];
     char rotated[PATH_MAX];
     char conf[PATH_MAX];
     char state[PATH_MAX];
-    char kill_cmd[64];
     char cred[160];
     char rid[2][GWF_REQID_MAX];
     const char *argv[] = {"/usr/sbin/logrotate",
@@ -492,52 +531,14 @@ START_TEST(test_logrotate_example)
     gwf_key_t k;
     gwf_t f;
 
-    gwf_init(&f, false);
-    f.log_extra = JSON_LOG;
-    gwf_config(&f, NULL, NULL, NULL);
-    gwf_init_store(&f);
-    gwf_key_create(&f, &k, "rotated", NULL);
-    ck_assert(
-        kg_harness_path(log_path, sizeof(log_path), f.dir, "keygate.log"));
-    ck_assert(
-        kg_harness_path(rotated, sizeof(rotated), f.dir, "keygate.log.1"));
+    start_logged(&f, &k, JSON_LOG, log_path, rotated);
     ck_assert(kg_harness_path(conf, sizeof(conf), f.dir, "logrotate.conf"));
     ck_assert(kg_harness_path(state, sizeof(state), f.dir, "logrotate.state"));
-    gwf_start(&f);
     gwf_bearer(&k, cred, sizeof(cred));
     ck_assert_int_eq(get(&f, "/v1/models", cred, rid[0]), 200);
     assert_json_line(log_path, rid[0]);
 
-    {
-        /* The example, with this world's file and daemon. */
-        char *text = NULL;
-        char *out;
-        char *at;
-        size_t len = 0;
-        const char *sysd =
-            "systemctl kill --signal=USR1 --kill-whom=main keygate.service";
-
-        ck_assert_int_eq(kg_harness_read_file(example, &text, &len), 0);
-        out = malloc(len + 2 * PATH_MAX);
-        ck_assert_ptr_nonnull(out);
-        at = strstr(text, "/var/log/keygate/keygate.log {");
-        ck_assert_ptr_nonnull(at);
-        *at = '\0';
-        snprintf(kill_cmd, sizeof(kill_cmd), "kill -USR1 %ld", (long)f.gw_pid);
-        at += strlen("/var/log/keygate/keygate.log");
-        {
-            char *post = strstr(at, sysd);
-
-            ck_assert_ptr_nonnull(post);
-            *post = '\0';
-            snprintf(out, len + 2 * PATH_MAX, "%s%s%s%s%s", text, log_path, at,
-                     kill_cmd, post + strlen(sysd));
-        }
-        ck_assert_int_eq(kg_harness_write_file(conf, out, strlen(out), 0644),
-                         0);
-        free(out);
-        free(text);
-    }
+    write_logrotate(&f, log_path, conf);
     ck_assert_int_eq(kg_harness_run(&cmd, &res), 0);
     ck_assert_msg(res.status == 0, "logrotate: exit %d: %s", res.status,
                   res.err);

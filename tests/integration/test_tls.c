@@ -40,17 +40,11 @@ __attribute__((sentinel)) static void openssl(const char *dir,
     kg_harness_cmd_t cmd = {argv, NULL, NULL, 0, 30000};
     kg_harness_result_t r = {0};
     char cwd[PATH_MAX];
-    size_t n = 2;
     va_list ap;
 
     va_start(ap, first);
-    for (const char *a = va_arg(ap, const char *); a != NULL;
-         a = va_arg(ap, const char *)) {
-        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    gwf_args_append(argv, 2, ap);
     va_end(ap);
-    argv[n] = NULL;
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
     ck_assert_int_eq(chdir(dir), 0);
     ck_assert_int_eq(kg_harness_run(&cmd, &r), 0);
