@@ -231,6 +231,77 @@ START_TEST(test_reload_price_and_new_model_under_load)
 }
 END_TEST
 
+/* ---- credential files -------------------------------------------------- */
+
+/* A provider with its pool credential in a file, and its model. */
+#define FILED                                                              \
+    "[provider filed]\ntype = openai\nbase_url = http://127.0.0.1:%d/v1\n" \
+    "api_key_file = filed.key\n\n"                                         \
+    "[model filed-model]\nprovider = filed\ninput_price = 1\n"             \
+    "output_price = 1\n\n"
+
+/* The Authorization header the mock got for a request to filed-model. */
+static void seen_credential(const gwf_t *f, const gwf_key_t *k, char *out,
+                            size_t len)
+{
+    char marker[GWF_MARKER_MAX];
+    char body[256];
+    json_t *seen;
+
+    gwf_marker(marker, sizeof(marker));
+    snprintf(body, sizeof(body),
+             "{\"model\":\"filed-model\",\"user\":\"%s\",\"messages\":[]}",
+             marker);
+    ck_assert_int_eq(chat(f, k, body, NULL), 200);
+    seen = gwf_log_request(f->mock_log, marker);
+    ck_assert_ptr_nonnull(seen);
+    snprintf(out, len, "%s",
+             json_string_value(json_object_get(json_object_get(seen, "headers"),
+                                               "authorization")));
+    json_decref(seen);
+}
+
+/*
+ * A provider's credential file is read again on reload: new requests carry
+ * the new credential upstream.
+ */
+START_TEST(test_reload_credential_file)
+{
+    static const char first[] = "sk-kgtest-first-credential\n";
+    static const char second[] = "sk-kgtest-second-credential\n";
+    char extra[512];
+    char key_path[PATH_MAX];
+    char seen[128];
+    gwf_key_t k;
+    gwf_t f;
+
+    gwf_init(&f, false);
+    ck_assert(kg_harness_path(key_path, sizeof(key_path), f.dir, "filed.key"));
+    ck_assert_int_eq(
+        kg_harness_write_file(key_path, first, sizeof(first) - 1, 0600), 0);
+    snprintf(extra, sizeof(extra), FILED, f.mock_port);
+    gwf_config(&f, NULL, NULL, extra);
+    gwf_init_store(&f);
+    gwf_key_create(&f, &k, "filed", NULL);
+    gwf_start(&f);
+    seen_credential(&f, &k, seen, sizeof(seen));
+    ck_assert_str_eq(seen, "Bearer sk-kgtest-first-credential");
+
+    /* Rotated at the provider: the new key in the file, then a reload. */
+    ck_assert_int_eq(
+        kg_harness_write_file(key_path, second, sizeof(second) - 1, 0600), 0);
+    seen_credential(&f, &k, seen, sizeof(seen));
+    ck_assert_str_eq(seen, "Bearer sk-kgtest-first-credential");
+    ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGHUP), 0);
+    ck_assert(gwf_wait_generation(&f, 2, RELOAD_WAIT_MS));
+    seen_credential(&f, &k, seen, sizeof(seen));
+    ck_assert_str_eq(seen, "Bearer sk-kgtest-second-credential");
+    ck_assert_int_eq(gwf_stop(&f, 15000), 0);
+    gwf_assert_absent(f.gw_err, "sk-kgtest-", "the daemon's log");
+    gwf_free(&f);
+}
+END_TEST
+
 /* ---- refused files ----------------------------------------------------- */
 
 /*
@@ -472,6 +543,7 @@ static Suite *reload_suite(void)
     tcase_add_unchecked_fixture(tc, setup_root, teardown_root);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_reload_price_and_new_model_under_load);
+    tcase_add_test(tc, test_reload_credential_file);
     tcase_add_test(tc, test_reload_broken_file_keeps_config);
     tcase_add_test(tc, test_reload_restart_setting_warned_not_applied);
     tcase_add_test(tc, test_keygate_reload_command);
