@@ -287,6 +287,7 @@ START_TEST(test_tls_listeners)
     ck_assert_int_eq(kg_harness_run(&cmd, &res), 0);
     ck_assert_msg(res.status == 0, "curl: %s", res.err);
     ck_assert_ptr_nonnull(strstr(res.out, "\"object\":\"list\""));
+    kg_harness_result_free(&res);
     /* ... and without it: the certificate is not trusted. */
     ck_assert_int_eq(kg_harness_run(&cmd_no_ca, &res), 0);
     ck_assert_int_eq(res.status, 60); /* CURLE_PEER_FAILED_VERIFICATION */
