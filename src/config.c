@@ -57,6 +57,11 @@ static const kg_setting_t config_settings[] = {
      "next to hash_key_file"},
     {"log", "level", KG_SETTING_LOGLEVEL, CFG(log_level), "info",
      KG_SETTING_RELOADABLE, 0, 0, "error, warn, info or debug"},
+    {"log", "format", KG_SETTING_LOG_FORMAT, CFG(log_format), "text",
+     KG_SETTING_RELOADABLE, 0, 0, "text, or json: one JSON object per line"},
+    {"log", "file", KG_SETTING_PATH_OPT, CFG(log_file), "",
+     KG_SETTING_RELOADABLE, 0, 0,
+     "append to this file (reopened on SIGUSR1); empty = stderr"},
     {"server", "listen", KG_SETTING_LISTEN, CFG(server_listen),
      "127.0.0.1:8080", KG_SETTING_RESTART, 0, 0,
      "address:port of the client listener; port 0 = ephemeral"},
@@ -94,6 +99,19 @@ static const kg_setting_t config_settings[] = {
     {"server", "trusted_proxies", KG_SETTING_CIDRS, CFG(server_trusted_proxies),
      "", KG_SETTING_RESTART, 0, 0,
      "proxies whose X-Forwarded-For names the client (CIDR list)"},
+    {"server", "pid_file", KG_SETTING_PATH_OPT, CFG(server_pid_file), "",
+     KG_SETTING_RESTART, 0, 0,
+     "the daemon's process id, for 'keygate reload'; empty = none"},
+    {"server", "tls_cert_file", KG_SETTING_PATH_OPT, CFG(server_tls_cert_file),
+     "", KG_SETTING_RELOADABLE | KG_SETTING_ONOFF_RESTART, 0, 0,
+     "PEM certificate chain of the client listener; empty = plain HTTP"},
+    {"server", "tls_key_file", KG_SETTING_PATH_OPT, CFG(server_tls_key_file),
+     "",
+     KG_SETTING_RELOADABLE | KG_SETTING_ONOFF_RESTART | KG_SETTING_SENSITIVE, 0,
+     0, "PEM private key of tls_cert_file (mode 0600 or 0640)"},
+    {"server", "tls_min_version", KG_SETTING_TLS_VERSION,
+     CFG(server_tls_min_version), "1.2", KG_SETTING_RELOADABLE, 0, 0,
+     "oldest TLS version accepted: 1.2 or 1.3"},
     {"upstream", "connect_timeout", KG_SETTING_DURATION_MS,
      CFG(upstream_connect_timeout_ms), "10s", KG_SETTING_RELOADABLE, 1,
      CONFIG_CONNECT_MAX, "TCP and TLS connect to a provider (502)"},
@@ -130,6 +148,18 @@ static const kg_setting_t config_settings[] = {
      "close an admin connection idle (or slow to send) this long"},
     {"admin", "session_ttl", KG_SETTING_DURATION, CFG(admin_session_ttl), "12h",
      KG_SETTING_RESTART, 60, 30 * 86400, "lifetime of a dashboard sign-in"},
+    {"admin", "tls_cert_file", KG_SETTING_PATH_OPT, CFG(admin_tls_cert_file),
+     "", KG_SETTING_RELOADABLE | KG_SETTING_ONOFF_RESTART, 0, 0,
+     "PEM certificate chain of the admin listener; empty = plain HTTP"},
+    {"admin", "tls_key_file", KG_SETTING_PATH_OPT, CFG(admin_tls_key_file), "",
+     KG_SETTING_RELOADABLE | KG_SETTING_ONOFF_RESTART | KG_SETTING_SENSITIVE, 0,
+     0, "PEM private key of tls_cert_file (mode 0600 or 0640)"},
+    {"admin", "tls_min_version", KG_SETTING_TLS_VERSION,
+     CFG(admin_tls_min_version), "1.2", KG_SETTING_RELOADABLE, 0, 0,
+     "oldest TLS version accepted: 1.2 or 1.3"},
+    {"admin", "allow_insecure", KG_SETTING_BOOL, CFG(admin_allow_insecure),
+     "off", KG_SETTING_RESTART, 0, 0,
+     "allow plain HTTP on an address other than loopback"},
     {"metrics", "per_key", KG_SETTING_BOOL, CFG(metrics_per_key), "off",
      KG_SETTING_RESTART, 0, 0,
      "label request, token and cost metrics with the key id"},
@@ -301,6 +331,8 @@ static bool config_type_is_string(kg_setting_type_t type)
     case KG_SETTING_SECRET_ENV:
     case KG_SETTING_SECRET_FILE:
     case KG_SETTING_CIDRS:
+    case KG_SETTING_PATH_OPT:
+    case KG_SETTING_TLS_VERSION:
         return true;
     default:
         return false;
@@ -316,8 +348,9 @@ static kg_err_t config_set_string(void *base, const kg_setting_t *s,
     char *copy = NULL;
     size_t need;
 
-    if ((s->type == KG_SETTING_PATH || s->type == KG_SETTING_SECRET_FILE) &&
-        value[0] != '/' && dir != NULL) {
+    if ((s->type == KG_SETTING_PATH || s->type == KG_SETTING_SECRET_FILE ||
+         s->type == KG_SETTING_PATH_OPT) &&
+        value[0] != '/' && value[0] != '\0' && dir != NULL) {
         need = strlen(dir) + 1 + strlen(value) + 1;
         if (need > PATH_MAX) {
             return kg_diag_fail(diag, KG_ERR_CONFIG, "path is too long");
@@ -631,6 +664,7 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
                              kg_diag_t *diag)
 {
     kg_log_level_t level;
+    kg_log_format_t format;
     kg_provider_type_t ptype;
     kg_http_version_t hver;
     char host[KG_LISTEN_HOST_MAX];
@@ -680,6 +714,21 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
         }
         *(kg_log_level_t *)(void *)((char *)base + s->offset) = level;
         return KG_OK;
+    case KG_SETTING_LOG_FORMAT:
+        if (!kg_log_format_parse(value, &format)) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "'%.40s' is not one of text, json", value);
+        }
+        *(kg_log_format_t *)(void *)((char *)base + s->offset) = format;
+        return KG_OK;
+    case KG_SETTING_PATH_OPT:
+        return config_set_string(base, s, value, dir, diag);
+    case KG_SETTING_TLS_VERSION:
+        if (strcmp(value, "1.2") != 0 && strcmp(value, "1.3") != 0) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "'%.40s' is not 1.2 or 1.3", value);
+        }
+        return config_set_string(base, s, value, NULL, diag);
     case KG_SETTING_SIZE:
         return config_apply_size(base, s, value, diag);
     case KG_SETTING_BOOL:
@@ -1334,6 +1383,20 @@ static kg_err_t config_check_consistency(const kg_config_t *cfg,
             cfg->path ? cfg->path : "defaults",
             kg_duration_format(cfg->keys_max_ttl, max, sizeof(max)));
     }
+    if ((cfg->server_tls_cert_file[0] == '\0') !=
+        (cfg->server_tls_key_file[0] == '\0')) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "%s: [server] tls_cert_file and tls_key_file are "
+                            "set together or not at all",
+                            cfg->path ? cfg->path : "defaults");
+    }
+    if ((cfg->admin_tls_cert_file[0] == '\0') !=
+        (cfg->admin_tls_key_file[0] == '\0')) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "%s: [admin] tls_cert_file and tls_key_file are "
+                            "set together or not at all",
+                            cfg->path ? cfg->path : "defaults");
+    }
     return KG_OK;
 }
 
@@ -1511,6 +1574,9 @@ static json_t *config_value_json(const void *cbase, const kg_setting_t *s)
     case KG_SETTING_LOGLEVEL:
         return json_string(kg_log_level_name(
             *(kg_log_level_t *)(void *)((char *)base + s->offset)));
+    case KG_SETTING_LOG_FORMAT:
+        return json_string(kg_log_format_name(
+            *(kg_log_format_t *)(void *)((char *)base + s->offset)));
     case KG_SETTING_SIZE:
         return json_string(
             config_format_size(*config_int_slot(base, s), buf, sizeof(buf)));
@@ -1609,4 +1675,168 @@ json_t *kg_config_to_json(const kg_config_t *cfg)
 fail:
     json_decref(root);
     return NULL;
+}
+
+/* Whether the values of s in a and b are the same. */
+static bool config_value_equal(const void *a, const void *b,
+                               const kg_setting_t *s)
+{
+    const char *pa = (const char *)a + s->offset;
+    const char *pb = (const char *)b + s->offset;
+
+    if (config_type_is_string(s->type)) {
+        const char *sa = *(char *const *)(const void *)pa;
+        const char *sb = *(char *const *)(const void *)pb;
+
+        return (sa == NULL && sb == NULL) ||
+               (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+    }
+    switch (s->type) {
+    case KG_SETTING_BOOL:
+        return *(const bool *)(const void *)pa ==
+               *(const bool *)(const void *)pb;
+    case KG_SETTING_LOGLEVEL:
+    case KG_SETTING_LOG_FORMAT:
+    case KG_SETTING_PROVIDER_TYPE:
+    case KG_SETTING_HTTP_VERSION:
+        /* Enums: int-sized in keygate's structs. */
+        return *(const int *)(const void *)pa == *(const int *)(const void *)pb;
+    default:
+        return *(const int64_t *)(const void *)pa ==
+               *(const int64_t *)(const void *)pb;
+    }
+}
+
+/* Copy the value of s from src into dst (a string is duplicated). */
+static kg_err_t config_value_copy(void *dst, const void *src,
+                                  const kg_setting_t *s)
+{
+    char *pd = (char *)dst + s->offset;
+    const char *ps = (const char *)src + s->offset;
+
+    if (config_type_is_string(s->type)) {
+        const char *from = *(char *const *)(const void *)ps;
+        char *copy = from != NULL ? strdup(from) : NULL;
+
+        if (from != NULL && copy == NULL) {
+            return KG_ERR_NOMEM;
+        }
+        free(*(char **)(void *)pd);
+        *(char **)(void *)pd = copy;
+        return KG_OK;
+    }
+    switch (s->type) {
+    case KG_SETTING_BOOL:
+        *(bool *)(void *)pd = *(const bool *)(const void *)ps;
+        break;
+    case KG_SETTING_LOGLEVEL:
+    case KG_SETTING_LOG_FORMAT:
+    case KG_SETTING_PROVIDER_TYPE:
+    case KG_SETTING_HTTP_VERSION:
+        *(int *)(void *)pd = *(const int *)(const void *)ps;
+        break;
+    default:
+        *(int64_t *)(void *)pd = *(const int64_t *)(const void *)ps;
+        break;
+    }
+    return KG_OK;
+}
+
+/* Whether a setting's value is empty ("" or unset). */
+static bool config_value_empty(const void *base, const kg_setting_t *s)
+{
+    const char *v =
+        *(char *const *)(const void *)((const char *)base + s->offset);
+
+    return v == NULL || v[0] == '\0';
+}
+
+/* The value of s in base as text for a message (new string, or NULL). */
+static char *config_value_text(const void *base, const kg_setting_t *s)
+{
+    json_t *j = config_value_json(base, s); /* new */
+    char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+
+    json_decref(j);
+    return text;
+}
+
+kg_err_t kg_config_keep_restart(kg_config_t *next, const kg_config_t *running,
+                                kg_config_changed_fn changed, void *ud)
+{
+    _Static_assert(sizeof(kg_log_level_t) == sizeof(int) &&
+                       sizeof(kg_log_format_t) == sizeof(int) &&
+                       sizeof(kg_provider_type_t) == sizeof(int) &&
+                       sizeof(kg_http_version_t) == sizeof(int),
+                   "enum settings are int-sized");
+
+    for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
+        const kg_setting_t *s = &config_settings[i];
+        bool restart = (s->flags & KG_SETTING_RESTART) != 0 &&
+                       !config_value_equal(next, running, s);
+        bool onoff =
+            (s->flags & KG_SETTING_ONOFF_RESTART) != 0 &&
+            config_value_empty(next, s) != config_value_empty(running, s);
+        char *was;
+        char *now;
+
+        if (!restart && !onoff) {
+            continue;
+        }
+        was = config_value_text(running, s);
+        now = config_value_text(next, s);
+        if (changed != NULL) {
+            changed(ud, s, was ? was : "?", now ? now : "?");
+        }
+        free(was);
+        free(now);
+        if (config_value_copy(next, running, s) != KG_OK) {
+            return KG_ERR_NOMEM;
+        }
+    }
+    return KG_OK;
+}
+
+/* Whether host (an IP literal) is a loopback address. */
+static bool config_is_loopback(const char *host)
+{
+    unsigned char a[16];
+
+    if (inet_pton(AF_INET, host, a) == 1) {
+        return a[0] == 127;
+    }
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+        static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+
+        return memcmp(a, one, 16) == 0 ||
+               (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+    }
+    return false;
+}
+
+kg_err_t kg_config_check_admin_exposure(const kg_config_t *cfg, kg_diag_t *diag)
+{
+    char host[KG_LISTEN_HOST_MAX];
+    int port = 0;
+
+    if (cfg->admin_listen == NULL || cfg->admin_listen[0] == '\0' ||
+        cfg->admin_tls_cert_file[0] != '\0' || cfg->admin_allow_insecure) {
+        return KG_OK;
+    }
+    if (kg_config_listen_parse(cfg->admin_listen, host, sizeof(host), &port,
+                               diag) != KG_OK) {
+        return KG_ERR_CONFIG;
+    }
+    if (config_is_loopback(host)) {
+        return KG_OK;
+    }
+    return kg_diag_fail(diag, KG_ERR_CONFIG,
+                        "[admin] listen = %s is not a loopback address and the "
+                        "admin listener has no TLS: admin tokens and session "
+                        "cookies would cross the network in clear text. Set "
+                        "[admin] tls_cert_file and tls_key_file, or "
+                        "allow_insecure = on (behind a TLS proxy on the same "
+                        "host, or a private network you trust)",
+                        cfg->admin_listen);
 }

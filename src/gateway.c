@@ -3,6 +3,7 @@
 #include "keygate/gateway.h"
 
 #include <curl/curl.h>
+#include <gnutls/gnutls.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -21,6 +22,7 @@
 #include "keygate/duration.h"
 #include "keygate/keys.h"
 #include "keygate/log.h"
+#include "keygate/pidfile.h"
 #include "keygate/notify.h"
 #include "keygate/store_usage.h"
 #include "keygate/token.h"
@@ -116,10 +118,11 @@ static void gateway_note_used(kg_gateway_t *gw, const kg_keys_ctx_t *ctx,
 
 /* The maintenance thread's state between its ticks. */
 typedef struct gateway_maint {
-    kg_store_t *store; /* its own connection, or NULL */
+    kg_generation_t *gen; /* the configuration of this tick (a reference) */
+    kg_store_t *store;    /* its own connection, or NULL */
     kg_keys_ctx_t ctx;
     kg_key_seen_t *seen;
-    int64_t next_purge;
+    int64_t last_purge;
     int64_t next_prune;
     int64_t next_persist;
     uint64_t pruned; /* usage events deleted in the current round */
@@ -147,10 +150,16 @@ static void gateway_addr(const char *listen, unsigned port, char *buf,
     }
 }
 
-/* What the service manager shows (systemctl status): where keygate
- * listens and what is in flight, or how the drain goes. */
-static void gateway_status_text(kg_gateway_t *gw, char *buf, size_t len)
+/*
+ * What the service manager shows (systemctl status): where keygate
+ * listens, the configuration in use (and whether the last reload was
+ * refused) and what is in flight, or how the drain goes. g: the current
+ * generation as the caller holds it.
+ */
+static void gateway_status_text(kg_gateway_t *gw, const kg_generation_t *g,
+                                char *buf, size_t len)
 {
+    const kg_config_t *cfg = g->cfg;
     long n = atomic_load(&gw->inflight);
     char addr[KG_LISTEN_HOST_MAX + 16];
     char admin[KG_LISTEN_HOST_MAX + 32] = "";
@@ -160,14 +169,19 @@ static void gateway_status_text(kg_gateway_t *gw, char *buf, size_t len)
                  n == 1 ? "" : "s");
         return;
     }
-    gateway_addr(gw->cfg->server_listen, gw->port, addr, sizeof(addr));
+    gateway_addr(cfg->server_listen, gw->port, addr, sizeof(addr));
     if (gw->admin != NULL) {
         char a[KG_LISTEN_HOST_MAX + 16];
 
-        gateway_addr(gw->cfg->admin_listen, gw->admin_port, a, sizeof(a));
+        gateway_addr(cfg->admin_listen, gw->admin_port, a, sizeof(a));
         snprintf(admin, sizeof(admin), ", admin on %s", a);
     }
-    snprintf(buf, len, "serving on %s%s; %ld request%s in flight", addr, admin,
+    snprintf(buf, len,
+             "serving on %s%s; configuration %llu%s; %ld request%s "
+             "in flight",
+             addr, admin, (unsigned long long)g->number,
+             atomic_load(&gw->reload_refused) ? " (the last reload was refused)"
+                                              : "",
              n, n == 1 ? "" : "s");
 }
 
@@ -176,7 +190,7 @@ static void gateway_update_status(kg_gateway_t *gw, gateway_maint_t *m)
 {
     char text[KG_NOTIFY_STATUS_MAX + 1];
 
-    gateway_status_text(gw, text, sizeof(text));
+    gateway_status_text(gw, m->gen, text, sizeof(text));
     if (strcmp(text, m->status) != 0) {
         memcpy(m->status, text, sizeof(text));
         kg_notify_status(text);
@@ -236,7 +250,7 @@ static void gateway_watchdog(kg_gateway_t *gw, gateway_maint_t *m)
  */
 static bool gateway_prune_usage(kg_gateway_t *gw, gateway_maint_t *m)
 {
-    int64_t retention = gw->cfg->usage_retention;
+    int64_t retention = m->gen->cfg->usage_retention;
     int64_t before_ms = kg_clock_now_ms() - retention * 1000;
     kg_diag_t diag = {{0}};
     char d[KG_DURATION_STRLEN];
@@ -264,14 +278,19 @@ static bool gateway_prune_usage(kg_gateway_t *gw, gateway_maint_t *m)
     return more;
 }
 
-/* The expiry purge every purge_interval, then the retention round. */
+/*
+ * The expiry purge every purge_interval, then the retention round. The
+ * interval counts from the last purge, so a reload that shortens it takes
+ * effect at once.
+ */
 static void gateway_purge(kg_gateway_t *gw, gateway_maint_t *m, int64_t now)
 {
+    const kg_config_t *cfg = m->gen->cfg;
     kg_diag_t diag = {{0}};
     size_t n = 0;
 
-    if (now >= m->next_purge) {
-        m->next_purge = now + gw->cfg->server_purge_interval_ms * 1000;
+    if (now >= m->last_purge + cfg->server_purge_interval_ms * 1000) {
+        m->last_purge = now;
         if (kg_keys_purge_expired(&m->ctx, &n, &diag) != KG_OK) {
             KG_WARN("maintenance: purge of expired keys failed: %s", diag.msg);
         } else if (n > 0) {
@@ -280,38 +299,51 @@ static void gateway_purge(kg_gateway_t *gw, gateway_maint_t *m, int64_t now)
         }
         gateway_watchdog(gw, m);
     }
-    if (gw->cfg->usage_retention > 0 && now >= m->next_prune) {
+    if (cfg->usage_retention > 0 && now >= m->next_prune) {
         m->next_prune = gateway_prune_usage(gw, m)
                             ? now
-                            : now + gw->cfg->server_purge_interval_ms * 1000;
+                            : now + cfg->server_purge_interval_ms * 1000;
     }
 }
 
-/* One round of the maintenance thread (see gateway_maintenance). */
-/* What /readyz on the client listener reports: can the store be read? */
-static void gateway_check_store(kg_gateway_t *gw, kg_store_t *store)
+/* The keys settings of cfg (which must outlive ctx's use of them). */
+static void gateway_keys_ctx(kg_keys_ctx_t *ctx, const kg_config_t *cfg)
 {
-    kg_diag_t pd = {{0}};
-    bool ok = store != NULL && kg_store_ping(store, &pd) == KG_OK;
+    ctx->prefix = cfg->keys_prefix;
+    ctx->max_ttl = cfg->keys_max_ttl;
+    ctx->default_ttl = cfg->keys_default_ttl;
+}
+
+/* What /readyz on the client listener reports: can the store be read? */
+static void gateway_check_store(kg_gateway_t *gw, gateway_maint_t *m)
+{
+    kg_diag_t diag = {{0}};
+    bool ok = m->store != NULL && kg_store_ping(m->store, &diag) == KG_OK;
 
     if (!ok && atomic_load(&gw->store_ok)) {
-        KG_ERROR("maintenance: the store cannot be read: %s", pd.msg);
+        KG_ERROR("maintenance: the store cannot be read: %s", diag.msg);
     }
     atomic_store(&gw->store_ok, ok);
 }
+
+/* One round of the maintenance thread (see gateway_maintenance). */
 
 static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
 {
     int64_t now = kg_clock_mono_us();
     kg_diag_t diag = {{0}};
 
+    /* Each tick works with the configuration of now (a reload). */
+    kg_generation_unref(&m->gen);
+    m->gen = kg_gateway_generation(gw);
+    gateway_keys_ctx(&m->ctx, m->gen->cfg);
     gateway_watchdog(gw, m);
     if (m->store != NULL) {
         gateway_purge(gw, m, now);
     }
     /* CLI changes to keys and workspaces reach the policy caches. */
     kg_policy_refresh(gw->policy);
-    gateway_check_store(gw, m->store);
+    gateway_check_store(gw, m);
     if (now >= m->next_persist) {
         m->next_persist = now + 1000 * 1000;
         gateway_note_used(gw, &m->ctx, &m->seen);
@@ -338,12 +370,12 @@ static void gateway_watchdog_init(kg_gateway_t *gw, gateway_maint_t *m)
     KG_INFO("watchdog: every %lld ms (pinged every %lld ms while the event "
             "loops answer)",
             (long long)usec / 1000, (long long)usec / 2000);
-    if (usec < 4 * gw->cfg->store_busy_timeout_ms * 1000) {
+    if (usec < 4 * m->gen->cfg->store_busy_timeout_ms * 1000) {
         KG_WARN("watchdog: WatchdogSec= (%lld ms) is less than 4 x [store] "
                 "busy_timeout (%lld ms): a store locked by another process "
                 "may delay the maintenance thread past it",
                 (long long)usec / 1000,
-                (long long)gw->cfg->store_busy_timeout_ms);
+                (long long)m->gen->cfg->store_busy_timeout_ms);
     }
 }
 
@@ -356,18 +388,22 @@ static void gateway_watchdog_init(kg_gateway_t *gw, gateway_maint_t *m)
 static void *gateway_maintenance(void *arg)
 {
     kg_gateway_t *gw = arg;
-    kg_store_opts_t sopts = {0, (int)gw->cfg->store_busy_timeout_ms, 0};
+    kg_store_opts_t sopts = {0, 0, 0};
     kg_diag_t diag = {{0}};
     gateway_maint_t m;
 
     pthread_setname_np(pthread_self(), "kg-maint");
     memset(&m, 0, sizeof(m));
+    m.gen = kg_gateway_generation(gw);
+    m.last_purge = INT64_MIN / 2;
+    sopts.busy_timeout_ms = (int)m.gen->cfg->store_busy_timeout_ms;
     m.seen = calloc(KG_KEYCACHE_SEEN_MAX, sizeof(*m.seen));
     if (m.seen == NULL) {
         KG_ERROR("maintenance: out of memory; the keys' last use will not be "
                  "saved");
     }
-    if (kg_store_open(gw->cfg->store_path, &sopts, &m.store, &diag) != KG_OK) {
+    if (kg_store_open(m.gen->cfg->store_path, &sopts, &m.store, &diag) !=
+        KG_OK) {
         /* The policy keeps its own connection: refresh and persist go on. */
         KG_ERROR("maintenance: %s; expired keys and old usage events will "
                  "not be purged",
@@ -376,9 +412,7 @@ static void *gateway_maintenance(void *arg)
     }
     m.ctx.store = m.store;
     m.ctx.hashkey = gw->hashkey;
-    m.ctx.prefix = gw->cfg->keys_prefix;
-    m.ctx.max_ttl = gw->cfg->keys_max_ttl;
-    m.ctx.default_ttl = gw->cfg->keys_default_ttl;
+    gateway_keys_ctx(&m.ctx, m.gen->cfg);
     m.ctx.actor = "daemon";
     gateway_watchdog_init(gw, &m);
     pthread_mutex_lock(&gw->stop_mu);
@@ -402,6 +436,7 @@ static void *gateway_maintenance(void *arg)
     gateway_note_used(gw, &m.ctx, &m.seen);
     free(m.seen);
     kg_store_close(&m.store);
+    kg_generation_unref(&m.gen);
     return NULL;
 }
 
@@ -416,19 +451,37 @@ static unsigned gateway_workers(const kg_config_t *cfg)
     return cores > 0 ? (unsigned)cores : 1;
 }
 
+kg_generation_t *kg_gateway_generation(kg_gateway_t *gw)
+{
+    kg_generation_t *g;
+
+    pthread_mutex_lock(&gw->gen_mu);
+    g = kg_generation_ref(gw->gen);
+    pthread_mutex_unlock(&gw->gen_mu);
+    return g;
+}
+
 static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                               kg_diag_t *diag)
 {
-    const kg_config_t *cfg = gw->cfg;
+    const kg_config_t *cfg = gw->gen->cfg; /* before any reload */
     kg_proxy_opts_t *popts = &gw->proxy_opts;
-    kg_err_t rc;
+    kg_err_t rc = KG_OK;
 
     gw->nworkers_planned = gateway_workers(cfg);
     if (kg_metrics_new(gw->nworkers_planned + (unsigned)cfg->admin_threads,
                        cfg->metrics_per_key, &gw->metrics) != KG_OK) {
         return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
-    rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
+    if (gw->gen->tls != NULL || gw->gen->admin_tls != NULL) {
+        rc = kg_tls_check_support(diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_config_check_admin_exposure(cfg, diag);
+    }
+    if (rc == KG_OK) {
+        rc = kg_keyhash_load(cfg->hash_key_file, &gw->hashkey, diag);
+    }
     if (rc == KG_OK && cfg->server_trusted_proxies[0] != '\0') {
         rc = kg_cidr_list_parse(cfg->server_trusted_proxies,
                                 &gw->trusted_proxies, diag);
@@ -456,12 +509,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
         return rc;
     }
     memset(popts, 0, sizeof(*popts));
-    popts->connect_timeout_ms = cfg->upstream_connect_timeout_ms;
-    popts->first_byte_timeout_ms = cfg->upstream_first_byte_timeout_ms;
-    popts->idle_timeout_ms = cfg->upstream_idle_timeout_ms;
-    popts->max_response_bytes = (size_t)cfg->upstream_max_response_bytes;
     popts->max_host_connections = (long)cfg->upstream_max_connections_per_host;
-    popts->request_log = cfg->server_request_log;
     popts->usage = gw->usage;
     popts->policy = gw->policy;
     atomic_store(&gw->store_ok, true); /* opened just now by the parts */
@@ -480,6 +528,10 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
             rc =
                 gateway_write_port(opts->admin_port_file, gw->admin_port, diag);
         }
+    }
+    if (rc == KG_OK && cfg->server_pid_file[0] != '\0') {
+        rc = kg_pidfile_write(cfg->server_pid_file, diag);
+        gw->pid_file_written = rc == KG_OK;
     }
     if (rc == KG_OK) {
         if (pthread_create(&gw->maintenance, NULL, gateway_maintenance, gw) ==
@@ -514,6 +566,9 @@ static void gateway_stop(kg_gateway_t *gw)
             KG_WARN("reservations not cleared: %s", diag.msg);
         }
     }
+    if (gw->pid_file_written) {
+        kg_pidfile_remove(gw->gen->cfg->server_pid_file);
+    }
     kg_keycache_free(&gw->keycache);
     kg_policy_free(&gw->policy);
     kg_cidr_list_free(&gw->trusted_proxies);
@@ -527,7 +582,7 @@ static void gateway_ready(kg_gateway_t *gw)
 {
     char text[KG_NOTIFY_STATUS_MAX + 1];
 
-    gateway_status_text(gw, text, sizeof(text));
+    gateway_status_text(gw, gw->gen, text, sizeof(text));
     kg_notify_ready(text);
 }
 
@@ -542,19 +597,13 @@ static void gateway_stopping(kg_gateway_t *gw)
     kg_notify_stopping(text);
 }
 
-/* Drain: stop accepting, let in-flight requests finish until the deadline. */
-static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
+/* Wait up to deadline (kg_clock_mono_us) for the requests in flight; a
+ * second SIGTERM or SIGINT exits at once. */
+static void gateway_wait_inflight(kg_gateway_t *gw, const sigset_t *set,
+                                  int64_t deadline)
 {
-    int64_t deadline =
-        kg_clock_mono_us() + gw->cfg->server_drain_timeout_ms * 1000;
     struct timespec tick = {0, 50 * 1000 * 1000};
 
-    atomic_store(&gw->draining, true);
-    kg_http_quiesce(gw);
-    KG_INFO("draining %ld request%s (deadline %llds)",
-            atomic_load(&gw->inflight),
-            atomic_load(&gw->inflight) == 1 ? "" : "s",
-            (long long)gw->cfg->server_drain_timeout_ms / 1000);
     while (atomic_load(&gw->inflight) > 0 && kg_clock_mono_us() < deadline) {
         int sig = sigtimedwait(set, NULL, &tick);
 
@@ -563,6 +612,19 @@ static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
             _exit(1);
         }
     }
+}
+
+/* Drain: stop accepting, let in-flight requests finish until the deadline. */
+static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
+{
+    int64_t drain_ms = gw->gen->cfg->server_drain_timeout_ms;
+
+    atomic_store(&gw->draining, true);
+    kg_http_quiesce(gw);
+    KG_INFO(
+        "draining %ld request%s (deadline %llds)", atomic_load(&gw->inflight),
+        atomic_load(&gw->inflight) == 1 ? "" : "s", (long long)drain_ms / 1000);
+    gateway_wait_inflight(gw, set, kg_clock_mono_us() + drain_ms * 1000);
     if (atomic_load(&gw->inflight) > 0) {
         KG_WARN("drain deadline reached with %ld request%s in flight; "
                 "cutting them",
@@ -572,45 +634,14 @@ static void gateway_drain(kg_gateway_t *gw, const sigset_t *set)
          * its end (libmicrohttpd must not be stopped while one is still
          * suspended), then give the clients a moment to get it. */
         kg_http_cut_all(gw);
-        deadline = kg_clock_mono_us() + GATEWAY_CUT_GRACE_US;
-        while (atomic_load(&gw->inflight) > 0 &&
-               kg_clock_mono_us() < deadline) {
-            int sig = sigtimedwait(set, NULL, &tick);
-
-            if (sig == SIGTERM || sig == SIGINT) {
-                KG_WARN("second signal: exiting now");
-                _exit(1);
-            }
-        }
+        gateway_wait_inflight(gw, set,
+                              kg_clock_mono_us() + GATEWAY_CUT_GRACE_US);
     }
 }
 
-kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
-                        kg_diag_t *diag)
+/* Warnings about a configuration that loads but will not work well. */
+static void gateway_warn_config(const kg_config_t *cfg)
 {
-    kg_gateway_t gw;
-    sigset_t set;
-    kg_err_t rc;
-    int sig = 0;
-
-    memset(&gw, 0, sizeof(gw));
-    gw.cfg = cfg;
-    pthread_mutex_init(&gw.stop_mu, NULL);
-    pthread_cond_init(&gw.stop_cv, NULL);
-    kg_token_random_base62(gw.id_prefix, sizeof(gw.id_prefix) - 1);
-    /* Signals are handled in this thread only: block them before any other
-     * thread starts so every thread inherits the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    KG_INFO("keygate %s starting (libmicrohttpd %s, libcurl %s, sqlite %s, "
-            "libsodium %s, jansson %s)",
-            KEYGATE_VERSION, MHD_get_version(),
-            curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
-            sodium_version_string(), JANSSON_VERSION);
     for (size_t i = 0; i < cfg->nproviders; i++) {
         if (cfg->providers[i].http_version ==
                 KG_HTTP_VERSION_2_PRIOR_KNOWLEDGE &&
@@ -622,38 +653,248 @@ kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
                     curl_version_info(CURLVERSION_NOW)->version);
         }
     }
+}
+
+/* Log a listener's certificate, warning when it expires within 14 days. */
+static void gateway_note_tls(const char *what, const kg_tls_creds_t *c)
+{
+    char text[KG_TLS_DESCRIBE_MAX];
+    int64_t expires = -1;
+
+    if (c == NULL) {
+        return;
+    }
+    kg_tls_creds_describe(c, text, sizeof(text), &expires);
+    if (expires >= 0 && expires < kg_clock_now() + 14 * 86400) {
+        KG_WARN("%s TLS certificate %s", what, text);
+    } else {
+        KG_INFO("%s TLS certificate %s", what, text);
+    }
+}
+
+/* The [log] settings of cfg: level and format now, the file if it moved. */
+static kg_err_t gateway_apply_log(const kg_config_t *cfg,
+                                  const kg_config_t *running, kg_diag_t *diag)
+{
+    kg_err_t rc = KG_OK;
+
+    if (running == NULL || strcmp(cfg->log_file, running->log_file) != 0) {
+        rc = kg_log_open(cfg->log_file, diag);
+    }
+    if (rc == KG_OK) {
+        kg_log_set_level(cfg->log_level);
+        kg_log_set_format(cfg->log_format);
+    }
+    return rc;
+}
+
+/* A RESTART setting changed in the file: say so; it is not applied. */
+static void gateway_restart_changed(void *ud, const kg_setting_t *s,
+                                    const char *running, const char *next)
+{
+    (void)ud;
+    KG_WARN("reload: [%s] %s changed from %s to %s; it takes effect only "
+            "after a restart, keeping %s",
+            s->section, s->name, running, next, running);
+}
+
+/* Load the running file again as the next generation (*out new), its
+ * RESTART settings put back; KG_OK, or the error with diag. */
+static kg_err_t gateway_load_next(kg_gateway_t *gw, kg_generation_t **out,
+                                  kg_diag_t *diag)
+{
+    const kg_config_t *running = gw->gen->cfg;
+    kg_config_t *cfg = NULL;
+    kg_err_t rc;
+
+    *out = NULL;
+    if (running->path == NULL) {
+        return kg_diag_fail(diag, KG_ERR_CONFIG,
+                            "the daemon started without a configuration file");
+    }
+    rc = kg_config_load(running->path, &cfg, diag);
+    if (rc == KG_OK) {
+        rc = kg_config_keep_restart(cfg, running, gateway_restart_changed, gw);
+        if (rc != KG_OK) {
+            rc = kg_diag_fail(diag, rc, "out of memory");
+        }
+    }
+    if (rc == KG_OK) {
+        rc = kg_generation_new(&cfg, gw->gen->number + 1, out, diag);
+    }
+    if (rc == KG_OK) {
+        rc = gateway_apply_log((*out)->cfg, running, diag);
+    }
+    if (rc != KG_OK) {
+        kg_config_free(&cfg);
+        kg_generation_unref(out);
+    }
+    return rc;
+}
+
+/*
+ * SIGHUP: read the file again, off the request path (this is the main
+ * thread, which only waits for signals). A file that does not load, or a
+ * certificate that does not, is refused and the running configuration
+ * kept; otherwise its reloadable settings become the new generation,
+ * which every worker hands to the requests that start from now, while
+ * requests in flight finish on the one they started with. The service
+ * manager hears RELOADING=1, then READY=1 either way, each with a STATUS=
+ * line saying how it went.
+ */
+static void gateway_reload(kg_gateway_t *gw)
+{
+    char text[KG_NOTIFY_STATUS_MAX + 1];
+    kg_generation_t *next = NULL;
+    kg_generation_t *old;
+    kg_diag_t diag = {{0}};
+
+    snprintf(text, sizeof(text), "reloading %s",
+             gw->gen->cfg->path ? gw->gen->cfg->path : "(no file)");
+    kg_notify_reloading(text);
+    KG_INFO("SIGHUP: %s", text);
+    if (gateway_load_next(gw, &next, &diag) != KG_OK) {
+        atomic_fetch_add(&gw->reloads_failed, 1);
+        atomic_store(&gw->reload_refused, true);
+        KG_ERROR("reload refused: %s; keeping configuration %llu", diag.msg,
+                 (unsigned long long)gw->gen->number);
+        /* Cut to fit: the log has the whole message. */
+        snprintf(text, sizeof(text),
+                 "reload refused, keeping configuration %llu: %.140s",
+                 (unsigned long long)gw->gen->number, diag.msg);
+        kg_notify_ready(text);
+        return;
+    }
+    gateway_warn_config(next->cfg);
+    kg_policy_set_config(gw->policy, next->cfg);
+    /* The event loops first: once the admin listener and the maintenance
+     * thread see the new generation, so does every new client request. */
+    if (!kg_http_publish(gw, next)) {
+        KG_WARN("reload: an event loop has not switched to configuration "
+                "%llu within %d ms; it will at its next wake-up",
+                (unsigned long long)next->number, KG_HTTP_PUBLISH_WAIT_MS);
+    }
+    pthread_mutex_lock(&gw->gen_mu);
+    old = gw->gen;
+    gw->gen = next;
+    pthread_mutex_unlock(&gw->gen_mu);
+    atomic_fetch_add(&gw->reloads_ok, 1);
+    atomic_store(&gw->reload_refused, false);
+    KG_INFO("reload: configuration %llu in use for new requests (%zu "
+            "provider%s, %zu model%s)",
+            (unsigned long long)next->number, next->cfg->nproviders,
+            next->cfg->nproviders == 1 ? "" : "s", next->cfg->nmodels,
+            next->cfg->nmodels == 1 ? "" : "s");
+    gateway_note_tls("[server]", next->tls);
+    gateway_note_tls("[admin]", next->admin_tls);
+    /* The workers and requests still on it hold their own references. */
+    kg_generation_unref(&old);
+    gateway_status_text(gw, gw->gen, text, sizeof(text));
+    kg_notify_ready(text);
+}
+
+/* SIGUSR1: logrotate moved the log file away; open it again. */
+static void gateway_reopen_log(void)
+{
+    kg_diag_t diag = {{0}};
+
+    if (kg_log_reopen(&diag) != KG_OK) {
+        KG_ERROR("SIGUSR1: %s", diag.msg);
+    } else {
+        KG_INFO("SIGUSR1: log file reopened");
+    }
+}
+
+/* The signals the main thread takes; blocked in every thread. */
+static void gateway_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGPIPE);
+}
+
+/* Wait for signals until SIGTERM or SIGINT, which it returns. */
+static int gateway_wait(kg_gateway_t *gw, const sigset_t *set)
+{
+    int sig = 0;
+
+    for (;;) {
+        if (sigwait(set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            return sig;
+        }
+        if (sig == SIGHUP) {
+            gateway_reload(gw);
+        } else if (sig == SIGUSR1) {
+            gateway_reopen_log();
+        }
+    }
+}
+
+kg_err_t kg_gateway_run(kg_config_t **cfgp, const kg_gateway_opts_t *opts,
+                        kg_diag_t *diag)
+{
+    kg_gateway_t gw;
+    const kg_config_t *cfg;
+    sigset_t set;
+    kg_err_t rc;
+    int sig = 0;
+
+    memset(&gw, 0, sizeof(gw));
+    pthread_mutex_init(&gw.stop_mu, NULL);
+    pthread_cond_init(&gw.stop_cv, NULL);
+    pthread_mutex_init(&gw.gen_mu, NULL);
+    kg_token_random_base62(gw.id_prefix, sizeof(gw.id_prefix) - 1);
+    /* Signals are handled in this thread only: block them before any other
+     * thread starts so every thread inherits the mask. */
+    gateway_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    rc = gateway_apply_log(*cfgp, NULL, diag);
+    if (rc == KG_OK) {
+        rc = kg_generation_new(cfgp, 1, &gw.gen, diag);
+    }
+    if (rc != KG_OK) {
+        kg_config_free(cfgp);
+        goto out;
+    }
+    cfg = gw.gen->cfg;
+    KG_INFO("keygate %s starting (libmicrohttpd %s, libcurl %s, sqlite %s, "
+            "libsodium %s, jansson %s, gnutls %s)",
+            KEYGATE_VERSION, MHD_get_version(),
+            curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
+            sodium_version_string(), JANSSON_VERSION,
+            gnutls_check_version(NULL));
+    gateway_warn_config(cfg);
     rc = gateway_start(&gw, opts, diag);
     if (rc != KG_OK) {
         gateway_stop(&gw);
         goto out;
     }
-    KG_INFO("listening on %s (port %u), %zu provider%s, %zu model%s",
-            cfg->server_listen, (unsigned)gw.port, cfg->nproviders,
-            cfg->nproviders == 1 ? "" : "s", cfg->nmodels,
+    KG_INFO("listening on %s (port %u%s), %zu provider%s, %zu model%s",
+            cfg->server_listen, (unsigned)gw.port, gw.gen->tls ? ", TLS" : "",
+            cfg->nproviders, cfg->nproviders == 1 ? "" : "s", cfg->nmodels,
             cfg->nmodels == 1 ? "" : "s");
+    gateway_note_tls("[server]", gw.gen->tls);
     if (gw.admin != NULL) {
-        KG_INFO("admin API and dashboard on %s (port %u)", cfg->admin_listen,
-                (unsigned)gw.admin_port);
+        KG_INFO("admin API and dashboard on %s (port %u%s)", cfg->admin_listen,
+                (unsigned)gw.admin_port, gw.gen->admin_tls ? ", TLS" : "");
+        gateway_note_tls("[admin]", gw.gen->admin_tls);
     }
     gateway_ready(&gw);
-    for (;;) {
-        if (sigwait(&set, &sig) != 0) {
-            continue;
-        }
-        if (sig == SIGTERM || sig == SIGINT) {
-            break;
-        }
-        if (sig == SIGHUP) {
-            KG_WARN("SIGHUP: configuration reload is not supported yet; "
-                    "keeping the running configuration");
-        }
-    }
+    sig = gateway_wait(&gw, &set);
     KG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     gateway_stopping(&gw);
     gateway_drain(&gw, &set);
     gateway_stop(&gw);
     KG_INFO("stopped");
 out:
+    kg_generation_unref(&gw.gen);
+    pthread_mutex_destroy(&gw.gen_mu);
     pthread_cond_destroy(&gw.stop_cv);
     pthread_mutex_destroy(&gw.stop_mu);
     return rc;

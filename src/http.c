@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "keygate/access.h"
 #include "keygate/auth.h"
 #include "keygate/clock.h"
 #include "keygate/connlimit.h"
@@ -24,6 +26,7 @@
 #include "keygate/money.h"
 #include "keygate/request.h"
 #include "keygate/timefmt.h"
+#include "keygate/tls.h"
 #include "keygate/worker.h"
 
 #define HTTP_MAX_HEADERS 100
@@ -52,7 +55,8 @@ typedef enum http_kind {
     HTTP_ROUTE_PROXY,
 } http_kind_t;
 
-/* One route: method ("*" = any), path, operation name, API, handler kind. */
+/* One route: method ("*" = any), path, operation name, API, handler kind,
+ * and its path as the access line shows it. */
 typedef struct http_route {
     const char *method;
     const char *path;
@@ -61,37 +65,49 @@ typedef struct http_route {
     kg_provider_type_t api;
     http_kind_t kind;
     bool needs_model;
+    const char *pattern;
 } http_route_t;
 
 static const http_route_t http_routes[] = {
     {"GET", "/v1/models", false, "models", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_MODELS, false},
+     HTTP_ROUTE_MODELS, false, "/v1/models"},
     {"GET", "/v1/key", false, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_KEY,
-     false},
+     false, "/v1/key"},
     {"POST", "/v1/chat/completions", false, "chat", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/chat/completions"},
     {"POST", "/v1/completions", false, "completions", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/completions"},
     {"POST", "/v1/embeddings", false, "embeddings", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/embeddings"},
     {"POST", "/v1/responses", false, "responses", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/responses"},
     {"POST", "/v1/moderations", false, "moderations", KG_PROVIDER_OPENAI,
-     HTTP_ROUTE_PROXY, false},
+     HTTP_ROUTE_PROXY, false, "/v1/moderations"},
     {"POST", "/v1/messages", false, "messages", KG_PROVIDER_ANTHROPIC,
-     HTTP_ROUTE_PROXY, true},
+     HTTP_ROUTE_PROXY, true, "/v1/messages"},
     {"POST", "/v1/messages/count_tokens", false, "messages",
-     KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true},
+     KG_PROVIDER_ANTHROPIC, HTTP_ROUTE_PROXY, true,
+     "/v1/messages/count_tokens"},
     {"GET", "/v1/models/", true, "models", KG_PROVIDER_OPENAI, HTTP_ROUTE_MODEL,
-     false},
+     false, "/v1/models/{model}"},
     /* Every other /v1/ path goes to an OpenAI-type provider. */
-    {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false},
+    {"*", "/v1/", true, "other", KG_PROVIDER_OPENAI, HTTP_ROUTE_PROXY, false,
+     "/v1/*"},
 };
 
 /* Per-request state of the HTTP side (libmicrohttpd's con_cls). */
 typedef struct http_req {
     kg_gateway_t *gw;
     kg_proxy_t *proxy; /* the connection's worker's */
+    /* The configuration the request started with, to its end (one use of
+     * the worker's slot), and the model and provider it routed to. */
+    kg_gen_slot_t *gen;
+    const kg_config_t *cfg;
+    const kg_model_t *model;
+    const kg_provider_t *prov;
+    const char *error;    /* the code of keygate's error answer, or NULL */
+    const char *endpoint; /* the route's pattern (static), or NULL */
+    char method[KG_METHOD_MAX + 1];
     const http_route_t *route;
     char request_id[KG_REQUEST_ID_LEN + 1];
     char client_ip[KG_CLIENT_IP_MAX];
@@ -109,10 +125,13 @@ typedef struct http_req {
 } http_req_t;
 
 /*
- * Per connection (libmicrohttpd's socket context): its place in the
- * shared connection limits and on its worker's header deadline list.
+ * Per connection (libmicrohttpd's socket context): the certificate it
+ * uses on a TLS listener (first: kg_tls_cert_callback finds it there), its
+ * place in the shared connection limits and on its worker's header
+ * deadline list.
  */
 typedef struct http_conn {
+    kg_tls_conn_t tls;
     kg_connlimit_slot_t *slot; /* NULL: over a limit, refuse */
     kg_worker_wait_t wait;
 } http_conn_t;
@@ -209,25 +228,38 @@ static void http_add_common(struct MHD_Response *resp, const http_req_t *req)
 }
 
 /*
- * Metrics of a request keygate answered itself (a forwarded one is counted
- * by the proxy with its usage): its route and status, in the worker's
- * shard.
+ * A request keygate answered itself ends (a forwarded one is summed up by
+ * the proxy with its usage): its summary goes to the worker's metrics
+ * shard and, with [server] request_log, to the access log.
  */
 static void http_count(const http_req_t *req, unsigned status)
 {
-    kg_metrics_request_t m;
+    kg_request_summary_t m;
 
-    if (req->ex != NULL || req->metrics == NULL) {
+    if (req->ex != NULL && req->ex->counted) {
         return;
     }
     memset(&m, 0, sizeof(m));
+    m.request_id = req->request_id;
+    m.method = req->method;
     m.route = req->route ? req->route->operation : "other";
+    m.endpoint = req->endpoint;
     m.status = (int)status;
-    m.key_id = req->key.id[0] ? req->key.id : NULL;
+    m.key_id = req->key.id;
+    m.workspace_id = req->key.id[0] ? req->key.workspace_id : NULL;
+    m.model = req->model ? req->model->name : NULL;
+    m.provider = req->prov ? req->prov->name : NULL;
+    m.client_ip = req->client_ip;
+    m.error = req->error;
     m.duration_us = kg_clock_mono_us() - req->start_us;
     m.upstream_us = -1;
     m.ttft_us = -1;
-    kg_metrics_record(req->metrics, &m);
+    if (req->metrics != NULL) {
+        kg_metrics_record(req->metrics, &m);
+    }
+    if (req->cfg->server_request_log) {
+        kg_access_log(&m);
+    }
 }
 
 /* Count a refused credential or a policy refusal by its error. */
@@ -314,12 +346,7 @@ static enum MHD_Result http_error(struct MHD_Connection *conn, http_req_t *req,
         return MHD_NO;
     }
     http_count_refusal(req, err);
-    /* A proxied request was logged by the proxy with its usage. */
-    if (req->gw->cfg->server_request_log && req->ex == NULL) {
-        KG_INFO("request id=%s key=%s status=%d route=%s error=%s",
-                req->request_id, req->key.id[0] ? req->key.id : "-", status,
-                req->route ? req->route->operation : "-", kg_err_code(err));
-    }
+    req->error = kg_err_code(err);
     ret =
         http_queue_json(conn, req, (unsigned)status, body, strlen(body), close);
     free(body);
@@ -441,7 +468,7 @@ static bool http_admit_models(struct MHD_Connection *conn, http_req_t *req,
 /* GET /v1/models: the models the key may use, OpenAI list format. */
 static enum MHD_Result http_models(struct MHD_Connection *conn, http_req_t *req)
 {
-    const kg_config_t *cfg = req->gw->cfg;
+    const kg_config_t *cfg = req->cfg;
     enum MHD_Result ret;
     json_t *data;
 
@@ -473,11 +500,12 @@ static enum MHD_Result http_model(struct MHD_Connection *conn, http_req_t *req,
     if (http_admit_models(conn, req, &ret)) {
         return ret;
     }
-    m = kg_providers_route(req->gw->cfg, name, NULL);
+    m = kg_providers_route(req->cfg, name, NULL);
     if (m == NULL || !kg_policy_model_visible(req->gw->policy, &req->key, m,
                                               req->client_ip)) {
         return http_error(conn, req, KG_ERR_UNKNOWN_MODEL, name, false);
     }
+    req->model = m;
     return http_queue_private(conn, req, MHD_HTTP_OK, http_model_json(m));
 }
 
@@ -634,9 +662,10 @@ static enum MHD_Result http_health(struct MHD_Connection *conn, http_req_t *req,
     }
     return http_queue_private(
         conn, req, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-        json_pack("{s:s, s:{s:b, s:b, s:b}}", "status",
+        json_pack("{s:s, s:{s:b, s:b, s:b}, s:o}", "status",
                   ready ? "ready" : "not ready", "checks", "store", store,
-                  "workers", gw->nworkers > 0, "draining", draining));
+                  "workers", gw->nworkers > 0, "draining", draining, "config",
+                  kg_generation_json(req->gen->gen)));
 }
 
 /* First call: framing, route, credentials. Returns true when answered. */
@@ -660,7 +689,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     /* The request line ("GET /path?query HTTP/1.1\r\n") and the blank
      * line after the headers count too: the block as sent. */
     hs.bytes += strlen(method) + strlen(url) + strlen(version) + 6 + args.bytes;
-    if (hs.overflow || hs.bytes > (size_t)gw->cfg->server_max_header_bytes) {
+    if (hs.overflow || hs.bytes > (size_t)req->cfg->server_max_header_bytes) {
         *ret = http_error(conn, req, KG_ERR_HEADERS_TOO_LARGE, NULL, true);
         return true;
     }
@@ -672,13 +701,14 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     if (gw->trusted_proxies != NULL) {
         http_forwarded_client(req, &hs);
     }
-    if (http_declared_too_large(&hs, (size_t)gw->cfg->server_max_body_bytes)) {
+    if (http_declared_too_large(&hs, (size_t)req->cfg->server_max_body_bytes)) {
         /* Refused before reading it; the connection closes. */
         *ret = http_error(conn, req, KG_ERR_BODY_TOO_LARGE, NULL, true);
         return true;
     }
-    if (gw->cfg->server_health_routes && strcmp(method, "GET") == 0 &&
+    if (req->cfg->server_health_routes && strcmp(method, "GET") == 0 &&
         (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)) {
+        req->endpoint = strcmp(url, "/readyz") == 0 ? "/readyz" : "/healthz";
         *ret = http_health(conn, req, strcmp(url, "/readyz") == 0);
         return true;
     }
@@ -688,6 +718,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
         return true;
     }
     req->route = http_route_find(method, url, &bad_method);
+    req->endpoint = req->route ? req->route->pattern : NULL;
     if (req->route == NULL) {
         return bad_method ? http_defer(req, KG_ERR_METHOD, NULL)
                : strncmp(url, "/v1/v1/", 7) == 0
@@ -819,7 +850,7 @@ static bool http_route_request(struct MHD_Connection *conn, http_req_t *req,
                                const kg_model_t **model,
                                const kg_provider_t **prov, enum MHD_Result *ret)
 {
-    const kg_config_t *cfg = req->gw->cfg;
+    const kg_config_t *cfg = req->cfg;
     const http_route_t *route = req->route;
     kg_diag_t diag = {{0}};
 
@@ -840,11 +871,14 @@ static bool http_route_request(struct MHD_Connection *conn, http_req_t *req,
     if (info->has_model) {
         *model = kg_providers_route(cfg, info->model, NULL);
         if (*model == NULL || (*model)->provider->type != route->api) {
+            *model = NULL;
             *ret =
                 http_error(conn, req, KG_ERR_UNKNOWN_MODEL, info->model, false);
             return true;
         }
         *prov = (*model)->provider;
+        req->model = *model;
+        req->prov = *prov;
         return false;
     }
     *prov = http_default_provider(cfg, route->api);
@@ -853,6 +887,7 @@ static bool http_route_request(struct MHD_Connection *conn, http_req_t *req,
                           "no provider serves this path.", false);
         return true;
     }
+    req->prov = *prov;
     return false;
 }
 
@@ -967,11 +1002,15 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     ex->model = model;
     ex->provider = prov;
     ex->operation = req->route->operation;
+    ex->endpoint = req->route->pattern;
     memcpy(ex->client_ip, req->client_ip, sizeof(ex->client_ip));
     ex->stream_requested = info.stream;
     ex->client_wants_usage = info.client_include_usage;
     ex->input_estimate = info.input_estimate_tokens;
     ex->start_us = req->start_us;
+    memcpy(ex->method, req->method, sizeof(ex->method));
+    ex->max_response_bytes = (size_t)req->cfg->upstream_max_response_bytes;
+    ex->log_request = req->cfg->server_request_log;
     ex->conn = conn;
     {
         const union MHD_ConnectionInfo *ci =
@@ -983,6 +1022,8 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     ex->wake_loop_ud = req->proxy;
     ex->suspended = true;
     kg_exchange_ref(ex); /* the proxy's reference */
+    ex->gen = req->gen;  /* and its use of the configuration */
+    kg_gen_slot_hold(ex->gen);
     req->ex = ex;
     MHD_suspend_connection(conn);
     kg_proxy_submit(req->proxy, ex);
@@ -1152,14 +1193,19 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
         req->proxy = w->proxy;
         req->metrics = w->metrics;
         req->start_us = kg_clock_mono_us();
-        kg_buf_init(&req->body, (size_t)gw->cfg->server_max_body_bytes);
+        /* The request runs on the worker's configuration of now to its
+         * end, whatever a reload does meanwhile. */
+        req->gen = kg_gen_loop_hold(&w->gens);
+        req->cfg = req->gen->cfg;
+        snprintf(req->method, sizeof(req->method), "%s", method);
+        kg_buf_init(&req->body, (size_t)req->cfg->server_max_body_bytes);
         http_new_request_id(gw, req->request_id);
         http_client_ip(conn, req->client_ip, sizeof(req->client_ip));
         *con_cls = req;
         atomic_fetch_add(&gw->inflight, 1);
         MHD_set_connection_option(
             conn, MHD_CONNECTION_OPTION_TIMEOUT,
-            (unsigned)((gw->cfg->server_idle_timeout_ms + 999) / 1000));
+            (unsigned)((req->cfg->server_idle_timeout_ms + 999) / 1000));
         if (http_first_call(conn, req, method, url, version, &ret)) {
             return ret;
         }
@@ -1214,15 +1260,22 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
     http_req_t *req = *con_cls;
     kg_exchange_t *ex;
 
-    (void)toe;
     if (req == NULL) {
         return;
+    }
+    if (!req->answered && req->ex == NULL) {
+        /* It ended before keygate answered (a client that left mid-body, a
+         * body too slow): its access line all the same. */
+        bool timeout = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
+
+        req->error = timeout ? "timeout" : "client_gone";
+        http_count(req, timeout ? MHD_HTTP_REQUEST_TIMEOUT : 499);
     }
     /* A kept-alive connection waits for its next request's headers: at
      * most header_timeout of silence, and all of them within it. */
     MHD_set_connection_option(
         conn, MHD_CONNECTION_OPTION_TIMEOUT,
-        (unsigned)((gw->cfg->server_header_timeout_ms + 999) / 1000));
+        (unsigned)((req->cfg->server_header_timeout_ms + 999) / 1000));
     {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -1248,6 +1301,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
         kg_exchange_unref(ex);
     }
     kg_buf_free(&req->body);
+    kg_gen_slot_drop(&req->gen); /* last: the request is done with it */
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&gw->inflight, 1);
@@ -1302,7 +1356,7 @@ static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *sa,
                                           socklen_t len)
 {
     kg_worker_t *w = cls;
-    const kg_config_t *cfg = w->gw->cfg;
+    const kg_config_t *cfg = w->gens.current->cfg;
     size_t from_sa = 0;
     size_t total = kg_connlimit_count(w->gw->connlimit, sa, len, &from_sa);
 
@@ -1346,9 +1400,15 @@ static void http_notify_connection(void *cls, struct MHD_Connection *conn,
                                             : sizeof(struct sockaddr_in));
         kg_worker_wait_arm(w, &hc->wait, fi ? fi->connect_fd : -1,
                            kg_clock_mono_us());
+        if (w->tls) {
+            /* The certificate of the worker's configuration of now, to
+             * the connection's end. */
+            kg_tls_conn_open(&hc->tls, conn, w->gens.current->gen->tls);
+        }
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && hc != NULL) {
         kg_worker_wait_disarm(w, &hc->wait);
         kg_connlimit_release(w->gw->connlimit, hc->slot);
+        kg_tls_conn_close(&hc->tls);
         free(hc);
         *socket_context = NULL;
     }
@@ -1394,11 +1454,21 @@ static int http_listen_socket(const kg_config_t *cfg,
 static struct MHD_Daemon *http_daemon_new(kg_worker_t *w, int listen_fd,
                                           bool ipv6)
 {
-    const kg_config_t *cfg = w->gw->cfg;
+    const kg_config_t *cfg = w->gens.current->cfg;
+    /* With TLS, the certificate comes from the connection's configuration
+     * (kg_tls_cert_callback), so a reload changes it without a restart. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)kg_tls_cert_callback},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)kg_tls_priorities(cfg->server_tls_min_version)},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
     /* ITC: MHD_resume_connection from another thread (the usage writer)
      * wakes the loop through the daemon's epoll set. */
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0) |
+                     (w->tls ? MHD_USE_TLS : 0);
 
     return MHD_start_daemon(
         flags, 0, http_accept_policy, w, http_handler, w,
@@ -1419,12 +1489,13 @@ static struct MHD_Daemon *http_daemon_new(kg_worker_t *w, int listen_fd,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->server_max_header_bytes + HTTP_POOL_EXTRA,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, w,
-        MHD_OPTION_EXTERNAL_LOGGER, http_log_mhd, NULL, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, http_log_mhd, NULL, MHD_OPTION_ARRAY,
+        w->tls ? tls_opts : no_opts, MHD_OPTION_END);
 }
 
 kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag)
 {
-    const kg_config_t *cfg = gw->cfg;
+    const kg_config_t *cfg = gw->gen->cfg; /* the one the daemon starts with */
     struct sockaddr_storage ss;
     unsigned n = (unsigned)cfg->server_threads;
     kg_proxy_opts_t popts = gw->proxy_opts;
@@ -1521,4 +1592,26 @@ void kg_http_stop(kg_gateway_t *gw)
     gw->workers = NULL;
     gw->nworkers = 0;
     kg_connlimit_free(&gw->connlimit);
+}
+
+bool kg_http_publish(kg_gateway_t *gw, kg_generation_t *g)
+{
+    int64_t deadline = kg_clock_mono_us() + KG_HTTP_PUBLISH_WAIT_MS * 1000;
+    struct timespec tick = {0, 1000 * 1000};
+    unsigned done = 0;
+
+    for (unsigned i = 0; i < gw->nworkers; i++) {
+        kg_worker_set_generation(gw->workers[i], g);
+    }
+    /* Each loop switches when it wakes up: at once unless it is stuck. */
+    while (done < gw->nworkers && kg_clock_mono_us() < deadline) {
+        done = 0;
+        for (unsigned i = 0; i < gw->nworkers; i++) {
+            done += kg_worker_generation(gw->workers[i]) >= g->number;
+        }
+        if (done < gw->nworkers) {
+            nanosleep(&tick, NULL);
+        }
+    }
+    return done == gw->nworkers;
 }

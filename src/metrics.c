@@ -224,7 +224,7 @@ static metrics_series_t *series_get(kg_metrics_shard_t *sh,
     return s;
 }
 
-void kg_metrics_record(kg_metrics_shard_t *sh, const kg_metrics_request_t *r)
+void kg_metrics_record(kg_metrics_shard_t *sh, const kg_request_summary_t *r)
 {
     static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     const char *cls = r->status >= 100 && r->status < 600
@@ -659,6 +659,23 @@ static void render_gauges(const kg_metrics_gauges_t *g, const char *version,
                "it stops.\n# TYPE keygate_draining gauge\n"
                "keygate_draining %d\n",
                g->draining ? 1 : 0);
+    out_printf(o,
+               "# HELP keygate_config_reloads_total Configuration reloads "
+               "(SIGHUP), by result.\n"
+               "# TYPE keygate_config_reloads_total counter\n"
+               "keygate_config_reloads_total{result=\"ok\"} %" PRIu64 "\n"
+               "keygate_config_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+               g->config_reloads_ok, g->config_reloads_failed);
+    out_printf(o,
+               "# HELP keygate_config_generation The number of the "
+               "configuration in use (1: the one the daemon started "
+               "with).\n# TYPE keygate_config_generation gauge\n"
+               "keygate_config_generation %" PRIu64 "\n"
+               "# HELP keygate_config_loaded_timestamp_seconds When the "
+               "configuration in use was loaded.\n"
+               "# TYPE keygate_config_loaded_timestamp_seconds gauge\n"
+               "keygate_config_loaded_timestamp_seconds %" PRId64 "\n",
+               g->config_generation, g->config_loaded_at);
     out_printf(o,
                "# HELP keygate_build_info The running version.\n"
                "# TYPE keygate_build_info gauge\n"

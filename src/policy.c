@@ -33,8 +33,15 @@ struct kg_policy_cred {
     size_t len;
 };
 
+/*
+ * A workspace's own credential for the provider of that name. Keyed by
+ * name, not by the provider's position in a configuration: a request that
+ * started before a reload, with a provider of the old configuration, finds
+ * the right credential in an entry loaded after it.
+ */
 typedef struct pol_cred {
-    kg_policy_cred_t *cred; /* NULL: none; one reference */
+    char provider[KG_PROVIDER_NAME_MAX + 1];
+    kg_policy_cred_t *cred; /* one reference */
 } pol_cred_t;
 
 typedef struct pol_ws {
@@ -42,7 +49,8 @@ typedef struct pol_ws {
     kg_ws_mode_t mode;
     kg_rules_t *rules;
     bool rules_bad;    /* stored rules did not compile: deny (fail closed) */
-    pol_cred_t *creds; /* one per configured provider */
+    pol_cred_t *creds; /* the workspace's own credentials */
+    size_t ncreds;
     UT_hash_handle hh;
 } pol_ws_t;
 
@@ -55,7 +63,8 @@ typedef struct pol_key {
 } pol_key_t;
 
 struct kg_policy {
-    const kg_config_t *cfg;
+    const kg_config_t *cfg; /* providers whose credentials load (store_mu) */
+    uint64_t cfg_changes;   /* kg_policy_set_config calls (store_mu) */
     const kg_secretbox_t *sb;
     kg_store_t *store; /* guarded by store_mu */
     pthread_mutex_t store_mu;
@@ -78,13 +87,13 @@ static const char pol_sql_reclaim[] =
 static const char pol_sql_reserved[] =
     "UPDATE api_keys SET reserved = ? WHERE id = ?";
 
-static void pol_ws_free(const kg_config_t *cfg, pol_ws_t *ws)
+static void pol_ws_free(pol_ws_t *ws)
 {
     if (ws == NULL) {
         return;
     }
     kg_rules_free(&ws->rules);
-    for (size_t i = 0; ws->creds != NULL && i < cfg->nproviders; i++) {
+    for (size_t i = 0; i < ws->ncreds; i++) {
         kg_policy_cred_unref(&ws->creds[i].cred);
     }
     free(ws->creds);
@@ -108,7 +117,7 @@ static void pol_flush_locked(kg_policy_t *p)
     HASH_ITER(hh, p->wss, w, wtmp)
     {
         HASH_DEL(p->wss, w);
-        pol_ws_free(p->cfg, w);
+        pol_ws_free(w);
     }
     p->nentries = 0;
 }
@@ -183,7 +192,7 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
         (cfg->nproviders > 0 &&
          (ws->creds = calloc(cfg->nproviders, sizeof(*ws->creds))) == NULL)) {
         kg_store_reset(st);
-        pol_ws_free(cfg, ws);
+        pol_ws_free(ws);
         return KG_ERR_NOMEM;
     }
     snprintf(ws->id, sizeof(ws->id), "%s", ws_id);
@@ -203,6 +212,7 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
     kg_store_reset(st);
     for (size_t i = 0; rc == KG_OK && i < cfg->nproviders; i++) {
         kg_diag_t diag = {{0}};
+        pol_cred_t *pc = &ws->creds[ws->ncreds];
         char *secret = NULL;
         size_t len = 0;
         kg_err_t lr =
@@ -213,8 +223,8 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
             continue;
         }
         if (lr == KG_OK) {
-            ws->creds[i].cred = calloc(1, sizeof(*ws->creds[i].cred));
-            lr = ws->creds[i].cred != NULL ? KG_OK : KG_ERR_NOMEM;
+            pc->cred = calloc(1, sizeof(*pc->cred));
+            lr = pc->cred != NULL ? KG_OK : KG_ERR_NOMEM;
         }
         if (lr != KG_OK) {
             kg_wscred_secret_free(&secret, len);
@@ -222,15 +232,18 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
             rc = lr;
             continue;
         }
-        atomic_init(&ws->creds[i].cred->refs, 1);
-        ws->creds[i].cred->secret = secret;
-        ws->creds[i].cred->len = len;
+        snprintf(pc->provider, sizeof(pc->provider), "%s",
+                 cfg->providers[i].name);
+        atomic_init(&pc->cred->refs, 1);
+        pc->cred->secret = secret;
+        pc->cred->len = len;
+        ws->ncreds++;
     }
     if (rc == KG_OK) {
         rc = kg_budget_sync_credits(p->budget, ws_id, balance);
     }
     if (rc != KG_OK) {
-        pol_ws_free(cfg, ws);
+        pol_ws_free(ws);
         return rc;
     }
     *out = ws;
@@ -245,6 +258,7 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
     sqlite3_stmt *st;
     char ws_id[KG_WORKSPACE_ID_LEN + 1];
     char *rules = NULL;
+    uint64_t changes = 0;
     kg_err_t rc = KG_OK;
     int src;
 
@@ -278,6 +292,7 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
         HASH_FIND_STR(p->wss, ws_id, ws);
         pthread_rwlock_unlock(&p->lock);
         if (ws == NULL) {
+            changes = p->cfg_changes;
             rc = pol_load_ws(p, ws_id, &ws);
         } else {
             ws = NULL; /* someone else's; looked up again below */
@@ -290,7 +305,7 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
     }
     if (rc != KG_OK) {
         free(rules);
-        pol_ws_free(p->cfg, ws);
+        pol_ws_free(ws);
         return rc;
     }
     snprintf(k->id, sizeof(k->id), "%s", key_id);
@@ -305,11 +320,15 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
         pol_ws_t *have = NULL;
 
         HASH_FIND_STR(p->wss, ws->id, have);
-        if (have == NULL) {
+        if (changes != p->cfg_changes) {
+            /* Loaded for the providers of a configuration since replaced:
+             * dropped, and loaded again below. */
+            pol_ws_free(ws);
+        } else if (have == NULL) {
             HASH_ADD_STR(p->wss, id, ws);
             p->nentries++;
         } else {
-            pol_ws_free(p->cfg, ws);
+            pol_ws_free(ws);
         }
     }
     HASH_FIND_STR(p->wss, ws_id, k->ws);
@@ -378,6 +397,34 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
     return KG_OK;
 }
 
+/* Whether a and b have the same provider names, in any order. */
+static bool pol_same_providers(const kg_config_t *a, const kg_config_t *b)
+{
+    if (a->nproviders != b->nproviders) {
+        return false;
+    }
+    for (size_t i = 0; i < a->nproviders; i++) {
+        if (kg_providers_find(b, a->providers[i].name) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void kg_policy_set_config(kg_policy_t *p, const kg_config_t *cfg)
+{
+    pthread_mutex_lock(&p->store_mu);
+    pthread_rwlock_wrlock(&p->lock);
+    if (!pol_same_providers(p->cfg, cfg)) {
+        /* Workspaces load their own credentials for these providers. */
+        pol_flush_locked(p);
+        p->cfg_changes++;
+    }
+    p->cfg = cfg;
+    pthread_rwlock_unlock(&p->lock);
+    pthread_mutex_unlock(&p->store_mu);
+}
+
 void kg_policy_free(kg_policy_t **pp)
 {
     kg_policy_t *p;
@@ -410,11 +457,15 @@ static bool pol_pick_credential(const kg_policy_t *p, const pol_ws_t *ws,
                                 const pol_cred_t **ws_cred, bool *credits,
                                 bool *pool)
 {
-    size_t idx = (size_t)(prov - p->cfg->providers);
-    const pol_cred_t *own = idx < p->cfg->nproviders && ws->creds != NULL &&
-                                    ws->creds[idx].cred != NULL
-                                ? &ws->creds[idx]
-                                : NULL;
+    const pol_cred_t *own = NULL;
+
+    (void)p;
+    for (size_t i = 0; i < ws->ncreds; i++) {
+        if (strcmp(ws->creds[i].provider, prov->name) == 0) {
+            own = &ws->creds[i];
+            break;
+        }
+    }
 
     *ws_cred = NULL;
     *credits = false;

@@ -21,6 +21,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "keygate/access.h"
 #include "keygate/clock.h"
 #include "keygate/log.h"
 #include "keygate/money.h"
@@ -143,6 +144,9 @@ static void proxy_enqueue(kg_proxy_t *p, proxy_cmd_type_t type,
 
     if (cmd == NULL) {
         KG_ERROR("proxy: out of memory queueing a command");
+        if (type == PROXY_CMD_START) {
+            kg_gen_slot_drop(&ex->gen); /* submitted on the loop thread */
+        }
         kg_exchange_unref(ex);
         return;
     }
@@ -317,21 +321,28 @@ static void proxy_usage_committed(void *ud, kg_err_t rc)
     kg_exchange_unref(ex);
 }
 
-/* A forwarded request's metrics, in this loop's shard. */
+/*
+ * A forwarded request ends: its summary, filled once from its usage event,
+ * goes to this loop's metrics shard and (with [server] request_log) to the
+ * access log.
+ */
 static void proxy_count(const upstream_t *up, const kg_usage_event_t *ev)
 {
     const kg_exchange_t *ex = up->ex;
-    kg_metrics_request_t m;
+    kg_request_summary_t m;
 
-    if (up->proxy->opts.metrics == NULL) {
-        return;
-    }
     memset(&m, 0, sizeof(m));
+    m.request_id = ev->request_id;
+    m.method = ex->method;
     m.route = ev->operation;
+    m.endpoint = ex->endpoint;
     m.status = ev->status;
+    m.key_id = ev->key_id;
+    m.workspace_id = ev->workspace_id;
     m.model = ev->model;
     m.provider = ev->provider;
-    m.key_id = ev->key_id;
+    m.client_ip = ev->client_ip;
+    m.error = ev->error_code[0] != '\0' ? ev->error_code : NULL;
     m.duration_us = kg_clock_mono_us() - ex->start_us;
     m.upstream_us =
         up->first_byte_us && up->sent_us ? up->first_byte_us - up->sent_us : -1;
@@ -341,7 +352,12 @@ static void proxy_count(const upstream_t *up, const kg_usage_event_t *ev)
     m.completion_tokens = ev->completion_tokens;
     m.cached_tokens = ev->cached_tokens;
     m.cost = ev->cost;
-    kg_metrics_record(up->proxy->opts.metrics, &m);
+    if (up->proxy->opts.metrics != NULL) {
+        kg_metrics_record(up->proxy->opts.metrics, &m);
+    }
+    if (ex->log_request) {
+        kg_access_log(&m);
+    }
 }
 
 /*
@@ -356,7 +372,6 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     kg_usage_event_t ev;
     kg_price_t price;
     int64_t now_us = kg_clock_mono_us();
-    char money[KG_MONEY_STRLEN];
     bool durable = false;
 
     if (up->usage_sent) {
@@ -405,17 +420,8 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     }
     ev.charge_credits = ex->ticket.credits;
     ex->charged_credits = ex->ticket.credits ? ev.cost : 0;
-    if (up->proxy->opts.request_log) {
-        KG_INFO("request id=%s key=%s status=%d model=%s provider=%s "
-                "prompt_tokens=%lld completion_tokens=%lld cost=%s "
-                "latency_ms=%lld%s%s",
-                ev.request_id, ev.key_id, status, ev.model, ev.provider,
-                (long long)ev.prompt_tokens, (long long)ev.completion_tokens,
-                kg_money_format(ev.cost, money, sizeof(money)),
-                (long long)ev.latency_ms, error_code ? " error=" : "",
-                error_code ? error_code : "");
-    }
     proxy_count(up, &ev);
+    ex->counted = true;
     kg_exchange_ref(ex);
     if (kg_usagedb_submit_ex(up->proxy->opts.usage, &ev, proxy_usage_committed,
                              ex, &durable) != KG_OK) {
@@ -455,8 +461,7 @@ static void proxy_reserve_answer(upstream_t *up)
     if (up->ex->is_sse ||
         curl_easy_getinfo(up->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) !=
             CURLE_OK ||
-        cl <= 0 ||
-        (uint64_t)cl > (uint64_t)up->proxy->opts.max_response_bytes) {
+        cl <= 0 || (uint64_t)cl > (uint64_t)up->ex->max_response_bytes) {
         return;
     }
     if (kg_buf_reserve(&up->body, (size_t)cl) != KG_OK) {
@@ -626,7 +631,7 @@ static size_t proxy_write_cb(char *data, size_t size, size_t n, void *ud)
         return CURL_WRITEFUNC_PAUSE;
     }
     pthread_mutex_unlock(&ex->mu);
-    if (up->received + len > up->proxy->opts.max_response_bytes) {
+    if (up->received + len > up->ex->max_response_bytes) {
         up->cut = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
@@ -854,6 +859,7 @@ static void proxy_release(kg_proxy_t *p, upstream_t *up)
     up->ex->upstream = NULL;
     kg_buf_free(&up->body);
     kg_sse_parser_free(&up->sse);
+    kg_gen_slot_drop(&up->ex->gen); /* done with its model and provider */
     kg_exchange_unref(up->ex);
     free(up);
 }
@@ -862,9 +868,7 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
 {
     upstream_t *up = calloc(1, sizeof(*up));
     const kg_provider_t *prov = ex->provider;
-    int64_t connect_ms = prov->connect_timeout_ms > 0
-                             ? prov->connect_timeout_ms
-                             : p->opts.connect_timeout_ms;
+    int64_t connect_ms = prov->connect_timeout_ms;
     CURL *e;
 
     if (up == NULL) {
@@ -883,7 +887,7 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
         up->cred = prov->credential;
         up->cred_len = prov->credential_len;
     }
-    kg_buf_init(&up->body, p->opts.max_response_bytes);
+    kg_buf_init(&up->body, ex->max_response_bytes);
     kg_usage_stream_init(&up->us, proxy_api(ex), ex->client_wants_usage);
     up->us.prompt_estimate = ex->input_estimate;
     if (kg_sse_parser_new(PROXY_MAX_SSE_EVENT, &up->sse) != KG_OK) {
@@ -974,6 +978,7 @@ fail:
     ex->phase = KG_PHASE_READY;
     kg_exchange_wake_locked(ex);
     pthread_mutex_unlock(&ex->mu);
+    kg_gen_slot_drop(&ex->gen);
     kg_exchange_unref(ex);
 }
 
@@ -1072,12 +1077,9 @@ static void proxy_check_deadlines(kg_proxy_t *p)
     while (up != NULL) {
         upstream_t *next = up->next;
         const kg_provider_t *prov = up->ex->provider;
-        int64_t fbt = prov->first_byte_timeout_ms > 0
-                          ? prov->first_byte_timeout_ms
-                          : p->opts.first_byte_timeout_ms;
-
-        int64_t idle = prov->idle_timeout_ms > 0 ? prov->idle_timeout_ms
-                                                 : p->opts.idle_timeout_ms;
+        /* The provider's own, or [upstream]'s (resolved at load). */
+        int64_t fbt = prov->first_byte_timeout_ms;
+        int64_t idle = prov->idle_timeout_ms;
         bool paused;
 
         pthread_mutex_lock(&up->ex->mu);

@@ -45,7 +45,15 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
     w->gw = gw;
     w->index = index;
     w->wake_fd = -1;
-    w->header_us = gw->cfg->server_header_timeout_ms * 1000;
+    w->header_us = gw->gen->cfg->server_header_timeout_ms * 1000;
+    w->tls = gw->gen->tls != NULL;
+    pthread_mutex_init(&w->next_mu, NULL);
+    atomic_init(&w->gen_number, gw->gen->number);
+    if (kg_gen_loop_init(&w->gens, gw->gen) != KG_OK) {
+        pthread_mutex_destroy(&w->next_mu);
+        free(w);
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
+    }
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd >= 0) {
         w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -178,6 +186,28 @@ static int worker_timeout_ms(kg_worker_t *w)
     return t;
 }
 
+/* A reload handed a configuration over: new requests get it from now. */
+static void worker_take_generation(kg_worker_t *w)
+{
+    uint64_t number;
+    kg_generation_t *g;
+
+    pthread_mutex_lock(&w->next_mu);
+    g = w->next_gen;
+    w->next_gen = NULL;
+    pthread_mutex_unlock(&w->next_mu);
+    if (g == NULL) {
+        return;
+    }
+    number = g->number;
+    if (kg_gen_loop_switch(&w->gens, g) == KG_OK) {
+        atomic_store(&w->gen_number, number);
+    } else {
+        KG_ERROR("worker %u: out of memory; it keeps configuration %llu",
+                 w->index, (unsigned long long)w->gens.current->gen->number);
+    }
+}
+
 static void worker_handle_wake(kg_worker_t *w)
 {
     uint64_t n;
@@ -186,6 +216,7 @@ static void worker_handle_wake(kg_worker_t *w)
         /* EAGAIN: read already. */
     }
     atomic_store(&w->ping_answered, atomic_load(&w->ping_asked));
+    worker_take_generation(w);
     if (atomic_load(&w->quiesce_asked) && !w->quiesced) {
         MHD_socket fd = MHD_quiesce_daemon(w->daemon);
 
@@ -266,9 +297,27 @@ bool kg_worker_answered(kg_worker_t *w, uint64_t seq)
     return atomic_load(&w->ping_answered) >= seq;
 }
 
+uint64_t kg_worker_generation(kg_worker_t *w)
+{
+    return atomic_load(&w->gen_number);
+}
+
 void kg_worker_quiesce(kg_worker_t *w)
 {
     atomic_store(&w->quiesce_asked, true);
+    worker_wake(w);
+}
+
+void kg_worker_set_generation(kg_worker_t *w, kg_generation_t *g)
+{
+    kg_generation_t *old;
+
+    kg_generation_ref(g);
+    pthread_mutex_lock(&w->next_mu);
+    old = w->next_gen; /* never taken: a newer one replaces it */
+    w->next_gen = g;
+    pthread_mutex_unlock(&w->next_mu);
+    kg_generation_unref(&old);
     worker_wake(w);
 }
 
@@ -299,6 +348,10 @@ void kg_worker_free(kg_worker_t **pw)
         w->daemon = NULL;
     }
     kg_proxy_free(&w->proxy);
+    /* Every request and transfer is gone: so are their configurations. */
+    kg_gen_loop_clear(&w->gens);
+    kg_generation_unref(&w->next_gen);
+    pthread_mutex_destroy(&w->next_mu);
     if (w->wake_fd >= 0) {
         close(w->wake_fd);
     }

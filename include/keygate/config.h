@@ -38,6 +38,9 @@ typedef enum kg_setting_type {
     KG_SETTING_CIDRS,        /* comma-separated IPv4/IPv6 CIDRs; "" = none */
     KG_SETTING_HTTP_VERSION, /* auto | 1.1 | 2 | 2-prior-knowledge →
                                 kg_http_version_t */
+    KG_SETTING_PATH_OPT,     /* like PATH, or "" (unset) */
+    KG_SETTING_LOG_FORMAT,   /* text | json → kg_log_format_t */
+    KG_SETTING_TLS_VERSION,  /* "1.2" | "1.3" (string) */
 } kg_setting_type_t;
 
 /* Flags of a setting. */
@@ -45,6 +48,9 @@ typedef enum kg_setting_type {
 #define KG_SETTING_RELOADABLE 0x2u /* SIGHUP applies it */
 #define KG_SETTING_SENSITIVE  0x4u /* never printed; redacted views hide it */
 #define KG_SETTING_REQUIRED   0x8u /* a section without it is an error */
+/* RELOADABLE, but going from empty to set or back needs a restart (a
+ * listener's TLS: a new certificate reloads, turning TLS on does not). */
+#define KG_SETTING_ONOFF_RESTART 0x10u
 
 /* Room for the address part of a listen setting ("::ffff:1.2.3.4"). */
 #define KG_LISTEN_HOST_MAX 64
@@ -63,6 +69,8 @@ typedef struct kg_config {
     char *secret_key_file; /* default: "secret.key" next to hash_key_file */
     /* [log] */
     kg_log_level_t log_level;
+    kg_log_format_t log_format;
+    char *log_file; /* "" = stderr */
     /* [server] */
     char *server_listen;    /* see kg_config_listen_parse */
     int64_t server_threads; /* 0 = one per core */
@@ -77,6 +85,10 @@ typedef struct kg_config {
     bool server_request_log;
     char *server_trusted_proxies; /* CIDRs whose X-Forwarded-For is used */
     bool server_health_routes;    /* /healthz, /readyz on the public side */
+    char *server_pid_file;        /* "" = none */
+    char *server_tls_cert_file;   /* "" = plain HTTP */
+    char *server_tls_key_file;
+    char *server_tls_min_version; /* "1.2" or "1.3" */
     /* [upstream]: defaults of every provider's timeouts, and limits */
     int64_t upstream_connect_timeout_ms;
     int64_t upstream_first_byte_timeout_ms; /* no headers by then → 504 */
@@ -92,6 +104,10 @@ typedef struct kg_config {
     int64_t admin_max_body_bytes;
     int64_t admin_timeout_ms;
     int64_t admin_session_ttl; /* seconds */
+    char *admin_tls_cert_file; /* "" = plain HTTP */
+    char *admin_tls_key_file;
+    char *admin_tls_min_version;
+    bool admin_allow_insecure; /* plain HTTP on a non-loopback address */
     /* [metrics] */
     bool metrics_per_key;
     /* [usage] */
@@ -167,6 +183,30 @@ kg_err_t kg_config_load(const char *path, kg_config_t **out,
  */
 kg_err_t kg_config_load_ex(const char *path, unsigned flags, kg_config_t **out,
                            kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * For a reload: compare every RESTART setting of next (a new file) with
+ * running (the daemon's), and every KG_SETTING_ONOFF_RESTART one that goes
+ * from empty to set or back. For each that differs, call changed (may be
+ * NULL) with the setting and both values as text ("(redacted)" for a
+ * SENSITIVE one), and put running's value back into next: next then
+ * differs from running in reloadable settings only. KG_OK, or
+ * KG_ERR_NOMEM (next is then half updated: free it).
+ */
+typedef void (*kg_config_changed_fn)(void *ud, const kg_setting_t *s,
+                                     const char *running, const char *next);
+kg_err_t kg_config_keep_restart(kg_config_t *next, const kg_config_t *running,
+                                kg_config_changed_fn changed,
+                                void *ud) KG_MUST_CHECK;
+
+/*
+ * The admin listener takes admin tokens and session cookies: refuse (
+ * KG_ERR_CONFIG, diag says why and what to set) an [admin] listen that is
+ * not a loopback address when the listener has no TLS, unless [admin]
+ * allow_insecure is on. KG_OK otherwise (also with the listener off).
+ */
+kg_err_t kg_config_check_admin_exposure(const kg_config_t *cfg,
+                                        kg_diag_t *diag) KG_MUST_CHECK;
 
 /* Free *cfg (wiping provider credentials) and set it to NULL. */
 void kg_config_free(kg_config_t **cfg);

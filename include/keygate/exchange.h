@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/buf.h"
+#include "keygate/generation.h"
 #include "keygate/keycache.h"
 #include "keygate/policy.h"
 #include "keygate/providers.h"
@@ -17,6 +18,8 @@ struct MHD_Connection;
 
 #define KG_REQUEST_ID_LEN 24
 #define KG_CLIENT_IP_MAX  46
+/* An HTTP method kept for the access line (longer ones are cut). */
+#define KG_METHOD_MAX 15
 /* Relay buffer marks: pause the upstream above HIGH, resume below LOW. */
 #define KG_RELAY_HIGH_WATER (256 * 1024)
 #define KG_RELAY_LOW_WATER  (64 * 1024)
@@ -57,7 +60,19 @@ typedef struct kg_exchange {
                                  body goes as it is */
     void *curl_headers;       /* struct curl_slist *, owned by the proxy */
     int64_t start_us;
-    kg_policy_t *policy;       /* borrowed: settles the ticket */
+    char method[KG_METHOD_MAX + 1]; /* for the access line */
+    const char *endpoint;           /* its route's pattern (static) */
+    /*
+     * The configuration model and provider belong to: a use of the loop's
+     * slot that the HTTP side takes for the proxy when it hands the
+     * exchange over, and the proxy drops when it lets go of the exchange
+     * (loop thread only).
+     */
+    kg_gen_slot_t *gen;
+    size_t max_response_bytes; /* [upstream] max_response_bytes */
+    bool log_request;          /* [server] request_log: an access line */
+    bool counted;        /* the proxy recorded its summary (loop thread) */
+    kg_policy_t *policy; /* borrowed: settles the ticket */
     kg_policy_ticket_t ticket; /* holds released once, at the end */
     int64_t charged_credits;   /* credits charged, reported after commit */
     /* Wakes the connection's event loop after a resume from any thread. */

@@ -11,6 +11,7 @@
 #include "keygate/config.h"
 #include "keygate/connlimit.h"
 #include "keygate/err.h"
+#include "keygate/generation.h"
 #include "keygate/keycache.h"
 #include "keygate/keyhash.h"
 #include "keygate/metrics.h"
@@ -22,12 +23,19 @@
 struct kg_worker;
 
 /*
- * The running gateway. Everything is owned by it; the configuration is
- * read-only while the gateway runs, so request threads borrow from it
- * without locks.
+ * The running gateway. Everything is owned by it. The configuration is a
+ * generation (read-only once made): the main thread makes a new one on
+ * SIGHUP and publishes it; each event loop switches to it for the
+ * requests that start after, and a request keeps the one it started with
+ * to its end (see generation.h). RESTART settings are the same in every
+ * generation.
  */
 typedef struct kg_gateway {
-    const kg_config_t *cfg; /* borrowed; outlives the gateway */
+    pthread_mutex_t gen_mu; /* guards gen (the main thread replaces it) */
+    kg_generation_t *gen;   /* the current generation (one reference) */
+    atomic_ulong reloads_ok;
+    atomic_ulong reloads_failed;
+    atomic_bool reload_refused; /* the last reload kept the old one */
     kg_keyhash_t *hashkey;
     kg_secretbox_t *secretbox;
     kg_keycache_t *keycache;
@@ -52,6 +60,7 @@ typedef struct kg_gateway {
     char id_prefix[9]; /* random per process, starts every request id */
     pthread_t maintenance;
     bool maintenance_started;
+    bool pid_file_written;
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
     bool stopping;
@@ -65,16 +74,35 @@ typedef struct kg_gateway_opts {
 /*
  * Run the gateway in the foreground until SIGTERM or SIGINT: block the
  * signals, start every part, listen, then drain and stop. A second signal
- * exits at once. Returns KG_OK after a clean stop, or the error that kept
- * it from starting (diag says why).
+ * exits at once; SIGHUP reloads the configuration file (a broken one is
+ * refused and the running configuration kept); SIGUSR1 reopens the log
+ * file. *cfg is taken over (set to NULL). Returns KG_OK after a clean
+ * stop, or the error that kept it from starting (diag says why).
  */
-kg_err_t kg_gateway_run(const kg_config_t *cfg, const kg_gateway_opts_t *opts,
+kg_err_t kg_gateway_run(kg_config_t **cfg, const kg_gateway_opts_t *opts,
                         kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * The current configuration: a new reference (kg_generation_unref). Any
+ * thread off the event loops (they hold their own); takes a mutex.
+ */
+kg_generation_t *kg_gateway_generation(kg_gateway_t *gw);
 
 /* The HTTP front end (src/http.c). */
 kg_err_t kg_http_start(kg_gateway_t *gw, kg_diag_t *diag) KG_MUST_CHECK;
 /* Stop accepting new connections; in-flight requests go on. */
 void kg_http_quiesce(kg_gateway_t *gw);
+
+/* How long kg_http_publish waits for the workers to switch, at most. */
+#define KG_HTTP_PUBLISH_WAIT_MS 2000
+
+/*
+ * Hand g to every worker for its new requests (see
+ * kg_worker_set_generation) and wait until each has switched, at most
+ * KG_HTTP_PUBLISH_WAIT_MS: true when all did (every request that starts
+ * from now gets g), false when one did not in time (it will later).
+ */
+bool kg_http_publish(kg_gateway_t *gw, kg_generation_t *g);
 
 /* Cut every transfer in flight (the drain deadline); see kg_proxy_cut_all. */
 void kg_http_cut_all(kg_gateway_t *gw);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keygate/access.h"
 #include "keygate/buf.h"
 #include "keygate/err.h"
 
@@ -42,22 +43,6 @@ typedef enum kg_metrics_refusal {
     KG_METRICS_REFUSED__COUNT,
 } kg_metrics_refusal_t;
 
-/* One finished request, as the gateway saw it; strings borrowed. */
-typedef struct kg_metrics_request {
-    const char *route;    /* the operation: chat, models, ... ("other") */
-    int status;           /* the status sent to the client */
-    const char *model;    /* "" or NULL: none */
-    const char *provider; /* "" or NULL: none */
-    const char *key_id;   /* used only with per_key; NULL: none */
-    int64_t duration_us;  /* first byte in to last byte out */
-    int64_t upstream_us;  /* to the provider's headers; < 0: not forwarded */
-    int64_t ttft_us;      /* to the first streamed event; < 0: none */
-    int64_t prompt_tokens;
-    int64_t completion_tokens;
-    int64_t cached_tokens;
-    int64_t cost; /* micro-USD */
-} kg_metrics_request_t;
-
 /* Values read at scrape time from the rest of the daemon. */
 typedef struct kg_metrics_gauges {
     int64_t open_connections;
@@ -74,6 +59,10 @@ typedef struct kg_metrics_gauges {
     uint64_t commit_count;
     int64_t commit_sum_us;
     bool draining;
+    uint64_t config_reloads_ok; /* SIGHUP reloads applied */
+    uint64_t config_reloads_failed;
+    uint64_t config_generation; /* the configuration in use */
+    int64_t config_loaded_at;   /* unix seconds */
 } kg_metrics_gauges_t;
 
 /*
@@ -89,11 +78,12 @@ void kg_metrics_free(kg_metrics_t **m);
 kg_metrics_shard_t *kg_metrics_shard(kg_metrics_t *m, unsigned i);
 
 /*
- * Record a finished request in the caller's shard. Only the shard's own
- * thread calls this: no lock, no shared cache line; the scraper reads the
- * counters with relaxed atomic loads.
+ * Record a finished request in the caller's shard (its route, status,
+ * model, provider, key id with per_key, durations, tokens and cost). Only the
+ * shard's own thread calls this: no lock, no shared cache line; the scraper
+ * reads the counters with relaxed atomic loads.
  */
-void kg_metrics_record(kg_metrics_shard_t *s, const kg_metrics_request_t *r);
+void kg_metrics_record(kg_metrics_shard_t *s, const kg_request_summary_t *r);
 void kg_metrics_auth_failure(kg_metrics_shard_t *s, kg_metrics_auth_t why);
 void kg_metrics_refused(kg_metrics_shard_t *s, kg_metrics_refusal_t why);
 

@@ -73,14 +73,25 @@ typedef struct kg_policy_denial {
 
 /*
  * A policy with its own store connection (path). cfg and sb are borrowed
- * and outlive it. On start every stale budget reservation left in the
- * store by an earlier run is reclaimed (reserved = 0). *out is new.
+ * and outlive it (cfg: until kg_policy_set_config replaces it). On start every
+ * stale budget reservation left in the store by an earlier run is reclaimed
+ * (reserved = 0). *out is new.
  */
 kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
                        int busy_timeout_ms, const kg_secretbox_t *sb,
                        kg_policy_t **out, kg_diag_t *diag) KG_MUST_CHECK;
 
 void kg_policy_free(kg_policy_t **p);
+
+/*
+ * A reload: cfg (borrowed; it must outlive the policy or the next call)
+ * replaces the configuration whose providers' names workspace credentials
+ * are loaded for. When the set of provider names changed, every cached
+ * key and workspace is dropped and loaded again on its next request. Any
+ * thread; requests that started on the old configuration go on safely
+ * (credentials are found by provider name).
+ */
+void kg_policy_set_config(kg_policy_t *p, const kg_config_t *cfg);
 
 /*
  * Admit a request or say why not: KG_ERR_ACCESS_DENIED (403, detail is the

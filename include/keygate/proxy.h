@@ -15,18 +15,16 @@
 typedef struct kg_proxy kg_proxy_t;
 
 typedef struct kg_proxy_opts {
-    int64_t connect_timeout_ms;    /* default for providers without one */
-    int64_t first_byte_timeout_ms; /* headers must arrive by then: 504 */
-    int64_t idle_timeout_ms;       /* no bytes for this long ends it */
-    size_t max_response_bytes;     /* a longer answer is cut */
+    /* Timeouts and the answer's size limit come with each exchange (its
+     * provider and its configuration), so a reload changes them for new
+     * requests only. */
     long max_host_connections;
     /* Idle provider connections this loop keeps (its connection cache),
      * and how long one may stay idle before it is closed (0: no sweep). */
     long max_idle_connections;
     int64_t idle_connection_timeout_ms;
-    bool request_log;    /* [server] request_log: one line per request */
-    kg_usagedb_t *usage; /* borrowed: where usage events go */
-    kg_policy_t *policy; /* borrowed: settles budgets and rate limits */
+    kg_usagedb_t *usage;         /* borrowed: where usage events go */
+    kg_policy_t *policy;         /* borrowed: settles budgets and rate limits */
     kg_metrics_shard_t *metrics; /* borrowed: this loop's shard, or NULL */
 } kg_proxy_opts_t;
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/err.h"
+#include "keygate/generation.h"
 #include "keygate/metrics.h"
 #include "keygate/proxy.h"
 
@@ -57,13 +58,22 @@ typedef struct kg_worker {
     kg_worker_wait_t *wait_tail;
     int64_t header_us; /* [server] header_timeout */
     uint64_t header_cuts;
+    bool tls; /* the listener speaks TLS */
+    /* The configurations its requests use (worker thread, once started),
+     * and the next one a reload handed over (under next_mu). */
+    kg_gen_loop_t gens;
+    pthread_mutex_t next_mu;
+    kg_generation_t *next_gen;
+    /* The number of the generation its new requests get (any thread). */
+    atomic_uint_fast64_t gen_number;
     /* Liveness for the watchdog: kg_worker_ping stores a question and
      * wakes the loop, which copies it here when it handles the wake. */
     atomic_uint_fast64_t ping_asked;
     atomic_uint_fast64_t ping_answered;
 } kg_worker_t;
 
-/* A new worker with its epoll set and proxy (not yet running). */
+/* A new worker with its epoll set and proxy (not yet running), on the
+ * gateway's current configuration. */
 kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
                        const kg_proxy_opts_t *popts, kg_worker_t **out,
                        kg_diag_t *diag) KG_MUST_CHECK;
@@ -98,6 +108,17 @@ bool kg_worker_answered(kg_worker_t *w, uint64_t seq);
 
 /* Stop accepting new connections (any thread); in-flight ones go on. */
 void kg_worker_quiesce(kg_worker_t *w);
+
+/*
+ * Hand the worker a new configuration (any thread; a reference is taken):
+ * its thread switches to it at its next wake-up, for the requests that
+ * start after that; requests in flight finish on theirs.
+ */
+void kg_worker_set_generation(kg_worker_t *w, kg_generation_t *g);
+
+/* The number of the generation the worker's new requests get (any
+ * thread): after kg_worker_set_generation, the new one once it switched. */
+uint64_t kg_worker_generation(kg_worker_t *w);
 
 /* Stop the thread and wait for it (any thread but the worker's). */
 void kg_worker_stop(kg_worker_t *w);

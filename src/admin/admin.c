@@ -18,11 +18,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "keygate/access.h"
 #include "keygate/buf.h"
 #include "keygate/clock.h"
 #include "keygate/log.h"
 #include "keygate/ratelimit.h"
 #include "keygate/timefmt.h"
+#include "keygate/tls.h"
 #include "keygate/token.h"
 
 /* Request headers and line at most (libmicrohttpd answers 431 past it). */
@@ -383,6 +385,7 @@ static void admin_reply_error_msg(admin_ctx_t *c, kg_err_t err,
     struct MHD_Response *resp =
         admin_json_response(admin_error_json(err, detail, message, param));
 
+    c->error = kg_err_code(err);
     if (resp != NULL && kg_err_http_status(err) == 401) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer realm=\"keygate-admin\"");
@@ -484,7 +487,7 @@ bool admin_need_body(admin_ctx_t *c)
 
 void admin_keys_ctx(admin_ctx_t *c, kg_keys_ctx_t *ctx)
 {
-    const kg_config_t *cfg = c->gw->cfg;
+    const kg_config_t *cfg = c->cfg;
 
     memset(ctx, 0, sizeof(*ctx));
     ctx->store = c->store;
@@ -671,10 +674,10 @@ void admin_h_readyz(admin_ctx_t *c)
         KG_WARN("readyz: the store cannot be read: %s", diag.msg);
     }
     admin_reply_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                     json_pack("{s:s, s:{s:b, s:b, s:b}}", "status",
+                     json_pack("{s:s, s:{s:b, s:b, s:b}, s:o}", "status",
                                ready ? "ready" : "not ready", "checks", "store",
-                               store, "workers", workers, "draining",
-                               draining));
+                               store, "workers", workers, "draining", draining,
+                               "config", kg_generation_json(c->gen)));
 }
 
 static void admin_set_cookie(admin_ctx_t *c, const char *sid, int64_t max_age)
@@ -808,6 +811,26 @@ static void admin_client_ip(struct MHD_Connection *conn, char *buf, size_t len)
     }
 }
 
+/* The request's access line (type "admin"), in the log's format. */
+static void admin_log_request(const admin_ctx_t *c)
+{
+    kg_request_summary_t m;
+
+    memset(&m, 0, sizeof(m));
+    m.request_id = c->request_id;
+    m.method = c->method;
+    m.route = "admin";
+    m.endpoint = c->route ? c->route->pattern : NULL;
+    m.status = (int)c->status;
+    m.key_id = c->authed ? c->who.id : NULL;
+    m.client_ip = c->client_ip;
+    m.error = c->error;
+    m.duration_us = kg_clock_mono_us() - c->start_us;
+    m.upstream_us = -1;
+    m.ttft_us = -1;
+    kg_access_log_admin(&m);
+}
+
 /* Queue what c holds (a 500 when the handler queued nothing). */
 static enum MHD_Result admin_send(admin_req_t *r)
 {
@@ -824,9 +847,7 @@ static enum MHD_Result admin_send(admin_req_t *r)
     MHD_destroy_response(c->resp);
     c->resp = NULL;
     r->answered = true;
-    KG_INFO("admin request id=%s %s %s status=%u token=%s", c->request_id,
-            c->method, c->route ? c->route->pattern : "-", c->status,
-            c->authed ? c->who.id : "-");
+    admin_log_request(c);
     return ret;
 }
 
@@ -904,7 +925,7 @@ static bool admin_first_call(admin_req_t *r, const char *url)
     bool bad_method = false;
 
     if (admin_declared_too_large(c->conn,
-                                 (size_t)c->gw->cfg->admin_max_body_bytes)) {
+                                 (size_t)c->cfg->admin_max_body_bytes)) {
         admin_reply_error(c, KG_ERR_BODY_TOO_LARGE, NULL, NULL);
         return true;
     }
@@ -980,6 +1001,9 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *conn,
         *con_cls = r;
         r->c.admin = a;
         r->c.gw = a->gw;
+        r->c.gen = kg_gateway_generation(a->gw);
+        r->c.cfg = r->c.gen->cfg;
+        r->c.start_us = kg_clock_mono_us();
         r->c.shard = kg_metrics_shard(a->gw->metrics,
                                       a->gw->nworkers_planned + l->index);
         r->c.conn = conn;
@@ -988,7 +1012,7 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *conn,
         snprintf(r->c.request_id, sizeof(r->c.request_id), "adm_%s%012lx",
                  a->id_prefix, seq);
         admin_client_ip(conn, r->c.client_ip, sizeof(r->c.client_ip));
-        kg_buf_init(&r->body, (size_t)a->gw->cfg->admin_max_body_bytes);
+        kg_buf_init(&r->body, (size_t)r->c.cfg->admin_max_body_bytes);
         if (admin_first_call(r, url)) {
             return admin_send(r);
         }
@@ -1016,9 +1040,17 @@ static void admin_completed(void *cls, struct MHD_Connection *conn,
 
     (void)cls;
     (void)conn;
-    (void)toe;
     if (r == NULL) {
         return;
+    }
+    if (!r->answered) {
+        /* It ended before an answer (the client left mid-body, or was too
+         * slow): its access line all the same. */
+        bool timeout = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
+
+        r->c.status = timeout ? MHD_HTTP_REQUEST_TIMEOUT : 499;
+        r->c.error = timeout ? "timeout" : "client_gone";
+        admin_log_request(&r->c);
     }
     if (r->c.resp != NULL) {
         MHD_destroy_response(r->c.resp);
@@ -1030,6 +1062,7 @@ static void admin_completed(void *cls, struct MHD_Connection *conn,
     }
     kg_buf_free(&r->body);
     sodium_memzero(r->c.csrf, sizeof(r->c.csrf));
+    kg_generation_unref(&r->c.gen);
     free(r);
     *con_cls = NULL;
 }
@@ -1128,15 +1161,52 @@ static void *admin_loop_main(void *arg)
     return NULL;
 }
 
-/* One loop's daemon on its duplicate of the listening socket. */
-static kg_err_t admin_loop_start(kg_admin_t *a, admin_loop_t *l, int lfd,
-                                 bool ipv6, unsigned nloops, kg_diag_t *diag)
+/*
+ * A connection to a TLS admin listener opens or closes: it uses the
+ * certificate of the configuration of its start to its end.
+ */
+static void admin_notify_connection(void *cls, struct MHD_Connection *conn,
+                                    void **socket_context,
+                                    enum MHD_ConnectionNotificationCode code)
 {
-    const kg_config_t *cfg = a->gw->cfg;
+    kg_admin_t *a = cls;
+    kg_tls_conn_t *tc = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        kg_generation_t *g = kg_gateway_generation(a->gw);
+
+        tc = calloc(1, sizeof(*tc));
+        *socket_context = tc; /* NULL without memory: the handshake fails */
+        if (tc != NULL) {
+            kg_tls_conn_open(tc, conn, g->admin_tls);
+        }
+        kg_generation_unref(&g);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && tc != NULL) {
+        kg_tls_conn_close(tc);
+        free(tc);
+        *socket_context = NULL;
+    }
+}
+
+/* One loop's daemon on its duplicate of the listening socket. */
+static kg_err_t admin_loop_start(kg_admin_t *a, const kg_config_t *cfg,
+                                 admin_loop_t *l, int lfd, bool ipv6,
+                                 unsigned nloops, kg_diag_t *diag)
+{
+    /* With TLS, the certificate comes from the connection's configuration
+     * (kg_tls_cert_callback), so a reload changes it without a restart. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)kg_tls_cert_callback},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)kg_tls_priorities(cfg->admin_tls_min_version)},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)admin_notify_connection, a},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
     const union MHD_DaemonInfo *info;
     struct epoll_event ev;
-    unsigned flags =
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     (ipv6 ? MHD_USE_IPv6 : 0) | (a->tls ? MHD_USE_TLS : 0);
     unsigned conns =
         (unsigned)((cfg->admin_max_connections + nloops - 1) / nloops);
     int dfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
@@ -1160,7 +1230,8 @@ static kg_err_t admin_loop_start(kg_admin_t *a, admin_loop_t *l, int lfd,
         (unsigned)((cfg->admin_timeout_ms + 999) / 1000),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_POOL_BYTES,
         MHD_OPTION_NOTIFY_COMPLETED, admin_completed, a,
-        MHD_OPTION_EXTERNAL_LOGGER, admin_log_mhd, NULL, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, admin_log_mhd, NULL, MHD_OPTION_ARRAY,
+        a->tls ? tls_opts : no_opts, MHD_OPTION_END);
     if (l->daemon == NULL) {
         close(dfd);
         return kg_diag_fail(diag, KG_ERR_CONFIG,
@@ -1213,7 +1284,7 @@ static void admin_loop_stop(admin_loop_t *l)
 kg_err_t kg_admin_start(kg_gateway_t *gw, kg_admin_t **out, uint16_t *port,
                         kg_diag_t *diag)
 {
-    const kg_config_t *cfg = gw->cfg;
+    const kg_config_t *cfg = gw->gen->cfg; /* the one the daemon starts with */
     kg_ratelimit_opts_t ropts;
     kg_admin_t *a = NULL;
     size_t n = (size_t)cfg->admin_threads;
@@ -1231,6 +1302,7 @@ kg_err_t kg_admin_start(kg_gateway_t *gw, kg_admin_t **out, uint16_t *port,
         return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
     a->gw = gw;
+    a->tls = gw->gen->admin_tls != NULL;
     kg_token_random_base62(a->id_prefix, sizeof(a->id_prefix) - 1);
     memset(&ropts, 0, sizeof(ropts));
     ropts.max_keys = 1;
@@ -1253,7 +1325,8 @@ kg_err_t kg_admin_start(kg_gateway_t *gw, kg_admin_t **out, uint16_t *port,
         a->loops[i].epfd = -1;
         a->loops[i].wake_fd = -1;
         a->nloops++;
-        rc = admin_loop_start(a, &a->loops[i], lfd, ipv6, (unsigned)n, diag);
+        rc = admin_loop_start(a, cfg, &a->loops[i], lfd, ipv6, (unsigned)n,
+                              diag);
     }
     if (lfd >= 0) {
         close(lfd); /* every daemon has its own duplicate */

@@ -50,6 +50,10 @@ typedef struct admin_route {
 struct admin_ctx {
     kg_admin_t *admin;
     kg_gateway_t *gw;
+    /* The configuration of the request (one reference, to its end). */
+    kg_generation_t *gen;
+    const kg_config_t *cfg;
+    int64_t start_us; /* kg_clock_mono_us() at its first call */
     struct MHD_Connection *conn;
     const admin_route_t *route;
     const char *method;
@@ -69,6 +73,7 @@ struct admin_ctx {
     /* The answer the handler queued. */
     struct MHD_Response *resp;
     unsigned status;
+    const char *error; /* the code of an error answer, or NULL */
 };
 
 /* ---- answers (admin.c) ------------------------------------------------ */

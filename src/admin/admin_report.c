@@ -39,7 +39,7 @@ static void admin_reply_asset(admin_ctx_t *c, const admin_asset_t *a)
 
 void admin_h_config(admin_ctx_t *c)
 {
-    admin_reply_json(c, MHD_HTTP_OK, kg_config_to_json(c->gw->cfg));
+    admin_reply_json(c, MHD_HTTP_OK, kg_config_to_json(c->cfg));
 }
 
 void admin_h_openapi(admin_ctx_t *c)
@@ -84,6 +84,8 @@ static void admin_gauges(kg_gateway_t *gw, kg_metrics_gauges_t *g,
         g->commit_sum_us = (int64_t)us->commit_us;
     }
     g->draining = atomic_load(&gw->draining);
+    g->config_reloads_ok = atomic_load(&gw->reloads_ok);
+    g->config_reloads_failed = atomic_load(&gw->reloads_failed);
 }
 
 void admin_h_metrics(admin_ctx_t *c)
@@ -96,6 +98,8 @@ void admin_h_metrics(admin_ctx_t *c)
     size_t len = 0;
 
     admin_gauges(c->gw, &g, &us);
+    g.config_generation = c->gen->number; /* the request's: current */
+    g.config_loaded_at = c->gen->loaded_at;
     kg_buf_init(&b, ADMIN_METRICS_MAX);
     if (kg_metrics_render(c->gw->metrics, &g, KEYGATE_VERSION, &b) != KG_OK) {
         kg_buf_free(&b);

@@ -276,7 +276,7 @@ void admin_h_credential_put(admin_ctx_t *c)
         admin_ws_bad(c, "credential", "the provider's API key, as a string");
         return;
     }
-    if (kg_providers_find(c->gw->cfg, provider) == NULL) {
+    if (kg_providers_find(c->cfg, provider) == NULL) {
         admin_reply_error(c, KG_ERR_NOT_FOUND, NULL, "provider");
         return;
     }

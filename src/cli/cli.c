@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +14,19 @@
 #include "keygate/audit.h"
 #include "keygate/gateway.h"
 #include "keygate/log.h"
+#include "keygate/pidfile.h"
 
 static int cli_version(kg_cli_t *cli, int argc, char **argv);
 static int cli_serve(kg_cli_t *cli, int argc, char **argv);
+static int cli_reload(kg_cli_t *cli, int argc, char **argv);
 
 static const kg_cli_command_t cli_commands[] = {
     {"init", kg_cli_init,
      "create the store, the hash key and the default "
      "workspace"},
     {"serve", cli_serve, "run the gateway"},
+    {"reload", cli_reload,
+     "make the running gateway read its configuration file again"},
     {"keys", kg_cli_keys,
      "create, list, show, update, disable, enable, "
      "rotate, revoke, delete keys"},
@@ -290,10 +295,69 @@ static int cli_serve(kg_cli_t *cli, int argc, char **argv)
     if (ex != KG_EXIT_OK) {
         return ex;
     }
-    rc = kg_gateway_run(cli->cfg, &opts, &diag);
+    rc = kg_gateway_run(&cli->cfg, &opts, &diag); /* takes the config */
     if (rc != KG_OK) {
         kg_cli_fail(rc, &diag);
         return KG_EXIT_RUNTIME;
     }
+    return KG_EXIT_OK;
+}
+
+static int cli_reload(kg_cli_t *cli, int argc, char **argv)
+{
+    const char *pid_file = NULL;
+    kg_diag_t diag = {{0}};
+    pid_t pid = 0;
+    int ex;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: keygate [--config FILE] reload [--pid-file FILE]\n\n"
+                   "Send SIGHUP to the running gateway, which reads its "
+                   "configuration file\nagain (a file that does not load is "
+                   "refused; its log says how it went).\nThe daemon is the "
+                   "one named by [server] pid_file of the configuration,\n"
+                   "or by --pid-file. Under systemd: systemctl reload "
+                   "keygate.\n\n"
+                   "  --pid-file FILE  the daemon's pid file\n");
+            return KG_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--pid-file") == 0 && i + 1 < argc) {
+            pid_file = argv[++i];
+        } else {
+            return kg_cli_usage_error("reload", "unexpected argument '%.40s'",
+                                      argv[i]);
+        }
+    }
+    if (pid_file == NULL) {
+        ex = kg_cli_load_config(cli);
+        if (ex != KG_EXIT_OK) {
+            return ex;
+        }
+        pid_file = cli->cfg->server_pid_file;
+        if (pid_file[0] == '\0') {
+            kg_cli_errorf("no pid file: set [server] pid_file in %s or pass "
+                          "--pid-file (under systemd: systemctl reload "
+                          "keygate)",
+                          cli->cfg->path ? cli->cfg->path
+                                         : "the configuration");
+            return KG_EXIT_RUNTIME;
+        }
+    }
+    if (kg_pidfile_read(pid_file, &pid, &diag) != KG_OK) {
+        kg_cli_errorf("%s", diag.msg);
+        return KG_EXIT_RUNTIME;
+    }
+    if (kill(pid, SIGHUP) != 0) {
+        kg_cli_errorf("cannot signal keygate process %ld: %m", (long)pid);
+        return KG_EXIT_RUNTIME;
+    }
+    if (cli->json) {
+        return kg_cli_print_json(
+            json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "signal", "HUP"));
+    }
+    printf("sent SIGHUP to keygate process %ld; its log says whether the "
+           "new configuration was applied\n",
+           (long)pid);
     return KG_EXIT_OK;
 }

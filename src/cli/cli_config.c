@@ -4,6 +4,51 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keygate/tls.h"
+
+/* Whether a listener's certificate and key load (nothing to do without). */
+static kg_err_t config_check_tls(const char *cert, const char *key,
+                                 const char *min_version, const char *what,
+                                 kg_diag_t *diag)
+{
+    kg_tls_creds_t *creds = NULL;
+    kg_err_t rc;
+
+    if (cert[0] == '\0') {
+        return KG_OK;
+    }
+    rc = kg_tls_check_support(diag);
+    if (rc == KG_OK) {
+        rc = kg_tls_creds_load(cert, key, min_version, what, &creds, diag);
+    }
+    kg_tls_creds_unref(&creds);
+    return rc;
+}
+
+/* What 'keygate serve' would refuse beyond the file itself: an exposed
+ * admin listener without TLS, certificates that do not load. */
+static int config_check_serve(const kg_config_t *cfg)
+{
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+
+    rc = kg_config_check_admin_exposure(cfg, &diag);
+    if (rc == KG_OK) {
+        rc = config_check_tls(cfg->server_tls_cert_file,
+                              cfg->server_tls_key_file,
+                              cfg->server_tls_min_version, "[server]", &diag);
+    }
+    if (rc == KG_OK) {
+        rc = config_check_tls(cfg->admin_tls_cert_file, cfg->admin_tls_key_file,
+                              cfg->admin_tls_min_version, "[admin]", &diag);
+    }
+    if (rc != KG_OK) {
+        kg_cli_fail(rc, &diag);
+        return KG_EXIT_RUNTIME;
+    }
+    return KG_EXIT_OK;
+}
+
 static int config_check(kg_cli_t *cli, int argc, char **argv)
 {
     int ex;
@@ -21,6 +66,9 @@ static int config_check(kg_cli_t *cli, int argc, char **argv)
     }
     cli->need_credentials = true; /* check that they can be read */
     ex = kg_cli_load_config(cli);
+    if (ex == KG_EXIT_OK) {
+        ex = config_check_serve(cli->cfg);
+    }
     if (ex != KG_EXIT_OK) {
         return ex;
     }

@@ -321,9 +321,9 @@ void gwf_config(gwf_t *f, const char *server, const char *upstream,
 
     ck_assert_ptr_nonnull(text);
     cfg_add(text, &len,
-            "# keygate gateway integration test\n[log]\nlevel = debug\n\n"
+            "# keygate gateway integration test\n[log]\nlevel = debug\n%s\n"
             "[server]\nlisten = 127.0.0.1:0\nthreads = 2\n%s\n",
-            server ? server : "");
+            f->log_extra ? f->log_extra : "", server ? server : "");
     cfg_add(text, &len, "[upstream]\nconnect_timeout = 5s\n%s\n",
             upstream ? upstream : "");
     /* The admin listener on an ephemeral port too, never 8081. */
@@ -366,6 +366,16 @@ void gwf_config(gwf_t *f, const char *server, const char *upstream,
     free(text);
 }
 
+void gwf_args_append(const char **argv, size_t n, va_list ap)
+{
+    for (const char *a = va_arg(ap, const char *); a != NULL;
+         a = va_arg(ap, const char *)) {
+        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    argv[n] = NULL;
+}
+
 int gwf_kg(gwf_t *f, kg_harness_result_t *res, const char *first, ...)
 {
     const char *argv[KG_HARNESS_MAX_ARGS] = {kg_harness_bin("KEYGATE_BIN"),
@@ -377,13 +387,8 @@ int gwf_kg(gwf_t *f, kg_harness_result_t *res, const char *first, ...)
 
     kg_env(f, env);
     va_start(ap, first);
-    for (const char *a = va_arg(ap, const char *); a != NULL;
-         a = va_arg(ap, const char *)) {
-        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    gwf_args_append(argv, n, ap);
     va_end(ap);
-    argv[n] = NULL;
     kg_harness_result_free(res);
     ck_assert_msg(kg_harness_run(&cmd, res) == 0, "cannot run keygate: %s",
                   res->err);
@@ -434,13 +439,8 @@ void gwf_key_create(gwf_t *f, gwf_key_t *k, const char *name, ...)
 
     kg_env(f, env);
     va_start(ap, name);
-    for (const char *a = va_arg(ap, const char *); a != NULL;
-         a = va_arg(ap, const char *)) {
-        ck_assert_uint_lt(n, KG_HARNESS_MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    gwf_args_append(argv, n, ap);
     va_end(ap);
-    argv[n] = NULL;
     ck_assert_int_eq(kg_harness_run(&cmd, &r), 0);
     ck_assert_msg(r.status == 0, "keys create: exit %d: %s", r.status, r.err);
     j = json_loads(r.out, 0, NULL);
@@ -1334,6 +1334,90 @@ int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return changed;
+}
+
+void gwf_admin_token(gwf_t *f, const char *name, char *buf, size_t len)
+{
+    kg_harness_result_t r = {0};
+    json_t *j;
+    int rc;
+
+    rc =
+        gwf_kg(f, &r, "--json", "admin-tokens", "create", "--name", name, NULL);
+    ck_assert_msg(rc == 0, "admin-tokens create: %s", r.err);
+    j = json_loads(r.out, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "token")));
+    snprintf(buf, len, "%s", json_string_value(json_object_get(j, "token")));
+    ck_assert_uint_gt(strlen(buf), 20);
+    json_decref(j);
+    kg_harness_result_free(&r);
+}
+
+json_int_t gwf_generation(const gwf_t *f)
+{
+    json_int_t n = -1;
+    gwf_resp_t r;
+
+    if (gwf_admin_http(f, &r, "GET", "/readyz", NULL, NULL, 0) == CURLE_OK &&
+        r.status == 200) {
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        json_t *g = json_object_get(json_object_get(j, "config"), "generation");
+
+        n = json_is_integer(g) ? json_integer_value(g) : -1;
+        json_decref(j);
+    }
+    gwf_resp_free(&r);
+    return n;
+}
+
+bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms)
+{
+    int64_t end = gwf_now_ms() + timeout_ms;
+
+    while (gwf_generation(f) != n) {
+        if (gwf_now_ms() >= end) {
+            return false;
+        }
+        gwf_sleep_ms(20);
+    }
+    return true;
+}
+
+void gwf_config_replace(const gwf_t *f, const char *from, const char *to)
+{
+    char *text = NULL;
+    char *out;
+    char *at;
+    size_t len = 0;
+    size_t head;
+
+    ck_assert_int_eq(kg_harness_read_file(f->cfg, &text, &len), 0);
+    at = strstr(text, from);
+    ck_assert_msg(at != NULL, "no '%s' in the configuration", from);
+    head = (size_t)(at - text);
+    out = malloc(len + strlen(to) + 1);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, text, head);
+    memcpy(out + head, to, strlen(to));
+    memcpy(out + head + strlen(to), at + strlen(from),
+           len - head - strlen(from) + 1);
+    ck_assert_int_eq(kg_harness_write_file(f->cfg, out, strlen(out), 0644), 0);
+    free(out);
+    free(text);
+}
+
+bool gwf_log_wait(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t end = gwf_now_ms() + timeout_ms;
+
+    while (gwf_log_count(path, needle) == 0) {
+        if (gwf_now_ms() >= end) {
+            return false;
+        }
+        gwf_sleep_ms(20);
+    }
+    return true;
 }
 
 int gwf_run_suite(Suite *s)

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@ typedef struct gwf {
     char gw_port_file[PATH_MAX];
     char admin_port_file[PATH_MAX];
     const char *admin_extra; /* more [admin] lines for gwf_config, or NULL */
+    const char *log_extra;   /* more [log] lines for gwf_config, or NULL */
     kg_harness_proc_t mock;
     kg_harness_proc_t aux; /* a second mock, only when asked for */
     kg_harness_proc_t gw;
@@ -145,6 +147,12 @@ void gwf_init_keyed(gwf_t *f, const char *env_name, const char *key);
  */
 void gwf_config(gwf_t *f, const char *server, const char *upstream,
                 const char *extra);
+
+/*
+ * Append the NULL-terminated arguments of ap to argv after its first n
+ * entries and end it with NULL (asserted to fit KG_HARNESS_MAX_ARGS).
+ */
+void gwf_args_append(const char **argv, size_t n, va_list ap);
 
 /* keygate -c CFG ARGS... NULL, with the provider credential in the
  * environment; returns the exit code (res holds the outputs). */
@@ -359,5 +367,28 @@ int gwf_sql_exec(const gwf_t *f, const char *sql, const char *arg);
 /* gwf_start with extra "NAME=value" entries (NULL-terminated, at most
  * GWF_START_ENV_MAX; NULL: none) in the daemon's environment. */
 void gwf_start_env(gwf_t *f, const char *const *extra);
+
+/* ---- reloads and logs ------------------------------------------------- */
+
+/* Room for an admin token ("kgadm_..."). */
+#define GWF_ADMIN_TOKEN_MAX 96
+
+/* keygate --json admin-tokens create --name NAME (read-write), asserted;
+ * the token into buf (GWF_ADMIN_TOKEN_MAX). */
+void gwf_admin_token(gwf_t *f, const char *name, char *buf, size_t len);
+
+/* The configuration generation the admin listener's /readyz reports, or
+ * -1 when it cannot be read. */
+json_int_t gwf_generation(const gwf_t *f);
+
+/* Poll gwf_generation up to timeout_ms until it is n. */
+bool gwf_wait_generation(const gwf_t *f, json_int_t n, int timeout_ms);
+
+/* Replace the first occurrence of from in the world's configuration file
+ * with to (asserted to occur): for settings gwf_config writes itself. */
+void gwf_config_replace(const gwf_t *f, const char *from, const char *to);
+
+/* Poll up to timeout_ms until a line of the file at path contains needle. */
+bool gwf_log_wait(const char *path, const char *needle, int timeout_ms);
 
 #endif /* KEYGATE_GATEWAY_FIXTURE_H */

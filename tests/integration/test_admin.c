@@ -1101,6 +1101,8 @@ START_TEST(test_sessions_and_csrf)
     ck_assert_ptr_nonnull(strstr(setc, "SameSite=Strict"));
     ck_assert_ptr_nonnull(strstr(setc, "Path=/"));
     ck_assert_ptr_nonnull(strstr(setc, "Max-Age=43200"));
+    /* Plain HTTP on loopback: not Secure (test_tls sees it with TLS). */
+    ck_assert_ptr_null(strstr(setc, "Secure"));
     ck_assert_ptr_null(strstr(setc, T_ADMIN)); /* never the token */
     session_cookie(&r, cookie, sizeof(cookie));
     ck_assert_uint_gt(strlen(cookie), 20);

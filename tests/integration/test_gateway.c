@@ -1461,8 +1461,9 @@ START_TEST(test_leak_sweep)
     /* The daemon's usage journal is private to its user. */
     ck_assert_int_eq(kg_harness_file_mode(journal_a), 0600);
     ck_assert_int_eq(kg_harness_file_mode(journal_b), 0600);
-    /* The sweep looked at real logs: the request lines are there. */
-    ck_assert_int_gt(gwf_log_count(W.gw_err, "request id="), 20);
+    /* The sweep looked at real logs: the access lines are there. */
+    ck_assert_int_gt(gwf_log_count(W.gw_err, " info access request_id=req_"),
+                     20);
 }
 END_TEST
 

@@ -205,8 +205,8 @@ START_TEST(test_notify_ready_watchdog_status_stopping)
     snprintf(want, sizeof(want), "MAINPID=%ld", (long)f.gw_pid);
     ck_assert_msg(has_line(msg, want), "READY without %s: %s", want, msg);
     snprintf(want, sizeof(want),
-             "STATUS=serving on 127.0.0.1:%d, admin on 127.0.0.1:%d; 0 "
-             "requests in flight",
+             "STATUS=serving on 127.0.0.1:%d, admin on 127.0.0.1:%d; "
+             "configuration 1; 0 requests in flight",
              f.gw_port, f.admin_port);
     ck_assert_msg(has_line(msg, want), "READY's status: %s", msg);
 
@@ -286,6 +286,81 @@ START_TEST(test_notify_watchdog_only_for_its_pid)
                           NOTIFY_MSG_MAX, &seen));
     ck_assert_int_eq(gwf_wait_exit(&f, 15000), 0);
     ck_assert_int_eq(seen.watchdogs, 0);
+    ck_assert_int_eq(seen.others, 0);
+    close(nfd);
+    free(msg);
+    gwf_free(&f);
+}
+END_TEST
+
+/*
+ * SIGHUP under a service manager: RELOADING=1 (with MONOTONIC_USEC) and a
+ * status naming the file, then READY=1 with the configuration now in use;
+ * a broken file gets RELOADING=1, then READY=1 with the refusal, and the
+ * status line goes on saying so.
+ */
+START_TEST(test_notify_reloading)
+{
+    char sock[PATH_MAX];
+    char env_sock[PATH_MAX + 32];
+    char want[PATH_MAX + 64];
+    char *msg = malloc(NOTIFY_MSG_MAX);
+    const char *env[] = {env_sock, NULL};
+    static const char broken[] = "[server]\nthreads = many\n";
+    notify_seen_t seen = {0, 0};
+    gwf_t f;
+    int nfd;
+
+    ck_assert_ptr_nonnull(msg);
+    gwf_init(&f, false);
+    gwf_config(&f, NULL, NULL, NULL);
+    gwf_init_store(&f);
+    ck_assert(kg_harness_path(sock, sizeof(sock), f.dir, "notify.sock"));
+    nfd = notify_open(sock);
+    snprintf(env_sock, sizeof(env_sock), "NOTIFY_SOCKET=%s", sock);
+    gwf_start_env(&f, env);
+    ck_assert(notify_wait(nfd, f.gw_pid, "READY=1", NOTIFY_WAIT_MS, msg,
+                          NOTIFY_MSG_MAX, &seen));
+
+    /* A good file: reloading, then ready on configuration 2. */
+    gwf_config(&f, NULL, NULL,
+               "[model added]\nprovider = mock\ninput_price = 1\n"
+               "output_price = 1\n");
+    ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGHUP), 0);
+    ck_assert_msg(notify_wait(nfd, f.gw_pid, "RELOADING=1", NOTIFY_WAIT_MS, msg,
+                              NOTIFY_MSG_MAX, &seen),
+                  "no RELOADING=1");
+    ck_assert_msg(strstr(msg, "\nMONOTONIC_USEC=") != NULL, "%s", msg);
+    snprintf(want, sizeof(want), "STATUS=reloading %s", f.cfg);
+    ck_assert_msg(has_line(msg, want), "RELOADING's status: %s", msg);
+    ck_assert_msg(notify_wait(nfd, f.gw_pid, "READY=1", NOTIFY_WAIT_MS, msg,
+                              NOTIFY_MSG_MAX, &seen),
+                  "no READY=1 after the reload");
+    ck_assert_msg(strstr(msg, "; configuration 2; ") != NULL, "%s", msg);
+
+    /* A broken file: reloading, then ready again, on configuration 2. */
+    ck_assert_int_eq(
+        kg_harness_write_file(f.cfg, broken, sizeof(broken) - 1, 0644), 0);
+    ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGHUP), 0);
+    ck_assert(notify_wait(nfd, f.gw_pid, "RELOADING=1", NOTIFY_WAIT_MS, msg,
+                          NOTIFY_MSG_MAX, &seen));
+    ck_assert_msg(notify_wait(nfd, f.gw_pid, "READY=1", NOTIFY_WAIT_MS, msg,
+                              NOTIFY_MSG_MAX, &seen),
+                  "no READY=1 after a refused reload");
+    ck_assert_msg(
+        strstr(msg, "STATUS=reload refused, keeping configuration 2: ") != NULL,
+        "%s", msg);
+    ck_assert_msg(strstr(msg, "threads") != NULL, "the reason: %s", msg);
+    ck_assert_msg(notify_wait(nfd, f.gw_pid,
+                              "; configuration 2 (the last reload was "
+                              "refused); 0 requests in flight",
+                              NOTIFY_WAIT_MS, msg, NOTIFY_MSG_MAX, &seen),
+                  "the status line does not say the reload was refused");
+
+    ck_assert_int_eq(kg_harness_proc_signal(&f.gw, SIGTERM), 0);
+    ck_assert(notify_wait(nfd, f.gw_pid, "STOPPING=1", NOTIFY_WAIT_MS, msg,
+                          NOTIFY_MSG_MAX, &seen));
+    ck_assert_int_eq(gwf_wait_exit(&f, 15000), 0);
     ck_assert_int_eq(seen.others, 0);
     close(nfd);
     free(msg);
@@ -742,6 +817,9 @@ START_TEST(test_status_journal_backlog)
     gwf_start(&f);
     gwf_bearer(&k, cred, sizeof(cred));
     ck_assert_int_eq(sqlite3_open(f.db, &lock), SQLITE_OK);
+    /* The daemon may be writing right now (its first maintenance tick):
+     * wait for the lock rather than fail. */
+    ck_assert_int_eq(sqlite3_busy_timeout(lock, 20000), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
                      SQLITE_OK);
     for (int i = 0; i < 5; i++) {
@@ -785,6 +863,7 @@ static Suite *ops_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_notify_ready_watchdog_status_stopping);
     tcase_add_test(tc, test_notify_watchdog_only_for_its_pid);
+    tcase_add_test(tc, test_notify_reloading);
     tcase_add_test(tc, test_backup_while_serving_then_restore);
     tcase_add_test(tc, test_backup_refusals);
     tcase_add_test(tc, test_retention_prunes_events_keeps_totals);

@@ -489,9 +489,48 @@ static bool ut_ini_has(const char *block, const char *name)
 }
 
 /*
+ * Whether the flags column (the fourth) of the row "| `name` |" in block
+ * states s's flags: it starts with "reloadable" or "restart", and says
+ * "sensitive" exactly when the setting is.
+ */
+static bool ut_md_flags_ok(const char *block, const kg_setting_t *s)
+{
+    char row[80];
+    const char *p;
+    const char *end;
+    char flags[128];
+    size_t n;
+
+    snprintf(row, sizeof(row), "| `%s` |", s->name);
+    p = strstr(block, row);
+    for (int col = 0; p != NULL && col < 3; col++) {
+        p = strchr(p + 1, '|');
+    }
+    if (p == NULL) {
+        return false;
+    }
+    p++;
+    end = strchr(p, '|');
+    n = end != NULL ? (size_t)(end - p) : 0;
+    if (n == 0 || n >= sizeof(flags)) {
+        return false;
+    }
+    memcpy(flags, p, n);
+    flags[n] = '\0';
+    p = flags + strspn(flags, " ");
+    if ((s->flags & KG_SETTING_RELOADABLE) != 0
+            ? strncmp(p, "reloadable", 10) != 0
+            : strncmp(p, "restart", 7) != 0) {
+        return false;
+    }
+    return (strstr(p, "sensitive") != NULL) ==
+           ((s->flags & KG_SETTING_SENSITIVE) != 0);
+}
+
+/*
  * Append to missing (len bytes) every row of table that is not documented
- * in md (as `name` under "## [section") and in ini (as "name =" under
- * "[section").
+ * in md (as `name` under "## [section", its flags stated: "flags:" in
+ * missing) and in ini (as "name =" under "[section").
  */
 static void ut_docs_check(const kg_setting_t *table, size_t count,
                           const char *md, const char *ini, char *missing,
@@ -509,6 +548,11 @@ static void ut_docs_check(const kg_setting_t *table, size_t count,
         if (block == NULL || strstr(block, quoted) == NULL) {
             snprintf(missing + used, len - used, " configuration.md:[%s]%s",
                      table[i].section, table[i].name);
+            used = strlen(missing);
+        } else if (!ut_md_flags_ok(block, &table[i])) {
+            snprintf(missing + used, len - used,
+                     " configuration.md:flags:[%s]%s", table[i].section,
+                     table[i].name);
             used = strlen(missing);
         }
         free(block);
@@ -555,16 +599,27 @@ START_TEST(test_docs_check_detects_gaps)
          "x"},
         {"provider", "type", KG_SETTING_PROVIDER_TYPE, 0, NULL,
          KG_SETTING_RELOADABLE, 0, 0, "x"},
+        {"provider", "base_url", KG_SETTING_URL, 0, NULL,
+         KG_SETTING_RELOADABLE | KG_SETTING_SENSITIVE, 0, 0, "x"},
+        {"provider", "api_key_env", KG_SETTING_SECRET_ENV, 0, NULL,
+         KG_SETTING_RELOADABLE, 0, 0, "x"},
     };
+    /* type's row is right; base_url's does not say sensitive; api_key_env's
+     * says restart. */
     const char *md = "## [keys]\n\n| `max_ttl` |\n\n## [log]\n| `prefix` |\n"
-                     "## [provider NAME]\n| `type` |\n";
+                     "## [provider NAME]\n| `type` | t | - | reloadable, "
+                     "required | x |\n| `base_url` | t | - | reloadable | x |\n"
+                     "| `api_key_env` | t | - | restart | x |\n";
     const char *ini = "[keys]\nmax_ttl = 1d\n[log]\nprefix = kg\n"
-                      ";[provider openai]\n;type = openai\n";
+                      ";[provider openai]\n;type = openai\n;base_url = u\n"
+                      ";api_key_env = E\n";
     char missing[512] = "";
 
     ut_docs_check(rows, UT_NROWS(rows), md, ini, missing, sizeof(missing));
     ck_assert_str_eq(missing, " configuration.md:[keys]prefix "
-                              "keygate.ini.example:[keys]prefix");
+                              "keygate.ini.example:[keys]prefix "
+                              "configuration.md:flags:[provider]base_url "
+                              "configuration.md:flags:[provider]api_key_env");
 }
 END_TEST
 

@@ -27,7 +27,7 @@ static void request(kg_metrics_shard_t *s, const char *route, int status,
                     const char *model, const char *key, int64_t duration_us,
                     int64_t cost)
 {
-    kg_metrics_request_t r;
+    kg_request_summary_t r;
 
     memset(&r, 0, sizeof(r));
     r.route = route;
