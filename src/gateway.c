@@ -327,7 +327,6 @@ static void gateway_check_store(kg_gateway_t *gw, gateway_maint_t *m)
 }
 
 /* One round of the maintenance thread (see gateway_maintenance). */
-
 static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
 {
     int64_t now = kg_clock_mono_us();
