@@ -9,6 +9,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/timefmt.h"
+#include "store/sqlite/sqlite_store.h"
 
 static const char audit_sql_insert[] =
     "INSERT INTO audit_events (at, actor, action, object_type, object_id, "
@@ -19,7 +20,7 @@ kg_err_t kg_audit_record(kg_store_t *store, const char *actor,
                          const char *object_id, const json_t *detail,
                          kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, audit_sql_insert, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, audit_sql_insert, diag);
     char *text = NULL;
     kg_err_t rc;
 
@@ -32,12 +33,12 @@ kg_err_t kg_audit_record(kg_store_t *store, const char *actor,
         return KG_ERR_NOMEM;
     }
     sqlite3_bind_int64(st, 1, kg_clock_now());
-    kg_store_bind_text(st, 2, actor);
-    kg_store_bind_text(st, 3, action);
-    kg_store_bind_text(st, 4, object_type);
-    kg_store_bind_text(st, 5, object_id);
-    kg_store_bind_text(st, 6, text);
-    rc = kg_store_exec_stmt(store, st, "writing the audit event", diag);
+    kg_sqlite_bind_text(st, 2, actor);
+    kg_sqlite_bind_text(st, 3, action);
+    kg_sqlite_bind_text(st, 4, object_type);
+    kg_sqlite_bind_text(st, 5, object_id);
+    kg_sqlite_bind_text(st, 6, text);
+    rc = kg_sqlite_exec(store, st, "writing the audit event", diag);
     free(text);
     return rc;
 }

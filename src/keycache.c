@@ -17,6 +17,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 
 /*
  * Key ids come from clients, so the table hashes them with SipHash under a
@@ -542,7 +543,7 @@ static kg_key_status_t kc_status_parse(const char *s)
 /* Copy text column col into dst of size bytes, cut to fit, NUL-ended. */
 static void kc_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
 {
-    const char *t = kg_store_col_text(st, col);
+    const char *t = kg_sqlite_col_text(st, col);
     size_t n = strnlen(t, size - 1);
 
     memcpy(dst, t, n);
@@ -557,39 +558,39 @@ static void kc_view_from_row(sqlite3_stmt *st, kg_key_view_t *v)
     kc_col_copy(st, 2, v->name, sizeof(v->name));
     kc_col_copy(st, 3, v->prefix, sizeof(v->prefix));
     kc_col_copy(st, 4, v->last4, sizeof(v->last4));
-    v->status = kc_status_parse(kg_store_col_text(st, 5));
-    v->expires_at = kg_store_col_opt_int(st, 6);
-    v->usage_limit = kg_store_col_opt_int(st, 7);
+    v->status = kc_status_parse(kg_sqlite_col_text(st, 5));
+    v->expires_at = kg_sqlite_col_opt_int(st, 6);
+    v->usage_limit = kg_sqlite_col_opt_int(st, 7);
     v->usage = sqlite3_column_int64(st, 8);
-    if (!kg_period_parse(kg_store_col_text(st, 9), &v->period)) {
+    if (!kg_period_parse(kg_sqlite_col_text(st, 9), &v->period)) {
         v->period = KG_PERIOD_NONE;
     }
-    v->period_limit = kg_store_col_opt_int(st, 10);
+    v->period_limit = kg_sqlite_col_opt_int(st, 10);
     v->period_usage = sqlite3_column_int64(st, 11);
-    v->period_started_at = kg_store_col_opt_int(st, 12);
-    v->rpm = kg_store_col_opt_int(st, 13);
-    v->tpm = kg_store_col_opt_int(st, 14);
-    v->max_concurrent = kg_store_col_opt_int(st, 15);
+    v->period_started_at = kg_sqlite_col_opt_int(st, 12);
+    v->rpm = kg_sqlite_col_opt_int(st, 13);
+    v->tpm = kg_sqlite_col_opt_int(st, 14);
+    v->max_concurrent = kg_sqlite_col_opt_int(st, 15);
 }
 
 /* Run a cached statement that returns no rows (store_mu held). */
 static int kc_step_once(kg_keycache_t *c, const char *sql)
 {
-    sqlite3_stmt *st = kg_store_stmt(c->store, sql, NULL);
+    sqlite3_stmt *st = kg_sqlite_stmt(c->store, sql, NULL);
     int src;
 
     if (st == NULL) {
         return SQLITE_ERROR;
     }
     src = sqlite3_step(st);
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
 /* Read the key revision (store_mu held); an SQLite result code. */
 static int kc_read_rev(kg_keycache_t *c, int64_t *rev)
 {
-    sqlite3_stmt *st = kg_store_stmt(c->store, kc_sql_rev, NULL);
+    sqlite3_stmt *st = kg_sqlite_stmt(c->store, kc_sql_rev, NULL);
     int src;
 
     if (st == NULL) {
@@ -602,7 +603,7 @@ static int kc_read_rev(kg_keycache_t *c, int64_t *rev)
     } else if (src == SQLITE_DONE) {
         src = SQLITE_CORRUPT; /* the migration inserts the only row */
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return src;
 }
 
@@ -624,7 +625,7 @@ static bool kc_newer(const kc_secret_t *a, const kc_secret_t *b)
 static int kc_read_secrets(kg_keycache_t *c, const char *id,
                            kc_secret_t *secrets, size_t *n)
 {
-    sqlite3_stmt *st = kg_store_stmt(c->store, kc_sql_secrets, NULL);
+    sqlite3_stmt *st = kg_sqlite_stmt(c->store, kc_sql_secrets, NULL);
     kc_secret_t s;
     int src;
 
@@ -632,7 +633,7 @@ static int kc_read_secrets(kg_keycache_t *c, const char *id,
     if (st == NULL) {
         return SQLITE_ERROR;
     }
-    kg_store_bind_text(st, 1, id);
+    kg_sqlite_bind_text(st, 1, id);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         const void *h = sqlite3_column_blob(st, 0);
         size_t i;
@@ -641,7 +642,7 @@ static int kc_read_secrets(kg_keycache_t *c, const char *id,
             continue;
         }
         memcpy(s.hash, h, KG_KEYHASH_LEN);
-        s.expires_at = kg_store_col_opt_int(st, 1);
+        s.expires_at = kg_sqlite_col_opt_int(st, 1);
         i = *n < KG_KEYCACHE_MAX_SECRETS ? (*n)++ : KG_KEYCACHE_MAX_SECRETS;
         while (i > 0 && kc_newer(&s, &secrets[i - 1])) {
             if (i < KG_KEYCACHE_MAX_SECRETS) {
@@ -654,7 +655,7 @@ static int kc_read_secrets(kg_keycache_t *c, const char *id,
         }
     }
     sodium_memzero(&s, sizeof(s));
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
@@ -720,12 +721,12 @@ static kg_err_t kc_load(kg_keycache_t *c, const char *id, uint64_t h,
     if (src != SQLITE_OK) {
         goto out;
     }
-    st = kg_store_stmt(c->store, kc_sql_key, NULL);
+    st = kg_sqlite_stmt(c->store, kc_sql_key, NULL);
     if (st == NULL) {
         src = SQLITE_ERROR;
         goto out;
     }
-    kg_store_bind_text(st, 1, id);
+    kg_sqlite_bind_text(st, 1, id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         kc_view_from_row(st, &view);
@@ -734,7 +735,7 @@ static kg_err_t kc_load(kg_keycache_t *c, const char *id, uint64_t h,
     } else if (src == SQLITE_DONE) {
         src = SQLITE_OK;
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (src == SQLITE_OK && found) {
         src = kc_read_secrets(c, id, secrets, &n);
     }
@@ -743,7 +744,7 @@ static kg_err_t kc_load(kg_keycache_t *c, const char *id, uint64_t h,
     }
 out:
     kg_store_rollback(c->store); /* ends the read snapshot if still open */
-    rc = kg_store_error(c->store, src, "loading a key", NULL);
+    rc = kg_sqlite_error(c->store, src, "loading a key", NULL);
     if (rc == KG_OK) {
         *entry = kc_entry_new(id, h, found ? &view : NULL, secrets, n);
         if (*entry == NULL) {
@@ -948,7 +949,7 @@ kg_err_t kg_keycache_refresh(kg_keycache_t *c)
      * snapshot between the read and the flush. */
     pthread_mutex_lock(&c->store_mu);
     src = kc_read_rev(c, &rev);
-    rc = kg_store_error(c->store, src, "reading the key revision", NULL);
+    rc = kg_sqlite_error(c->store, src, "reading the key revision", NULL);
     if (rc != KG_OK) {
         kc_count(&c->refresh_errors);
     } else if (rev != atomic_load_explicit(&c->rev, memory_order_relaxed)) {
@@ -1127,7 +1128,7 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
         goto out;
     }
     src = kc_read_rev(c, &rev);
-    rc = kg_store_error(c->store, src, "reading the key revision", diag);
+    rc = kg_sqlite_error(c->store, src, "reading the key revision", diag);
     if (rc != KG_OK) {
         goto out;
     }

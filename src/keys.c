@@ -11,6 +11,7 @@
 #include "keygate/duration.h"
 #include "keygate/money.h"
 #include "keygate/timefmt.h"
+#include "store/sqlite/sqlite_store.h"
 
 static const char *const key_status_names[] = {"active", "inactive", "deleted"};
 
@@ -119,36 +120,36 @@ static kg_err_t key_from_row(sqlite3_stmt *st, kg_key_t *k)
     kg_err_t rc = KG_OK;
 
     memset(k, 0, sizeof(*k));
-    snprintf(k->id, sizeof(k->id), "%s", kg_store_col_text(st, 0));
+    snprintf(k->id, sizeof(k->id), "%s", kg_sqlite_col_text(st, 0));
     snprintf(k->workspace_id, sizeof(k->workspace_id), "%s",
-             kg_store_col_text(st, 1));
+             kg_sqlite_col_text(st, 1));
     snprintf(k->workspace_name, sizeof(k->workspace_name), "%s",
-             kg_store_col_text(st, 2));
-    snprintf(k->name, sizeof(k->name), "%s", kg_store_col_text(st, 3));
-    snprintf(k->prefix, sizeof(k->prefix), "%s", kg_store_col_text(st, 4));
-    snprintf(k->last4, sizeof(k->last4), "%s", kg_store_col_text(st, 5));
-    if (key_set_str(&k->description, kg_store_col_text(st, 6)) != KG_OK ||
-        key_set_str(&k->metadata, kg_store_col_text(st, 7)) != KG_OK ||
-        key_set_str(&k->rules, kg_store_col_text(st, 8)) != KG_OK) {
+             kg_sqlite_col_text(st, 2));
+    snprintf(k->name, sizeof(k->name), "%s", kg_sqlite_col_text(st, 3));
+    snprintf(k->prefix, sizeof(k->prefix), "%s", kg_sqlite_col_text(st, 4));
+    snprintf(k->last4, sizeof(k->last4), "%s", kg_sqlite_col_text(st, 5));
+    if (key_set_str(&k->description, kg_sqlite_col_text(st, 6)) != KG_OK ||
+        key_set_str(&k->metadata, kg_sqlite_col_text(st, 7)) != KG_OK ||
+        key_set_str(&k->rules, kg_sqlite_col_text(st, 8)) != KG_OK) {
         rc = KG_ERR_NOMEM;
     }
-    k->status = key_status_parse(kg_store_col_text(st, 9));
+    k->status = key_status_parse(kg_sqlite_col_text(st, 9));
     k->created_at = sqlite3_column_int64(st, 10);
     k->updated_at = sqlite3_column_int64(st, 11);
-    k->last_used_at = kg_store_col_opt_int(st, 12);
-    k->expires_at = kg_store_col_opt_int(st, 13);
-    k->usage_limit = kg_store_col_opt_int(st, 14);
+    k->last_used_at = kg_sqlite_col_opt_int(st, 12);
+    k->expires_at = kg_sqlite_col_opt_int(st, 13);
+    k->usage_limit = kg_sqlite_col_opt_int(st, 14);
     k->usage = sqlite3_column_int64(st, 15);
-    if (!kg_period_parse(kg_store_col_text(st, 16), &k->period)) {
+    if (!kg_period_parse(kg_sqlite_col_text(st, 16), &k->period)) {
         k->period = KG_PERIOD_NONE;
     }
-    k->period_limit = kg_store_col_opt_int(st, 17);
+    k->period_limit = kg_sqlite_col_opt_int(st, 17);
     k->period_usage = sqlite3_column_int64(st, 18);
-    k->period_started_at = kg_store_col_opt_int(st, 19);
-    k->rpm = kg_store_col_opt_int(st, 20);
-    k->tpm = kg_store_col_opt_int(st, 21);
-    k->max_concurrent = kg_store_col_opt_int(st, 22);
-    k->grace_until = kg_store_col_opt_int(st, 23);
+    k->period_started_at = kg_sqlite_col_opt_int(st, 19);
+    k->rpm = kg_sqlite_col_opt_int(st, 20);
+    k->tpm = kg_sqlite_col_opt_int(st, 21);
+    k->max_concurrent = kg_sqlite_col_opt_int(st, 22);
+    k->grace_until = kg_sqlite_col_opt_int(st, 23);
     k->reserved = sqlite3_column_int64(st, 24);
     if (k->grace_until != KG_NONE && k->grace_until <= kg_clock_now()) {
         k->grace_until = KG_NONE; /* past grace: purge drops it later */
@@ -189,20 +190,20 @@ kg_err_t kg_keys_get(const kg_keys_ctx_t *ctx, const char *ref, kg_key_t *out,
                             "digits, like the part after 'kg_')",
                             ref);
     }
-    st = kg_store_stmt(ctx->store, key_sql_get, diag);
+    st = kg_sqlite_stmt(ctx->store, key_sql_get, diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, id);
+    kg_sqlite_bind_text(st, 1, id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         rc = key_from_row(st, out);
     } else if (src == SQLITE_DONE) {
         rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND, "no key '%s'", id);
     } else {
-        rc = kg_store_error(ctx->store, src, "reading a key", diag);
+        rc = kg_sqlite_error(ctx->store, src, "reading a key", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (rc != KG_OK) {
         kg_key_clear(out);
     }
@@ -229,26 +230,26 @@ kg_err_t kg_keys_list(const kg_keys_ctx_t *ctx, const kg_key_filter_t *filter,
             return rc;
         }
     }
-    st = kg_store_stmt(
+    st = kg_sqlite_stmt(
         ctx->store, filter->newest_first ? key_sql_list_newest : key_sql_list,
         diag);
     if (st == NULL) {
         kg_workspace_clear(&ws);
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, filter->workspace ? ws.id : NULL);
+    kg_sqlite_bind_text(st, 1, filter->workspace ? ws.id : NULL);
     sqlite3_bind_int(st, 2,
                      filter->include_deleted || filter->status_is_set ? 1 : 0);
-    kg_store_bind_text(
+    kg_sqlite_bind_text(
         st, 3,
         filter->status_is_set ? kg_key_status_name(filter->status) : NULL);
-    kg_store_bind_text(st, 4,
-                       filter->name_contains && filter->name_contains[0]
-                           ? filter->name_contains
-                           : NULL);
+    kg_sqlite_bind_text(st, 4,
+                        filter->name_contains && filter->name_contains[0]
+                            ? filter->name_contains
+                            : NULL);
     if (filter->after_id != NULL) {
         sqlite3_bind_int64(st, 5, filter->after_created);
-        kg_store_bind_text(st, 6, filter->after_id);
+        kg_sqlite_bind_text(st, 6, filter->after_id);
     }
     sqlite3_bind_int64(st, 7, filter->limit > 0 ? (int64_t)filter->limit : -1);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -269,9 +270,9 @@ kg_err_t kg_keys_list(const kg_keys_ctx_t *ctx, const kg_key_filter_t *filter,
         }
     }
     if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(ctx->store, src, "listing keys", diag);
+        rc = kg_sqlite_error(ctx->store, src, "listing keys", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     kg_workspace_clear(&ws);
     if (rc != KG_OK) {
         kg_keys_list_free(&arr, n);
@@ -422,17 +423,17 @@ static kg_err_t key_store_secret(const kg_keys_ctx_t *ctx,
                                  kg_diag_t *diag)
 {
     unsigned char hash[KG_KEYHASH_LEN];
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, secret_sql_insert, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(ctx->store, secret_sql_insert, diag);
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
     kg_keyhash_compute(ctx->hashkey, tok->id, tok->secret, hash);
-    kg_store_bind_text(st, 1, tok->id);
+    kg_sqlite_bind_text(st, 1, tok->id);
     sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, now);
     sodium_memzero(hash, sizeof(hash));
-    return kg_store_exec_stmt(ctx->store, st, "storing a key secret", diag);
+    return kg_sqlite_exec(ctx->store, st, "storing a key secret", diag);
 }
 
 static void key_defaults(const kg_keys_ctx_t *ctx, kg_key_t *k, int64_t now)
@@ -456,30 +457,30 @@ static void key_defaults(const kg_keys_ctx_t *ctx, kg_key_t *k, int64_t now)
 static kg_err_t key_insert(const kg_keys_ctx_t *ctx, const kg_key_t *k,
                            kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, key_sql_insert, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(ctx->store, key_sql_insert, diag);
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, k->id);
-    kg_store_bind_text(st, 2, k->workspace_id);
-    kg_store_bind_text(st, 3, k->name);
-    kg_store_bind_text(st, 4, k->description);
-    kg_store_bind_text(st, 5, k->metadata);
-    kg_store_bind_text(st, 6, k->rules);
-    kg_store_bind_text(st, 7, k->prefix);
-    kg_store_bind_text(st, 8, k->last4);
+    kg_sqlite_bind_text(st, 1, k->id);
+    kg_sqlite_bind_text(st, 2, k->workspace_id);
+    kg_sqlite_bind_text(st, 3, k->name);
+    kg_sqlite_bind_text(st, 4, k->description);
+    kg_sqlite_bind_text(st, 5, k->metadata);
+    kg_sqlite_bind_text(st, 6, k->rules);
+    kg_sqlite_bind_text(st, 7, k->prefix);
+    kg_sqlite_bind_text(st, 8, k->last4);
     sqlite3_bind_int64(st, 9, k->created_at);
     sqlite3_bind_int64(st, 10, k->updated_at);
-    kg_store_bind_opt_int(st, 11, k->expires_at);
-    kg_store_bind_opt_int(st, 12, k->usage_limit);
-    kg_store_bind_text(st, 13, k->period ? kg_period_name(k->period) : NULL);
-    kg_store_bind_opt_int(st, 14, k->period_limit);
-    kg_store_bind_opt_int(st, 15, k->period_started_at);
-    kg_store_bind_opt_int(st, 16, k->rpm);
-    kg_store_bind_opt_int(st, 17, k->tpm);
-    kg_store_bind_opt_int(st, 18, k->max_concurrent);
-    return kg_store_exec_stmt(ctx->store, st, "creating a key", diag);
+    kg_sqlite_bind_opt_int(st, 11, k->expires_at);
+    kg_sqlite_bind_opt_int(st, 12, k->usage_limit);
+    kg_sqlite_bind_text(st, 13, k->period ? kg_period_name(k->period) : NULL);
+    kg_sqlite_bind_opt_int(st, 14, k->period_limit);
+    kg_sqlite_bind_opt_int(st, 15, k->period_started_at);
+    kg_sqlite_bind_opt_int(st, 16, k->rpm);
+    kg_sqlite_bind_opt_int(st, 17, k->tpm);
+    kg_sqlite_bind_opt_int(st, 18, k->max_concurrent);
+    return kg_sqlite_exec(ctx->store, st, "creating a key", diag);
 }
 
 /* Audit an action on a key with detail (borrowed) and close the change. */
@@ -672,27 +673,27 @@ kg_err_t kg_keys_update(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_update, diag);
+    st = kg_sqlite_stmt(ctx->store, key_sql_update, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, k.name);
-    kg_store_bind_text(st, 2, k.description);
-    kg_store_bind_text(st, 3, k.metadata);
-    kg_store_bind_text(st, 4, k.rules);
-    kg_store_bind_opt_int(st, 5, k.expires_at);
-    kg_store_bind_opt_int(st, 6, k.usage_limit);
-    kg_store_bind_text(st, 7, k.period ? kg_period_name(k.period) : NULL);
-    kg_store_bind_opt_int(st, 8, k.period_limit);
+    kg_sqlite_bind_text(st, 1, k.name);
+    kg_sqlite_bind_text(st, 2, k.description);
+    kg_sqlite_bind_text(st, 3, k.metadata);
+    kg_sqlite_bind_text(st, 4, k.rules);
+    kg_sqlite_bind_opt_int(st, 5, k.expires_at);
+    kg_sqlite_bind_opt_int(st, 6, k.usage_limit);
+    kg_sqlite_bind_text(st, 7, k.period ? kg_period_name(k.period) : NULL);
+    kg_sqlite_bind_opt_int(st, 8, k.period_limit);
     sqlite3_bind_int64(st, 9, k.period_usage);
-    kg_store_bind_opt_int(st, 10, k.period_started_at);
-    kg_store_bind_opt_int(st, 11, k.rpm);
-    kg_store_bind_opt_int(st, 12, k.tpm);
-    kg_store_bind_opt_int(st, 13, k.max_concurrent);
+    kg_sqlite_bind_opt_int(st, 10, k.period_started_at);
+    kg_sqlite_bind_opt_int(st, 11, k.rpm);
+    kg_sqlite_bind_opt_int(st, 12, k.tpm);
+    kg_sqlite_bind_opt_int(st, 13, k.max_concurrent);
     sqlite3_bind_int64(st, 14, now);
-    kg_store_bind_text(st, 15, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "updating a key", diag);
+    kg_sqlite_bind_text(st, 15, k.id);
+    rc = kg_sqlite_exec(ctx->store, st, "updating a key", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -714,27 +715,27 @@ out:
 static kg_err_t key_write_status(const kg_keys_ctx_t *ctx, const char *id,
                                  kg_key_status_t status, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, key_sql_status, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(ctx->store, key_sql_status, diag);
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, kg_key_status_name(status));
+    kg_sqlite_bind_text(st, 1, kg_key_status_name(status));
     sqlite3_bind_int64(st, 2, kg_clock_now());
-    kg_store_bind_text(st, 3, id);
-    return kg_store_exec_stmt(ctx->store, st, "changing a key's status", diag);
+    kg_sqlite_bind_text(st, 3, id);
+    return kg_sqlite_exec(ctx->store, st, "changing a key's status", diag);
 }
 
 static kg_err_t key_drop_secrets(const kg_keys_ctx_t *ctx, const char *sql,
                                  const char *id, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, sql, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(ctx->store, sql, diag);
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, id);
-    return kg_store_exec_stmt(ctx->store, st, "dropping key secrets", diag);
+    kg_sqlite_bind_text(st, 1, id);
+    return kg_sqlite_exec(ctx->store, st, "dropping key secrets", diag);
 }
 
 /* Move a key to status with action audited; shared by disable/enable. */
@@ -838,24 +839,24 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
      * gets it; without one every earlier secret goes at once, including
      * those still inside an earlier rotation's grace (a rotation after a
      * leak must leave no old secret working). */
-    st = kg_store_stmt(ctx->store, secret_sql_drop_stale, diag);
+    st = kg_sqlite_stmt(ctx->store, secret_sql_drop_stale, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
     sqlite3_bind_int64(st, 1, now);
-    rc = kg_store_exec_stmt(ctx->store, st, "dropping old secrets", diag);
+    rc = kg_sqlite_exec(ctx->store, st, "dropping old secrets", diag);
     if (rc == KG_OK && grace == 0) {
         rc = key_drop_secrets(ctx, secret_sql_drop_all, k.id, diag);
     } else if (rc == KG_OK) {
-        st = kg_store_stmt(ctx->store, secret_sql_grace, diag);
+        st = kg_sqlite_stmt(ctx->store, secret_sql_grace, diag);
         if (st == NULL) {
             rc = KG_ERR_STORE;
             goto out;
         }
         sqlite3_bind_int64(st, 1, now + grace);
-        kg_store_bind_text(st, 2, k.id);
-        rc = kg_store_exec_stmt(ctx->store, st, "setting a grace period", diag);
+        kg_sqlite_bind_text(st, 2, k.id);
+        rc = kg_sqlite_exec(ctx->store, st, "setting a grace period", diag);
     }
     if (rc == KG_OK) {
         rc = kg_token_regenerate(ctx->prefix, k.id, &tok);
@@ -866,16 +867,16 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_last4, diag);
+    st = kg_sqlite_stmt(ctx->store, key_sql_last4, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
     memcpy(k.last4, tok.secret + KG_TOKEN_SECRET_LEN - 4, 4);
-    kg_store_bind_text(st, 1, k.last4);
+    kg_sqlite_bind_text(st, 1, k.last4);
     sqlite3_bind_int64(st, 2, now);
-    kg_store_bind_text(st, 3, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "rotating a key", diag);
+    kg_sqlite_bind_text(st, 3, k.id);
+    rc = kg_sqlite_exec(ctx->store, st, "rotating a key", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -967,13 +968,13 @@ kg_err_t kg_keys_delete(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_delete, diag);
+    st = kg_sqlite_stmt(ctx->store, key_sql_delete, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "deleting a key", diag);
+    kg_sqlite_bind_text(st, 1, k.id);
+    rc = kg_sqlite_exec(ctx->store, st, "deleting a key", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -1009,7 +1010,7 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
         if (rc != KG_OK) {
             return rc;
         }
-        st = kg_store_stmt(ctx->store, key_sql_expired, diag);
+        st = kg_sqlite_stmt(ctx->store, key_sql_expired, diag);
         if (st == NULL) {
             kg_store_rollback(ctx->store);
             return KG_ERR_STORE;
@@ -1017,11 +1018,11 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
         sqlite3_bind_int64(st, 1, now);
         while ((src = sqlite3_step(st)) == SQLITE_ROW && n < 1000) {
             snprintf(ids[n++], KG_TOKEN_ID_LEN + 1, "%s",
-                     kg_store_col_text(st, 0));
+                     kg_sqlite_col_text(st, 0));
         }
-        kg_store_reset(st);
+        kg_sqlite_reset(st);
         if (src != SQLITE_DONE && src != SQLITE_ROW) {
-            rc = kg_store_error(ctx->store, src, "finding expired keys", diag);
+            rc = kg_sqlite_error(ctx->store, src, "finding expired keys", diag);
         }
         for (size_t i = 0; rc == KG_OK && i < n; i++) {
             kg_key_t k;
@@ -1033,13 +1034,13 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
             kg_key_clear(&k);
         }
         if (rc == KG_OK && n == 0) {
-            st = kg_store_stmt(ctx->store, secret_sql_drop_stale, diag);
+            st = kg_sqlite_stmt(ctx->store, secret_sql_drop_stale, diag);
             if (st == NULL) {
                 rc = KG_ERR_STORE;
             } else {
                 sqlite3_bind_int64(st, 1, now);
-                rc = kg_store_exec_stmt(ctx->store, st, "dropping old secrets",
-                                        diag);
+                rc = kg_sqlite_exec(ctx->store, st, "dropping old secrets",
+                                    diag);
             }
         }
         rc = key_finish(ctx, rc, diag);
@@ -1077,13 +1078,13 @@ kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
     if (rc != KG_OK) {
         return kg_diag_fail(diag, rc, "store error while verifying a key");
     }
-    st = kg_store_stmt(ctx->store, secret_sql_valid, diag);
+    st = kg_sqlite_stmt(ctx->store, secret_sql_valid, diag);
     if (st == NULL) {
         kg_key_clear(&k);
         return KG_ERR_STORE;
     }
     kg_keyhash_compute(ctx->hashkey, tok->id, tok->secret, want);
-    kg_store_bind_text(st, 1, k.id);
+    kg_sqlite_bind_text(st, 1, k.id);
     sqlite3_bind_int64(st, 2, now);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         const void *h = sqlite3_column_blob(st, 0);
@@ -1093,10 +1094,10 @@ kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
             match = true;
         }
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     sodium_memzero(want, sizeof(want));
     if (src != SQLITE_DONE) {
-        rc = kg_store_error(ctx->store, src, "verifying a key", diag);
+        rc = kg_sqlite_error(ctx->store, src, "verifying a key", diag);
     } else if (!match || k.status != KG_KEY_ACTIVE ||
                strcmp(k.prefix, tok->prefix) != 0) {
         rc = KG_ERR_INVALID_KEY;
@@ -1223,14 +1224,14 @@ kg_err_t kg_keys_touch(const kg_keys_ctx_t *ctx, const kg_key_seen_t *seen,
         return rc;
     }
     for (size_t i = 0; i < n && rc == KG_OK; i++) {
-        st = kg_store_stmt(ctx->store, key_sql_touch, diag);
+        st = kg_sqlite_stmt(ctx->store, key_sql_touch, diag);
         if (st == NULL) {
             rc = KG_ERR_STORE;
             break;
         }
         sqlite3_bind_int64(st, 1, seen[i].at);
-        kg_store_bind_text(st, 2, seen[i].id);
-        rc = kg_store_exec_stmt(ctx->store, st, "noting keys used", diag);
+        kg_sqlite_bind_text(st, 2, seen[i].id);
+        rc = kg_sqlite_exec(ctx->store, st, "noting keys used", diag);
     }
     return key_finish(ctx, rc, diag);
 }

@@ -14,6 +14,7 @@
 #include "keygate/log.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "keygate/wscred.h"
 
@@ -116,7 +117,7 @@ static void pol_flush_locked(kg_policy_t *p)
 /* Read the key revision (store_mu held). */
 static kg_err_t pol_read_revision(kg_policy_t *p, int64_t *rev)
 {
-    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_rev, NULL);
+    sqlite3_stmt *st = kg_sqlite_stmt(p->store, pol_sql_rev, NULL);
     int src;
 
     if (st == NULL) {
@@ -124,8 +125,8 @@ static kg_err_t pol_read_revision(kg_policy_t *p, int64_t *rev)
     }
     src = sqlite3_step(st);
     *rev = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    kg_store_reset(st);
-    return src == SQLITE_ROW ? KG_OK : kg_store_error(p->store, src, "", NULL);
+    kg_sqlite_reset(st);
+    return src == SQLITE_ROW ? KG_OK : kg_sqlite_error(p->store, src, "", NULL);
 }
 
 void kg_policy_refresh(kg_policy_t *p)
@@ -168,7 +169,7 @@ static kg_rules_t *pol_compile(const char *json, bool *bad, const char *what,
 static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
 {
     const kg_config_t *cfg = p->cfg;
-    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_ws, NULL);
+    sqlite3_stmt *st = kg_sqlite_stmt(p->store, pol_sql_ws, NULL);
     pol_ws_t *ws = NULL;
     int64_t balance = 0;
     kg_err_t rc = KG_OK;
@@ -182,25 +183,25 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
     if (ws == NULL ||
         (cfg->nproviders > 0 &&
          (ws->creds = calloc(cfg->nproviders, sizeof(*ws->creds))) == NULL)) {
-        kg_store_reset(st);
+        kg_sqlite_reset(st);
         pol_ws_free(cfg, ws);
         return KG_ERR_NOMEM;
     }
     snprintf(ws->id, sizeof(ws->id), "%s", ws_id);
-    kg_store_bind_text(st, 1, ws_id);
+    kg_sqlite_bind_text(st, 1, ws_id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        if (!kg_ws_mode_parse(kg_store_col_text(st, 0), &ws->mode)) {
+        if (!kg_ws_mode_parse(kg_sqlite_col_text(st, 0), &ws->mode)) {
             ws->mode = KG_MODE_API_KEYS;
         }
-        ws->rules = pol_compile(kg_store_col_text(st, 1), &ws->rules_bad,
+        ws->rules = pol_compile(kg_sqlite_col_text(st, 1), &ws->rules_bad,
                                 "workspace", ws_id);
         balance = sqlite3_column_int64(st, 2);
     } else {
         rc = src == SQLITE_DONE ? KG_ERR_NOT_FOUND
-                                : kg_store_error(p->store, src, "", NULL);
+                                : kg_sqlite_error(p->store, src, "", NULL);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     for (size_t i = 0; rc == KG_OK && i < cfg->nproviders; i++) {
         kg_diag_t diag = {{0}};
         char *secret = NULL;
@@ -257,22 +258,22 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
     pthread_rwlock_unlock(&p->lock);
 
     pthread_mutex_lock(&p->store_mu);
-    st = kg_store_stmt(p->store, pol_sql_key, NULL);
+    st = kg_sqlite_stmt(p->store, pol_sql_key, NULL);
     if (st == NULL) {
         pthread_mutex_unlock(&p->store_mu);
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, key_id);
+    kg_sqlite_bind_text(st, 1, key_id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        rules = strdup(kg_store_col_text(st, 0));
-        snprintf(ws_id, sizeof(ws_id), "%s", kg_store_col_text(st, 1));
+        rules = strdup(kg_sqlite_col_text(st, 0));
+        snprintf(ws_id, sizeof(ws_id), "%s", kg_sqlite_col_text(st, 1));
         rc = rules ? KG_OK : KG_ERR_NOMEM;
     } else {
         rc = src == SQLITE_DONE ? KG_ERR_INVALID_KEY
-                                : kg_store_error(p->store, src, "", NULL);
+                                : kg_sqlite_error(p->store, src, "", NULL);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (rc == KG_OK) {
         pthread_rwlock_rdlock(&p->lock);
         HASH_FIND_STR(p->wss, ws_id, ws);
@@ -365,9 +366,9 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
     }
     if (rc == KG_OK) {
         /* Reservations of a run that did not stop cleanly: reclaimed. */
-        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
-        rc = st ? kg_store_exec_stmt(p->store, st,
-                                     "reclaiming stale reservations", diag)
+        st = kg_sqlite_stmt(p->store, pol_sql_reclaim, diag);
+        rc = st ? kg_sqlite_exec(p->store, st, "reclaiming stale reservations",
+                                 diag)
                 : KG_ERR_STORE;
     }
     if (rc != KG_OK) {
@@ -710,15 +711,14 @@ static void pol_persist_one(void *ud, const kg_budget_entry_t *e)
     if (e->credits || pp->rc != KG_OK || e->reserved <= 0) {
         return;
     }
-    st = kg_store_stmt(pp->p->store, pol_sql_reserved, pp->diag);
+    st = kg_sqlite_stmt(pp->p->store, pol_sql_reserved, pp->diag);
     if (st == NULL) {
         pp->rc = KG_ERR_STORE;
         return;
     }
     sqlite3_bind_int64(st, 1, e->reserved);
-    kg_store_bind_text(st, 2, e->id);
-    pp->rc =
-        kg_store_exec_stmt(pp->p->store, st, "saving reservations", pp->diag);
+    kg_sqlite_bind_text(st, 2, e->id);
+    pp->rc = kg_sqlite_exec(pp->p->store, st, "saving reservations", pp->diag);
 }
 
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
@@ -730,10 +730,9 @@ kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
     pthread_mutex_lock(&p->store_mu);
     pp.rc = kg_store_begin(p->store, diag);
     if (pp.rc == KG_OK) {
-        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
-        pp.rc =
-            st ? kg_store_exec_stmt(p->store, st, "saving reservations", diag)
-               : KG_ERR_STORE;
+        st = kg_sqlite_stmt(p->store, pol_sql_reclaim, diag);
+        pp.rc = st ? kg_sqlite_exec(p->store, st, "saving reservations", diag)
+                   : KG_ERR_STORE;
     }
     if (pp.rc == KG_OK) {
         kg_budget_foreach_reserved(p->budget, pol_persist_one, &pp);

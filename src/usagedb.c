@@ -21,6 +21,7 @@
 #include "keygate/clock.h"
 #include "keygate/log.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
 #include "keygate/usage_sums.h"
 
@@ -233,35 +234,35 @@ static bool ud_event_valid(const kg_usage_event_t *ev)
 static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
                                 kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(w->store, ud_sql_event, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(w->store, ud_sql_event, diag);
     int src;
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, ev->request_id);
-    kg_store_bind_text(st, 2, ev->key_id);
-    kg_store_bind_text(st, 3, ev->workspace_id);
+    kg_sqlite_bind_text(st, 1, ev->request_id);
+    kg_sqlite_bind_text(st, 2, ev->key_id);
+    kg_sqlite_bind_text(st, 3, ev->workspace_id);
     sqlite3_bind_int64(st, 4, ev->at_ms);
-    kg_store_bind_text(st, 5, ev->operation);
-    kg_store_bind_text(st, 6, ev->model);
-    kg_store_bind_text(st, 7, ev->provider);
-    kg_store_bind_text(st, 8, ev->mode);
+    kg_sqlite_bind_text(st, 5, ev->operation);
+    kg_sqlite_bind_text(st, 6, ev->model);
+    kg_sqlite_bind_text(st, 7, ev->provider);
+    kg_sqlite_bind_text(st, 8, ev->mode);
     sqlite3_bind_int(st, 9, ev->status);
     sqlite3_bind_int64(st, 10, ev->prompt_tokens);
     sqlite3_bind_int64(st, 11, ev->completion_tokens);
     sqlite3_bind_int64(st, 12, ev->cached_tokens);
     sqlite3_bind_int64(st, 13, ev->cost);
     sqlite3_bind_int64(st, 14, ev->latency_ms);
-    kg_store_bind_opt_int(st, 15, ev->ttft_ms);
+    kg_sqlite_bind_opt_int(st, 15, ev->ttft_ms);
     sqlite3_bind_int(st, 16, ev->streamed ? 1 : 0);
-    kg_store_bind_text(st, 17, ev->client_ip);
-    kg_store_bind_text(st, 18, ev->error_code[0] ? ev->error_code : NULL);
+    kg_sqlite_bind_text(st, 17, ev->client_ip);
+    kg_sqlite_bind_text(st, 18, ev->error_code[0] ? ev->error_code : NULL);
     src = sqlite3_step(st);
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (src == SQLITE_DONE) {
-        return sqlite3_changes(kg_store_db(w->store)) == 0 ? KG_ERR_EXISTS
-                                                           : KG_OK;
+        return sqlite3_changes(kg_sqlite_db(w->store)) == 0 ? KG_ERR_EXISTS
+                                                            : KG_OK;
     }
     /* A failed statement undoes only itself: the batch goes on. */
     if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -270,7 +271,7 @@ static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
     if ((src & 0xff) == SQLITE_CONSTRAINT) {
         return KG_ERR_INVAL;
     }
-    return kg_store_error(w->store, src, "recording usage", diag);
+    return kg_sqlite_error(w->store, src, "recording usage", diag);
 }
 
 static uint32_t ud_hash_str(uint32_t h, const char *s)
@@ -400,28 +401,27 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_store_stmt(w->store, ud_sql_key, diag);
+        st = kg_sqlite_stmt(w->store, ud_sql_key, diag);
         if (st == NULL) {
             return KG_ERR_STORE;
         }
         sqlite3_bind_int64(st, 1, a->cost);
         sqlite3_bind_int64(st, 2, a->last_s);
-        kg_store_bind_text(st, 3, a->ev->key_id);
+        kg_sqlite_bind_text(st, 3, a->ev->key_id);
         sqlite3_bind_int64(st, 4, a->num);
-        rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+        rc = kg_sqlite_exec(w->store, st, "recording key usage", diag);
     }
     f = &w->fold[UD_FOLD_CREDITS];
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_store_stmt(w->store, ud_sql_credits, diag);
+        st = kg_sqlite_stmt(w->store, ud_sql_credits, diag);
         if (st == NULL) {
             return KG_ERR_STORE;
         }
         sqlite3_bind_int64(st, 1, a->cost);
-        kg_store_bind_text(st, 2, a->ev->workspace_id);
-        rc = kg_store_exec_stmt(w->store, st, "charging workspace credits",
-                                diag);
+        kg_sqlite_bind_text(st, 2, a->ev->workspace_id);
+        rc = kg_sqlite_exec(w->store, st, "charging workspace credits", diag);
     }
     return rc;
 }
@@ -1503,7 +1503,7 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
     }
     rc = kg_store_open(store_path, &opts, &w->store, diag);
     if (rc == KG_OK) {
-        sqlite3_progress_handler(kg_store_db(w->store), UD_PROGRESS_OPS,
+        sqlite3_progress_handler(kg_sqlite_db(w->store), UD_PROGRESS_OPS,
                                  ud_progress, w);
         rc = ud_journal_open(w, store_path, diag);
     }

@@ -9,6 +9,7 @@
 #include "keygate/clock.h"
 #include "keygate/money.h"
 #include "keygate/timefmt.h"
+#include "store/sqlite/sqlite_store.h"
 
 static const char *const ws_mode_names[] = {"api-keys", "credits", "hybrid",
                                             "pool"};
@@ -62,13 +63,13 @@ bool kg_ws_mode_parse(const char *s, kg_ws_mode_t *mode)
 static kg_err_t ws_from_row(sqlite3_stmt *st, kg_workspace_t *ws)
 {
     memset(ws, 0, sizeof(*ws));
-    snprintf(ws->id, sizeof(ws->id), "%s", kg_store_col_text(st, 0));
-    snprintf(ws->name, sizeof(ws->name), "%s", kg_store_col_text(st, 1));
-    if (!kg_ws_mode_parse(kg_store_col_text(st, 2), &ws->mode)) {
+    snprintf(ws->id, sizeof(ws->id), "%s", kg_sqlite_col_text(st, 0));
+    snprintf(ws->name, sizeof(ws->name), "%s", kg_sqlite_col_text(st, 1));
+    if (!kg_ws_mode_parse(kg_sqlite_col_text(st, 2), &ws->mode)) {
         ws->mode = KG_MODE_API_KEYS;
     }
     ws->credits_balance = sqlite3_column_int64(st, 3);
-    ws->rules = strdup(kg_store_col_text(st, 4));
+    ws->rules = strdup(kg_sqlite_col_text(st, 4));
     ws->created_at = sqlite3_column_int64(st, 5);
     ws->updated_at = sqlite3_column_int64(st, 6);
     ws->key_count = sqlite3_column_int64(st, 7);
@@ -78,7 +79,7 @@ static kg_err_t ws_from_row(sqlite3_stmt *st, kg_workspace_t *ws)
 kg_err_t kg_workspace_get(kg_store_t *store, const char *ref,
                           kg_workspace_t *out, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, ws_sql_get, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, ws_sql_get, diag);
     kg_err_t rc;
     int src;
 
@@ -86,23 +87,23 @@ kg_err_t kg_workspace_get(kg_store_t *store, const char *ref,
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, ref);
+    kg_sqlite_bind_text(st, 1, ref);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         rc = ws_from_row(st, out);
     } else if (src == SQLITE_DONE) {
         rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND, "no workspace '%.64s'", ref);
     } else {
-        rc = kg_store_error(store, src, "reading a workspace", diag);
+        rc = kg_sqlite_error(store, src, "reading a workspace", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return rc;
 }
 
 kg_err_t kg_workspace_list(kg_store_t *store, kg_workspace_t **list,
                            size_t *count, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, ws_sql_list, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, ws_sql_list, diag);
     kg_workspace_t *arr = NULL;
     size_t n = 0;
     size_t cap = 0;
@@ -132,9 +133,9 @@ kg_err_t kg_workspace_list(kg_store_t *store, kg_workspace_t **list,
         }
     }
     if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(store, src, "listing workspaces", diag);
+        rc = kg_sqlite_error(store, src, "listing workspaces", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (rc != KG_OK) {
         kg_workspace_list_free(&arr, n);
         return rc;
@@ -199,17 +200,17 @@ kg_err_t kg_workspace_create(kg_store_t *store, const char *actor,
     }
     kg_token_random_base62(id, KG_WORKSPACE_ID_LEN);
     id[KG_WORKSPACE_ID_LEN] = '\0';
-    st = kg_store_stmt(store, ws_sql_insert, diag);
+    st = kg_sqlite_stmt(store, ws_sql_insert, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, id);
-    kg_store_bind_text(st, 2, name);
-    kg_store_bind_text(st, 3, kg_ws_mode_name(mode));
+    kg_sqlite_bind_text(st, 1, id);
+    kg_sqlite_bind_text(st, 2, name);
+    kg_sqlite_bind_text(st, 3, kg_ws_mode_name(mode));
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_int64(st, 5, now);
-    rc = kg_store_exec_stmt(store, st, "creating a workspace", diag);
+    rc = kg_sqlite_exec(store, st, "creating a workspace", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -297,17 +298,17 @@ kg_err_t kg_workspace_update(kg_store_t *store, const char *actor,
             goto out;
         }
     }
-    st = kg_store_stmt(store, ws_sql_update, diag);
+    st = kg_sqlite_stmt(store, ws_sql_update, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, name);
-    kg_store_bind_text(st, 2, kg_ws_mode_name(mode));
-    kg_store_bind_text(st, 3, rules);
+    kg_sqlite_bind_text(st, 1, name);
+    kg_sqlite_bind_text(st, 2, kg_ws_mode_name(mode));
+    kg_sqlite_bind_text(st, 3, rules);
     sqlite3_bind_int64(st, 4, kg_clock_now());
-    kg_store_bind_text(st, 5, ws.id);
-    rc = kg_store_exec_stmt(store, st, "updating a workspace", diag);
+    kg_sqlite_bind_text(st, 5, ws.id);
+    rc = kg_sqlite_exec(store, st, "updating a workspace", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -383,20 +384,20 @@ kg_err_t kg_workspace_credit(kg_store_t *store, const char *actor,
                           "the balance would exceed the maximum amount");
         goto out;
     }
-    st = kg_store_stmt(store, ws_sql_credit, diag);
+    st = kg_sqlite_stmt(store, ws_sql_credit, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
     sqlite3_bind_int64(st, 1, delta);
     sqlite3_bind_int64(st, 2, kg_clock_now());
-    kg_store_bind_text(st, 3, ws.id);
-    rc = kg_store_exec_stmt(store, st, "crediting a workspace", diag);
+    kg_sqlite_bind_text(st, 3, ws.id);
+    rc = kg_sqlite_exec(store, st, "crediting a workspace", diag);
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(store, ws_sql_bump_revision, diag);
-    rc = st ? kg_store_exec_stmt(store, st, "crediting a workspace", diag)
+    st = kg_sqlite_stmt(store, ws_sql_bump_revision, diag);
+    rc = st ? kg_sqlite_exec(store, st, "crediting a workspace", diag)
             : KG_ERR_STORE;
     if (rc != KG_OK) {
         goto out;

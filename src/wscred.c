@@ -9,6 +9,7 @@
 #include "keygate/audit.h"
 #include "keygate/clock.h"
 #include "keygate/timefmt.h"
+#include "store/sqlite/sqlite_store.h"
 
 /*
  * What a ciphertext is bound to: this label, the workspace id and the
@@ -108,10 +109,10 @@ static void wc_from_row(sqlite3_stmt *st, kg_wscred_info_t *info)
 {
     memset(info, 0, sizeof(*info));
     snprintf(info->workspace_id, sizeof(info->workspace_id), "%s",
-             kg_store_col_text(st, 0));
+             kg_sqlite_col_text(st, 0));
     snprintf(info->provider, sizeof(info->provider), "%s",
-             kg_store_col_text(st, 1));
-    snprintf(info->last4, sizeof(info->last4), "%s", kg_store_col_text(st, 2));
+             kg_sqlite_col_text(st, 1));
+    snprintf(info->last4, sizeof(info->last4), "%s", kg_sqlite_col_text(st, 2));
     info->created_at = sqlite3_column_int64(st, 3);
     info->updated_at = sqlite3_column_int64(st, 4);
 }
@@ -121,7 +122,7 @@ static kg_err_t wc_get_by_id(kg_store_t *s, const char *workspace_id,
                              const char *provider, kg_wscred_info_t *out,
                              kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(s, wc_sql_get, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(s, wc_sql_get, diag);
     kg_err_t rc = KG_OK;
     int src;
 
@@ -129,17 +130,17 @@ static kg_err_t wc_get_by_id(kg_store_t *s, const char *workspace_id,
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
+    kg_sqlite_bind_text(st, 1, workspace_id);
+    kg_sqlite_bind_text(st, 2, provider);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         wc_from_row(st, out);
     } else if (src == SQLITE_DONE) {
         rc = KG_ERR_NOT_FOUND;
     } else {
-        rc = kg_store_error(s, src, "reading a workspace credential", diag);
+        rc = kg_sqlite_error(s, src, "reading a workspace credential", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return rc;
 }
 
@@ -182,19 +183,19 @@ static kg_err_t wc_write(kg_store_t *s, const kg_secretbox_t *sb,
         kg_diag_set(diag, "cannot encrypt the credential");
         goto out;
     }
-    st = kg_store_stmt(s, wc_sql_upsert, diag);
+    st = kg_sqlite_stmt(s, wc_sql_upsert, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
+    kg_sqlite_bind_text(st, 1, workspace_id);
+    kg_sqlite_bind_text(st, 2, provider);
     sqlite3_bind_blob(st, 3, nonce, sizeof(nonce), SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 4, cipher, (int)(len + KG_SECRETBOX_MAC_LEN),
                       SQLITE_TRANSIENT);
-    kg_store_bind_text(st, 5, last4);
+    kg_sqlite_bind_text(st, 5, last4);
     sqlite3_bind_int64(st, 6, kg_clock_now());
-    rc = kg_store_exec_stmt(s, st, "storing a workspace credential", diag);
+    rc = kg_sqlite_exec(s, st, "storing a workspace credential", diag);
 out:
     free(cipher);
     return rc;
@@ -274,14 +275,14 @@ kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(s, wc_sql_delete, diag);
+    st = kg_sqlite_stmt(s, wc_sql_delete, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
-    kg_store_bind_text(st, 1, ws.id);
-    kg_store_bind_text(st, 2, provider);
-    rc = kg_store_exec_stmt(s, st, "deleting a workspace credential", diag);
+    kg_sqlite_bind_text(st, 1, ws.id);
+    kg_sqlite_bind_text(st, 2, provider);
+    rc = kg_sqlite_exec(s, st, "deleting a workspace credential", diag);
     if (rc == KG_OK) {
         rc = wc_audit(s, actor, "credential-delete", ws.id, provider,
                       info.last4, diag);
@@ -341,12 +342,12 @@ kg_err_t kg_wscred_list(kg_store_t *s, const char *workspace_ref,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(s, wc_sql_list, diag);
+    st = kg_sqlite_stmt(s, wc_sql_list, diag);
     if (st == NULL) {
         kg_workspace_clear(&ws);
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, ws.id);
+    kg_sqlite_bind_text(st, 1, ws.id);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (used == cap) {
             size_t ncap = cap ? cap * 2 : 8;
@@ -362,9 +363,9 @@ kg_err_t kg_wscred_list(kg_store_t *s, const char *workspace_ref,
         wc_from_row(st, &arr[used++]);
     }
     if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(s, src, "listing workspace credentials", diag);
+        rc = kg_sqlite_error(s, src, "listing workspace credentials", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     kg_workspace_clear(&ws);
     if (rc != KG_OK || used == 0) {
         free(arr);
@@ -377,7 +378,7 @@ kg_err_t kg_wscred_list(kg_store_t *s, const char *workspace_ref,
 
 kg_err_t kg_wscred_count(kg_store_t *s, int64_t *n, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(s, wc_sql_count, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(s, wc_sql_count, diag);
     kg_err_t rc = KG_OK;
     int src;
 
@@ -389,9 +390,9 @@ kg_err_t kg_wscred_count(kg_store_t *s, int64_t *n, kg_diag_t *diag)
     if (src == SQLITE_ROW) {
         *n = sqlite3_column_int64(st, 0);
     } else {
-        rc = kg_store_error(s, src, "counting workspace credentials", diag);
+        rc = kg_sqlite_error(s, src, "counting workspace credentials", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return rc;
 }
 
@@ -455,12 +456,12 @@ kg_err_t kg_wscred_load(kg_store_t *s, const kg_secretbox_t *sb,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(s, wc_sql_load, diag);
+    st = kg_sqlite_stmt(s, wc_sql_load, diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
+    kg_sqlite_bind_text(st, 1, workspace_id);
+    kg_sqlite_bind_text(st, 2, provider);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         rc = wc_open_row(st, sb, workspace_id, provider, secret, len, diag);
@@ -469,9 +470,9 @@ kg_err_t kg_wscred_load(kg_store_t *s, const kg_secretbox_t *sb,
                           "workspace %.64s has no credential for provider %s",
                           workspace_id, provider);
     } else {
-        rc = kg_store_error(s, src, "reading a workspace credential", diag);
+        rc = kg_sqlite_error(s, src, "reading a workspace credential", diag);
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     return rc;
 }
 

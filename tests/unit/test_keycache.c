@@ -14,6 +14,7 @@
 #include "keygate/keyhash.h"
 #include "keygate/keys.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/token.h"
 #include "keygate/usagedb.h"
 #include "keygate/workspaces.h"
@@ -114,7 +115,7 @@ static int64_t ut_rev(kg_store_t *store)
     sqlite3_stmt *st = NULL;
     int64_t rev;
 
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(store),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(store),
                                         "SELECT rev FROM key_revision", -1, &st,
                                         NULL),
                      SQLITE_OK);
@@ -127,7 +128,7 @@ static int64_t ut_rev(kg_store_t *store)
 static void ut_exec(kg_store_t *store, const char *sql)
 {
     char *err = NULL;
-    int rc = sqlite3_exec(kg_store_db(store), sql, NULL, NULL, &err);
+    int rc = sqlite3_exec(kg_sqlite_db(store), sql, NULL, NULL, &err);
 
     ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
     sqlite3_free(err);
@@ -201,7 +202,7 @@ START_TEST(test_migration_v2_to_v3)
     ck_assert_int_eq(kg_workspace_create(s, "cli:test", KG_WORKSPACE_DEFAULT,
                                          KG_MODE_API_KEYS, NULL, &diag),
                      KG_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(s),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(s),
                                         "SELECT rev FROM key_revision", -1, &st,
                                         NULL),
                      SQLITE_ERROR);
@@ -212,7 +213,7 @@ START_TEST(test_migration_v2_to_v3)
     ck_assert_int_eq(kg_store_schema_version(s), KG_STORE_SCHEMA_VERSION);
     ck_assert_int_eq(ut_rev(s), 0);
     /* The one row is enforced. */
-    ck_assert_int_ne(sqlite3_exec(kg_store_db(s),
+    ck_assert_int_ne(sqlite3_exec(kg_sqlite_db(s),
                                   "INSERT INTO key_revision VALUES (2, 0)",
                                   NULL, NULL, NULL),
                      SQLITE_OK);

@@ -12,6 +12,7 @@
 #include "keygate/keys.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/timefmt.h"
 #include "keygate/workspaces.h"
 #include "unit_util.h"
@@ -116,7 +117,7 @@ static int64_t ut_int(const char *sql, const char *param)
     int64_t v;
 
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &st, NULL),
         SQLITE_OK);
     if (param != NULL) {
         sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
@@ -136,7 +137,7 @@ static int64_t ut_count_keys(void)
 static void ut_add_usage(const kg_key_t *key, const char *request_id)
 {
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = kg_store_db(ut_store);
+    sqlite3 *db = kg_sqlite_db(ut_store);
 
     ck_assert_int_eq(sqlite3_prepare_v2(db,
                                         "INSERT INTO usage_events "
@@ -263,7 +264,7 @@ START_TEST(test_create)
                             "= ?",
                             key.id),
                      1);
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(ut_store),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(ut_store),
                                         "SELECT hash, expires_at FROM "
                                         "key_secrets WHERE key_id = ?",
                                         -1, &st, NULL),
@@ -1154,7 +1155,7 @@ static bool ut_contains(const void *hay, size_t len, const char *needle,
 /* Scan every value of every table for each of the secrets. */
 static size_t ut_scan_store(char secrets[][KG_TOKEN_STRLEN], size_t nsecrets)
 {
-    sqlite3 *db = kg_store_db(ut_store);
+    sqlite3 *db = kg_sqlite_db(ut_store);
     sqlite3_stmt *tables = NULL;
     size_t values = 0;
 

@@ -9,6 +9,7 @@
 
 #include "keygate/audit.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
 #include "keygate/usage_query.h"
 #include "keygate/usagedb.h"
@@ -41,10 +42,10 @@ static void ut_keys(kg_store_t *s)
     kg_diag_t diag = {{0}};
 
     ck_assert_int_eq(kg_workspace_ensure_default(s, UT_ACTOR, &diag), KG_OK);
-    ut_exec(kg_store_db(s),
+    ut_exec(kg_sqlite_db(s),
             "INSERT INTO workspaces (id, name, created_at, updated_at) VALUES "
             "('" UT_WS_X "', 'ws-x', 1, 1), ('" UT_WS_Y "', 'ws-y', 1, 1)");
-    ut_exec(kg_store_db(s),
+    ut_exec(kg_sqlite_db(s),
             "INSERT INTO api_keys (id, workspace_id, name, prefix, last4, "
             "created_at, updated_at) SELECT k.column1, w.id, 'k', 'kg', "
             "'abcd', 1, 1 FROM (VALUES ('" UT_KEY_A "'), ('" UT_KEY_B "')) k, "
@@ -211,7 +212,7 @@ static int64_t *ut_reference(const char *where, size_t *n)
              "SELECT id FROM usage_events WHERE %s ORDER BY at_ms DESC, id "
              "DESC",
              where);
-    return ut_sql_ids(kg_store_db(ut_store), sql, UT_N, n);
+    return ut_sql_ids(kg_sqlite_db(ut_store), sql, UT_N, n);
 }
 
 /* Page through with limit 7: every selected event once, in order. */
@@ -227,7 +228,7 @@ START_TEST(test_pages)
     int pages = 0;
     kg_diag_t diag = {{0}};
 
-    ut_insert_events(kg_store_db(ut_store), UT_N);
+    ut_insert_events(kg_sqlite_db(ut_store), UT_N);
     want = ut_reference(row->where, &want_n);
     do {
         kg_usage_events_query_t q;
@@ -273,7 +274,7 @@ START_TEST(test_page_fields)
     kg_diag_t diag = {{0}};
     size_t n = 0;
 
-    ut_insert_events(kg_store_db(ut_store), 4);
+    ut_insert_events(kg_sqlite_db(ut_store), 4);
     memset(&f, 0, sizeof(f));
     f.base.to = KG_USAGE_TIME_MAX;
     f.status_max = 999;
@@ -420,7 +421,7 @@ START_TEST(test_cursor_checks)
     char audit[KG_QUERY_CURSOR_STRLEN];
     kg_diag_t diag = {{0}};
 
-    ut_insert_events(kg_store_db(ut_store), 40);
+    ut_insert_events(kg_sqlite_db(ut_store), 40);
     ut_first_cursor(key_a, 1, cursor);
     ck_assert_int_eq(ut_page_with(key_a, 1, cursor, &diag), KG_OK);
     /* The range may move (a relative from); the filters may not. */
@@ -542,7 +543,7 @@ static void ut_plan(sqlite3_stmt *st, char *out, size_t len)
 
     snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", sqlite3_sql(st));
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &eq, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &eq, NULL),
         SQLITE_OK);
     out[0] = '\0';
     while (sqlite3_step(eq) == SQLITE_ROW) {
@@ -631,7 +632,7 @@ START_TEST(test_plans)
         kg_store_audit_page(ut_store, &af, INT64_MAX, 5, &aev, &n, &diag),
         KG_OK);
     kg_audit_events_free(&aev, n);
-    while ((st = sqlite3_next_stmt(kg_store_db(ut_store), st)) != NULL) {
+    while ((st = sqlite3_next_stmt(kg_sqlite_db(ut_store), st)) != NULL) {
         const char *sql = sqlite3_sql(st);
 
         for (size_t i = 0; i < UT_NROWS(ut_plan_rows); i++) {
@@ -724,14 +725,14 @@ START_TEST(test_backfill_matches_writer)
      * hourly table. */
     ut_open(KG_STORE_VERSION_USAGE_ROLLUP - 1);
     ut_keys(ut_store);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ut_insert_events(db, UT_BACKFILL_N);
     ut_exec(db, "INSERT INTO usage_hourly (key_id, hour, model, requests) "
                 "SELECT key_id, at_ms / 3600000 * 3600, model, count(*) FROM "
                 "usage_events GROUP BY 1, 2, 3");
     kg_store_close(&ut_store);
     ut_open(0);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ck_assert_int_eq(kg_store_schema_version(ut_store),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert_int_ne(
@@ -770,10 +771,10 @@ START_TEST(test_backfill_sums)
 
     ut_open(KG_STORE_VERSION_USAGE_ROLLUP - 1);
     ut_keys(ut_store);
-    ut_insert_events(kg_store_db(ut_store), UT_BACKFILL_N);
+    ut_insert_events(kg_sqlite_db(ut_store), UT_BACKFILL_N);
     kg_store_close(&ut_store);
     ut_open(0);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ck_assert_int_eq(
         sqlite3_prepare_v2(
             db,

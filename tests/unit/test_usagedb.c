@@ -21,6 +21,7 @@
 #include "keygate/keyhash.h"
 #include "keygate/keys.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/token.h"
 #include "keygate/usagedb.h"
 #include "keygate/workspaces.h"
@@ -692,7 +693,7 @@ static void ut_exec(ut_fx_t *fx, const char *sql, const char *param)
     sqlite3_stmt *st = NULL;
 
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(fx->store), sql, -1, &st, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(fx->store), sql, -1, &st, NULL),
         SQLITE_OK);
     if (param != NULL) {
         sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);

@@ -11,6 +11,7 @@
 #include "keygate/clock.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "unit_util.h"
 
@@ -48,7 +49,7 @@ static int64_t ut_count(const char *sql)
     int64_t v;
 
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &st, NULL),
         SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     v = sqlite3_column_int64(st, 0);

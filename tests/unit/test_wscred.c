@@ -14,6 +14,7 @@
 #include "keygate/config.h"
 #include "keygate/secretbox.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "keygate/wscred.h"
 #include "unit_util.h"
@@ -83,9 +84,9 @@ static int64_t ut_int(kg_store_t *s, const char *sql)
     sqlite3_stmt *st = NULL;
     int64_t v;
 
-    ck_assert_msg(sqlite3_prepare_v2(kg_store_db(s), sql, -1, &st, NULL) ==
+    ck_assert_msg(sqlite3_prepare_v2(kg_sqlite_db(s), sql, -1, &st, NULL) ==
                       SQLITE_OK,
-                  "%s: %s", sql, sqlite3_errmsg(kg_store_db(s)));
+                  "%s: %s", sql, sqlite3_errmsg(kg_sqlite_db(s)));
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -94,7 +95,7 @@ static int64_t ut_int(kg_store_t *s, const char *sql)
 
 static int ut_exec(kg_store_t *s, const char *sql)
 {
-    return sqlite3_exec(kg_store_db(s), sql, NULL, NULL, NULL);
+    return sqlite3_exec(kg_sqlite_db(s), sql, NULL, NULL, NULL);
 }
 
 static int64_t ut_rev(kg_store_t *s)
@@ -555,7 +556,7 @@ static void ut_copy_row(kg_store_t *s, const char *from_ws, const char *from_p,
 
     ck_assert_ptr_nonnull(sql);
     ck_assert_msg(ut_exec(s, sql) == SQLITE_OK, "%s",
-                  sqlite3_errmsg(kg_store_db(s)));
+                  sqlite3_errmsg(kg_sqlite_db(s)));
     sqlite3_free(sql);
 }
 

@@ -1,5 +1,6 @@
 /* SQLite statements that read the audit trail. */
 #include "keygate/store_audit.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,12 +52,12 @@ static bool audit_read(sqlite3_stmt *st, kg_audit_event_t *e)
     memset(e, 0, sizeof(*e));
     e->id = sqlite3_column_int64(st, 0);
     e->at = sqlite3_column_int64(st, 1);
-    audit_copy(e->actor, sizeof(e->actor), kg_store_col_text(st, 2));
-    audit_copy(e->action, sizeof(e->action), kg_store_col_text(st, 3));
+    audit_copy(e->actor, sizeof(e->actor), kg_sqlite_col_text(st, 2));
+    audit_copy(e->action, sizeof(e->action), kg_sqlite_col_text(st, 3));
     audit_copy(e->object_type, sizeof(e->object_type),
-               kg_store_col_text(st, 4));
-    audit_copy(e->object_id, sizeof(e->object_id), kg_store_col_text(st, 5));
-    e->detail = strdup(kg_store_col_text(st, 6));
+               kg_sqlite_col_text(st, 4));
+    audit_copy(e->object_id, sizeof(e->object_id), kg_sqlite_col_text(st, 5));
+    e->detail = strdup(kg_sqlite_col_text(st, 6));
     return e->detail != NULL;
 }
 
@@ -77,20 +78,20 @@ kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
     if (limit == 0) {
         return KG_OK;
     }
-    st = kg_store_stmt(store,
-                       filter->object_id[0] ? audit_sql_page_object
-                                            : audit_sql_page_all,
-                       diag);
+    st = kg_sqlite_stmt(store,
+                        filter->object_id[0] ? audit_sql_page_object
+                                             : audit_sql_page_all,
+                        diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, audit_opt(filter->object_id));
+    kg_sqlite_bind_text(st, 1, audit_opt(filter->object_id));
     sqlite3_bind_int64(st, 2, before_id);
     sqlite3_bind_int64(st, 3, filter->from);
     sqlite3_bind_int64(st, 4, filter->to);
-    kg_store_bind_text(st, 5, audit_opt(filter->actor));
-    kg_store_bind_text(st, 6, audit_opt(filter->action));
-    kg_store_bind_text(st, 7, audit_opt(filter->object_type));
+    kg_sqlite_bind_text(st, 5, audit_opt(filter->actor));
+    kg_sqlite_bind_text(st, 6, audit_opt(filter->action));
+    kg_sqlite_bind_text(st, 7, audit_opt(filter->object_type));
     sqlite3_bind_int64(st, 8, (sqlite3_int64)limit);
     while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
@@ -112,10 +113,10 @@ kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
         n++;
     }
     if (src != SQLITE_ROW) {
-        rc = kg_store_error(store, src, "reading the audit log", diag);
+        rc = kg_sqlite_error(store, src, "reading the audit log", diag);
     }
 out:
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (rc != KG_OK) {
         audit_free(arr, n);
         return rc;

@@ -1,5 +1,6 @@
 /* SQLite statements of the usage rollup and the usage events queries. */
 #include "keygate/store_usage.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -146,25 +147,25 @@ kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
                                    const kg_usage_rollup_t *row,
                                    kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_rollup_add, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_rollup_add, diag);
     int src;
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, row->key_id);
+    kg_sqlite_bind_text(st, 1, row->key_id);
     sqlite3_bind_int64(st, 2, row->hour);
-    kg_store_bind_text(st, 3, row->model);
-    kg_store_bind_text(st, 4, row->provider);
-    kg_store_bind_text(st, 5, row->workspace_id);
+    kg_sqlite_bind_text(st, 3, row->model);
+    kg_sqlite_bind_text(st, 4, row->provider);
+    kg_sqlite_bind_text(st, 5, row->workspace_id);
     usage_bind_sums(st, 6, &row->sums);
     src = sqlite3_step(st);
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
         return kg_diag_fail(diag, KG_ERR_NOT_FOUND,
                             "recording hourly usage: no key %s", row->key_id);
     }
-    return kg_store_error(store, src, "recording hourly usage", diag);
+    return kg_sqlite_error(store, src, "recording hourly usage", diag);
 }
 
 /* NULL for "" (any), else the text. */
@@ -176,10 +177,10 @@ static const char *usage_opt(const char *s)
 static void usage_read_rollup(sqlite3_stmt *st, kg_usage_rollup_t *row)
 {
     row->hour = sqlite3_column_int64(st, 0);
-    row->key_id = kg_store_col_text(st, 1);
-    row->workspace_id = kg_store_col_text(st, 2);
-    row->model = kg_store_col_text(st, 3);
-    row->provider = kg_store_col_text(st, 4);
+    row->key_id = kg_sqlite_col_text(st, 1);
+    row->workspace_id = kg_sqlite_col_text(st, 2);
+    row->model = kg_sqlite_col_text(st, 3);
+    row->provider = kg_sqlite_col_text(st, 4);
     usage_read_sums(st, 5, &row->sums);
 }
 
@@ -200,16 +201,16 @@ kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
         return kg_diag_fail(diag, KG_ERR_INVAL,
                             "usage rollup: the range must be whole hours");
     }
-    st = kg_store_stmt(store, sql, diag);
+    st = kg_sqlite_stmt(store, sql, diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, usage_opt(filter->key_id));
+    kg_sqlite_bind_text(st, 1, usage_opt(filter->key_id));
     sqlite3_bind_int64(st, 2, filter->from);
     sqlite3_bind_int64(st, 3, filter->to);
-    kg_store_bind_text(st, 4, usage_opt(filter->workspace_id));
-    kg_store_bind_text(st, 5, usage_opt(filter->model));
-    kg_store_bind_text(st, 6, usage_opt(filter->provider));
+    kg_sqlite_bind_text(st, 4, usage_opt(filter->workspace_id));
+    kg_sqlite_bind_text(st, 5, usage_opt(filter->model));
+    kg_sqlite_bind_text(st, 6, usage_opt(filter->provider));
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         usage_read_rollup(st, &row);
         if (!fn(ud, &row)) {
@@ -217,8 +218,8 @@ kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
             break;
         }
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, "reading usage", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "reading usage", diag);
 }
 
 static void usage_copy(char *dst, size_t len, const char *src)
@@ -230,25 +231,26 @@ static void usage_read_event(sqlite3_stmt *st, kg_usage_record_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(st, 0);
-    usage_copy(r->request_id, sizeof(r->request_id), kg_store_col_text(st, 1));
-    usage_copy(r->key_id, sizeof(r->key_id), kg_store_col_text(st, 2));
+    usage_copy(r->request_id, sizeof(r->request_id), kg_sqlite_col_text(st, 1));
+    usage_copy(r->key_id, sizeof(r->key_id), kg_sqlite_col_text(st, 2));
     usage_copy(r->workspace_id, sizeof(r->workspace_id),
-               kg_store_col_text(st, 3));
+               kg_sqlite_col_text(st, 3));
     r->at_ms = sqlite3_column_int64(st, 4);
-    usage_copy(r->operation, sizeof(r->operation), kg_store_col_text(st, 5));
-    usage_copy(r->model, sizeof(r->model), kg_store_col_text(st, 6));
-    usage_copy(r->provider, sizeof(r->provider), kg_store_col_text(st, 7));
-    usage_copy(r->mode, sizeof(r->mode), kg_store_col_text(st, 8));
+    usage_copy(r->operation, sizeof(r->operation), kg_sqlite_col_text(st, 5));
+    usage_copy(r->model, sizeof(r->model), kg_sqlite_col_text(st, 6));
+    usage_copy(r->provider, sizeof(r->provider), kg_sqlite_col_text(st, 7));
+    usage_copy(r->mode, sizeof(r->mode), kg_sqlite_col_text(st, 8));
     r->status = sqlite3_column_int(st, 9);
     r->prompt_tokens = sqlite3_column_int64(st, 10);
     r->completion_tokens = sqlite3_column_int64(st, 11);
     r->cached_tokens = sqlite3_column_int64(st, 12);
     r->cost = sqlite3_column_int64(st, 13);
     r->latency_ms = sqlite3_column_int64(st, 14);
-    r->ttft_ms = kg_store_col_opt_int(st, 15);
+    r->ttft_ms = kg_sqlite_col_opt_int(st, 15);
     r->streamed = sqlite3_column_int(st, 16) != 0;
-    usage_copy(r->client_ip, sizeof(r->client_ip), kg_store_col_text(st, 17));
-    usage_copy(r->error_code, sizeof(r->error_code), kg_store_col_text(st, 18));
+    usage_copy(r->client_ip, sizeof(r->client_ip), kg_sqlite_col_text(st, 17));
+    usage_copy(r->error_code, sizeof(r->error_code),
+               kg_sqlite_col_text(st, 18));
 }
 
 kg_err_t kg_store_usage_events_page(kg_store_t *store,
@@ -273,19 +275,19 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
         last_ms = before_at_ms;
         last_id = before_id;
     }
-    st = kg_store_stmt(
+    st = kg_sqlite_stmt(
         store, b->key_id[0] ? usage_sql_events_key : usage_sql_events_all,
         diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, usage_opt(b->key_id));
+    kg_sqlite_bind_text(st, 1, usage_opt(b->key_id));
     sqlite3_bind_int64(st, 2, b->from * 1000);
     sqlite3_bind_int64(st, 3, last_ms);
     sqlite3_bind_int64(st, 4, last_id);
-    kg_store_bind_text(st, 5, usage_opt(b->workspace_id));
-    kg_store_bind_text(st, 6, usage_opt(b->model));
-    kg_store_bind_text(st, 7, usage_opt(b->provider));
+    kg_sqlite_bind_text(st, 5, usage_opt(b->workspace_id));
+    kg_sqlite_bind_text(st, 6, usage_opt(b->model));
+    kg_sqlite_bind_text(st, 7, usage_opt(b->provider));
     sqlite3_bind_int(st, 8, filter->status_min);
     sqlite3_bind_int(st, 9, filter->status_max);
     sqlite3_bind_int64(st, 10, (sqlite3_int64)limit);
@@ -295,9 +297,9 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
     if (n == limit) {
         src = SQLITE_DONE;
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     *count = n;
-    return kg_store_error(store, src, "reading usage events", diag);
+    return kg_sqlite_error(store, src, "reading usage events", diag);
 }
 
 /*
@@ -331,16 +333,16 @@ kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(store, usage_sql_prune, diag);
+    st = kg_sqlite_stmt(store, usage_sql_prune, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, (int64_t)limit);
-    rc = kg_store_exec_stmt(store, st, "deleting old usage events", diag);
+    rc = kg_sqlite_exec(store, st, "deleting old usage events", diag);
     if (rc == KG_OK) {
-        *deleted = (size_t)sqlite3_changes(kg_store_db(store));
+        *deleted = (size_t)sqlite3_changes(kg_sqlite_db(store));
         rc = kg_store_commit(store, diag);
     }
 out:
@@ -354,7 +356,7 @@ out:
 kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
                              int64_t *newest_ms, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_span, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_span, diag);
     int src;
 
     *oldest_ms = -1;
@@ -364,17 +366,17 @@ kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
     }
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        *oldest_ms = kg_store_col_opt_int(st, 0);
-        *newest_ms = kg_store_col_opt_int(st, 1);
+        *oldest_ms = kg_sqlite_col_opt_int(st, 0);
+        *newest_ms = kg_sqlite_col_opt_int(st, 1);
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, "reading the usage events' span", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "reading the usage events' span", diag);
 }
 
 kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
                                bool *stored, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_stored, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_stored, diag);
     int src;
 
     *stored = false;
@@ -384,6 +386,6 @@ kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
     sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
     src = sqlite3_step(st);
     *stored = src == SQLITE_ROW;
-    kg_store_reset(st);
-    return kg_store_error(store, src, "looking up a usage event", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "looking up a usage event", diag);
 }
