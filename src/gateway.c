@@ -288,6 +288,18 @@ static void gateway_purge(kg_gateway_t *gw, gateway_maint_t *m, int64_t now)
 }
 
 /* One round of the maintenance thread (see gateway_maintenance). */
+/* What /readyz on the client listener reports: can the store be read? */
+static void gateway_check_store(kg_gateway_t *gw, kg_store_t *store)
+{
+    kg_diag_t pd = {{0}};
+    bool ok = store != NULL && kg_store_ping(store, &pd) == KG_OK;
+
+    if (!ok && atomic_load(&gw->store_ok)) {
+        KG_ERROR("maintenance: the store cannot be read: %s", pd.msg);
+    }
+    atomic_store(&gw->store_ok, ok);
+}
+
 static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
 {
     int64_t now = kg_clock_mono_us();
@@ -299,6 +311,7 @@ static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
     }
     /* CLI changes to keys and workspaces reach the policy caches. */
     kg_policy_refresh(gw->policy);
+    gateway_check_store(gw, m->store);
     if (now >= m->next_persist) {
         m->next_persist = now + 1000 * 1000;
         gateway_note_used(gw, &m->ctx, &m->seen);
@@ -451,6 +464,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
     popts->request_log = cfg->server_request_log;
     popts->usage = gw->usage;
     popts->policy = gw->policy;
+    atomic_store(&gw->store_ok, true); /* opened just now by the parts */
     rc = kg_http_start(gw, diag);
     if (rc == KG_OK) {
         rc = kg_admin_start(gw, &gw->admin, &gw->admin_port, diag);

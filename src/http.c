@@ -105,6 +105,7 @@ typedef struct http_req {
     kg_err_t deferred;   /* refusal queued once the body is in */
     char deferred_detail[256];
     const kg_ratelimit_info_t *rate; /* x-ratelimit-* headers, or NULL */
+    kg_metrics_shard_t *metrics;     /* the worker's shard */
 } http_req_t;
 
 /*
@@ -207,6 +208,62 @@ static void http_add_common(struct MHD_Response *resp, const http_req_t *req)
     }
 }
 
+/*
+ * Metrics of a request keygate answered itself (a forwarded one is counted
+ * by the proxy with its usage): its route and status, in the worker's
+ * shard.
+ */
+static void http_count(const http_req_t *req, unsigned status)
+{
+    kg_metrics_request_t m;
+
+    if (req->ex != NULL || req->metrics == NULL) {
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    m.route = req->route ? req->route->operation : "other";
+    m.status = (int)status;
+    m.key_id = req->key.id[0] ? req->key.id : NULL;
+    m.duration_us = kg_clock_mono_us() - req->start_us;
+    m.upstream_us = -1;
+    m.ttft_us = -1;
+    kg_metrics_record(req->metrics, &m);
+}
+
+/* Count a refused credential or a policy refusal by its error. */
+static void http_count_refusal(const http_req_t *req, kg_err_t err)
+{
+    switch (err) {
+    case KG_ERR_NO_KEY:
+        kg_metrics_auth_failure(req->metrics, KG_METRICS_AUTH_MISSING);
+        break;
+    case KG_ERR_INVALID_KEY:
+        kg_metrics_auth_failure(req->metrics, KG_METRICS_AUTH_INVALID);
+        break;
+    case KG_ERR_KEY_EXPIRED:
+        kg_metrics_auth_failure(req->metrics, KG_METRICS_AUTH_EXPIRED);
+        break;
+    case KG_ERR_AUTH_THROTTLED:
+        kg_metrics_auth_failure(req->metrics, KG_METRICS_AUTH_THROTTLED);
+        break;
+    case KG_ERR_USAGE_LIMIT:
+    case KG_ERR_PERIOD_LIMIT:
+        kg_metrics_refused(req->metrics, KG_METRICS_REFUSED_BUDGET);
+        break;
+    case KG_ERR_NO_CREDITS:
+        kg_metrics_refused(req->metrics, KG_METRICS_REFUSED_CREDITS);
+        break;
+    case KG_ERR_RATE_LIMITED:
+        kg_metrics_refused(req->metrics, KG_METRICS_REFUSED_RATE);
+        break;
+    case KG_ERR_ACCESS_DENIED:
+        kg_metrics_refused(req->metrics, KG_METRICS_REFUSED_ACCESS);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Queue a JSON body with status; copies body. */
 static enum MHD_Result http_queue_json(struct MHD_Connection *conn,
                                        http_req_t *req, unsigned status,
@@ -232,6 +289,7 @@ static enum MHD_Result http_queue_json(struct MHD_Connection *conn,
     }
     ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
+    http_count(req, status);
     req->answered = true;
     return ret;
 }
@@ -255,6 +313,7 @@ static enum MHD_Result http_error(struct MHD_Connection *conn, http_req_t *req,
     if (body == NULL) {
         return MHD_NO;
     }
+    http_count_refusal(req, err);
     /* A proxied request was logged by the proxy with its usage. */
     if (req->gw->cfg->server_request_log && req->ex == NULL) {
         KG_INFO("request id=%s key=%s status=%d route=%s error=%s",
@@ -344,6 +403,7 @@ static enum MHD_Result http_queue_private(struct MHD_Connection *conn,
     http_add_common(resp, req);
     ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
+    http_count(req, status);
     req->answered = true;
     return ret;
 }
@@ -554,6 +614,31 @@ static bool http_declared_too_large(const http_headers_t *hs, size_t max)
     return false;
 }
 
+/*
+ * GET /healthz and /readyz on the client listener ([server] health_routes),
+ * for load balancers. No store read here: readiness is the maintenance
+ * thread's last look at the store (every KG_POLICY_REFRESH_MS), the
+ * workers and the drain.
+ */
+static enum MHD_Result http_health(struct MHD_Connection *conn, http_req_t *req,
+                                   bool ready_check)
+{
+    kg_gateway_t *gw = req->gw;
+    bool draining = atomic_load(&gw->draining);
+    bool store = atomic_load(&gw->store_ok);
+    bool ready = !draining && store && gw->nworkers > 0;
+
+    if (!ready_check) {
+        return http_queue_private(conn, req, MHD_HTTP_OK,
+                                  json_pack("{s:s}", "status", "ok"));
+    }
+    return http_queue_private(
+        conn, req, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+        json_pack("{s:s, s:{s:b, s:b, s:b}}", "status",
+                  ready ? "ready" : "not ready", "checks", "store", store,
+                  "workers", gw->nworkers > 0, "draining", draining));
+}
+
 /* First call: framing, route, credentials. Returns true when answered. */
 static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
                             const char *method, const char *url,
@@ -590,6 +675,11 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
     if (http_declared_too_large(&hs, (size_t)gw->cfg->server_max_body_bytes)) {
         /* Refused before reading it; the connection closes. */
         *ret = http_error(conn, req, KG_ERR_BODY_TOO_LARGE, NULL, true);
+        return true;
+    }
+    if (gw->cfg->server_health_routes && strcmp(method, "GET") == 0 &&
+        (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)) {
+        *ret = http_health(conn, req, strcmp(url, "/readyz") == 0);
         return true;
     }
     if (atomic_load(&gw->draining)) {
@@ -1060,6 +1150,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *conn,
         }
         req->gw = gw;
         req->proxy = w->proxy;
+        req->metrics = w->metrics;
         req->start_us = kg_clock_mono_us();
         kg_buf_init(&req->body, (size_t)gw->cfg->server_max_body_bytes);
         http_new_request_id(gw, req->request_id);

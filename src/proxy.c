@@ -67,6 +67,8 @@ typedef struct upstream {
     bool headers_done;
     int status;
     int64_t first_byte_us;
+    int64_t sent_us;      /* when the transfer started, for metrics */
+    bool stream_counted;  /* counted in the open-streams gauge */
     int64_t last_data_us; /* for the idle timeout; paused time not counted */
     size_t received;
     bool cut; /* over max_response_bytes */
@@ -315,6 +317,33 @@ static void proxy_usage_committed(void *ud, kg_err_t rc)
     kg_exchange_unref(ex);
 }
 
+/* A forwarded request's metrics, in this loop's shard. */
+static void proxy_count(const upstream_t *up, const kg_usage_event_t *ev)
+{
+    const kg_exchange_t *ex = up->ex;
+    kg_metrics_request_t m;
+
+    if (up->proxy->opts.metrics == NULL) {
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    m.route = ev->operation;
+    m.status = ev->status;
+    m.model = ev->model;
+    m.provider = ev->provider;
+    m.key_id = ev->key_id;
+    m.duration_us = kg_clock_mono_us() - ex->start_us;
+    m.upstream_us =
+        up->first_byte_us && up->sent_us ? up->first_byte_us - up->sent_us : -1;
+    m.ttft_us =
+        ex->is_sse && up->first_byte_us ? up->first_byte_us - ex->start_us : -1;
+    m.prompt_tokens = ev->prompt_tokens;
+    m.completion_tokens = ev->completion_tokens;
+    m.cached_tokens = ev->cached_tokens;
+    m.cost = ev->cost;
+    kg_metrics_record(up->proxy->opts.metrics, &m);
+}
+
 /*
  * Record the exchange's usage. The answer's last bytes wait until the
  * event is safe: at once when the usage journal took it (it survives
@@ -386,6 +415,7 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
                 (long long)ev.latency_ms, error_code ? " error=" : "",
                 error_code ? error_code : "");
     }
+    proxy_count(up, &ev);
     kg_exchange_ref(ex);
     if (kg_usagedb_submit_ex(up->proxy->opts.usage, &ev, proxy_usage_committed,
                              ex, &durable) != KG_OK) {
@@ -487,6 +517,10 @@ static size_t proxy_header_cb(char *line, size_t size, size_t n, void *ud)
             kg_exchange_wake_locked(ex);
         }
         pthread_mutex_unlock(&ex->mu);
+        if (ex->is_sse && !up->stream_counted) {
+            up->stream_counted = true;
+            kg_metrics_stream(up->proxy->opts.metrics, 1);
+        }
         proxy_reserve_answer(up);
         return len;
     }
@@ -808,6 +842,9 @@ static void proxy_release(kg_proxy_t *p, upstream_t *up)
     }
     proxy_free_headers(up->ex);
     kg_policy_cred_unref(&up->cred_ref);
+    if (up->stream_counted) {
+        kg_metrics_stream(p->opts.metrics, -1);
+    }
     /* The request body is not needed past the transfer: a 1 MB body must
      * not wait for the usage commit that the exchange waits for. */
     free(up->ex->body);
@@ -836,6 +873,7 @@ static void proxy_start_one(kg_proxy_t *p, kg_exchange_t *ex)
     up->ex = ex;
     up->proxy = p;
     up->last_data_us = kg_clock_mono_us();
+    up->sent_us = up->last_data_us;
     if (ex->ticket.credential_ref != NULL) {
         up->cred_ref = ex->ticket.credential_ref;
         kg_policy_cred_ref(up->cred_ref);

@@ -20,6 +20,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/log.h"
+#include "keygate/metrics.h"
 #include "keygate/store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
@@ -1155,6 +1156,8 @@ static void *ud_main(void *arg)
         uint64_t skipped = 0;
         unsigned pins = 0;
         size_t urgent = 0;
+        int64_t batch_start;
+        int64_t batch_us;
         kg_err_t rc;
 
         while (w->count == 0 && !w->stopping) {
@@ -1168,7 +1171,9 @@ static void *ud_main(void *arg)
 
         w->yielding = true;
         w->yield_at = kg_clock_mono_us();
+        batch_start = w->yield_at;
         rc = ud_commit_batch(w, &n, &retries);
+        batch_us = kg_clock_mono_us() - batch_start;
         for (size_t i = 0; i < n; i++) {
             ud_item_t *it = &w->ring[(w->head + i) % w->cap];
 
@@ -1193,6 +1198,8 @@ static void *ud_main(void *arg)
         w->stats.busy_retries += retries;
         if (rc == KG_OK) {
             w->stats.batches++;
+            w->stats.commit_buckets[kg_metrics_bucket(batch_us)]++;
+            w->stats.commit_us += (uint64_t)batch_us;
             w->stats.committed += ok;
             w->stats.skipped += skipped;
         } else {

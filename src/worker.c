@@ -60,7 +60,13 @@ kg_err_t kg_worker_new(struct kg_gateway *gw, unsigned index,
         kg_worker_free(&w);
         return rc;
     }
-    rc = kg_proxy_new(popts, w->epfd, &w->proxy, diag);
+    w->metrics = kg_metrics_shard(gw->metrics, index);
+    {
+        kg_proxy_opts_t mine = *popts; /* with this loop's metrics shard */
+
+        mine.metrics = w->metrics;
+        rc = kg_proxy_new(&mine, w->epfd, &w->proxy, diag);
+    }
     if (rc != KG_OK) {
         kg_worker_free(&w);
         return rc;

@@ -46,6 +46,7 @@ typedef struct kg_gateway {
     unsigned nworkers_planned;
     uint16_t admin_port;
     atomic_bool draining;
+    atomic_bool store_ok; /* the maintenance thread's last store read */
     atomic_long inflight; /* requests between first call and completion */
     atomic_ulong request_seq;
     char id_prefix[9]; /* random per process, starts every request id */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/err.h"
+#include "keygate/metrics.h"
 #include "keygate/exchange.h"
 #include "keygate/usagedb.h"
 
@@ -26,6 +27,7 @@ typedef struct kg_proxy_opts {
     bool request_log;    /* [server] request_log: one line per request */
     kg_usagedb_t *usage; /* borrowed: where usage events go */
     kg_policy_t *policy; /* borrowed: settles budgets and rate limits */
+    kg_metrics_shard_t *metrics; /* borrowed: this loop's shard, or NULL */
 } kg_proxy_opts_t;
 
 /*

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "keygate/err.h"
+#include "keygate/metrics.h"
 #include "keygate/token.h"
 #include "keygate/workspaces.h"
 
@@ -105,6 +106,10 @@ typedef struct kg_usagedb_stats {
     uint64_t unjournaled;   /* accepted without it (durable false) */
     uint64_t replayed;      /* stored from the journal, not from the queue */
     uint64_t journal_bytes; /* in the journal's two segments now */
+    /* Time of each committed batch (its transaction, with retries), in the
+     * buckets of kg_metrics_bucket, and their sum in microseconds. */
+    uint64_t commit_buckets[KG_METRICS_BUCKETS + 1];
+    uint64_t commit_us;
 } kg_usagedb_stats_t;
 
 /*

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keygate/err.h"
+#include "keygate/metrics.h"
 #include "keygate/proxy.h"
 
 struct MHD_Daemon;
@@ -42,8 +43,9 @@ typedef struct kg_worker {
     int wake_fd; /* eventfd: quiesce and stop */
     char wake_tag;
     char mhd_tag;
-    struct MHD_Daemon *daemon; /* owned once attached */
-    kg_proxy_t *proxy;         /* owned */
+    struct MHD_Daemon *daemon;   /* owned once attached */
+    kg_proxy_t *proxy;           /* owned */
+    kg_metrics_shard_t *metrics; /* this loop's shard (borrowed) */
     pthread_t thread;
     bool started;
     atomic_bool stopping;

@@ -46,7 +46,8 @@ void admin_h_workspaces_list(admin_ctx_t *c)
 static bool admin_ws_mode(admin_ctx_t *c, json_t *v, kg_ws_mode_t *mode)
 {
     if (!json_is_string(v) || !kg_ws_mode_parse(json_string_value(v), mode)) {
-        return admin_ws_bad(c, "mode", "one of api-keys, credits, hybrid, pool");
+        return admin_ws_bad(c, "mode",
+                            "one of api-keys, credits, hybrid, pool");
     }
     return true;
 }

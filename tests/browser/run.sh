@@ -40,7 +40,7 @@ die() {
 [ -x /usr/bin/chromium ] || die "no /usr/bin/chromium (scripts/setup-debian installs Debian's chromium)"
 command -v node >/dev/null || die "node not found (scripts/setup-debian installs nodejs)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: playwright-core needs 20 or later"
+[ "$node_major" -ge 18 ] || die "node $(node --version) is too old: playwright-core needs 18 or later"
 
 bash "$here/../npm_install.sh" browser_dashboard "$here" "$deps"
 # ESM resolves packages relative to the script, so it runs next to node_modules.

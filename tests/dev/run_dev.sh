@@ -141,6 +141,21 @@ grep -q '"mode":"unauthorized"' "$dev/mock.log" &&
   die "the mock saw a request without its key"
 say "serves: /v1/models and a chat completion through the keyed mock"
 
+# The dashboard's address and an admin token that signs in, next to the key.
+admin_token=$(cat "$dev/admin-token")
+admin_url=$(cat "$dev/admin-url")
+[ "$(stat -c %a "$dev/admin-token")" = 600 ] || die "admin-token is not mode 0600"
+grep -qF "$admin_token" "$tmp/run1.out" || die "the admin token is not in the output"
+grep -qF "Dashboard: $admin_url/" "$tmp/run1.out" || die "no dashboard address"
+[ "$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 10 "$admin_url/")" = 200 ] ||
+  die "the dashboard page: $(head -c 200 "$tmp/body")"
+grep -qi '<html' "$tmp/body" || die "the dashboard page is not HTML"
+[ "$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 10 \
+  -H 'Content-Type: application/json' -d "{\"token\":\"$admin_token\"}" \
+  "$admin_url/admin/v1/session")" = 201 ] ||
+  die "the admin token does not sign in: $(cat "$tmp/body")"
+say "prints the dashboard's address and an admin token that signs in"
+
 # ------------------------------------------------- 2. the CLI lines it prints
 grep -qxF "  . $dev/env" "$tmp/run1.out" || die "no '. $dev/env' line"
 grep -qxF "  keygate keys list" "$tmp/run1.out" || die "no 'keygate keys list' line"
@@ -156,7 +171,7 @@ before=$(snapshot)
 rc=$(refused_run 0 "$dev" "$tmp/run2.out")
 [ "$rc" = 1 ] || { show; die "a second run exited $rc, not 1"; }
 grep -q 'already serving' "$tmp/run2.out" || die "no 'already serving': $(cat "$tmp/run2.out")"
-grep -q 'KEYGATE_PORT=8081 ./scripts/run-dev' "$tmp/run2.out" || die "no port advice"
+grep -q 'KEYGATE_PORT=8082 ./scripts/run-dev' "$tmp/run2.out" || die "no port advice"
 [ "$(snapshot)" = "$before" ] || die "the second run changed the configuration, key or store"
 [ -s "$dev/url" ] && [ -s "$dev/run-dev.pid" ] || die "the second run removed the first one's files"
 [ "$(http "$token" /v1/models)" = 200 ] || die "the first run stopped serving"
@@ -183,7 +198,7 @@ for _ in $(seq 100); do [ -s "$tmp/holder.port" ] && break; sleep 0.1; done
 rc=$(refused_run "$(cat "$tmp/holder.port")" "$tmp/other" "$tmp/run4.out")
 [ "$rc" = 1 ] || { show; die "a taken port: exit $rc, not 1"; }
 grep -q 'in use by another program' "$tmp/run4.out" || die "no 'in use': $(cat "$tmp/run4.out")"
-grep -q 'KEYGATE_PORT=8081' "$tmp/run4.out" || die "no port advice for a taken port"
+grep -q 'KEYGATE_PORT=8082' "$tmp/run4.out" || die "no port advice for a taken port"
 [ ! -e "$tmp/other/keygate.ini" ] && [ ! -e "$tmp/other/state" ] ||
   die "a refused run made a configuration or a store"
 say "a taken port is refused before anything is made"

@@ -921,6 +921,102 @@ static void promtool_check(const char *text, size_t len)
     kg_harness_result_free(&res);
 }
 
+/* The value of the sample that starts with series (name{labels}), or -1. */
+static double metric_value(const char *text, const char *series)
+{
+    const char *p = text;
+    size_t n = strlen(series);
+
+    while ((p = strstr(p, series)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ') {
+            return strtod(p + n + 1, NULL);
+        }
+        p += n;
+    }
+    return -1;
+}
+
+static char *scrape(void)
+{
+    gwf_resp_t r;
+    char *text;
+
+    adm(&r, "GET", "/metrics", T_RO, NULL);
+    ck_assert_int_eq(r.status, 200);
+    promtool_check(r.body, r.body_len);
+    text = strdup(r.body);
+    gwf_resp_free(&r);
+    return text;
+}
+
+#define CHAT_OK                                                         \
+    "keygate_requests_total{route=\"chat\",status_class=\"2xx\",model=" \
+    "\"gpt-4o\",provider=\"mock\"}"
+
+/* Requests, tokens, durations and refusals are counted as they happen. */
+START_TEST(test_metrics_count_requests)
+{
+    const char *body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":"
+                       "\"user\",\"content\":\"m\"}]}";
+    char *before = scrape();
+    char *after;
+    char cred[160];
+    gwf_resp_t r;
+
+    gwf_bearer(&K_CLIENT, cred, sizeof(cred));
+    for (int i = 0; i < 2; i++) {
+        gwf_post(&W, &r, "/v1/chat/completions", cred, body);
+        ck_assert_int_eq(r.status, 200);
+        gwf_resp_free(&r);
+    }
+    gwf_source_ip = "127.0.7.240";
+    gwf_get(&W, &r, "/v1/models", "Authorization: Bearer kg_nope");
+    gwf_source_ip = NULL;
+    ck_assert_int_eq(r.status, 401);
+    gwf_resp_free(&r);
+    gwf_get(&W, &r, "/v1/models", cred);
+    ck_assert_int_eq(r.status, 200);
+    gwf_resp_free(&r);
+    after = scrape();
+    ck_assert_int_eq((int)(metric_value(after, CHAT_OK) -
+                           (metric_value(before, CHAT_OK) < 0
+                                ? 0
+                                : metric_value(before, CHAT_OK))),
+                     2);
+    ck_assert_double_gt(
+        metric_value(after, "keygate_tokens_total{route=\"chat\",status_class="
+                            "\"2xx\",model=\"gpt-4o\",provider=\"mock\",kind="
+                            "\"completion\"}"),
+        metric_value(before, "keygate_tokens_total{route=\"chat\",status_class="
+                             "\"2xx\",model=\"gpt-4o\",provider=\"mock\",kind="
+                             "\"completion\"}"));
+    ck_assert_double_gt(
+        metric_value(after, "keygate_auth_failures_total{reason=\"invalid\"}"),
+        metric_value(before,
+                     "keygate_auth_failures_total{reason=\"invalid\"}"));
+    ck_assert_double_ge(
+        metric_value(after, "keygate_requests_total{route=\"models\","
+                            "status_class=\"2xx\",model=\"\",provider=\"\"}"),
+        1);
+    ck_assert_double_ge(metric_value(after,
+                                     "keygate_upstream_duration_seconds_count{"
+                                     "provider=\"mock\"}"),
+                        2);
+    ck_assert_double_ge(
+        metric_value(after, "keygate_request_duration_seconds_count{route="
+                            "\"chat\"}"),
+        2);
+    ck_assert_double_gt(
+        metric_value(after, "keygate_usage_commit_duration_seconds_count"), 0);
+    ck_assert_double_gt(
+        metric_value(after, "keygate_keycache_lookups_total{result=\"hit\"}"),
+        0);
+    ck_assert_double_eq(metric_value(after, "keygate_open_streams"), 0);
+    free(before);
+    free(after);
+}
+END_TEST
+
 START_TEST(test_metrics_scrape)
 {
     char type[128];
@@ -1157,6 +1253,38 @@ START_TEST(test_admin_writes_under_load)
 }
 END_TEST
 
+/* [server] health_routes: the client listener answers /healthz and
+ * /readyz too, without a credential; off (the shared world), it does not. */
+START_TEST(test_public_health_routes)
+{
+    gwf_t f;
+    gwf_resp_t r;
+    json_t *j;
+
+    gwf_get(&W, &r, "/healthz", NULL);
+    ck_assert_int_eq(r.status, 404);
+    gwf_resp_free(&r);
+
+    gwf_init(&f, false);
+    gwf_config(&f, "health_routes = on", NULL, NULL);
+    gwf_init_store(&f);
+    gwf_start(&f);
+    gwf_get(&f, &r, "/healthz", NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"ok\""));
+    gwf_resp_free(&r);
+    gwf_get(&f, &r, "/readyz", NULL);
+    ck_assert_int_eq(r.status, 200);
+    j = gwf_resp_json(&r);
+    ck_assert(
+        json_is_true(json_object_get(json_object_get(j, "checks"), "store")));
+    json_decref(j);
+    gwf_resp_free(&r);
+    ck_assert(gwf_stop_checked(&f));
+    gwf_free(&f);
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -1179,8 +1307,10 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_health_and_openapi);
     tcase_add_test(tc, test_dashboard_files);
     tcase_add_test(tc, test_metrics_scrape);
+    tcase_add_test(tc, test_metrics_count_requests);
     tcase_add_test(tc, test_sessions_and_csrf);
     tcase_add_test(tc, test_admin_writes_under_load);
+    tcase_add_test(tc, test_public_health_routes);
     suite_add_tcase(s, tc);
     return s;
 }
