@@ -10,6 +10,7 @@
 #include "keygate/err.h"
 #include "keygate/store.h"
 #include "keygate/store_admin_tokens.h"
+#include "keygate/store_keys.h"
 
 /*
  * The store is one interface with one backend per database (docs/
@@ -48,6 +49,44 @@ typedef struct kg_store_admin_tokens_ops {
                       int64_t min_gap, kg_diag_t *diag);
 } kg_store_admin_tokens_ops_t;
 
+/* API keys, their secrets and the key revision (include/keygate/
+ * store_keys.h). */
+typedef struct kg_store_keys_ops {
+    kg_err_t (*get)(kg_store_t *s, const char *id, kg_key_t *out,
+                    kg_diag_t *diag);
+    kg_err_t (*list)(kg_store_t *s, const kg_key_filter_t *filter,
+                     kg_key_t **out, size_t *count, kg_diag_t *diag);
+    kg_err_t (*insert)(kg_store_t *s, const kg_key_t *k, kg_diag_t *diag);
+    kg_err_t (*update)(kg_store_t *s, const kg_key_t *k, bool reset_period,
+                       int64_t now, kg_diag_t *diag);
+    kg_err_t (*set_status)(kg_store_t *s, const char *id,
+                           kg_key_status_t status, int64_t now,
+                           kg_diag_t *diag);
+    kg_err_t (*set_last4)(kg_store_t *s, const char *id, const char *last4,
+                          int64_t now, kg_diag_t *diag);
+    kg_err_t (*delete)(kg_store_t *s, const char *id, kg_diag_t *diag);
+    kg_err_t (*expired)(kg_store_t *s, int64_t now,
+                        char (*ids)[KG_TOKEN_ID_LEN + 1], size_t max, size_t *n,
+                        kg_diag_t *diag);
+    kg_err_t (*touch)(kg_store_t *s, const kg_key_seen_t *seen, size_t n,
+                      kg_diag_t *diag);
+    kg_err_t (*secret_add)(kg_store_t *s, const char *id,
+                           const unsigned char *hash, int64_t created_at,
+                           kg_diag_t *diag);
+    kg_err_t (*secret_grace)(kg_store_t *s, const char *id, int64_t until,
+                             kg_diag_t *diag);
+    kg_err_t (*secret_drop)(kg_store_t *s, const char *id, kg_diag_t *diag);
+    kg_err_t (*secret_drop_stale)(kg_store_t *s, int64_t now, kg_diag_t *diag);
+    kg_err_t (*secret_each)(kg_store_t *s, const char *id, int64_t now,
+                            kg_store_key_secret_fn fn, void *arg,
+                            kg_diag_t *diag);
+    kg_err_t (*revision)(kg_store_t *s, int64_t *rev, kg_diag_t *diag);
+    kg_err_t (*load_view)(kg_store_t *s, const char *id, int64_t *rev,
+                          kg_key_view_t *view, bool *found,
+                          kg_store_key_secret_t *secrets, size_t max, size_t *n,
+                          kg_diag_t *diag);
+} kg_store_keys_ops_t;
+
 /* One backend: its handle's life, transactions, and one table per entity. */
 struct kg_store_backend {
     const char *name; /* "sqlite", "postgresql": for messages */
@@ -58,6 +97,7 @@ struct kg_store_backend {
     kg_err_t (*ping)(kg_store_t *s, kg_diag_t *diag);
 
     const kg_store_admin_tokens_ops_t *admin_tokens;
+    const kg_store_keys_ops_t *keys;
 };
 
 /*

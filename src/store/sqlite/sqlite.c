@@ -842,4 +842,5 @@ const kg_store_backend_t kg_sqlite_backend = {
     .rollback = sqlite_rollback,
     .ping = sqlite_ping,
     .admin_tokens = &kg_sqlite_admin_tokens_ops,
+    .keys = &kg_sqlite_keys_ops,
 };
