@@ -10,6 +10,9 @@
 #include "keygate/err.h"
 #include "keygate/store.h"
 #include "keygate/store_admin_tokens.h"
+#include "keygate/store_budget.h"
+#include "keygate/store_credentials.h"
+#include "keygate/store_workspaces.h"
 
 /*
  * The store is one interface with one backend per database (docs/
@@ -48,6 +51,53 @@ typedef struct kg_store_admin_tokens_ops {
                       int64_t min_gap, kg_diag_t *diag);
 } kg_store_admin_tokens_ops_t;
 
+/* Workspaces (include/keygate/store_workspaces.h). */
+typedef struct kg_store_workspaces_ops {
+    kg_err_t (*insert)(kg_store_t *s, const kg_store_workspace_t *w,
+                       kg_diag_t *diag);
+    kg_err_t (*get)(kg_store_t *s, const char *ref, kg_store_workspace_t *out,
+                    kg_diag_t *diag);
+    kg_err_t (*list)(kg_store_t *s, kg_store_workspace_t **out, size_t *count,
+                     kg_diag_t *diag);
+    kg_err_t (*update)(kg_store_t *s, const char *id, const char *name,
+                       const char *mode, const char *rules, int64_t now,
+                       kg_diag_t *diag);
+    kg_err_t (*credit)(kg_store_t *s, const char *id, int64_t delta,
+                       int64_t max, int64_t now, int64_t *before,
+                       kg_diag_t *diag);
+} kg_store_workspaces_ops_t;
+
+/* Workspace credentials (include/keygate/store_credentials.h). */
+typedef struct kg_store_credentials_ops {
+    kg_err_t (*put)(kg_store_t *s, const kg_store_credential_t *row,
+                    const kg_store_sealed_t *sealed, kg_diag_t *diag);
+    kg_err_t (*get)(kg_store_t *s, const char *workspace_id,
+                    const char *provider, kg_store_credential_t *out,
+                    kg_diag_t *diag);
+    kg_err_t (*list)(kg_store_t *s, const char *workspace_id,
+                     kg_store_credential_t **out, size_t *count,
+                     kg_diag_t *diag);
+    kg_err_t (*remove)(kg_store_t *s, const char *workspace_id,
+                       const char *provider, kg_diag_t *diag);
+    kg_err_t (*count)(kg_store_t *s, int64_t *n, kg_diag_t *diag);
+    kg_err_t (*sealed)(kg_store_t *s, const char *workspace_id,
+                       const char *provider, kg_store_sealed_t *out,
+                       kg_diag_t *diag);
+} kg_store_credentials_ops_t;
+
+/* What the policy reads and writes (include/keygate/store_budget.h). */
+typedef struct kg_store_budget_ops {
+    kg_err_t (*revision)(kg_store_t *s, int64_t *rev, kg_diag_t *diag);
+    kg_err_t (*key_get)(kg_store_t *s, const char *key_id,
+                        kg_store_budget_key_t *out, kg_diag_t *diag);
+    kg_err_t (*workspace_get)(kg_store_t *s, const char *ws_id,
+                              kg_store_budget_workspace_t *out,
+                              kg_diag_t *diag);
+    kg_err_t (*reservations_clear)(kg_store_t *s, kg_diag_t *diag);
+    kg_err_t (*reservation_set)(kg_store_t *s, const char *key_id,
+                                int64_t amount, kg_diag_t *diag);
+} kg_store_budget_ops_t;
+
 /* One backend: its handle's life, transactions, and one table per entity. */
 struct kg_store_backend {
     const char *name; /* "sqlite", "postgresql": for messages */
@@ -58,6 +108,10 @@ struct kg_store_backend {
     kg_err_t (*ping)(kg_store_t *s, kg_diag_t *diag);
 
     const kg_store_admin_tokens_ops_t *admin_tokens;
+
+    const kg_store_workspaces_ops_t *workspaces;
+    const kg_store_credentials_ops_t *credentials;
+    const kg_store_budget_ops_t *budget;
 };
 
 /*
