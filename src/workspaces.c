@@ -77,6 +77,7 @@ kg_err_t kg_workspace_list(kg_store_t *store, kg_workspace_t **list,
     *count = 0;
     rc = kg_store_workspace_list(store, &rows, &n, diag);
     if (rc != KG_OK || n == 0) {
+        kg_store_workspace_list_free(&rows, n);
         return rc;
     }
     *list = calloc(n, sizeof(**list));

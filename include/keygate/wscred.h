@@ -20,7 +20,11 @@
 /* ... and only when it has at least this many (else none are shown). */
 #define KG_WSCRED_LAST4_MIN 12
 
-/* What may be shown of a stored credential: never the secret. */
+/*
+ * What may be shown of a stored credential, never the secret: the store's
+ * row (keygate/store_credentials.h) of workspace_id, provider, last4 (""
+ * for a short credential), created_at and updated_at (unix seconds).
+ */
 typedef kg_store_credential_t kg_wscred_info_t;
 
 /*
