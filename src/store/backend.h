@@ -11,6 +11,9 @@
 #include "keygate/store.h"
 #include "keygate/store_admin_tokens.h"
 #include "keygate/store_keys.h"
+#include "keygate/store_budget.h"
+#include "keygate/store_credentials.h"
+#include "keygate/store_workspaces.h"
 
 /*
  * The store is one interface with one backend per database (docs/
@@ -58,7 +61,7 @@ typedef struct kg_store_keys_ops {
                      kg_key_t **out, size_t *count, kg_diag_t *diag);
     kg_err_t (*insert)(kg_store_t *s, const kg_key_t *k, kg_diag_t *diag);
     kg_err_t (*update)(kg_store_t *s, const kg_key_t *k, bool reset_period,
-                       int64_t now, kg_diag_t *diag);
+                       int64_t max, int64_t now, int64_t *before,
     kg_err_t (*set_status)(kg_store_t *s, const char *id,
                            kg_key_status_t status, int64_t now,
                            kg_diag_t *diag);
@@ -86,6 +89,42 @@ typedef struct kg_store_keys_ops {
                           kg_store_key_secret_t *secrets, size_t max, size_t *n,
                           kg_diag_t *diag);
 } kg_store_keys_ops_t;
+/* Workspaces (include/keygate/store_workspaces.h). */
+typedef struct kg_store_workspaces_ops {
+                       kg_diag_t *diag);
+                     kg_diag_t *diag);
+                       const char *mode, const char *rules, int64_t now,
+                       kg_diag_t *diag);
+    kg_err_t (*credit)(kg_store_t *s, const char *id, int64_t delta,
+                       kg_diag_t *diag);
+} kg_store_workspaces_ops_t;
+
+/* Workspace credentials (include/keygate/store_credentials.h). */
+typedef struct kg_store_credentials_ops {
+    kg_err_t (*put)(kg_store_t *s, const kg_store_credential_t *row,
+                    const kg_store_sealed_t *sealed, kg_diag_t *diag);
+                    const char *provider, kg_store_credential_t *out,
+                     kg_store_credential_t **out, size_t *count,
+                     kg_diag_t *diag);
+    kg_err_t (*remove)(kg_store_t *s, const char *workspace_id,
+                       const char *provider, kg_diag_t *diag);
+    kg_err_t (*count)(kg_store_t *s, int64_t *n, kg_diag_t *diag);
+    kg_err_t (*sealed)(kg_store_t *s, const char *workspace_id,
+                       const char *provider, kg_store_sealed_t *out,
+                       kg_diag_t *diag);
+} kg_store_credentials_ops_t;
+
+/* What the policy reads and writes (include/keygate/store_budget.h). */
+typedef struct kg_store_budget_ops {
+    kg_err_t (*key_get)(kg_store_t *s, const char *key_id,
+                        kg_store_budget_key_t *out, kg_diag_t *diag);
+    kg_err_t (*workspace_get)(kg_store_t *s, const char *ws_id,
+                              kg_store_budget_workspace_t *out,
+                              kg_diag_t *diag);
+    kg_err_t (*reservations_clear)(kg_store_t *s, kg_diag_t *diag);
+    kg_err_t (*reservation_set)(kg_store_t *s, const char *key_id,
+                                int64_t amount, kg_diag_t *diag);
+} kg_store_budget_ops_t;
 
 /* One backend: its handle's life, transactions, and one table per entity. */
 struct kg_store_backend {
@@ -98,6 +137,10 @@ struct kg_store_backend {
 
     const kg_store_admin_tokens_ops_t *admin_tokens;
     const kg_store_keys_ops_t *keys;
+
+    const kg_store_workspaces_ops_t *workspaces;
+    const kg_store_credentials_ops_t *credentials;
+    const kg_store_budget_ops_t *budget;
 };
 
 /*

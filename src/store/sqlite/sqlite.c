@@ -843,4 +843,8 @@ const kg_store_backend_t kg_sqlite_backend = {
     .ping = sqlite_ping,
     .admin_tokens = &kg_sqlite_admin_tokens_ops,
     .keys = &kg_sqlite_keys_ops,
+
+    .workspaces = &kg_sqlite_workspaces_ops,
+    .credentials = &kg_sqlite_credentials_ops,
+    .budget = &kg_sqlite_budget_ops,
 };

@@ -19,6 +19,10 @@ extern const kg_store_backend_t kg_sqlite_backend;
 extern const kg_store_admin_tokens_ops_t kg_sqlite_admin_tokens_ops;
 extern const kg_store_keys_ops_t kg_sqlite_keys_ops;
 
+extern const kg_store_workspaces_ops_t kg_sqlite_workspaces_ops;
+extern const kg_store_credentials_ops_t kg_sqlite_credentials_ops;
+extern const kg_store_budget_ops_t kg_sqlite_budget_ops;
+
 /* The underlying connection of an SQLite handle (borrowed). */
 sqlite3 *kg_sqlite_db(kg_store_t *store);
 
