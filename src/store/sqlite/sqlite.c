@@ -842,4 +842,8 @@ const kg_store_backend_t kg_sqlite_backend = {
     .rollback = sqlite_rollback,
     .ping = sqlite_ping,
     .admin_tokens = &kg_sqlite_admin_tokens_ops,
+
+    .usage = &kg_sqlite_usage_ops,
+    .audit = &kg_sqlite_audit_ops,
+    .maint = &kg_sqlite_ops_ops,
 };

@@ -18,6 +18,10 @@ extern const kg_store_backend_t kg_sqlite_backend;
 /* The entity tables, one per file of src/store/sqlite/. */
 extern const kg_store_admin_tokens_ops_t kg_sqlite_admin_tokens_ops;
 
+extern const kg_store_usage_ops_t kg_sqlite_usage_ops;
+extern const kg_store_audit_ops_t kg_sqlite_audit_ops;
+extern const kg_store_maint_ops_t kg_sqlite_ops_ops;
+
 /* The underlying connection of an SQLite handle (borrowed). */
 sqlite3 *kg_sqlite_db(kg_store_t *store);
 
