@@ -22,36 +22,8 @@
 #include "keygate/log.h"
 #include "keygate/metrics.h"
 #include "keygate/store.h"
-#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
 #include "keygate/usage_sums.h"
-
-static const char ud_sql_event[] =
-    "INSERT INTO usage_events (request_id, key_id, workspace_id, at_ms, "
-    "operation, model, provider, mode, status, prompt_tokens, "
-    "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
-    "client_ip, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING";
-/*
- * Touches no column of the key-revision triggers: no cache flush. ?4 is
- * the start of the budget period the charge falls in (-1: the key has no
- * period): a new period restarts period_usage, a charge for a period
- * older than the stored one only counts toward the lifetime usage.
- */
-static const char ud_sql_key[] =
-    "UPDATE api_keys SET usage = usage + ?1, "
-    "last_used_at = max(coalesce(last_used_at, 0), ?2), "
-    "period_usage = CASE WHEN period IS NULL OR ?4 < 0 OR "
-    "coalesce(period_started_at, -1) > ?4 "
-    "THEN period_usage WHEN period_started_at = ?4 THEN period_usage + ?1 "
-    "ELSE ?1 END, "
-    "period_started_at = CASE WHEN period IS NULL OR ?4 < 0 OR "
-    "coalesce(period_started_at, -1) > ?4 THEN period_started_at ELSE ?4 END "
-    "WHERE id = ?3";
-/* Credits mode: the pool's cost comes off the workspace's balance. */
-static const char ud_sql_credits[] =
-    "UPDATE workspaces SET credits_balance = credits_balance - ? "
-    "WHERE id = ?";
 
 /* A queued event and, once its batch ran, its outcome. */
 typedef struct ud_item {
@@ -77,12 +49,11 @@ typedef struct ud_item {
  * UD_NICE, which makes it lose the CPU to a loop soon after it has used
  * its share (and still leaves it a quarter of a core against one busy
  * loop, more than it needs), and yields after every UD_YIELD_US of a
- * batch. SQLite calls ud_progress every UD_PROGRESS_OPS virtual machine
- * steps.
+ * batch. The store calls ud_progress now and then while a statement runs
+ * (kg_store_usage_set_progress).
  */
-#define UD_NICE         5
-#define UD_YIELD_US     50
-#define UD_PROGRESS_OPS 400
+#define UD_NICE     5
+#define UD_YIELD_US 50
 
 /* A journal segment's state; see "the journal" below. */
 typedef enum ud_seg_state {
@@ -102,14 +73,15 @@ typedef struct ud_seg {
 } ud_seg_t;
 
 /*
- * A batch's totals, folded before they are written: one usage_rollup
- * upsert per (key, hour, model, provider) (kg_store_usage_rollup_add), one
- * api_keys update per (key, budget period) and one credits update per
- * workspace, instead of one of each per event. Folding is exact: each
- * statement adds its values (last_used_at and the rollup's latency maximum
- * take the maximum), and two charges for the same period_start applied one
- * after the other give the same row as their sum applied once (see
- * ud_sql_key); charges for different periods stay separate statements.
+ * A batch's totals, folded before they are written: one rollup add per
+ * (key, hour, model, provider) (kg_store_usage_rollup_add), one key charge
+ * per (key, budget period) (kg_store_usage_charge_key) and one credits
+ * charge per workspace, instead of one of each per event. Folding is
+ * exact: each operation adds its values (last_used_at and the rollup's
+ * latency maximum take the maximum), and two charges for the same
+ * period_start applied one after the other give the same row as their sum
+ * applied once (store_usage.h); charges for different periods stay
+ * separate operations.
  * Only events whose usage_events row was inserted are folded, so an event
  * already stored (the same request_id) is never counted twice.
  */
@@ -124,6 +96,8 @@ typedef enum ud_fold_kind {
 #define UD_FOLD_SLOTS 1024
 _Static_assert(UD_FOLD_SLOTS >= 2 * KG_USAGEDB_BATCH_MAX,
                "the fold's hash table has room for a batch");
+_Static_assert(KG_USAGEDB_BATCH_MAX <= KG_STORE_USAGE_BATCH_MAX,
+               "the store takes a whole batch in one insert");
 
 typedef struct ud_acc {
     const kg_usage_event_t *ev; /* the group's first event: its strings */
@@ -172,8 +146,11 @@ struct kg_usagedb {
     bool yielding;                  /* in a batch: ud_maybe_yield */
     int64_t yield_at;               /* monotonic µs of its last yield */
     ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
-    ud_item_t *scratch;             /* KG_USAGEDB_BATCH_MAX replayed events */
-    unsigned char *rbuf;            /* reading the journal */
+    kg_usage_record_t recs[KG_USAGEDB_BATCH_MAX]; /* the batch's rows */
+    kg_err_t verdicts[KG_USAGEDB_BATCH_MAX];      /* and their outcomes */
+    kg_store_progress_t progress;                 /* ud_progress, on w */
+    ud_item_t *scratch;  /* KG_USAGEDB_BATCH_MAX replayed events */
+    unsigned char *rbuf; /* reading the journal */
 };
 
 /* In a batch, give the CPU to whoever waits for it once every UD_YIELD_US
@@ -192,12 +169,10 @@ static void ud_maybe_yield(kg_usagedb_t *w)
     }
 }
 
-/* SQLite's progress handler on the writer's connection; never interrupts
- * the statement. */
-static int ud_progress(void *arg)
+/* The progress hook on the writer's store handle. */
+static void ud_progress(void *arg)
 {
     ud_maybe_yield(arg);
-    return 0;
 }
 
 /* True when s has a NUL within its size bytes. */
@@ -231,48 +206,34 @@ static bool ud_event_valid(const kg_usage_event_t *ev)
            ev->ttft_ms >= -1;
 }
 
-/* The usage_events row. KG_OK, a per-event verdict, or a batch failure. */
-static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                                kg_diag_t *diag)
-{
-    sqlite3_stmt *st = kg_sqlite_stmt(w->store, ud_sql_event, diag);
-    int src;
+/* The usage_events row of a valid event (its strings fit: same sizes). */
+#define UD_COPY(r, ev, f)                                                    \
+    do {                                                                     \
+        _Static_assert(sizeof((r)->f) == sizeof((ev)->f), "same size: " #f); \
+        memcpy((r)->f, (ev)->f, sizeof((r)->f));                             \
+    } while (0)
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_sqlite_bind_text(st, 1, ev->request_id);
-    kg_sqlite_bind_text(st, 2, ev->key_id);
-    kg_sqlite_bind_text(st, 3, ev->workspace_id);
-    sqlite3_bind_int64(st, 4, ev->at_ms);
-    kg_sqlite_bind_text(st, 5, ev->operation);
-    kg_sqlite_bind_text(st, 6, ev->model);
-    kg_sqlite_bind_text(st, 7, ev->provider);
-    kg_sqlite_bind_text(st, 8, ev->mode);
-    sqlite3_bind_int(st, 9, ev->status);
-    sqlite3_bind_int64(st, 10, ev->prompt_tokens);
-    sqlite3_bind_int64(st, 11, ev->completion_tokens);
-    sqlite3_bind_int64(st, 12, ev->cached_tokens);
-    sqlite3_bind_int64(st, 13, ev->cost);
-    sqlite3_bind_int64(st, 14, ev->latency_ms);
-    kg_sqlite_bind_opt_int(st, 15, ev->ttft_ms);
-    sqlite3_bind_int(st, 16, ev->streamed ? 1 : 0);
-    kg_sqlite_bind_text(st, 17, ev->client_ip);
-    kg_sqlite_bind_text(st, 18, ev->error_code[0] ? ev->error_code : NULL);
-    src = sqlite3_step(st);
-    kg_sqlite_reset(st);
-    if (src == SQLITE_DONE) {
-        return sqlite3_changes(kg_sqlite_db(w->store)) == 0 ? KG_ERR_EXISTS
-                                                            : KG_OK;
-    }
-    /* A failed statement undoes only itself: the batch goes on. */
-    if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        return KG_ERR_NOT_FOUND;
-    }
-    if ((src & 0xff) == SQLITE_CONSTRAINT) {
-        return KG_ERR_INVAL;
-    }
-    return kg_sqlite_error(w->store, src, "recording usage", diag);
+static void ud_record(kg_usage_record_t *r, const kg_usage_event_t *ev)
+{
+    r->id = 0;
+    UD_COPY(r, ev, request_id);
+    UD_COPY(r, ev, key_id);
+    UD_COPY(r, ev, workspace_id);
+    r->at_ms = ev->at_ms;
+    UD_COPY(r, ev, operation);
+    UD_COPY(r, ev, model);
+    UD_COPY(r, ev, provider);
+    UD_COPY(r, ev, mode);
+    r->status = ev->status;
+    r->prompt_tokens = ev->prompt_tokens;
+    r->completion_tokens = ev->completion_tokens;
+    r->cached_tokens = ev->cached_tokens;
+    r->cost = ev->cost;
+    r->latency_ms = ev->latency_ms;
+    r->ttft_ms = ev->ttft_ms;
+    r->streamed = ev->streamed;
+    UD_COPY(r, ev, client_ip);
+    UD_COPY(r, ev, error_code);
 }
 
 static uint32_t ud_hash_str(uint32_t h, const char *s)
@@ -382,7 +343,6 @@ static void ud_fold_event(kg_usagedb_t *w, const kg_usage_event_t *ev)
 static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
 {
     const ud_fold_t *f = &w->fold[UD_FOLD_HOURLY];
-    sqlite3_stmt *st;
     kg_err_t rc = KG_OK;
 
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
@@ -402,27 +362,15 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_sqlite_stmt(w->store, ud_sql_key, diag);
-        if (st == NULL) {
-            return KG_ERR_STORE;
-        }
-        sqlite3_bind_int64(st, 1, a->cost);
-        sqlite3_bind_int64(st, 2, a->last_s);
-        kg_sqlite_bind_text(st, 3, a->ev->key_id);
-        sqlite3_bind_int64(st, 4, a->num);
-        rc = kg_sqlite_exec(w->store, st, "recording key usage", diag);
+        rc = kg_store_usage_charge_key(w->store, a->ev->key_id, a->cost,
+                                       a->last_s, a->num, diag);
     }
     f = &w->fold[UD_FOLD_CREDITS];
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_sqlite_stmt(w->store, ud_sql_credits, diag);
-        if (st == NULL) {
-            return KG_ERR_STORE;
-        }
-        sqlite3_bind_int64(st, 1, a->cost);
-        kg_sqlite_bind_text(st, 2, a->ev->workspace_id);
-        rc = kg_sqlite_exec(w->store, st, "charging workspace credits", diag);
+        rc = kg_store_usage_charge_credits(w->store, a->ev->workspace_id,
+                                           a->cost, diag);
     }
     return rc;
 }
@@ -436,18 +384,24 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
 static kg_err_t ud_apply(kg_usagedb_t *w, ud_item_t *items, size_t cap,
                          size_t head, size_t n, kg_diag_t *diag)
 {
+    kg_err_t rc;
+
     for (int k = 0; k < UD_FOLD__COUNT; k++) {
         ud_fold_reset(&w->fold[k]);
     }
     for (size_t i = 0; i < n; i++) {
+        ud_record(&w->recs[i], &items[(head + i) % cap].ev);
+    }
+    rc = kg_store_usage_events_insert(w->store, w->recs, n, w->verdicts, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
         ud_item_t *it = &items[(head + i) % cap];
 
-        it->rc = ud_insert_event(w, &it->ev, diag);
+        it->rc = w->verdicts[i];
         if (it->rc == KG_OK) {
             ud_fold_event(w, &it->ev);
-        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
-                   it->rc != KG_ERR_INVAL) {
-            return it->rc;
         }
     }
     return ud_fold_write(w, diag);
@@ -1510,8 +1464,9 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
     }
     rc = kg_store_open(store_path, &opts, &w->store, diag);
     if (rc == KG_OK) {
-        sqlite3_progress_handler(kg_sqlite_db(w->store), UD_PROGRESS_OPS,
-                                 ud_progress, w);
+        w->progress.fn = ud_progress;
+        w->progress.ud = w;
+        kg_store_usage_set_progress(w->store, &w->progress);
         rc = ud_journal_open(w, store_path, diag);
     }
     if (rc == KG_OK) {

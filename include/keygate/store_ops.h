@@ -49,6 +49,11 @@ typedef struct kg_store_space {
 } kg_store_space_t;
 
 /*
+ * Online backup is the SQLite store's: a file copied page by page. Another
+ * backend (PostgreSQL has its own tools) may lack it and then answers
+ * KG_ERR_STORE, "not supported by the <name> store"; the other operations
+ * below every backend has.
+ *
  * Copy the store's committed state into dest, an existing empty file the
  * caller made (mode 0600), which becomes a complete store. The copy is one
  * consistent snapshot: it is taken in steps of KG_STORE_BACKUP_STEP_PAGES

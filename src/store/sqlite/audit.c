@@ -1,4 +1,4 @@
-/* SQLite statements that read the audit trail. */
+/* SQLite statements that write and read the audit trail. */
 #include "keygate/store_audit.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char audit_sql_insert[] =
+    "INSERT INTO audit_events (at, actor, action, object_type, object_id, "
+    "detail) VALUES (?, ?, ?, ?, ?, ?)";
 
 /*
  * Audit pages: ?1 object id, ?2 the cursor's id (rows below it), ?3 and ?4
@@ -46,6 +50,25 @@ static void audit_free(kg_audit_event_t *arr, size_t n)
     free(arr);
 }
 
+static kg_err_t audit_insert(kg_store_t *store, int64_t at, const char *actor,
+                             const char *action, const char *object_type,
+                             const char *object_id, const char *detail,
+                             kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, audit_sql_insert, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, at);
+    kg_sqlite_bind_text(st, 2, actor);
+    kg_sqlite_bind_text(st, 3, action);
+    kg_sqlite_bind_text(st, 4, object_type);
+    kg_sqlite_bind_text(st, 5, object_id);
+    kg_sqlite_bind_text(st, 6, detail);
+    return kg_sqlite_exec(store, st, "writing the audit event", diag);
+}
+
 /* Read the current row into e; false when out of memory. */
 static bool audit_read(sqlite3_stmt *st, kg_audit_event_t *e)
 {
@@ -61,10 +84,10 @@ static bool audit_read(sqlite3_stmt *st, kg_audit_event_t *e)
     return e->detail != NULL;
 }
 
-kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
-                             int64_t before_id, size_t limit,
-                             kg_audit_event_t **events, size_t *count,
-                             kg_diag_t *diag)
+static kg_err_t audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
+                           int64_t before_id, size_t limit,
+                           kg_audit_event_t **events, size_t *count,
+                           kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_audit_event_t *arr = NULL;
@@ -125,3 +148,8 @@ out:
     *count = n;
     return KG_OK;
 }
+
+const kg_store_audit_ops_t kg_sqlite_audit_ops = {
+    .insert = audit_insert,
+    .page = audit_page,
+};

@@ -98,8 +98,8 @@ static int ops_step_all(sqlite3_backup *bk)
     return src;
 }
 
-kg_err_t kg_store_backup_copy(kg_store_t *store, const char *dest,
-                              int64_t *pages, kg_diag_t *diag)
+static kg_err_t ops_backup_copy(kg_store_t *store, const char *dest,
+                                int64_t *pages, kg_diag_t *diag)
 {
     sqlite3 *src_db = kg_sqlite_db(store);
     sqlite3 *dst = NULL;
@@ -153,9 +153,9 @@ out:
     return rc;
 }
 
-kg_err_t kg_store_backup_record(kg_store_t *store,
-                                const kg_store_backup_info_t *info,
-                                kg_diag_t *diag)
+static kg_err_t ops_backup_record(kg_store_t *store,
+                                  const kg_store_backup_info_t *info,
+                                  kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_err_t rc;
@@ -184,8 +184,8 @@ kg_err_t kg_store_backup_record(kg_store_t *store,
     return rc;
 }
 
-kg_err_t kg_store_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
-                              bool *found, kg_diag_t *diag)
+static kg_err_t ops_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
+                                bool *found, kg_diag_t *diag)
 {
     sqlite3_stmt *st = kg_sqlite_stmt(store, ops_sql_last, diag);
     int src;
@@ -210,8 +210,8 @@ kg_err_t kg_store_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
     return kg_sqlite_error(store, src, "reading the last backup", diag);
 }
 
-kg_err_t kg_store_counts(kg_store_t *store, kg_store_count_t *out,
-                         kg_diag_t *diag)
+static kg_err_t ops_counts(kg_store_t *store, kg_store_count_t *out,
+                           kg_diag_t *diag)
 {
     kg_err_t rc = KG_OK;
 
@@ -223,8 +223,8 @@ kg_err_t kg_store_counts(kg_store_t *store, kg_store_count_t *out,
     return rc;
 }
 
-kg_err_t kg_store_space(kg_store_t *store, kg_store_space_t *out,
-                        kg_diag_t *diag)
+static kg_err_t ops_space(kg_store_t *store, kg_store_space_t *out,
+                          kg_diag_t *diag)
 {
     kg_err_t rc;
 
@@ -241,3 +241,11 @@ kg_err_t kg_store_space(kg_store_t *store, kg_store_space_t *out,
     }
     return rc;
 }
+
+const kg_store_maint_ops_t kg_sqlite_ops_ops = {
+    .backup_copy = ops_backup_copy,
+    .backup_record = ops_backup_record,
+    .backup_last = ops_backup_last,
+    .counts = ops_counts,
+    .space = ops_space,
+};

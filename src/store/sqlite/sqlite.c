@@ -841,10 +841,13 @@ const kg_store_backend_t kg_sqlite_backend = {
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
     .ping = sqlite_ping,
+
     .admin_tokens = &kg_sqlite_admin_tokens_ops,
     .keys = &kg_sqlite_keys_ops,
-
     .workspaces = &kg_sqlite_workspaces_ops,
     .credentials = &kg_sqlite_credentials_ops,
     .budget = &kg_sqlite_budget_ops,
+    .usage = &kg_sqlite_usage_ops,
+    .audit = &kg_sqlite_audit_ops,
+    .maint = &kg_sqlite_ops_ops,
 };

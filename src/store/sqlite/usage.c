@@ -1,4 +1,4 @@
-/* SQLite statements of the usage rollup and the usage events queries. */
+/* SQLite statements of the usage rows: events, rollup, charges, queries. */
 #include "keygate/store_usage.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -143,9 +143,8 @@ static void usage_read_sums(sqlite3_stmt *st, int first, kg_usage_sums_t *s)
     }
 }
 
-kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
-                                   const kg_usage_rollup_t *row,
-                                   kg_diag_t *diag)
+static kg_err_t usage_rollup_add(kg_store_t *store,
+                                 const kg_usage_rollup_t *row, kg_diag_t *diag)
 {
     sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_rollup_add, diag);
     int src;
@@ -168,6 +167,152 @@ kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
     return kg_sqlite_error(store, src, "recording hourly usage", diag);
 }
 
+/* One usage_events row; a repeated request_id is not stored twice. */
+static const char usage_sql_event[] =
+    "INSERT INTO usage_events (request_id, key_id, workspace_id, at_ms, "
+    "operation, model, provider, mode, status, prompt_tokens, "
+    "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
+    "client_ip, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING";
+/*
+ * Touches no column of the key-revision triggers: no cache flush. ?4 is
+ * the start of the budget period the charge falls in (-1: the key has no
+ * period): a new period restarts period_usage, a charge for a period
+ * older than the stored one only counts toward the lifetime usage.
+ */
+static const char usage_sql_charge_key[] =
+    "UPDATE api_keys SET usage = usage + ?1, "
+    "last_used_at = max(coalesce(last_used_at, 0), ?2), "
+    "period_usage = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 "
+    "THEN period_usage WHEN period_started_at = ?4 THEN period_usage + ?1 "
+    "ELSE ?1 END, "
+    "period_started_at = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 THEN period_started_at ELSE ?4 END "
+    "WHERE id = ?3";
+/* Credits mode: the pool's cost comes off the workspace's balance. */
+static const char usage_sql_charge_credits[] =
+    "UPDATE workspaces SET credits_balance = credits_balance - ? "
+    "WHERE id = ?";
+
+/* SQLite calls the progress hook every this many virtual machine steps. */
+#define USAGE_PROGRESS_OPS 400
+
+/* Insert one event with st (usage_sql_event): its verdict, or the error
+ * that fails the batch. */
+static kg_err_t usage_insert_one(kg_store_t *store, sqlite3_stmt *st,
+                                 const kg_usage_record_t *r, kg_diag_t *diag)
+{
+    int src;
+
+    kg_sqlite_bind_text(st, 1, r->request_id);
+    kg_sqlite_bind_text(st, 2, r->key_id);
+    kg_sqlite_bind_text(st, 3, r->workspace_id);
+    sqlite3_bind_int64(st, 4, r->at_ms);
+    kg_sqlite_bind_text(st, 5, r->operation);
+    kg_sqlite_bind_text(st, 6, r->model);
+    kg_sqlite_bind_text(st, 7, r->provider);
+    kg_sqlite_bind_text(st, 8, r->mode);
+    sqlite3_bind_int(st, 9, r->status);
+    sqlite3_bind_int64(st, 10, r->prompt_tokens);
+    sqlite3_bind_int64(st, 11, r->completion_tokens);
+    sqlite3_bind_int64(st, 12, r->cached_tokens);
+    sqlite3_bind_int64(st, 13, r->cost);
+    sqlite3_bind_int64(st, 14, r->latency_ms);
+    kg_sqlite_bind_opt_int(st, 15, r->ttft_ms);
+    sqlite3_bind_int(st, 16, r->streamed ? 1 : 0);
+    kg_sqlite_bind_text(st, 17, r->client_ip);
+    kg_sqlite_bind_text(st, 18, r->error_code[0] ? r->error_code : NULL);
+    src = sqlite3_step(st);
+    kg_sqlite_reset(st);
+    if (src == SQLITE_DONE) {
+        return sqlite3_changes(kg_sqlite_db(store)) == 0 ? KG_ERR_EXISTS
+                                                         : KG_OK;
+    }
+    /* A failed statement undoes only itself: the batch goes on. */
+    if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return KG_ERR_NOT_FOUND;
+    }
+    if ((src & 0xff) == SQLITE_CONSTRAINT) {
+        return KG_ERR_INVAL;
+    }
+    return kg_sqlite_error(store, src, "recording usage", diag);
+}
+
+static kg_err_t usage_events_insert(kg_store_t *store,
+                                    const kg_usage_record_t *events, size_t n,
+                                    kg_err_t *verdicts, kg_diag_t *diag)
+{
+    sqlite3_stmt *st;
+
+    if (n > KG_STORE_USAGE_BATCH_MAX) {
+        return kg_diag_fail(diag, KG_ERR_INVAL,
+                            "recording usage: %zu events in one batch", n);
+    }
+    st = kg_sqlite_stmt(store, usage_sql_event, diag);
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        verdicts[i] = usage_insert_one(store, st, &events[i], diag);
+        if (verdicts[i] != KG_OK && verdicts[i] != KG_ERR_EXISTS &&
+            verdicts[i] != KG_ERR_NOT_FOUND && verdicts[i] != KG_ERR_INVAL) {
+            return verdicts[i];
+        }
+    }
+    return KG_OK;
+}
+
+static kg_err_t usage_charge_key(kg_store_t *store, const char *key_id,
+                                 int64_t cost, int64_t last_used,
+                                 int64_t period_start, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_charge_key, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, cost);
+    sqlite3_bind_int64(st, 2, last_used);
+    kg_sqlite_bind_text(st, 3, key_id);
+    sqlite3_bind_int64(st, 4, period_start);
+    return kg_sqlite_exec(store, st, "recording key usage", diag);
+}
+
+static kg_err_t usage_charge_credits(kg_store_t *store,
+                                     const char *workspace_id, int64_t cost,
+                                     kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_charge_credits, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, cost);
+    kg_sqlite_bind_text(st, 2, workspace_id);
+    return kg_sqlite_exec(store, st, "charging workspace credits", diag);
+}
+
+/* SQLite's progress handler: calls the hook, never interrupts. */
+static int usage_progress(void *arg)
+{
+    const kg_store_progress_t *p = arg;
+
+    p->fn(p->ud);
+    return 0;
+}
+
+static void usage_set_progress(kg_store_t *store,
+                               const kg_store_progress_t *progress)
+{
+    if (progress == NULL) {
+        sqlite3_progress_handler(kg_sqlite_db(store), 0, NULL, NULL);
+    } else {
+        sqlite3_progress_handler(kg_sqlite_db(store), USAGE_PROGRESS_OPS,
+                                 usage_progress, (void *)progress);
+    }
+}
+
 /* NULL for "" (any), else the text. */
 static const char *usage_opt(const char *s)
 {
@@ -184,10 +329,10 @@ static void usage_read_rollup(sqlite3_stmt *st, kg_usage_rollup_t *row)
     usage_read_sums(st, 5, &row->sums);
 }
 
-kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
-                                    const kg_usage_filter_t *filter,
-                                    kg_store_rollup_fn fn, void *ud,
-                                    kg_diag_t *diag)
+static kg_err_t usage_rollup_scan(kg_store_t *store,
+                                  const kg_usage_filter_t *filter,
+                                  kg_store_rollup_fn fn, void *ud,
+                                  kg_diag_t *diag)
 {
     const char *sql = filter->key_id[0]         ? usage_sql_scan_key
                       : filter->workspace_id[0] ? usage_sql_scan_workspace
@@ -253,11 +398,11 @@ static void usage_read_event(sqlite3_stmt *st, kg_usage_record_t *r)
                kg_sqlite_col_text(st, 18));
 }
 
-kg_err_t kg_store_usage_events_page(kg_store_t *store,
-                                    const kg_usage_events_filter_t *filter,
-                                    int64_t before_at_ms, int64_t before_id,
-                                    size_t limit, kg_usage_record_t *out,
-                                    size_t *count, kg_diag_t *diag)
+static kg_err_t usage_events_page(kg_store_t *store,
+                                  const kg_usage_events_filter_t *filter,
+                                  int64_t before_at_ms, int64_t before_id,
+                                  size_t limit, kg_usage_record_t *out,
+                                  size_t *count, kg_diag_t *diag)
 {
     const kg_usage_filter_t *b = &filter->base;
     sqlite3_stmt *st;
@@ -317,8 +462,8 @@ static const char usage_sql_span[] =
 static const char usage_sql_stored[] =
     "SELECT 1 FROM usage_events WHERE request_id = ?1";
 
-kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
-                              size_t limit, size_t *deleted, kg_diag_t *diag)
+static kg_err_t usage_prune(kg_store_t *store, int64_t before_ms, size_t limit,
+                            size_t *deleted, kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_err_t rc;
@@ -353,8 +498,8 @@ out:
     return rc;
 }
 
-kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
-                             int64_t *newest_ms, kg_diag_t *diag)
+static kg_err_t usage_span(kg_store_t *store, int64_t *oldest_ms,
+                           int64_t *newest_ms, kg_diag_t *diag)
 {
     sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_span, diag);
     int src;
@@ -373,8 +518,8 @@ kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
     return kg_sqlite_error(store, src, "reading the usage events' span", diag);
 }
 
-kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
-                               bool *stored, kg_diag_t *diag)
+static kg_err_t usage_stored(kg_store_t *store, const char *request_id,
+                             bool *stored, kg_diag_t *diag)
 {
     sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_stored, diag);
     int src;
@@ -389,3 +534,16 @@ kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
     kg_sqlite_reset(st);
     return kg_sqlite_error(store, src, "looking up a usage event", diag);
 }
+
+const kg_store_usage_ops_t kg_sqlite_usage_ops = {
+    .events_insert = usage_events_insert,
+    .charge_key = usage_charge_key,
+    .charge_credits = usage_charge_credits,
+    .set_progress = usage_set_progress,
+    .rollup_add = usage_rollup_add,
+    .rollup_scan = usage_rollup_scan,
+    .events_page = usage_events_page,
+    .prune = usage_prune,
+    .span = usage_span,
+    .stored = usage_stored,
+};
