@@ -1003,7 +1003,7 @@ START_TEST(test_backend_without_tables)
 {
     const kg_store_backend_t bare = {.name = "bare"};
     struct kg_store s = {.be = &bare, .location = (char *)"bare://"};
-    kg_store_maint_ops_t no_backup = kg_sqlite_ops_ops;
+    kg_store_maint_ops_t no_backup = kg_sqlite_maint_ops;
     kg_store_backend_t partial = kg_sqlite_backend;
     kg_store_progress_t hook = {ut_count_calls, NULL};
     kg_diag_t diag = {{0}};

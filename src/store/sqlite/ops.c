@@ -242,7 +242,7 @@ static kg_err_t ops_space(kg_store_t *store, kg_store_space_t *out,
     return rc;
 }
 
-const kg_store_maint_ops_t kg_sqlite_ops_ops = {
+const kg_store_maint_ops_t kg_sqlite_maint_ops = {
     .backup_copy = ops_backup_copy,
     .backup_record = ops_backup_record,
     .backup_last = ops_backup_last,

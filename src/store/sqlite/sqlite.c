@@ -849,5 +849,5 @@ const kg_store_backend_t kg_sqlite_backend = {
     .budget = &kg_sqlite_budget_ops,
     .usage = &kg_sqlite_usage_ops,
     .audit = &kg_sqlite_audit_ops,
-    .maint = &kg_sqlite_ops_ops,
+    .maint = &kg_sqlite_maint_ops,
 };

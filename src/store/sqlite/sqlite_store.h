@@ -25,7 +25,7 @@ extern const kg_store_budget_ops_t kg_sqlite_budget_ops;
 
 extern const kg_store_usage_ops_t kg_sqlite_usage_ops;
 extern const kg_store_audit_ops_t kg_sqlite_audit_ops;
-extern const kg_store_maint_ops_t kg_sqlite_ops_ops;
+extern const kg_store_maint_ops_t kg_sqlite_maint_ops;
 
 /* The underlying connection of an SQLite handle (borrowed). */
 sqlite3 *kg_sqlite_db(kg_store_t *store);
