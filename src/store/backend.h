@@ -67,8 +67,10 @@ struct kg_store_backend {
 kg_err_t kg_store_unsupported(const kg_store_t *s, const char *what,
                               kg_diag_t *diag);
 
-/* The SQLite backend's opener (src/store/sqlite/sqlite.c). */
+/* The backends' openers (src/store/sqlite/sqlite.c, src/store/pg/pg.c). */
 kg_err_t kg_sqlite_open(const char *path, const kg_store_opts_t *opts,
                         kg_store_t **out, kg_diag_t *diag);
+kg_err_t kg_pg_open(const char *url, const kg_store_opts_t *opts,
+                    kg_store_t **out, kg_diag_t *diag);
 
 #endif /* KEYGATE_STORE_BACKEND_H */

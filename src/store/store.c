@@ -15,8 +15,7 @@ kg_err_t kg_store_open(const char *location, const kg_store_opts_t *opts,
 {
     *out = NULL;
     if (store_is_url(location)) {
-        return kg_diag_fail(diag, KG_ERR_STORE,
-                            "this keygate has no PostgreSQL store");
+        return kg_pg_open(location, opts, out, diag);
     }
     return kg_sqlite_open(location, opts, out, diag);
 }
