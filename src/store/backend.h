@@ -56,6 +56,9 @@ struct kg_store_backend {
     kg_err_t (*commit)(kg_store_t *s, kg_diag_t *diag);
     void (*rollback)(kg_store_t *s);
     kg_err_t (*ping)(kg_store_t *s, kg_diag_t *diag);
+    /* NULL when the backend cannot push changes (SQLite). */
+    kg_err_t (*wait_change)(kg_store_t *s, int timeout_ms, bool *changed,
+                            kg_diag_t *diag);
 
     const kg_store_admin_tokens_ops_t *admin_tokens;
 };

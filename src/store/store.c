@@ -63,6 +63,21 @@ kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
     return store->be->ping(store, diag);
 }
 
+bool kg_store_notifies(const kg_store_t *store)
+{
+    return store->be->wait_change != NULL;
+}
+
+kg_err_t kg_store_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                              kg_diag_t *diag)
+{
+    *changed = false;
+    if (store->be->wait_change == NULL) {
+        return kg_store_unsupported(store, "change notifications", diag);
+    }
+    return store->be->wait_change(store, timeout_ms, changed, diag);
+}
+
 kg_err_t kg_store_unsupported(const kg_store_t *s, const char *what,
                               kg_diag_t *diag)
 {

@@ -1,5 +1,4 @@
-/* A PostgreSQL server of the tests' own: a temporary cluster on a free loopback
- * port. */
+/* A PostgreSQL server of the tests' own, on a free loopback port. */
 #include "pg_server.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,4 @@
-/* A PostgreSQL server of the tests' own: a temporary cluster on a free loopback
- * port. */
+/* A PostgreSQL server of the tests' own, on a free loopback port. */
 #ifndef KEYGATE_TESTS_PG_SERVER_H
 #define KEYGATE_TESTS_PG_SERVER_H
 

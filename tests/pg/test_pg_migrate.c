@@ -1,5 +1,4 @@
-/* 'keygate store migrate' against a real server: a store made by the CLI copied
- * whole, and refusals. */
+/* keygate store migrate against a real server: a CLI-made store, copied. */
 #include <check.h>
 #include <jansson.h>
 #include <libpq-fe.h>

@@ -1,7 +1,7 @@
-/* The PostgreSQL store against a real server: migrations, reconnects, and the
- * store contract on both backends. */
+/* The PostgreSQL store against a real server, and the contract on both. */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 
 #include "keygate/store.h"
 #include "keygate/store_admin_tokens.h"
+#include "keygate/watch.h"
 #include "pg_server.h"
 #include "store/pg/pg_store.h"
 #include "unit_util.h"
@@ -274,6 +275,97 @@ START_TEST(revision_changes_are_notified)
 }
 END_TEST
 
+static atomic_int WATCHED;
+
+static void on_change(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&WATCHED, 1);
+}
+
+/* Wait (bounded) until the callback count passes from; its new value. */
+static int watched_after(int from, int max_ms)
+{
+    for (int waited = 0; waited < max_ms && atomic_load(&WATCHED) <= from;
+         waited += 10) {
+        usleep(10 * 1000);
+    }
+    return atomic_load(&WATCHED);
+}
+
+/* The watch thread calls back within a second of another process's change,
+ * and again once a restarted server is back. */
+START_TEST(watch_calls_back_on_changes_and_after_restarts)
+{
+    kg_store_t *s = open_pg("kg_watch");
+    char url[PGS_PATH_MAX];
+    kg_store_opts_t opts = {0, 5000, 0};
+    kg_diag_t diag = {{0}};
+    kg_watch_t *w = NULL;
+    PGresult *r;
+    int n;
+
+    snprintf(url, sizeof(url),
+             "postgresql://keygate_test@127.0.0.1:%d/kg_watch?passfile=%s",
+             PG.port, PG.passfile);
+    atomic_store(&WATCHED, 0);
+    ck_assert_int_eq(kg_watch_start(url, &opts, on_change, NULL, &w, &diag),
+                     KG_OK);
+    ck_assert_ptr_nonnull(w);
+    /* The first wait listens and calls back: it may have missed changes. */
+    n = watched_after(0, 2000);
+    ck_assert_int_ge(n, 1);
+    usleep(300 * 1000);
+    n = atomic_load(&WATCHED);
+    r = PQexec(kg_pg_conn(s),
+               "INSERT INTO workspaces (id, name, created_at, updated_at) "
+               "VALUES ('w1', 'one', 1, 1);"
+               "UPDATE workspaces SET rules = '{}' WHERE id = 'w1'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    ck_assert_int_gt(watched_after(n, 1000), n);
+    /* No change, no call. */
+    usleep(500 * 1000);
+    n = atomic_load(&WATCHED);
+    usleep(500 * 1000);
+    ck_assert_int_eq(atomic_load(&WATCHED), n);
+    /* Server restart: the watch reconnects and calls back. */
+    pgs_stop(&PG, false);
+    usleep(300 * 1000);
+    n = atomic_load(&WATCHED);
+    pgs_restart(&PG);
+    ck_assert_int_gt(watched_after(n, 5000), n);
+    kg_watch_stop(&w);
+    ck_assert_ptr_null(w);
+    kg_store_close(&s);
+}
+END_TEST
+
+/* SQLite does not notify: no thread, its readers poll. */
+START_TEST(watch_is_not_started_on_sqlite)
+{
+    char dir[UT_PATH_MAX], path[UT_PATH_MAX];
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_diag_t diag = {{0}};
+    kg_watch_t *w = NULL;
+    kg_store_t *s = NULL;
+    bool changed = true;
+
+    ut_tmpdir(dir);
+    ck_assert_int_eq(kg_watch_start(ut_join(path, dir, "k.db"), &opts,
+                                    on_change, NULL, &w, &diag),
+                     KG_OK);
+    ck_assert_ptr_null(w);
+    ck_assert_int_eq(kg_store_open(path, &opts, &s, &diag), KG_OK);
+    ck_assert(!kg_store_notifies(s));
+    ck_assert_int_eq(kg_store_wait_change(s, 10, &changed, &diag),
+                     KG_ERR_STORE);
+    ck_assert(!changed);
+    kg_store_close(&s);
+    ut_tmpdir_remove(dir);
+}
+END_TEST
+
 static Suite *pg_store_suite(void)
 {
     Suite *s = suite_create("pg_store");
@@ -289,6 +381,8 @@ static Suite *pg_store_suite(void)
     tcase_add_test(tc, admin_tokens_on_sqlite);
     tcase_add_test(tc, revision_changes_are_notified);
     tcase_add_test(tc, reconnects_after_a_server_restart);
+    tcase_add_test(tc, watch_calls_back_on_changes_and_after_restarts);
+    tcase_add_test(tc, watch_is_not_started_on_sqlite);
     suite_add_tcase(s, tc);
     return s;
 }

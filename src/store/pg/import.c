@@ -1,5 +1,4 @@
-/* Copying a SQLite store into a PostgreSQL store with COPY, verified before
- * commit. */
+/* Copies a SQLite store into PostgreSQL with COPY, verified before commit. */
 #include "keygate/store_import.h"
 
 #include <inttypes.h>

@@ -1,8 +1,9 @@
-/* The PostgreSQL backend: connecting, schema migrations and prepared
- * statements. */
+/* The PostgreSQL backend: connections, migrations, prepared statements. */
 #include "store/pg/pg_store.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -28,7 +29,8 @@ typedef struct pg_store {
     PGconn *conn;
     char *url; /* as configured: may hold a password, never shown */
     uint64_t reconnects;
-    size_t nstmts; /* prepared on the current connection */
+    bool listening; /* LISTEN issued on the current connection */
+    size_t nstmts;  /* prepared on the current connection */
     pg_stmt_t stmts[PG_MAX_STMTS];
 } pg_store_t;
 
@@ -250,15 +252,26 @@ static void pg_notice(void *arg, const char *message)
 /* Connect (or reconnect) the handle; prepared statements start afresh. */
 static kg_err_t pg_connect(pg_store_t *s, kg_diag_t *diag)
 {
-    static const char *const keys[] = {"dbname", "application_name",
-                                       "connect_timeout", NULL};
-    const char *vals[] = {s->url, "keygate", PG_CONNECT_TIMEOUT, NULL};
+    /* keygate's defaults first: the URL's own parameters override them.
+     * Keepalives find a silently dead server (a LISTEN connection only
+     * ever waits for it). */
+    static const char *const keys[] = {"application_name",
+                                       "connect_timeout",
+                                       "keepalives",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "dbname",
+                                       NULL};
+    const char *vals[] = {
+        "keygate", PG_CONNECT_TIMEOUT, "1", "10", "5", "3", s->url, NULL};
 
     if (s->conn != NULL) {
         PQfinish(s->conn);
         s->reconnects++;
     }
     s->nstmts = 0;
+    s->listening = false;
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL) {
         return kg_diag_fail(diag, KG_ERR_NOMEM, "%s: out of memory",
@@ -517,6 +530,52 @@ static kg_err_t pg_commit(kg_store_t *store, kg_diag_t *diag)
     return rc;
 }
 
+/*
+ * Wait for the revision triggers' notification. The first call on a
+ * connection (the first ever, or after a reconnect) issues LISTEN and
+ * answers *changed = true at once: what changed before it was listening
+ * is unknown, so the caller reads the revision (the fallback the
+ * notifications need).
+ */
+static kg_err_t pg_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                               kg_diag_t *diag)
+{
+    pg_store_t *s = pq(store);
+    struct pollfd pfd;
+    PGnotify *n;
+    kg_err_t rc;
+
+    *changed = false;
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        rc = pg_connect(s, diag);
+        if (rc != KG_OK) {
+            return rc;
+        }
+    }
+    if (!s->listening) {
+        rc = pg_simple(s, "LISTEN " KG_PG_CHANNEL, "listening for changes",
+                       diag);
+        s->listening = rc == KG_OK;
+        *changed = s->listening;
+        return rc;
+    }
+    pfd.fd = PQsocket(s->conn);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
+        return kg_diag_fail(diag, KG_ERR_STORE, "%s: waiting: %s",
+                            s->base.location, strerror(errno));
+    }
+    if (PQconsumeInput(s->conn) != 1) {
+        return pg_error(s, NULL, "listening for changes", diag);
+    }
+    while ((n = PQnotifies(s->conn)) != NULL) {
+        *changed = true;
+        PQfreemem(n);
+    }
+    return KG_OK;
+}
+
 static const char pg_sql_ping[] = "SELECT rev FROM key_revision WHERE id = 1";
 
 static kg_err_t pg_ping(kg_store_t *store, kg_diag_t *diag)
@@ -661,5 +720,6 @@ const kg_store_backend_t kg_pg_backend = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .ping = pg_ping,
+    .wait_change = pg_wait_change,
     .admin_tokens = &kg_pg_admin_tokens_ops,
 };

@@ -1,5 +1,4 @@
-/* The PostgreSQL backend's internals: its handle, prepared statements and
- * helpers. */
+/* The PostgreSQL backend's internals: handle, statements and helpers. */
 #ifndef KEYGATE_STORE_PG_STORE_H
 #define KEYGATE_STORE_PG_STORE_H
 
