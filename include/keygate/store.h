@@ -71,4 +71,23 @@ void kg_store_rollback(kg_store_t *store);
  */
 kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag) KG_MUST_CHECK;
 
+/*
+ * Whether the store pushes changes of the key revision made by any
+ * process (PostgreSQL: LISTEN/NOTIFY); SQLite does not, and its readers
+ * poll the revision.
+ */
+bool kg_store_notifies(const kg_store_t *store);
+
+/*
+ * Wait up to timeout_ms for a change of the key revision. *changed is true
+ * when one was signalled, and also on the first call of a connection (after
+ * every reconnect): what changed while nobody listened is unknown, so the
+ * caller reads the revision then. Use a handle of its own for this: it
+ * holds the connection while it waits. KG_OK, or a store error when the
+ * server cannot be reached (the next call reconnects); KG_ERR_STORE on a
+ * backend that does not notify.
+ */
+kg_err_t kg_store_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                              kg_diag_t *diag) KG_MUST_CHECK;
+
 #endif /* KEYGATE_STORE_H */

@@ -269,6 +269,8 @@ static const kg_cli_command_t store_commands[] = {
     {"backup", store_backup, "copy the store into a file, online"},
     {"status", store_status,
      "files, rows, usage journal backlog and the last backup"},
+    {"migrate", kg_cli_store_migrate,
+     "copy a SQLite store into a PostgreSQL store"},
     {NULL, NULL, NULL},
 };
 

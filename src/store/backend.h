@@ -195,6 +195,9 @@ struct kg_store_backend {
     kg_err_t (*commit)(kg_store_t *s, kg_diag_t *diag);
     void (*rollback)(kg_store_t *s);
     kg_err_t (*ping)(kg_store_t *s, kg_diag_t *diag);
+    /* NULL when the backend cannot push changes (SQLite). */
+    kg_err_t (*wait_change)(kg_store_t *s, int timeout_ms, bool *changed,
+                            kg_diag_t *diag);
 
     const kg_store_admin_tokens_ops_t *admin_tokens;
     const kg_store_keys_ops_t *keys;
@@ -213,8 +216,10 @@ struct kg_store_backend {
 kg_err_t kg_store_unsupported(const kg_store_t *s, const char *what,
                               kg_diag_t *diag);
 
-/* The SQLite backend's opener (src/store/sqlite/sqlite.c). */
+/* The backends' openers (src/store/sqlite/sqlite.c, src/store/pg/pg.c). */
 kg_err_t kg_sqlite_open(const char *path, const kg_store_opts_t *opts,
                         kg_store_t **out, kg_diag_t *diag);
+kg_err_t kg_pg_open(const char *url, const kg_store_opts_t *opts,
+                    kg_store_t **out, kg_diag_t *diag);
 
 #endif /* KEYGATE_STORE_BACKEND_H */

@@ -15,8 +15,7 @@ kg_err_t kg_store_open(const char *location, const kg_store_opts_t *opts,
 {
     *out = NULL;
     if (store_is_url(location)) {
-        return kg_diag_fail(diag, KG_ERR_STORE,
-                            "this keygate has no PostgreSQL store");
+        return kg_pg_open(location, opts, out, diag);
     }
     return kg_sqlite_open(location, opts, out, diag);
 }
@@ -62,6 +61,21 @@ void kg_store_rollback(kg_store_t *store)
 kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
 {
     return store->be->ping(store, diag);
+}
+
+bool kg_store_notifies(const kg_store_t *store)
+{
+    return store->be->wait_change != NULL;
+}
+
+kg_err_t kg_store_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                              kg_diag_t *diag)
+{
+    *changed = false;
+    if (store->be->wait_change == NULL) {
+        return kg_store_unsupported(store, "change notifications", diag);
+    }
+    return store->be->wait_change(store, timeout_ms, changed, diag);
 }
 
 kg_err_t kg_store_unsupported(const kg_store_t *s, const char *what,
