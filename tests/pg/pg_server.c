@@ -1,6 +1,8 @@
 /* A PostgreSQL server of the tests' own, on a free loopback port. */
 #include "pg_server.h"
 
+#include "keygate/store.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <libpq-fe.h>
@@ -177,4 +179,30 @@ void pgs_create_db(pgs_t *pg, const char *name, char *url)
     snprintf(url, PGS_PATH_MAX,
              "postgresql://" PGS_ROLE "@127.0.0.1:%d/%s?passfile=%s", pg->port,
              name, pg->passfile);
+}
+
+struct kg_store *pgs_open(pgs_t *pg, const char *name)
+{
+    char url[PGS_PATH_MAX];
+    kg_store_opts_t opts = {0, 5000, 0};
+    kg_diag_t diag = {{0}};
+    kg_store_t *s = NULL;
+
+    pgs_create_db(pg, name, url);
+    ck_assert_msg(kg_store_open(url, &opts, &s, &diag) == KG_OK, "%s",
+                  diag.msg);
+    return s;
+}
+
+struct kg_store *pgs_open_sqlite(const char *dir)
+{
+    char path[PGS_PATH_MAX];
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_diag_t diag = {{0}};
+    kg_store_t *s = NULL;
+
+    snprintf(path, sizeof(path), "%s/keygate.db", dir);
+    ck_assert_msg(kg_store_open(path, &opts, &s, &diag) == KG_OK, "%s",
+                  diag.msg);
+    return s;
 }

@@ -39,4 +39,13 @@ void pgs_restart(pgs_t *pg);
  */
 void pgs_create_db(pgs_t *pg, const char *name, char *url);
 
+/*
+ * The contract tests' stores: a fresh database name on the server opened
+ * (and migrated) with kg_store_open, or a fresh SQLite file in dir (made by
+ * the caller with ut_tmpdir). Fail the test when they cannot be opened.
+ */
+struct kg_store;
+struct kg_store *pgs_open(pgs_t *pg, const char *name);
+struct kg_store *pgs_open_sqlite(const char *dir);
+
 #endif /* KEYGATE_TESTS_PG_SERVER_H */

@@ -28,15 +28,7 @@ static void suite_teardown(void)
 
 static kg_store_t *open_pg(const char *db)
 {
-    char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
-    kg_diag_t diag = {{0}};
-    kg_store_t *s = NULL;
-
-    pgs_create_db(&PG, db, url);
-    ck_assert_msg(kg_store_open(url, &opts, &s, &diag) == KG_OK, "%s",
-                  diag.msg);
-    return s;
+    return pgs_open(&PG, db);
 }
 
 START_TEST(migrates_once_and_reopens)
