@@ -1419,6 +1419,14 @@ static void ud_free(kg_usagedb_t **wp)
 kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
                           size_t queue_max, kg_usagedb_t **out, kg_diag_t *diag)
 {
+    return kg_usagedb_start_at(store_path, store_path, busy_timeout_ms,
+                               queue_max, out, diag);
+}
+
+kg_err_t kg_usagedb_start_at(const char *location, const char *journal_base,
+                             int busy_timeout_ms, size_t queue_max,
+                             kg_usagedb_t **out, kg_diag_t *diag)
+{
     kg_store_opts_t opts = {.flags = 0, .busy_timeout_ms = busy_timeout_ms};
     pthread_condattr_t cattr;
     kg_usagedb_t *w = NULL;
@@ -1462,12 +1470,12 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
         rc = KG_ERR_NOMEM;
         goto out;
     }
-    rc = kg_store_open(store_path, &opts, &w->store, diag);
+    rc = kg_store_open(location, &opts, &w->store, diag);
     if (rc == KG_OK) {
         w->progress.fn = ud_progress;
         w->progress.ud = w;
         kg_store_usage_set_progress(w->store, &w->progress);
-        rc = ud_journal_open(w, store_path, diag);
+        rc = ud_journal_open(w, journal_base, diag);
     }
     if (rc == KG_OK) {
         rc = ud_journal_replay(w, diag);
