@@ -39,6 +39,10 @@ static const kg_setting_t config_settings[] = {
     {"store", "url", KG_SETTING_STORE_URL, CFG(store_url), "",
      KG_SETTING_RESTART | KG_SETTING_SENSITIVE, 0, 0,
      "postgresql:// URL of a shared store; empty: the SQLite file at path"},
+    {"store", "stale_after", KG_SETTING_DURATION, CFG(store_stale_after), "60s",
+     KG_SETTING_RESTART, 0, 86400,
+     "how long cached keys answer while the store cannot be read; 0 = "
+     "for ever"},
     {"store", "busy_timeout", KG_SETTING_DURATION_MS,
      CFG(store_busy_timeout_ms), "5s", KG_SETTING_RESTART, 0, 600,
      "how long a store write waits for a lock held by another process"},

@@ -460,6 +460,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                              1000000, &gw->keycache, diag);
     }
     if (rc == KG_OK) {
+        kg_keycache_set_stale_after(gw->keycache, cfg->store_stale_after);
         rc = kg_keycache_start(gw->keycache, KG_KEYCACHE_DEFAULT_INTERVAL_MS);
     }
     if (rc == KG_OK) {

@@ -163,6 +163,11 @@ struct kg_keycache {
     /* The key revision every entry was loaded at; written under the write
      * lock, atomic so the refresh and the stats can peek without it. */
     _Atomic int64_t rev;
+    /* Until when (unix seconds) cached entries may answer without the
+     * store: moved on by every read of the store that succeeds;
+     * INT64_MAX when stale_after is 0. */
+    _Atomic int64_t fresh_until;
+    int64_t stale_after; /* seconds; 0: cached entries never go stale */
 
     /* The connection, one user at a time. Lock order: store_mu, then
      * lock; never store_mu while holding lock. */
@@ -628,6 +633,15 @@ size_t kg_keycache_swap_seen(kg_keycache_t *c, kg_key_seen_t **buf)
  * snapshot belongs to the cache's revision or a newer one (then the older
  * entries go first), and judge the token.
  */
+/* The store answered: cached entries may serve for stale_after more. */
+static void kc_confirm(kg_keycache_t *c)
+{
+    if (c->stale_after > 0) {
+        atomic_store_explicit(&c->fresh_until, kg_clock_now() + c->stale_after,
+                              memory_order_relaxed);
+    }
+}
+
 static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
                         const unsigned char *want,
                         const unsigned char memo[KC_MEMO_LEN], int64_t now,
@@ -647,6 +661,9 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
     pthread_mutex_lock(&c->store_mu);
     rc = kc_load(c, tok->id, h, &rev, &e);
     pthread_mutex_unlock(&c->store_mu);
+    if (rc == KG_OK) {
+        kc_confirm(c);
+    }
     if (rc != KG_OK) {
         if (rc != KG_ERR_NOMEM) {
             kc_count(&c->store_errors);
@@ -723,7 +740,11 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
      * cache misses: start them, then hash the secret while they load. */
     kc_prefetch(c, h);
     kc_memo(c, tok, memo);
-    e = kc_find(c, tok->id, h);
+    /* Unconfirmed by the store for longer than stale_after: every answer
+     * goes to the store, which then gives it or a 503 (never a pass). */
+    e = now <= atomic_load_explicit(&c->fresh_until, memory_order_relaxed)
+            ? kc_find(c, tok->id, h)
+            : NULL;
     if (e != NULL) {
         /* A secret verified before matches its memo; anything else gets
          * the keyed BLAKE2b check against the stored hashes. */
@@ -770,6 +791,9 @@ kg_err_t kg_keycache_refresh(kg_keycache_t *c)
      * snapshot between the read and the flush. */
     pthread_mutex_lock(&c->store_mu);
     rc = kg_store_key_revision(c->store, &rev, NULL);
+    if (rc == KG_OK) {
+        kc_confirm(c);
+    }
     if (rc != KG_OK) {
         kc_count(&c->refresh_errors);
     } else if (rev != atomic_load_explicit(&c->rev, memory_order_relaxed)) {
@@ -826,6 +850,14 @@ static void *kc_thread_main(void *arg)
     }
     pthread_mutex_unlock(&c->thr_mu);
     return NULL;
+}
+
+void kg_keycache_set_stale_after(kg_keycache_t *c, int64_t seconds)
+{
+    c->stale_after = seconds > 0 ? seconds : 0;
+    atomic_store_explicit(&c->fresh_until,
+                          seconds > 0 ? kg_clock_now() + seconds : INT64_MAX,
+                          memory_order_relaxed);
 }
 
 kg_err_t kg_keycache_start(kg_keycache_t *c, int interval_ms)
@@ -940,6 +972,7 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
         rc = KG_ERR_NOMEM;
         goto out;
     }
+    atomic_init(&c->fresh_until, INT64_MAX);
     c->max_entries =
         max_entries ? max_entries : KG_KEYCACHE_DEFAULT_MAX_ENTRIES;
     rc = kg_store_open(store_path, &opts, &c->store, diag);

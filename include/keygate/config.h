@@ -54,7 +54,8 @@ typedef struct kg_config {
     char *path; /* the file read, or NULL for built-in defaults */
     /* [store] */
     char *store_path;
-    char *store_url; /* "" unless a PostgreSQL store is configured */
+    char *store_url;           /* "" unless a PostgreSQL store is configured */
+    int64_t store_stale_after; /* seconds; 0: cached keys never go stale */
     int64_t store_busy_timeout_ms;
     /* [keys] */
     char *keys_prefix;

@@ -397,6 +397,49 @@ START_TEST(test_hit_miss_negative)
 END_TEST
 
 /*
+ * With stale_after, cached entries answer only while a read of the store
+ * succeeded within it; past it a verification goes to the store (a miss),
+ * whose success confirms the cache again.
+ */
+START_TEST(test_stale_after)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t good;
+    kg_keycache_stats_t s;
+
+    ut_fx_open(&fx);
+    kg_clock_set_fake(UT_T0);
+    ut_key(&fx.ctx, "good", KG_NONE, &good);
+    c = ut_cache(&fx, 0);
+    kg_keycache_set_stale_after(c, 30);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_clock_set_fake(UT_T0 + 30);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 1);
+    ck_assert_uint_eq(s.hits, 1);
+    /* 31 s without a read of the store: the next answer reads it. */
+    kg_clock_set_fake(UT_T0 + 31);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 2);
+    ck_assert_uint_eq(s.hits, 2);
+    /* A refresh confirms the cache too. */
+    kg_clock_set_fake(UT_T0 + 100);
+    ut_refresh(c);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 2);
+    ck_assert_uint_eq(s.hits, 3);
+    kg_keycache_free(&c);
+    kg_clock_set_fake(0);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
  * Successful verifications note their key once per second (hits and
  * misses); failures note nothing; the swap hands them over, and
  * kg_keys_touch writes them without moving the key revision or a
@@ -1141,6 +1184,7 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_revision_triggers);
     tcase_add_test(tc, test_agrees_with_store);
     tcase_add_test(tc, test_hit_miss_negative);
+    tcase_add_test(tc, test_stale_after);
     tcase_add_test(tc, test_seen_once_per_second);
     tcase_add_test(tc, test_refresh_sees_cli_changes);
     tcase_add_test(tc, test_miss_catches_up);
