@@ -68,7 +68,9 @@ kg_err_t kg_store_budget_reservations_clear(kg_store_t *store,
 /*
  * Store amount (micro-USD) as the reservations in flight of key key_id.
  * A snapshot is kg_store_budget_reservations_clear and one of these per
- * key with reservations, in one transaction of the caller's.
+ * key with reservations, in one transaction of the caller's. It assumes
+ * one gateway per store: on PostgreSQL, instances sharing a database
+ * overwrite each other's snapshot.
  */
 kg_err_t kg_store_budget_reservation_set(kg_store_t *store, const char *key_id,
                                          int64_t amount,

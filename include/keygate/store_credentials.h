@@ -70,7 +70,8 @@ kg_err_t kg_store_credential_list(kg_store_t *store, const char *workspace_id,
                                   kg_store_credential_t **out, size_t *count,
                                   kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Delete the row of (workspace_id, provider); moves the key revision.
+/* Delete the row of (workspace_id, provider); moves the key revision (on
+ * PostgreSQL, whose triggers run per statement, also when there was none).
  * KG_ERR_NOT_FOUND (no diag) when there is none. */
 kg_err_t kg_store_credential_delete(kg_store_t *store, const char *workspace_id,
                                     const char *provider,

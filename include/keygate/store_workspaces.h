@@ -58,8 +58,10 @@ kg_err_t kg_store_workspace_list(kg_store_t *store, kg_store_workspace_t **out,
 /*
  * Set the name, mode and rules of workspace id (each NULL: left as it is)
  * and its updated_at to now. A change of mode or rules moves the key
- * revision (running gateways reload the workspace). KG_ERR_NOT_FOUND when
- * there is no such workspace, KG_ERR_EXISTS when the name is taken.
+ * revision (running gateways reload the workspace; on PostgreSQL, whose
+ * triggers run per statement, also when no workspace matched).
+ * KG_ERR_NOT_FOUND when there is no such workspace, KG_ERR_EXISTS when the
+ * name is taken.
  */
 kg_err_t kg_store_workspace_update(kg_store_t *store, const char *id,
                                    const char *name, const char *mode,

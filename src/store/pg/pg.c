@@ -722,4 +722,7 @@ const kg_store_backend_t kg_pg_backend = {
     .ping = pg_ping,
     .wait_change = pg_wait_change,
     .admin_tokens = &kg_pg_admin_tokens_ops,
+    .workspaces = &kg_pg_workspaces_ops,
+    .credentials = &kg_pg_credentials_ops,
+    .budget = &kg_pg_budget_ops,
 };
