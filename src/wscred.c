@@ -214,6 +214,14 @@ kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
         goto out;
     }
     rc = kg_store_credential_delete(s, ws.id, provider, diag);
+    if (rc == KG_ERR_NOT_FOUND) {
+        /* Another instance deleted it since the read above (a PostgreSQL
+         * transaction does not lock what it read). */
+        rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND,
+                          "workspace '%s' has no credential for provider "
+                          "'%s'",
+                          ws.name, provider);
+    }
     if (rc == KG_OK) {
         rc = wc_audit(s, actor, "credential-delete", ws.id, provider,
                       info.last4, diag);
