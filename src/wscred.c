@@ -178,6 +178,15 @@ kg_err_t kg_wscred_set(kg_store_t *s, const kg_secretbox_t *sb,
     return rc;
 }
 
+/* KG_ERR_NOT_FOUND: the workspace has no credential for provider. */
+static kg_err_t wc_no_credential(const kg_workspace_t *ws, const char *provider,
+                                 kg_diag_t *diag)
+{
+    return kg_diag_fail(diag, KG_ERR_NOT_FOUND,
+                        "workspace '%s' has no credential for provider '%s'",
+                        ws->name, provider);
+}
+
 kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
                           const char *workspace_ref, const char *provider,
                           kg_wscred_info_t *deleted, kg_diag_t *diag)
@@ -205,10 +214,7 @@ kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
     }
     rc = kg_store_credential_get(s, ws.id, provider, &info, diag);
     if (rc == KG_ERR_NOT_FOUND) {
-        rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND,
-                          "workspace '%s' has no credential for provider "
-                          "'%s'",
-                          ws.name, provider);
+        rc = wc_no_credential(&ws, provider, diag);
     }
     if (rc != KG_OK) {
         goto out;
@@ -217,10 +223,7 @@ kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
     if (rc == KG_ERR_NOT_FOUND) {
         /* Another instance deleted it since the read above (a PostgreSQL
          * transaction does not lock what it read). */
-        rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND,
-                          "workspace '%s' has no credential for provider "
-                          "'%s'",
-                          ws.name, provider);
+        rc = wc_no_credential(&ws, provider, diag);
     }
     if (rc == KG_OK) {
         rc = wc_audit(s, actor, "credential-delete", ws.id, provider,
