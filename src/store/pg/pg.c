@@ -722,4 +722,7 @@ const kg_store_backend_t kg_pg_backend = {
     .ping = pg_ping,
     .wait_change = pg_wait_change,
     .admin_tokens = &kg_pg_admin_tokens_ops,
+    .usage = &kg_pg_usage_ops,
+    .audit = &kg_pg_audit_ops,
+    .maint = &kg_pg_maint_ops,
 };
