@@ -1,5 +1,6 @@
 /* The usage, audit and store-operations contract on both backends. */
 #include <check.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -13,6 +14,7 @@
 #include "keygate/store_audit.h"
 #include "keygate/store_ops.h"
 #include "keygate/store_usage.h"
+#include "keygate/storeops.h"
 #include "pg_server.h"
 #include "store/pg/pg_store.h"
 #include "store/sqlite/sqlite_store.h"
@@ -964,6 +966,43 @@ static void audit_contract(kg_store_t *s)
 
 /* ---- store operations --------------------------------------------------- */
 
+/* What 'keygate store backup' and 'keygate store status' run: the backup
+ * is not supported and leaves no file behind; the status has no backup. */
+static void storeops_on_postgresql(kg_store_t *s)
+{
+    static kg_storeops_status_t st;
+    kg_storeops_backup_t bk;
+    kg_config_t cfg;
+    kg_diag_t diag = {{0}};
+    char dir[UT_PATH_MAX], dest[UT_PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    int entries = 0;
+
+    ut_tmpdir(dir);
+    ck_assert_int_eq(kg_storeops_backup(s, ut_join(dest, dir, "k.db"), 0,
+                                        "cli:root", &bk, &diag),
+                     KG_ERR_STORE);
+    ck_assert_ptr_nonnull(strstr(diag.msg, "not supported by the postgresql"));
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL) {
+        entries += de->d_name[0] != '.' || strlen(de->d_name) > 2;
+    }
+    closedir(d);
+    ck_assert_int_eq(entries, 0);
+    ut_tmpdir_remove(dir);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.hash_key_file = "/nonexistent/hash.key";
+    cfg.secret_key_file = "/nonexistent/secret.key";
+    ck_assert_msg(kg_storeops_status(s, &cfg, &st, &diag) == KG_OK, "%s",
+                  diag.msg);
+    ck_assert(!st.has_backup);
+    ck_assert_int_eq(st.counts[6].rows, PAGE_EVENTS);
+    ck_assert_int_gt(st.space.pages, 0);
+    ck_assert_int_eq(st.oldest_event_ms, 1000);
+}
+
 static void maint_contract(kg_store_t *s)
 {
     kg_store_count_t counts[KG_STORE_NTABLES];
@@ -1012,6 +1051,7 @@ static void maint_contract(kg_store_t *s)
         ck_assert_ptr_nonnull(strstr(diag.msg, "not supported"));
         ck_assert_int_eq(kg_store_backup_last(s, &last, &found, &diag), KG_OK);
         ck_assert(!found);
+        storeops_on_postgresql(s);
     } else {
         ck_assert_int_eq(kg_store_backup_record(s, &info, &diag), KG_OK);
         ck_assert_int_eq(kg_store_backup_last(s, &last, &found, &diag), KG_OK);
