@@ -140,7 +140,8 @@ typedef struct kg_store_progress {
 
 /*
  * Install (or, with NULL, clear) the hook on this handle. A backend that
- * cannot call it ignores it: nothing to check.
+ * cannot call it ignores it (PostgreSQL: its statements wait for the
+ * server, off the CPU): nothing to check.
  */
 void kg_store_usage_set_progress(kg_store_t *store,
                                  const kg_store_progress_t *progress);
@@ -163,8 +164,11 @@ typedef bool (*kg_store_rollup_fn)(void *ud, const kg_usage_rollup_t *row);
 
 /*
  * Hand every rollup row the filter selects to fn: hours in [from, to)
- * (both multiples of 3600, from < to). Returns KG_OK (also when fn stopped
- * the scan), KG_ERR_INVAL for unaligned bounds, or a store error (diag).
+ * (both multiples of 3600, from < to). SQLite reads them in one snapshot;
+ * PostgreSQL in queries of up to 1024 rows, each its own snapshot outside
+ * a transaction (a row is still handed out once). Returns KG_OK (also when
+ * fn stopped the scan), KG_ERR_INVAL for unaligned bounds, or a store
+ * error (diag).
  */
 kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
                                     const kg_usage_filter_t *filter,

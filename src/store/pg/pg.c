@@ -725,4 +725,7 @@ const kg_store_backend_t kg_pg_backend = {
     .workspaces = &kg_pg_workspaces_ops,
     .credentials = &kg_pg_credentials_ops,
     .budget = &kg_pg_budget_ops,
+    .usage = &kg_pg_usage_ops,
+    .audit = &kg_pg_audit_ops,
+    .maint = &kg_pg_maint_ops,
 };

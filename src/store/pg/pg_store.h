@@ -31,6 +31,9 @@ extern const kg_store_admin_tokens_ops_t kg_pg_admin_tokens_ops;
 extern const kg_store_workspaces_ops_t kg_pg_workspaces_ops;
 extern const kg_store_credentials_ops_t kg_pg_credentials_ops;
 extern const kg_store_budget_ops_t kg_pg_budget_ops;
+extern const kg_store_usage_ops_t kg_pg_usage_ops;
+extern const kg_store_audit_ops_t kg_pg_audit_ops;
+extern const kg_store_maint_ops_t kg_pg_maint_ops;
 
 /* The values of one statement's parameters, in order ($1, $2, ...). */
 typedef struct kg_pg_params {
