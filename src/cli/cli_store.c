@@ -139,6 +139,9 @@ static bool store_files_table(const kg_storeops_status_t *st)
         char mode[8];
         const char *row[4] = {f->name, "missing", "-", f->path};
 
+        if (f->name == NULL) {
+            continue; /* not a file of this store (PostgreSQL) */
+        }
         if (f->present) {
             snprintf(mode, sizeof(mode), "%04o", (unsigned)f->mode);
             row[1] = store_size(f->bytes, size, sizeof(size));
