@@ -722,4 +722,5 @@ const kg_store_backend_t kg_pg_backend = {
     .ping = pg_ping,
     .wait_change = pg_wait_change,
     .admin_tokens = &kg_pg_admin_tokens_ops,
+    .keys = &kg_pg_keys_ops,
 };

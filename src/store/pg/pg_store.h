@@ -28,6 +28,7 @@ extern const kg_store_backend_t kg_pg_backend;
 
 /* The entity tables, one per file of src/store/pg/. */
 extern const kg_store_admin_tokens_ops_t kg_pg_admin_tokens_ops;
+extern const kg_store_keys_ops_t kg_pg_keys_ops;
 
 /* The values of one statement's parameters, in order ($1, $2, ...). */
 typedef struct kg_pg_params {
