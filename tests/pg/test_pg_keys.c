@@ -871,6 +871,82 @@ static void update_race_contract(kg_store_t *s)
     kg_key_clear(&k);
 }
 
+/* One rotator: as the keys module rotates with a grace, key r->id (its
+ * secrets numbered from r->field); a failure is the test's. */
+static void *rotate_racer(void *arg)
+{
+    race_t *r = arg;
+    kg_store_t *s = open_again();
+    kg_diag_t diag = {{0}};
+
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        kg_key_t k;
+
+        ck_assert_msg(kg_store_begin(s, &diag) == KG_OK, "%s", diag.msg);
+        k = get(s, r->id);
+        ck_assert_msg(kg_store_key_secret_drop_stale(s, T0 + 5, &diag) == KG_OK,
+                      "%s", diag.msg);
+        ck_assert_int_eq(kg_store_key_secret_grace(s, k.id, T0 + 100, &diag),
+                         KG_OK);
+        add_secret(s, k.id, r->field + round, T0);
+        ck_assert_msg(kg_store_commit(s, &diag) == KG_OK, "%s", diag.msg);
+        kg_key_clear(&k);
+    }
+    kg_store_close(&s);
+    return NULL;
+}
+
+/* Rotations of one key on several handles at once, and of other keys
+ * dropping the same stale secrets: one current secret in the end, no
+ * deadlock. */
+static void rotate_race_contract(kg_store_t *s)
+{
+    static const char *const ids[] = {"rotA00000001", "rotA00000001",
+                                      "rotA00000001", "rotb00000002"};
+    kg_store_key_secret_t sec[KG_KEYCACHE_MAX_SECRETS];
+    kg_diag_t diag = {{0}};
+    race_t r[UT_NROWS(ids)];
+    pthread_t t[UT_NROWS(ids)];
+    kg_key_view_t v;
+    bool found = false;
+    int64_t rev = 0;
+    size_t n = 0;
+
+    workspaces(s);
+    for (size_t i = 0; i < UT_NROWS(ids); i++) {
+        kg_key_t k = key_new(ids[i], "ws1", "rot", T0);
+
+        if (i == 0 || i == UT_NROWS(ids) - 1) {
+            insert(s, &k);
+            /* Stale secrets for every rotation's purge to drop. */
+            for (int j = 0; j < 3; j++) {
+                add_secret(s, k.id, 200 + (int)i * 10 + j, T0);
+                ck_assert_int_eq(
+                    kg_store_key_secret_grace(s, k.id, T0 + 1, &diag), KG_OK);
+            }
+        }
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].id = ids[i];
+        r[i].field = 1000 + (int)i * RACE_ROUNDS;
+    }
+    for (size_t i = 0; i < UT_NROWS(ids); i++) {
+        ck_assert_int_eq(pthread_create(&t[i], NULL, rotate_racer, &r[i]), 0);
+    }
+    for (size_t i = 0; i < UT_NROWS(ids); i++) {
+        pthread_join(t[i], NULL);
+    }
+    for (size_t i = 0; i < UT_NROWS(ids); i += UT_NROWS(ids) - 1) {
+        ck_assert_int_eq(kg_store_key_load_view(s, ids[i], &rev, &v, &found,
+                                                sec, UT_NROWS(sec), &n, &diag),
+                         KG_OK);
+        ck_assert(found);
+        ck_assert_uint_ge(n, 2);
+        ck_assert_int_eq(sec[0].expires_at, KG_NONE);
+        ck_assert_int_eq(sec[1].expires_at, T0 + 100);
+    }
+    sodium_memzero(sec, sizeof(sec));
+}
+
 /* A writer changing the key (rpm = round, one more secret) while a reader
  * loads it: every load's revision agrees with its rows. */
 static void *view_writer(void *arg)
@@ -1000,6 +1076,7 @@ BOTH(touch_many_contract)
 BOTH(secrets_contract)
 BOTH(load_view_contract)
 BOTH(update_race_contract)
+BOTH(rotate_race_contract)
 BOTH(load_view_race_contract)
 
 #define ADD_BOTH(tc, body)                        \
@@ -1023,6 +1100,7 @@ static Suite *pg_keys_suite(void)
     ADD_BOTH(tc, secrets_contract);
     ADD_BOTH(tc, load_view_contract);
     ADD_BOTH(tc, update_race_contract);
+    ADD_BOTH(tc, rotate_race_contract);
     ADD_BOTH(tc, load_view_race_contract);
     suite_add_tcase(s, tc);
     return s;

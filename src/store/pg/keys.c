@@ -114,9 +114,14 @@ static const char secret_sql_drop_all[] =
 static const char secret_sql_any_stale[] =
     "SELECT 1 FROM key_secrets WHERE expires_at IS NOT NULL "
     "AND expires_at <= $1 LIMIT 1";
+/* Locked in (key, hash) order: rotations on two instances each drop the
+ * same stale rows, and would deadlock taking them in different orders. */
 static const char secret_sql_drop_stale[] =
-    "DELETE FROM key_secrets WHERE expires_at IS NOT NULL "
-    "AND expires_at <= $1";
+    "WITH l AS (SELECT key_id, hash FROM key_secrets "
+    "WHERE expires_at IS NOT NULL AND expires_at <= $1 "
+    "ORDER BY key_id COLLATE \"C\", hash FOR UPDATE) "
+    "DELETE FROM key_secrets s USING l "
+    "WHERE s.key_id = l.key_id AND s.hash = l.hash";
 static const char secret_sql_valid[] =
     "SELECT hash, expires_at FROM key_secrets WHERE key_id = $1 "
     "AND (expires_at IS NULL OR expires_at > $2)";
