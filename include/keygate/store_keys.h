@@ -41,7 +41,9 @@ typedef void (*kg_store_key_secret_fn)(void *arg,
  * the latest end of grace among its secrets (KG_NONE: none, past or not;
  * the caller judges it against the clock). The strings of *out are new
  * (kg_key_clear, also on error). KG_OK, KG_ERR_NOT_FOUND (no diag) or a
- * store error.
+ * store error. Inside a transaction the read decides the writes that
+ * follow: on PostgreSQL it locks the key's row until the commit (SQLite's
+ * transaction already keeps every other writer out).
  */
 kg_err_t kg_store_key_get(kg_store_t *store, const char *id, kg_key_t *out,
                           kg_diag_t *diag) KG_MUST_CHECK;
@@ -94,7 +96,8 @@ kg_err_t kg_store_key_delete(kg_store_t *store, const char *id,
 /*
  * The ids of at most max keys, not revoked, whose expiry is at or before
  * now, in ids (max entries); *n how many. The caller revokes them in the
- * same transaction and asks again until none is left.
+ * same transaction and asks again until none is left. On PostgreSQL the
+ * keys stay locked until the commit (taken in id order).
  */
 #define KG_STORE_KEYS_EXPIRED_BATCH 1000
 kg_err_t kg_store_key_expired(kg_store_t *store, int64_t now,

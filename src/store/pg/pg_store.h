@@ -34,6 +34,7 @@ extern const kg_store_budget_ops_t kg_pg_budget_ops;
 extern const kg_store_usage_ops_t kg_pg_usage_ops;
 extern const kg_store_audit_ops_t kg_pg_audit_ops;
 extern const kg_store_maint_ops_t kg_pg_maint_ops;
+extern const kg_store_keys_ops_t kg_pg_keys_ops;
 
 /* The values of one statement's parameters, in order ($1, $2, ...). */
 typedef struct kg_pg_params {
