@@ -796,6 +796,18 @@ static ud_read_t ud_reader_next(ud_reader_t *r, kg_usage_event_t *ev)
  *   (and start and stop, alone) moves SEALED -> EMPTYING -> FREE.
  */
 
+/* Seal the active segment and make the free one active (mu held; the
+ * other segment must be FREE). */
+static void ud_seg_switch_locked(kg_usagedb_t *w)
+{
+    ud_seg_t *s = &w->seg[w->jcur];
+
+    s->state = UD_SEG_SEALED;
+    s->seal_seq = w->submit_seq;
+    w->seg[1 - w->jcur].state = UD_SEG_ACTIVE;
+    w->jcur = 1 - w->jcur;
+}
+
 /* Append rec to the active segment, switching first if it is due (mu
  * held). True when the whole record is in the file. */
 static bool ud_journal_append(kg_usagedb_t *w, const unsigned char *rec,
@@ -815,10 +827,7 @@ static bool ud_journal_append(kg_usagedb_t *w, const unsigned char *rec,
      * as soon as the events before the switch have settled. */
     if ((s->bytes >= KG_USAGEDB_JOURNAL_SWITCH || s->pinned) &&
         o->state == UD_SEG_FREE) {
-        s->state = UD_SEG_SEALED;
-        s->seal_seq = w->submit_seq;
-        o->state = UD_SEG_ACTIVE;
-        w->jcur = 1 - w->jcur;
+        ud_seg_switch_locked(w);
         s = o;
     }
     if (s->bytes + len > KG_USAGEDB_JOURNAL_MAX) {
@@ -1092,6 +1101,38 @@ static void ud_linger(kg_usagedb_t *w)
     }
 }
 
+/* Whether the journal holds events of failed batches (mu held). */
+static bool ud_journal_owes_locked(const kg_usagedb_t *w)
+{
+    return w->jon && (w->seg[0].pinned || w->seg[1].pinned ||
+                      w->seg[0].state == UD_SEG_SEALED ||
+                      w->seg[1].state == UD_SEG_SEALED);
+}
+
+/*
+ * With nothing queued but events of failed batches in the journal (the
+ * store was away), wait at most a second for work, then seal the active
+ * segment if it holds such events and apply what is sealed: usage comes
+ * back as soon as the store does, not at the next append or at stop
+ * (mu held; all submitted events are settled, so a seal is at once
+ * ready to empty).
+ */
+static void ud_idle_reclaim_locked(kg_usagedb_t *w)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 1;
+    pthread_cond_timedwait(&w->work_cv, &w->mu, &until);
+    if (w->count != 0 || w->stopping) {
+        return;
+    }
+    if (w->seg[w->jcur].pinned && w->seg[1 - w->jcur].state == UD_SEG_FREE) {
+        ud_seg_switch_locked(w);
+    }
+    ud_reclaim_locked(w);
+}
+
 static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
@@ -1115,7 +1156,11 @@ static void *ud_main(void *arg)
         kg_err_t rc;
 
         while (w->count == 0 && !w->stopping) {
-            pthread_cond_wait(&w->work_cv, &w->mu);
+            if (ud_journal_owes_locked(w)) {
+                ud_idle_reclaim_locked(w);
+            } else {
+                pthread_cond_wait(&w->work_cv, &w->mu);
+            }
         }
         if (w->count == 0) {
             break; /* stopping and drained */
