@@ -11,6 +11,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/usage_query.h"
 #include "keygate/usagedb.h"
 #include "keygate/workspaces.h"
@@ -88,7 +89,7 @@ static void make_keys(kg_store_t *s)
     }
     memcpy(ws_ids[1], ws.id, sizeof(ws_ids[1]));
     kg_workspace_clear(&ws);
-    if (sqlite3_prepare_v2(kg_store_db(s),
+    if (sqlite3_prepare_v2(kg_sqlite_db(s),
                            "INSERT INTO api_keys (id, workspace_id, name, "
                            "prefix, last4, created_at, updated_at) VALUES "
                            "(?, ?, ?, 'kg', 'abcd', 1, 1)",

@@ -9,35 +9,22 @@
 
 #include "keygate/clock.h"
 #include "keygate/timefmt.h"
-
-static const char audit_sql_insert[] =
-    "INSERT INTO audit_events (at, actor, action, object_type, object_id, "
-    "detail) VALUES (?, ?, ?, ?, ?, ?)";
+#include "keygate/store_audit.h"
 
 kg_err_t kg_audit_record(kg_store_t *store, const char *actor,
                          const char *action, const char *object_type,
                          const char *object_id, const json_t *detail,
                          kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, audit_sql_insert, diag);
-    char *text = NULL;
+    char *text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS)
+                        : strdup("{}");
     kg_err_t rc;
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS)
-                  : strdup("{}");
     if (text == NULL) {
         return KG_ERR_NOMEM;
     }
-    sqlite3_bind_int64(st, 1, kg_clock_now());
-    kg_store_bind_text(st, 2, actor);
-    kg_store_bind_text(st, 3, action);
-    kg_store_bind_text(st, 4, object_type);
-    kg_store_bind_text(st, 5, object_id);
-    kg_store_bind_text(st, 6, text);
-    rc = kg_store_exec_stmt(store, st, "writing the audit event", diag);
+    rc = kg_store_audit_insert(store, kg_clock_now(), actor, action,
+                               object_type, object_id, text, diag);
     free(text);
     return rc;
 }

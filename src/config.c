@@ -36,6 +36,13 @@ static const kg_setting_t config_settings[] = {
     {"store", "path", KG_SETTING_PATH, CFG(store_path),
      "/var/lib/keygate/keygate.db", KG_SETTING_RESTART, 0, 0,
      "SQLite key store file (created by 'keygate init', mode 0600)"},
+    {"store", "url", KG_SETTING_STORE_URL, CFG(store_url), "",
+     KG_SETTING_RESTART | KG_SETTING_SENSITIVE, 0, 0,
+     "postgresql:// URL of a shared store; empty: the SQLite file at path"},
+    {"store", "stale_after", KG_SETTING_DURATION, CFG(store_stale_after), "60s",
+     KG_SETTING_RESTART, 0, 86400,
+     "how long cached keys answer while the store cannot be read; 0 = "
+     "for ever"},
     {"store", "busy_timeout", KG_SETTING_DURATION_MS,
      CFG(store_busy_timeout_ms), "5s", KG_SETTING_RESTART, 0, 600,
      "how long a store write waits for a lock held by another process"},
@@ -290,6 +297,11 @@ const kg_setting_t *kg_config_model_settings(size_t *count)
     return model_settings;
 }
 
+const char *kg_config_store_location(const kg_config_t *cfg)
+{
+    return cfg->store_url[0] != '\0' ? cfg->store_url : cfg->store_path;
+}
+
 const char *kg_config_pick_path(const char *explicit_path, int *explicit_out)
 {
     const char *env = getenv("KEYGATE_CONFIG");
@@ -326,6 +338,7 @@ static bool config_type_is_string(kg_setting_type_t type)
     case KG_SETTING_LISTEN:
     case KG_SETTING_LISTEN_OPT:
     case KG_SETTING_URL:
+    case KG_SETTING_STORE_URL:
     case KG_SETTING_PROVIDER_NAME:
     case KG_SETTING_MODEL_NAME:
     case KG_SETTING_SECRET_ENV:
@@ -739,6 +752,14 @@ static kg_err_t config_apply(void *base, const kg_setting_t *s,
         }
         *(bool *)(void *)((char *)base + s->offset) = b;
         return KG_OK;
+    case KG_SETTING_STORE_URL:
+        if (value[0] != '\0' && strncmp(value, "postgresql://", 13) != 0 &&
+            strncmp(value, "postgres://", 11) != 0) {
+            return kg_diag_fail(diag, KG_ERR_CONFIG,
+                                "must be a postgresql:// URL, or empty (the "
+                                "SQLite file at [store] path)");
+        }
+        return config_set_string(base, s, value, NULL, diag);
     case KG_SETTING_LISTEN_OPT:
         if (value[0] == '\0') {
             return config_set_string(base, s, value, NULL, diag);

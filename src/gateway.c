@@ -401,8 +401,8 @@ static void *gateway_maintenance(void *arg)
         KG_ERROR("maintenance: out of memory; the keys' last use will not be "
                  "saved");
     }
-    if (kg_store_open(m.gen->cfg->store_path, &sopts, &m.store, &diag) !=
-        KG_OK) {
+    if (kg_store_open(kg_config_store_location(m.gen->cfg), &sopts, &m.store,
+                      &diag) != KG_OK) {
         /* The policy keeps its own connection: refresh and persist go on. */
         KG_ERROR("maintenance: %s; expired keys and old usage events will "
                  "not be purged",
@@ -460,6 +460,18 @@ kg_generation_t *kg_gateway_generation(kg_gateway_t *gw)
     return g;
 }
 
+/* Another process changed keys, rules or credentials: drop what the
+ * caches hold of them now rather than at their next poll. */
+static void gateway_on_change(void *arg)
+{
+    kg_gateway_t *gw = arg;
+
+    if (kg_keycache_refresh(gw->keycache) != KG_OK) {
+        KG_DEBUG("watch: the key cache could not read the store");
+    }
+    kg_policy_refresh(gw->policy);
+}
+
 static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
                               kg_diag_t *diag)
 {
@@ -489,20 +501,33 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
         rc = kg_secretbox_load(cfg->secret_key_file, &gw->secretbox, diag);
     }
     if (rc == KG_OK) {
-        rc =
-            kg_policy_new(cfg, cfg->store_path, (int)cfg->store_busy_timeout_ms,
-                          gw->secretbox, &gw->policy, diag);
+        rc = kg_policy_new(cfg, kg_config_store_location(cfg),
+                           (int)cfg->store_busy_timeout_ms, gw->secretbox,
+                           &gw->policy, diag);
     }
     if (rc == KG_OK) {
-        rc = kg_keycache_new(cfg->store_path, (int)cfg->store_busy_timeout_ms,
-                             gw->hashkey, 1000000, &gw->keycache, diag);
+        rc = kg_keycache_new(kg_config_store_location(cfg),
+                             (int)cfg->store_busy_timeout_ms, gw->hashkey,
+                             1000000, &gw->keycache, diag);
     }
     if (rc == KG_OK) {
+        kg_keycache_set_stale_after(gw->keycache, cfg->store_stale_after);
         rc = kg_keycache_start(gw->keycache, KG_KEYCACHE_DEFAULT_INTERVAL_MS);
     }
     if (rc == KG_OK) {
-        rc = kg_usagedb_start(cfg->store_path, (int)cfg->store_busy_timeout_ms,
-                              65536, &gw->usage, diag);
+        kg_store_opts_t wopts = {0, (int)cfg->store_busy_timeout_ms, 0};
+
+        /* Changes made by other instances reach the caches at once (a
+         * store that notifies: PostgreSQL); on SQLite they poll. */
+        rc = kg_watch_start(kg_config_store_location(cfg), &wopts,
+                            gateway_on_change, gw, &gw->watch, diag);
+    }
+    if (rc == KG_OK) {
+        /* The journal is a local file: next to [store] path even when
+         * the store is a PostgreSQL server. */
+        rc = kg_usagedb_start_at(kg_config_store_location(cfg), cfg->store_path,
+                                 (int)cfg->store_busy_timeout_ms, 65536,
+                                 &gw->usage, diag);
     }
     if (rc != KG_OK) {
         return rc;
@@ -557,6 +582,7 @@ static void gateway_stop(kg_gateway_t *gw)
     kg_admin_stop(&gw->admin);
     kg_http_stop(gw); /* the workers: their daemons and proxies */
     kg_usagedb_stop(&gw->usage);
+    kg_watch_stop(&gw->watch);
     if (gw->policy != NULL) {
         kg_diag_t diag = {{0}};
 

@@ -17,6 +17,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/store.h"
+#include "keygate/store_keys.h"
 
 /*
  * Key ids come from clients, so the table hashes them with SipHash under a
@@ -41,25 +42,6 @@ static uint64_t kc_hash(const char *id)
     memcpy(&v, h, sizeof(v));
     return v;
 }
-
-static const char kc_sql_begin[] = "BEGIN";
-static const char kc_sql_commit[] = "COMMIT";
-static const char kc_sql_rev[] = "SELECT rev FROM key_revision WHERE id = 1";
-static const char kc_sql_key[] =
-    "SELECT id, workspace_id, name, prefix, last4, status, expires_at, "
-    "usage_limit, usage, period, period_limit, period_usage, "
-    "period_started_at, rpm, tpm, max_concurrent FROM api_keys WHERE id = ?";
-/* All of a key's secrets, in primary-key order: kc_read_secrets keeps the
- * newest. (An ORDER BY ... LIMIT here made SQLite build a temporary B-tree
- * per load, about half of a load's instructions.) */
-static const char kc_sql_secrets[] =
-    "SELECT hash, expires_at FROM key_secrets WHERE key_id = ?";
-
-/* A secret as read from the store. */
-typedef struct kc_secret {
-    unsigned char hash[KG_KEYHASH_LEN];
-    int64_t expires_at; /* KG_NONE: the current secret */
-} kc_secret_t;
 
 /*
  * A cached secret. memo is what makes a hit cheap: once a token has
@@ -181,6 +163,11 @@ struct kg_keycache {
     /* The key revision every entry was loaded at; written under the write
      * lock, atomic so the refresh and the stats can peek without it. */
     _Atomic int64_t rev;
+    /* Until when (unix seconds) cached entries may answer without the
+     * store: moved on by every read of the store that succeeds;
+     * INT64_MAX when stale_after is 0. */
+    _Atomic int64_t fresh_until;
+    int64_t stale_after; /* seconds; 0: cached entries never go stale */
 
     /* The connection, one user at a time. Lock order: store_mu, then
      * lock; never store_mu while holding lock. */
@@ -529,142 +516,13 @@ static kg_err_t kc_verdict(const kc_entry_t *e, const kc_slot_t *s,
     return KG_OK;
 }
 
-static kg_key_status_t kc_status_parse(const char *s)
-{
-    for (int i = KG_KEY_ACTIVE; i <= KG_KEY_DELETED; i++) {
-        if (strcmp(s, kg_key_status_name((kg_key_status_t)i)) == 0) {
-            return (kg_key_status_t)i;
-        }
-    }
-    return KG_KEY_DELETED; /* unknown text never grants access */
-}
-
-/* Copy text column col into dst of size bytes, cut to fit, NUL-ended. */
-static void kc_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
-{
-    const char *t = kg_store_col_text(st, col);
-    size_t n = strnlen(t, size - 1);
-
-    memcpy(dst, t, n);
-    dst[n] = '\0';
-}
-
-static void kc_view_from_row(sqlite3_stmt *st, kg_key_view_t *v)
-{
-    memset(v, 0, sizeof(*v));
-    kc_col_copy(st, 0, v->id, sizeof(v->id));
-    kc_col_copy(st, 1, v->workspace_id, sizeof(v->workspace_id));
-    kc_col_copy(st, 2, v->name, sizeof(v->name));
-    kc_col_copy(st, 3, v->prefix, sizeof(v->prefix));
-    kc_col_copy(st, 4, v->last4, sizeof(v->last4));
-    v->status = kc_status_parse(kg_store_col_text(st, 5));
-    v->expires_at = kg_store_col_opt_int(st, 6);
-    v->usage_limit = kg_store_col_opt_int(st, 7);
-    v->usage = sqlite3_column_int64(st, 8);
-    if (!kg_period_parse(kg_store_col_text(st, 9), &v->period)) {
-        v->period = KG_PERIOD_NONE;
-    }
-    v->period_limit = kg_store_col_opt_int(st, 10);
-    v->period_usage = sqlite3_column_int64(st, 11);
-    v->period_started_at = kg_store_col_opt_int(st, 12);
-    v->rpm = kg_store_col_opt_int(st, 13);
-    v->tpm = kg_store_col_opt_int(st, 14);
-    v->max_concurrent = kg_store_col_opt_int(st, 15);
-}
-
-/* Run a cached statement that returns no rows (store_mu held). */
-static int kc_step_once(kg_keycache_t *c, const char *sql)
-{
-    sqlite3_stmt *st = kg_store_stmt(c->store, sql, NULL);
-    int src;
-
-    if (st == NULL) {
-        return SQLITE_ERROR;
-    }
-    src = sqlite3_step(st);
-    kg_store_reset(st);
-    return src == SQLITE_DONE ? SQLITE_OK : src;
-}
-
-/* Read the key revision (store_mu held); an SQLite result code. */
-static int kc_read_rev(kg_keycache_t *c, int64_t *rev)
-{
-    sqlite3_stmt *st = kg_store_stmt(c->store, kc_sql_rev, NULL);
-    int src;
-
-    if (st == NULL) {
-        return SQLITE_ERROR;
-    }
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        *rev = sqlite3_column_int64(st, 0);
-        src = SQLITE_OK;
-    } else if (src == SQLITE_DONE) {
-        src = SQLITE_CORRUPT; /* the migration inserts the only row */
-    }
-    kg_store_reset(st);
-    return src;
-}
-
-/* Whether secret a comes before b: the current one (no expiry) first,
- * then grace secrets by expiry, latest first. */
-static bool kc_newer(const kc_secret_t *a, const kc_secret_t *b)
-{
-    if (a->expires_at == KG_NONE || b->expires_at == KG_NONE) {
-        return a->expires_at == KG_NONE && b->expires_at != KG_NONE;
-    }
-    return a->expires_at > b->expires_at;
-}
-
-/*
- * Read the key's secrets into secrets (store_mu held, in the snapshot):
- * the KG_KEYCACHE_MAX_SECRETS newest, newest first (an insertion into a
- * sorted array of at most that many).
- */
-static int kc_read_secrets(kg_keycache_t *c, const char *id,
-                           kc_secret_t *secrets, size_t *n)
-{
-    sqlite3_stmt *st = kg_store_stmt(c->store, kc_sql_secrets, NULL);
-    kc_secret_t s;
-    int src;
-
-    *n = 0;
-    if (st == NULL) {
-        return SQLITE_ERROR;
-    }
-    kg_store_bind_text(st, 1, id);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        const void *h = sqlite3_column_blob(st, 0);
-        size_t i;
-
-        if (h == NULL || sqlite3_column_bytes(st, 0) != KG_KEYHASH_LEN) {
-            continue;
-        }
-        memcpy(s.hash, h, KG_KEYHASH_LEN);
-        s.expires_at = kg_store_col_opt_int(st, 1);
-        i = *n < KG_KEYCACHE_MAX_SECRETS ? (*n)++ : KG_KEYCACHE_MAX_SECRETS;
-        while (i > 0 && kc_newer(&s, &secrets[i - 1])) {
-            if (i < KG_KEYCACHE_MAX_SECRETS) {
-                secrets[i] = secrets[i - 1];
-            }
-            i--;
-        }
-        if (i < KG_KEYCACHE_MAX_SECRETS) {
-            secrets[i] = s;
-        }
-    }
-    sodium_memzero(&s, sizeof(s));
-    kg_store_reset(st);
-    return src == SQLITE_DONE ? SQLITE_OK : src;
-}
-
 /*
  * A new entry for id (table hash h): the key with its n secrets and view
  * when view is not NULL, else an unknown id. NULL without memory.
  */
 static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
                                 const kg_key_view_t *view,
-                                const kc_secret_t *secrets, size_t n)
+                                const kg_store_key_secret_t *secrets, size_t n)
 {
     size_t size = sizeof(kc_entry_t);
     kc_entry_t *e;
@@ -697,53 +555,23 @@ static kc_entry_t *kc_entry_new(const char *id, uint64_t h,
 }
 
 /*
- * Load the key id (table hash h) and its secrets from one read snapshot
- * (store_mu held). On KG_OK *rev is the snapshot's key revision and *entry
- * is new: the key, or an unknown id when the store has no such key.
+ * Load the key id (table hash h) and its secrets from one read of the
+ * store (store_mu held). On KG_OK *rev is the key revision of that read
+ * and *entry is new: the key, or an unknown id when the store has no such
+ * key.
  */
 static kg_err_t kc_load(kg_keycache_t *c, const char *id, uint64_t h,
                         int64_t *rev, kc_entry_t **entry)
 {
-    kc_secret_t secrets[KG_KEYCACHE_MAX_SECRETS];
+    kg_store_key_secret_t secrets[KG_KEYCACHE_MAX_SECRETS];
     kg_key_view_t view;
-    sqlite3_stmt *st = NULL;
     bool found = false;
     size_t n = 0;
-    kg_err_t rc = KG_OK;
-    int src;
+    kg_err_t rc;
 
     *entry = NULL;
-    src = kc_step_once(c, kc_sql_begin);
-    if (src == SQLITE_OK) {
-        src = kc_read_rev(c, rev);
-    }
-    if (src != SQLITE_OK) {
-        goto out;
-    }
-    st = kg_store_stmt(c->store, kc_sql_key, NULL);
-    if (st == NULL) {
-        src = SQLITE_ERROR;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, id);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        kc_view_from_row(st, &view);
-        found = true;
-        src = SQLITE_OK;
-    } else if (src == SQLITE_DONE) {
-        src = SQLITE_OK;
-    }
-    kg_store_reset(st);
-    if (src == SQLITE_OK && found) {
-        src = kc_read_secrets(c, id, secrets, &n);
-    }
-    if (src == SQLITE_OK) {
-        src = kc_step_once(c, kc_sql_commit);
-    }
-out:
-    kg_store_rollback(c->store); /* ends the read snapshot if still open */
-    rc = kg_store_error(c->store, src, "loading a key", NULL);
+    rc = kg_store_key_load_view(c->store, id, rev, &view, &found, secrets,
+                                KG_KEYCACHE_MAX_SECRETS, &n, NULL);
     if (rc == KG_OK) {
         *entry = kc_entry_new(id, h, found ? &view : NULL, secrets, n);
         if (*entry == NULL) {
@@ -805,6 +633,15 @@ size_t kg_keycache_swap_seen(kg_keycache_t *c, kg_key_seen_t **buf)
  * snapshot belongs to the cache's revision or a newer one (then the older
  * entries go first), and judge the token.
  */
+/* The store answered: cached entries may serve for stale_after more. */
+static void kc_confirm(kg_keycache_t *c)
+{
+    if (c->stale_after > 0) {
+        atomic_store_explicit(&c->fresh_until, kg_clock_now() + c->stale_after,
+                              memory_order_relaxed);
+    }
+}
+
 static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
                         const unsigned char *want,
                         const unsigned char memo[KC_MEMO_LEN], int64_t now,
@@ -824,6 +661,9 @@ static kg_err_t kc_miss(kg_keycache_t *c, const kg_token_t *tok, uint64_t h,
     pthread_mutex_lock(&c->store_mu);
     rc = kc_load(c, tok->id, h, &rev, &e);
     pthread_mutex_unlock(&c->store_mu);
+    if (rc == KG_OK) {
+        kc_confirm(c);
+    }
     if (rc != KG_OK) {
         if (rc != KG_ERR_NOMEM) {
             kc_count(&c->store_errors);
@@ -900,7 +740,11 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
      * cache misses: start them, then hash the secret while they load. */
     kc_prefetch(c, h);
     kc_memo(c, tok, memo);
-    e = kc_find(c, tok->id, h);
+    /* Unconfirmed by the store for longer than stale_after: every answer
+     * goes to the store, which then gives it or a 503 (never a pass). */
+    e = now <= atomic_load_explicit(&c->fresh_until, memory_order_relaxed)
+            ? kc_find(c, tok->id, h)
+            : NULL;
     if (e != NULL) {
         /* A secret verified before matches its memo; anything else gets
          * the keyed BLAKE2b check against the stored hashes. */
@@ -942,13 +786,14 @@ kg_err_t kg_keycache_refresh(kg_keycache_t *c)
     kc_entry_t **old_buckets = kc_no_buckets;
     int64_t rev = 0;
     kg_err_t rc;
-    int src;
 
     /* store_mu stays held through the flush, so no miss can load a newer
      * snapshot between the read and the flush. */
     pthread_mutex_lock(&c->store_mu);
-    src = kc_read_rev(c, &rev);
-    rc = kg_store_error(c->store, src, "reading the key revision", NULL);
+    rc = kg_store_key_revision(c->store, &rev, NULL);
+    if (rc == KG_OK) {
+        kc_confirm(c);
+    }
     if (rc != KG_OK) {
         kc_count(&c->refresh_errors);
     } else if (rev != atomic_load_explicit(&c->rev, memory_order_relaxed)) {
@@ -1005,6 +850,14 @@ static void *kc_thread_main(void *arg)
     }
     pthread_mutex_unlock(&c->thr_mu);
     return NULL;
+}
+
+void kg_keycache_set_stale_after(kg_keycache_t *c, int64_t seconds)
+{
+    c->stale_after = seconds > 0 ? seconds : 0;
+    atomic_store_explicit(&c->fresh_until,
+                          seconds > 0 ? kg_clock_now() + seconds : INT64_MAX,
+                          memory_order_relaxed);
 }
 
 kg_err_t kg_keycache_start(kg_keycache_t *c, int interval_ms)
@@ -1091,7 +944,6 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
     kg_keycache_t *c = NULL;
     int64_t rev = 0;
     kg_err_t rc = KG_OK;
-    int src;
 
     *out = NULL;
     if (sodium_init() < 0) {
@@ -1120,14 +972,14 @@ kg_err_t kg_keycache_new(const char *store_path, int busy_timeout_ms,
         rc = KG_ERR_NOMEM;
         goto out;
     }
+    atomic_init(&c->fresh_until, INT64_MAX);
     c->max_entries =
         max_entries ? max_entries : KG_KEYCACHE_DEFAULT_MAX_ENTRIES;
     rc = kg_store_open(store_path, &opts, &c->store, diag);
     if (rc != KG_OK) {
         goto out;
     }
-    src = kc_read_rev(c, &rev);
-    rc = kg_store_error(c->store, src, "reading the key revision", diag);
+    rc = kg_store_key_revision(c->store, &rev, diag);
     if (rc != KG_OK) {
         goto out;
     }

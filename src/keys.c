@@ -10,67 +10,10 @@
 #include "keygate/clock.h"
 #include "keygate/duration.h"
 #include "keygate/money.h"
+#include "keygate/store_keys.h"
 #include "keygate/timefmt.h"
 
 static const char *const key_status_names[] = {"active", "inactive", "deleted"};
-
-#define KEY_COLUMNS                                                          \
-    "k.id, k.workspace_id, w.name, k.name, k.prefix, k.last4, "              \
-    "k.description, k.metadata, k.rules, k.status, k.created_at, "           \
-    "k.updated_at, k.last_used_at, k.expires_at, k.usage_limit, k.usage, "   \
-    "k.period, k.period_limit, k.period_usage, k.period_started_at, k.rpm, " \
-    "k.tpm, k.max_concurrent, (SELECT max(s.expires_at) FROM key_secrets s " \
-    "WHERE s.key_id = k.id AND s.expires_at IS NOT NULL), k.reserved "       \
-    "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id "
-
-static const char key_sql_get[] = "SELECT " KEY_COLUMNS "WHERE k.id = ?";
-#define KEY_LIST_WHERE                                                     \
-    "WHERE (?1 IS NULL OR k.workspace_id = ?1) "                           \
-    "AND (?2 OR k.status != 'deleted') AND (?3 IS NULL OR k.status = ?3) " \
-    "AND (?4 IS NULL OR instr(lower(k.name), lower(?4)) > 0) "
-static const char key_sql_list[] =
-    "SELECT " KEY_COLUMNS KEY_LIST_WHERE
-    "AND (?5 IS NULL OR (k.created_at, k.id) > (?5, ?6)) "
-    "ORDER BY k.created_at, k.id LIMIT ?7";
-static const char key_sql_list_newest[] =
-    "SELECT " KEY_COLUMNS KEY_LIST_WHERE
-    "AND (?5 IS NULL OR (k.created_at, k.id) < (?5, ?6)) "
-    "ORDER BY k.created_at DESC, k.id DESC LIMIT ?7";
-static const char key_sql_insert[] =
-    "INSERT INTO api_keys (id, workspace_id, name, description, metadata, "
-    "rules, prefix, last4, status, created_at, updated_at, expires_at, "
-    "usage_limit, period, period_limit, period_started_at, rpm, tpm, "
-    "max_concurrent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?, ?)";
-static const char key_sql_update[] =
-    "UPDATE api_keys SET name = ?, description = ?, metadata = ?, rules = ?, "
-    "expires_at = ?, usage_limit = ?, period = ?, period_limit = ?, "
-    "period_usage = ?, period_started_at = ?, rpm = ?, tpm = ?, "
-    "max_concurrent = ?, updated_at = ? WHERE id = ?";
-static const char key_sql_status[] =
-    "UPDATE api_keys SET status = ?, updated_at = ? WHERE id = ?";
-static const char key_sql_last4[] =
-    "UPDATE api_keys SET last4 = ?, updated_at = ? WHERE id = ?";
-static const char key_sql_delete[] = "DELETE FROM api_keys WHERE id = ?";
-static const char key_sql_expired[] =
-    "SELECT id FROM api_keys WHERE status != 'deleted' "
-    "AND expires_at IS NOT NULL AND expires_at <= ? LIMIT 1000";
-static const char key_sql_touch[] =
-    "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) "
-    "WHERE id = ?";
-static const char secret_sql_insert[] =
-    "INSERT INTO key_secrets (key_id, hash, created_at) VALUES (?, ?, ?)";
-static const char secret_sql_grace[] =
-    "UPDATE key_secrets SET expires_at = ? WHERE key_id = ? "
-    "AND expires_at IS NULL";
-static const char secret_sql_drop_all[] =
-    "DELETE FROM key_secrets WHERE key_id = ?";
-static const char secret_sql_drop_stale[] =
-    "DELETE FROM key_secrets WHERE expires_at IS NOT NULL "
-    "AND expires_at <= ?";
-static const char secret_sql_valid[] =
-    "SELECT hash FROM key_secrets WHERE key_id = ? "
-    "AND (expires_at IS NULL OR expires_at > ?)";
 
 const char *kg_key_status_name(kg_key_status_t status)
 {
@@ -78,16 +21,6 @@ const char *kg_key_status_name(kg_key_status_t status)
         return "unknown";
     }
     return key_status_names[status];
-}
-
-static kg_key_status_t key_status_parse(const char *s)
-{
-    for (int i = 0; i <= KG_KEY_DELETED; i++) {
-        if (strcmp(s, key_status_names[i]) == 0) {
-            return (kg_key_status_t)i;
-        }
-    }
-    return KG_KEY_DELETED; /* unknown text never grants access */
 }
 
 bool kg_key_status_parse(const char *s, kg_key_status_t *status)
@@ -114,46 +47,12 @@ static kg_err_t key_set_str(char **slot, const char *s)
     return KG_OK;
 }
 
-static kg_err_t key_from_row(sqlite3_stmt *st, kg_key_t *k)
+/* A grace that has ended is no grace: purge drops its secret later. */
+static void key_settle(kg_key_t *k)
 {
-    kg_err_t rc = KG_OK;
-
-    memset(k, 0, sizeof(*k));
-    snprintf(k->id, sizeof(k->id), "%s", kg_store_col_text(st, 0));
-    snprintf(k->workspace_id, sizeof(k->workspace_id), "%s",
-             kg_store_col_text(st, 1));
-    snprintf(k->workspace_name, sizeof(k->workspace_name), "%s",
-             kg_store_col_text(st, 2));
-    snprintf(k->name, sizeof(k->name), "%s", kg_store_col_text(st, 3));
-    snprintf(k->prefix, sizeof(k->prefix), "%s", kg_store_col_text(st, 4));
-    snprintf(k->last4, sizeof(k->last4), "%s", kg_store_col_text(st, 5));
-    if (key_set_str(&k->description, kg_store_col_text(st, 6)) != KG_OK ||
-        key_set_str(&k->metadata, kg_store_col_text(st, 7)) != KG_OK ||
-        key_set_str(&k->rules, kg_store_col_text(st, 8)) != KG_OK) {
-        rc = KG_ERR_NOMEM;
-    }
-    k->status = key_status_parse(kg_store_col_text(st, 9));
-    k->created_at = sqlite3_column_int64(st, 10);
-    k->updated_at = sqlite3_column_int64(st, 11);
-    k->last_used_at = kg_store_col_opt_int(st, 12);
-    k->expires_at = kg_store_col_opt_int(st, 13);
-    k->usage_limit = kg_store_col_opt_int(st, 14);
-    k->usage = sqlite3_column_int64(st, 15);
-    if (!kg_period_parse(kg_store_col_text(st, 16), &k->period)) {
-        k->period = KG_PERIOD_NONE;
-    }
-    k->period_limit = kg_store_col_opt_int(st, 17);
-    k->period_usage = sqlite3_column_int64(st, 18);
-    k->period_started_at = kg_store_col_opt_int(st, 19);
-    k->rpm = kg_store_col_opt_int(st, 20);
-    k->tpm = kg_store_col_opt_int(st, 21);
-    k->max_concurrent = kg_store_col_opt_int(st, 22);
-    k->grace_until = kg_store_col_opt_int(st, 23);
-    k->reserved = sqlite3_column_int64(st, 24);
     if (k->grace_until != KG_NONE && k->grace_until <= kg_clock_now()) {
-        k->grace_until = KG_NONE; /* past grace: purge drops it later */
+        k->grace_until = KG_NONE;
     }
-    return rc;
 }
 
 /* Accept "<id>" or "<prefix>_<id>"; writes the id or returns false. */
@@ -178,9 +77,7 @@ kg_err_t kg_keys_get(const kg_keys_ctx_t *ctx, const char *ref, kg_key_t *out,
                      kg_diag_t *diag)
 {
     char id[KG_TOKEN_ID_LEN + 1];
-    sqlite3_stmt *st;
     kg_err_t rc;
-    int src;
 
     memset(out, 0, sizeof(*out));
     if (!key_ref_id(ref, id)) {
@@ -189,22 +86,12 @@ kg_err_t kg_keys_get(const kg_keys_ctx_t *ctx, const char *ref, kg_key_t *out,
                             "digits, like the part after 'kg_')",
                             ref);
     }
-    st = kg_store_stmt(ctx->store, key_sql_get, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, id);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        rc = key_from_row(st, out);
-    } else if (src == SQLITE_DONE) {
+    rc = kg_store_key_get(ctx->store, id, out, diag);
+    if (rc == KG_ERR_NOT_FOUND) {
         rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND, "no key '%s'", id);
-    } else {
-        rc = kg_store_error(ctx->store, src, "reading a key", diag);
     }
-    kg_store_reset(st);
-    if (rc != KG_OK) {
-        kg_key_clear(out);
+    if (rc == KG_OK) {
+        key_settle(out);
     }
     return rc;
 }
@@ -213,12 +100,8 @@ kg_err_t kg_keys_list(const kg_keys_ctx_t *ctx, const kg_key_filter_t *filter,
                       kg_key_t **list, size_t *count, kg_diag_t *diag)
 {
     kg_workspace_t ws;
-    sqlite3_stmt *st;
-    kg_key_t *arr = NULL;
-    size_t n = 0;
-    size_t cap = 0;
+    kg_key_filter_t by_id = *filter;
     kg_err_t rc = KG_OK;
-    int src;
 
     *list = NULL;
     *count = 0;
@@ -228,58 +111,14 @@ kg_err_t kg_keys_list(const kg_keys_ctx_t *ctx, const kg_key_filter_t *filter,
         if (rc != KG_OK) {
             return rc;
         }
+        by_id.workspace = ws.id;
     }
-    st = kg_store_stmt(
-        ctx->store, filter->newest_first ? key_sql_list_newest : key_sql_list,
-        diag);
-    if (st == NULL) {
-        kg_workspace_clear(&ws);
-        return KG_ERR_STORE;
+    rc = kg_store_key_list(ctx->store, &by_id, list, count, diag);
+    for (size_t i = 0; rc == KG_OK && i < *count; i++) {
+        key_settle(&(*list)[i]);
     }
-    kg_store_bind_text(st, 1, filter->workspace ? ws.id : NULL);
-    sqlite3_bind_int(st, 2,
-                     filter->include_deleted || filter->status_is_set ? 1 : 0);
-    kg_store_bind_text(
-        st, 3,
-        filter->status_is_set ? kg_key_status_name(filter->status) : NULL);
-    kg_store_bind_text(st, 4,
-                       filter->name_contains && filter->name_contains[0]
-                           ? filter->name_contains
-                           : NULL);
-    if (filter->after_id != NULL) {
-        sqlite3_bind_int64(st, 5, filter->after_created);
-        kg_store_bind_text(st, 6, filter->after_id);
-    }
-    sqlite3_bind_int64(st, 7, filter->limit > 0 ? (int64_t)filter->limit : -1);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            kg_key_t *grown = realloc(arr, ncap * sizeof(*arr));
-
-            if (grown == NULL) {
-                rc = KG_ERR_NOMEM;
-                break;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        rc = key_from_row(st, &arr[n++]);
-        if (rc != KG_OK) {
-            break;
-        }
-    }
-    if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(ctx->store, src, "listing keys", diag);
-    }
-    kg_store_reset(st);
     kg_workspace_clear(&ws);
-    if (rc != KG_OK) {
-        kg_keys_list_free(&arr, n);
-        return rc;
-    }
-    *list = arr;
-    *count = n;
-    return KG_OK;
+    return rc;
 }
 
 /* An expiry must lie in the future and within the maximum TTL. */
@@ -422,17 +261,12 @@ static kg_err_t key_store_secret(const kg_keys_ctx_t *ctx,
                                  kg_diag_t *diag)
 {
     unsigned char hash[KG_KEYHASH_LEN];
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, secret_sql_insert, diag);
+    kg_err_t rc;
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
     kg_keyhash_compute(ctx->hashkey, tok->id, tok->secret, hash);
-    kg_store_bind_text(st, 1, tok->id);
-    sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, now);
+    rc = kg_store_key_secret_add(ctx->store, tok->id, hash, now, diag);
     sodium_memzero(hash, sizeof(hash));
-    return kg_store_exec_stmt(ctx->store, st, "storing a key secret", diag);
+    return rc;
 }
 
 static void key_defaults(const kg_keys_ctx_t *ctx, kg_key_t *k, int64_t now)
@@ -451,35 +285,6 @@ static void key_defaults(const kg_keys_ctx_t *ctx, kg_key_t *k, int64_t now)
     k->tpm = KG_NONE;
     k->max_concurrent = KG_NONE;
     k->grace_until = KG_NONE;
-}
-
-static kg_err_t key_insert(const kg_keys_ctx_t *ctx, const kg_key_t *k,
-                           kg_diag_t *diag)
-{
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, key_sql_insert, diag);
-
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, k->id);
-    kg_store_bind_text(st, 2, k->workspace_id);
-    kg_store_bind_text(st, 3, k->name);
-    kg_store_bind_text(st, 4, k->description);
-    kg_store_bind_text(st, 5, k->metadata);
-    kg_store_bind_text(st, 6, k->rules);
-    kg_store_bind_text(st, 7, k->prefix);
-    kg_store_bind_text(st, 8, k->last4);
-    sqlite3_bind_int64(st, 9, k->created_at);
-    sqlite3_bind_int64(st, 10, k->updated_at);
-    kg_store_bind_opt_int(st, 11, k->expires_at);
-    kg_store_bind_opt_int(st, 12, k->usage_limit);
-    kg_store_bind_text(st, 13, k->period ? kg_period_name(k->period) : NULL);
-    kg_store_bind_opt_int(st, 14, k->period_limit);
-    kg_store_bind_opt_int(st, 15, k->period_started_at);
-    kg_store_bind_opt_int(st, 16, k->rpm);
-    kg_store_bind_opt_int(st, 17, k->tpm);
-    kg_store_bind_opt_int(st, 18, k->max_concurrent);
-    return kg_store_exec_stmt(ctx->store, st, "creating a key", diag);
 }
 
 /* Audit an action on a key with detail (borrowed) and close the change. */
@@ -559,7 +364,7 @@ kg_err_t kg_keys_create(const kg_keys_ctx_t *ctx, const kg_key_spec_t *spec,
     snprintf(k.id, sizeof(k.id), "%s", tok.id);
     snprintf(k.prefix, sizeof(k.prefix), "%s", tok.prefix);
     memcpy(k.last4, tok.secret + KG_TOKEN_SECRET_LEN - 4, 4);
-    rc = key_insert(ctx, &k, diag);
+    rc = kg_store_key_insert(ctx->store, &k, diag);
     if (rc == KG_OK) {
         rc = key_store_secret(ctx, &tok, now, diag);
     }
@@ -643,7 +448,7 @@ kg_err_t kg_keys_update(const kg_keys_ctx_t *ctx, const char *ref,
 {
     kg_key_t before;
     kg_key_t k;
-    sqlite3_stmt *st;
+    bool reset_period;
     json_t *changed = NULL;
     json_t *detail = NULL;
     int64_t now = kg_clock_now();
@@ -672,27 +477,10 @@ kg_err_t kg_keys_update(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_update, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, k.name);
-    kg_store_bind_text(st, 2, k.description);
-    kg_store_bind_text(st, 3, k.metadata);
-    kg_store_bind_text(st, 4, k.rules);
-    kg_store_bind_opt_int(st, 5, k.expires_at);
-    kg_store_bind_opt_int(st, 6, k.usage_limit);
-    kg_store_bind_text(st, 7, k.period ? kg_period_name(k.period) : NULL);
-    kg_store_bind_opt_int(st, 8, k.period_limit);
-    sqlite3_bind_int64(st, 9, k.period_usage);
-    kg_store_bind_opt_int(st, 10, k.period_started_at);
-    kg_store_bind_opt_int(st, 11, k.rpm);
-    kg_store_bind_opt_int(st, 12, k.tpm);
-    kg_store_bind_opt_int(st, 13, k.max_concurrent);
-    sqlite3_bind_int64(st, 14, now);
-    kg_store_bind_text(st, 15, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "updating a key", diag);
+    /* The period's spend is written only when the spec restarted it. */
+    reset_period = k.period_usage != before.period_usage ||
+                   k.period_started_at != before.period_started_at;
+    rc = kg_store_key_update(ctx->store, &k, reset_period, now, diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -714,27 +502,8 @@ out:
 static kg_err_t key_write_status(const kg_keys_ctx_t *ctx, const char *id,
                                  kg_key_status_t status, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, key_sql_status, diag);
-
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, kg_key_status_name(status));
-    sqlite3_bind_int64(st, 2, kg_clock_now());
-    kg_store_bind_text(st, 3, id);
-    return kg_store_exec_stmt(ctx->store, st, "changing a key's status", diag);
-}
-
-static kg_err_t key_drop_secrets(const kg_keys_ctx_t *ctx, const char *sql,
-                                 const char *id, kg_diag_t *diag)
-{
-    sqlite3_stmt *st = kg_store_stmt(ctx->store, sql, diag);
-
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, id);
-    return kg_store_exec_stmt(ctx->store, st, "dropping key secrets", diag);
+    return kg_store_key_set_status(ctx->store, id, status, kg_clock_now(),
+                                   diag);
 }
 
 /* Move a key to status with action audited; shared by disable/enable. */
@@ -806,7 +575,6 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
 {
     kg_key_t k;
     kg_token_t tok;
-    sqlite3_stmt *st;
     json_t *detail = NULL;
     char graces[KG_DURATION_STRLEN];
     int64_t now = kg_clock_now();
@@ -838,24 +606,11 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
      * gets it; without one every earlier secret goes at once, including
      * those still inside an earlier rotation's grace (a rotation after a
      * leak must leave no old secret working). */
-    st = kg_store_stmt(ctx->store, secret_sql_drop_stale, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, now);
-    rc = kg_store_exec_stmt(ctx->store, st, "dropping old secrets", diag);
+    rc = kg_store_key_secret_drop_stale(ctx->store, now, diag);
     if (rc == KG_OK && grace == 0) {
-        rc = key_drop_secrets(ctx, secret_sql_drop_all, k.id, diag);
+        rc = kg_store_key_secret_drop(ctx->store, k.id, diag);
     } else if (rc == KG_OK) {
-        st = kg_store_stmt(ctx->store, secret_sql_grace, diag);
-        if (st == NULL) {
-            rc = KG_ERR_STORE;
-            goto out;
-        }
-        sqlite3_bind_int64(st, 1, now + grace);
-        kg_store_bind_text(st, 2, k.id);
-        rc = kg_store_exec_stmt(ctx->store, st, "setting a grace period", diag);
+        rc = kg_store_key_secret_grace(ctx->store, k.id, now + grace, diag);
     }
     if (rc == KG_OK) {
         rc = kg_token_regenerate(ctx->prefix, k.id, &tok);
@@ -866,16 +621,8 @@ kg_err_t kg_keys_rotate(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_last4, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
     memcpy(k.last4, tok.secret + KG_TOKEN_SECRET_LEN - 4, 4);
-    kg_store_bind_text(st, 1, k.last4);
-    sqlite3_bind_int64(st, 2, now);
-    kg_store_bind_text(st, 3, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "rotating a key", diag);
+    rc = kg_store_key_set_last4(ctx->store, k.id, k.last4, now, diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -908,7 +655,7 @@ static kg_err_t key_revoke_locked(const kg_keys_ctx_t *ctx, const kg_key_t *k,
 
     rc = key_write_status(ctx, k->id, KG_KEY_DELETED, diag);
     if (rc == KG_OK) {
-        rc = key_drop_secrets(ctx, secret_sql_drop_all, k->id, diag);
+        rc = kg_store_key_secret_drop(ctx->store, k->id, diag);
     }
     if (rc == KG_OK) {
         detail = json_pack("{s:s, s:s}", "from", kg_key_status_name(k->status),
@@ -954,7 +701,6 @@ kg_err_t kg_keys_delete(const kg_keys_ctx_t *ctx, const char *ref,
                         kg_diag_t *diag)
 {
     kg_key_t k;
-    sqlite3_stmt *st;
     json_t *detail = NULL;
     kg_err_t rc;
 
@@ -967,13 +713,7 @@ kg_err_t kg_keys_delete(const kg_keys_ctx_t *ctx, const char *ref,
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(ctx->store, key_sql_delete, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, k.id);
-    rc = kg_store_exec_stmt(ctx->store, st, "deleting a key", diag);
+    rc = kg_store_key_delete(ctx->store, k.id, diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -992,37 +732,24 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
                                kg_diag_t *diag)
 {
     int64_t now = kg_clock_now();
-    sqlite3_stmt *st;
     size_t total = 0;
     kg_err_t rc = KG_OK;
 
     if (flipped != NULL) {
         *flipped = 0;
     }
-    /* Batches of at most 1000 keys keep each write transaction short. */
+    /* Batches of at most KG_STORE_KEYS_EXPIRED_BATCH keys keep each write
+     * transaction short. */
     for (;;) {
-        char ids[1000][KG_TOKEN_ID_LEN + 1];
+        char ids[KG_STORE_KEYS_EXPIRED_BATCH][KG_TOKEN_ID_LEN + 1];
         size_t n = 0;
-        int src;
 
         rc = kg_store_begin(ctx->store, diag);
         if (rc != KG_OK) {
             return rc;
         }
-        st = kg_store_stmt(ctx->store, key_sql_expired, diag);
-        if (st == NULL) {
-            kg_store_rollback(ctx->store);
-            return KG_ERR_STORE;
-        }
-        sqlite3_bind_int64(st, 1, now);
-        while ((src = sqlite3_step(st)) == SQLITE_ROW && n < 1000) {
-            snprintf(ids[n++], KG_TOKEN_ID_LEN + 1, "%s",
-                     kg_store_col_text(st, 0));
-        }
-        kg_store_reset(st);
-        if (src != SQLITE_DONE && src != SQLITE_ROW) {
-            rc = kg_store_error(ctx->store, src, "finding expired keys", diag);
-        }
+        rc = kg_store_key_expired(ctx->store, now, ids,
+                                  KG_STORE_KEYS_EXPIRED_BATCH, &n, diag);
         for (size_t i = 0; rc == KG_OK && i < n; i++) {
             kg_key_t k;
 
@@ -1033,14 +760,7 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
             kg_key_clear(&k);
         }
         if (rc == KG_OK && n == 0) {
-            st = kg_store_stmt(ctx->store, secret_sql_drop_stale, diag);
-            if (st == NULL) {
-                rc = KG_ERR_STORE;
-            } else {
-                sqlite3_bind_int64(st, 1, now);
-                rc = kg_store_exec_stmt(ctx->store, st, "dropping old secrets",
-                                        diag);
-            }
+            rc = kg_store_key_secret_drop_stale(ctx->store, now, diag);
         }
         rc = key_finish(ctx, rc, diag);
         if (rc != KG_OK) {
@@ -1056,16 +776,31 @@ kg_err_t kg_keys_purge_expired(const kg_keys_ctx_t *ctx, size_t *flipped,
     }
 }
 
+/* What kg_keys_verify looks for among a key's live secrets. */
+typedef struct key_match {
+    const unsigned char *want; /* the token's keyed hash */
+    bool match;
+} key_match_t;
+
+/* Compare one secret with the token's hash, in constant time: every
+ * secret is compared, a match or not. */
+static void key_match_secret(void *arg, const kg_store_key_secret_t *s)
+{
+    key_match_t *m = arg;
+
+    if (kg_keyhash_equal(m->want, s->hash)) {
+        m->match = true;
+    }
+}
+
 kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
                         kg_key_t *out, kg_diag_t *diag)
 {
     unsigned char want[KG_KEYHASH_LEN];
+    key_match_t m = {.want = want, .match = false};
     kg_key_t k;
-    sqlite3_stmt *st;
-    bool match = false;
     int64_t now = kg_clock_now();
     kg_err_t rc;
-    int src;
 
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
@@ -1077,30 +812,14 @@ kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
     if (rc != KG_OK) {
         return kg_diag_fail(diag, rc, "store error while verifying a key");
     }
-    st = kg_store_stmt(ctx->store, secret_sql_valid, diag);
-    if (st == NULL) {
-        kg_key_clear(&k);
-        return KG_ERR_STORE;
-    }
     kg_keyhash_compute(ctx->hashkey, tok->id, tok->secret, want);
-    kg_store_bind_text(st, 1, k.id);
-    sqlite3_bind_int64(st, 2, now);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        const void *h = sqlite3_column_blob(st, 0);
-
-        if (h != NULL && sqlite3_column_bytes(st, 0) == KG_KEYHASH_LEN &&
-            kg_keyhash_equal(want, h)) {
-            match = true;
-        }
-    }
-    kg_store_reset(st);
+    rc = kg_store_key_secret_each(ctx->store, k.id, now, key_match_secret, &m,
+                                  diag);
     sodium_memzero(want, sizeof(want));
-    if (src != SQLITE_DONE) {
-        rc = kg_store_error(ctx->store, src, "verifying a key", diag);
-    } else if (!match || k.status != KG_KEY_ACTIVE ||
-               strcmp(k.prefix, tok->prefix) != 0) {
+    if (rc == KG_OK && (!m.match || k.status != KG_KEY_ACTIVE ||
+                        strcmp(k.prefix, tok->prefix) != 0)) {
         rc = KG_ERR_INVALID_KEY;
-    } else if (k.expires_at != KG_NONE && k.expires_at <= now) {
+    } else if (rc == KG_OK && k.expires_at != KG_NONE && k.expires_at <= now) {
         rc = KG_ERR_KEY_EXPIRED;
     }
     if (rc == KG_OK && out != NULL) {
@@ -1212,7 +931,6 @@ void kg_keys_list_free(kg_key_t **list, size_t count)
 kg_err_t kg_keys_touch(const kg_keys_ctx_t *ctx, const kg_key_seen_t *seen,
                        size_t n, kg_diag_t *diag)
 {
-    sqlite3_stmt *st;
     kg_err_t rc;
 
     if (n == 0) {
@@ -1222,15 +940,6 @@ kg_err_t kg_keys_touch(const kg_keys_ctx_t *ctx, const kg_key_seen_t *seen,
     if (rc != KG_OK) {
         return rc;
     }
-    for (size_t i = 0; i < n && rc == KG_OK; i++) {
-        st = kg_store_stmt(ctx->store, key_sql_touch, diag);
-        if (st == NULL) {
-            rc = KG_ERR_STORE;
-            break;
-        }
-        sqlite3_bind_int64(st, 1, seen[i].at);
-        kg_store_bind_text(st, 2, seen[i].id);
-        rc = kg_store_exec_stmt(ctx->store, st, "noting keys used", diag);
-    }
+    rc = kg_store_key_touch(ctx->store, seen, n, diag);
     return key_finish(ctx, rc, diag);
 }

@@ -14,6 +14,7 @@
 #include "keygate/log.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "keygate/store_budget.h"
 #include "keygate/workspaces.h"
 #include "keygate/wscred.h"
 
@@ -77,16 +78,6 @@ struct kg_policy {
     kg_ratelimit_t *rate;
 };
 
-static const char pol_sql_rev[] = "SELECT rev FROM key_revision WHERE id = 1";
-static const char pol_sql_key[] =
-    "SELECT rules, workspace_id FROM api_keys WHERE id = ?";
-static const char pol_sql_ws[] =
-    "SELECT mode, rules, credits_balance FROM workspaces WHERE id = ?";
-static const char pol_sql_reclaim[] =
-    "UPDATE api_keys SET reserved = 0 WHERE reserved != 0";
-static const char pol_sql_reserved[] =
-    "UPDATE api_keys SET reserved = ? WHERE id = ?";
-
 static void pol_ws_free(pol_ws_t *ws)
 {
     if (ws == NULL) {
@@ -122,27 +113,12 @@ static void pol_flush_locked(kg_policy_t *p)
     p->nentries = 0;
 }
 
-/* Read the key revision (store_mu held). */
-static kg_err_t pol_read_revision(kg_policy_t *p, int64_t *rev)
-{
-    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_rev, NULL);
-    int src;
-
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    src = sqlite3_step(st);
-    *rev = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    kg_store_reset(st);
-    return src == SQLITE_ROW ? KG_OK : kg_store_error(p->store, src, "", NULL);
-}
-
 void kg_policy_refresh(kg_policy_t *p)
 {
     int64_t rev = -1;
 
     pthread_mutex_lock(&p->store_mu);
-    if (pol_read_revision(p, &rev) != KG_OK) {
+    if (kg_store_budget_revision(p->store, &rev, NULL) != KG_OK) {
         rev = -1;
     }
     pthread_mutex_unlock(&p->store_mu);
@@ -177,39 +153,26 @@ static kg_rules_t *pol_compile(const char *json, bool *bad, const char *what,
 static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
 {
     const kg_config_t *cfg = p->cfg;
-    sqlite3_stmt *st = kg_store_stmt(p->store, pol_sql_ws, NULL);
+    kg_store_budget_workspace_t row;
     pol_ws_t *ws = NULL;
-    int64_t balance = 0;
     kg_err_t rc = KG_OK;
-    int src;
 
     *out = NULL;
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
     ws = calloc(1, sizeof(*ws));
     if (ws == NULL ||
         (cfg->nproviders > 0 &&
          (ws->creds = calloc(cfg->nproviders, sizeof(*ws->creds))) == NULL)) {
-        kg_store_reset(st);
         pol_ws_free(ws);
         return KG_ERR_NOMEM;
     }
     snprintf(ws->id, sizeof(ws->id), "%s", ws_id);
-    kg_store_bind_text(st, 1, ws_id);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        if (!kg_ws_mode_parse(kg_store_col_text(st, 0), &ws->mode)) {
+    rc = kg_store_budget_workspace_get(p->store, ws_id, &row, NULL);
+    if (rc == KG_OK) {
+        if (!kg_ws_mode_parse(row.mode, &ws->mode)) {
             ws->mode = KG_MODE_API_KEYS;
         }
-        ws->rules = pol_compile(kg_store_col_text(st, 1), &ws->rules_bad,
-                                "workspace", ws_id);
-        balance = sqlite3_column_int64(st, 2);
-    } else {
-        rc = src == SQLITE_DONE ? KG_ERR_NOT_FOUND
-                                : kg_store_error(p->store, src, "", NULL);
+        ws->rules = pol_compile(row.rules, &ws->rules_bad, "workspace", ws_id);
     }
-    kg_store_reset(st);
     for (size_t i = 0; rc == KG_OK && i < cfg->nproviders; i++) {
         kg_diag_t diag = {{0}};
         pol_cred_t *pc = &ws->creds[ws->ncreds];
@@ -240,8 +203,9 @@ static kg_err_t pol_load_ws(kg_policy_t *p, const char *ws_id, pol_ws_t **out)
         ws->ncreds++;
     }
     if (rc == KG_OK) {
-        rc = kg_budget_sync_credits(p->budget, ws_id, balance);
+        rc = kg_budget_sync_credits(p->budget, ws_id, row.credits_balance);
     }
+    kg_store_budget_workspace_clear(&row);
     if (rc != KG_OK) {
         pol_ws_free(ws);
         return rc;
@@ -255,12 +219,9 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
 {
     pol_key_t *k = NULL;
     pol_ws_t *ws = NULL;
-    sqlite3_stmt *st;
-    char ws_id[KG_WORKSPACE_ID_LEN + 1];
-    char *rules = NULL;
+    kg_store_budget_key_t row;
     uint64_t changes = 0;
     kg_err_t rc = KG_OK;
-    int src;
 
     pthread_rwlock_rdlock(&p->lock);
     HASH_FIND_STR(p->keys, key_id, k);
@@ -271,29 +232,17 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
     pthread_rwlock_unlock(&p->lock);
 
     pthread_mutex_lock(&p->store_mu);
-    st = kg_store_stmt(p->store, pol_sql_key, NULL);
-    if (st == NULL) {
-        pthread_mutex_unlock(&p->store_mu);
-        return KG_ERR_STORE;
+    rc = kg_store_budget_key_get(p->store, key_id, &row, NULL);
+    if (rc == KG_ERR_NOT_FOUND) {
+        rc = KG_ERR_INVALID_KEY;
     }
-    kg_store_bind_text(st, 1, key_id);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        rules = strdup(kg_store_col_text(st, 0));
-        snprintf(ws_id, sizeof(ws_id), "%s", kg_store_col_text(st, 1));
-        rc = rules ? KG_OK : KG_ERR_NOMEM;
-    } else {
-        rc = src == SQLITE_DONE ? KG_ERR_INVALID_KEY
-                                : kg_store_error(p->store, src, "", NULL);
-    }
-    kg_store_reset(st);
     if (rc == KG_OK) {
         pthread_rwlock_rdlock(&p->lock);
-        HASH_FIND_STR(p->wss, ws_id, ws);
+        HASH_FIND_STR(p->wss, row.workspace_id, ws);
         pthread_rwlock_unlock(&p->lock);
         if (ws == NULL) {
             changes = p->cfg_changes;
-            rc = pol_load_ws(p, ws_id, &ws);
+            rc = pol_load_ws(p, row.workspace_id, &ws);
         } else {
             ws = NULL; /* someone else's; looked up again below */
         }
@@ -304,13 +253,13 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
         rc = k ? KG_OK : KG_ERR_NOMEM;
     }
     if (rc != KG_OK) {
-        free(rules);
+        kg_store_budget_key_clear(&row);
         pol_ws_free(ws);
         return rc;
     }
     snprintf(k->id, sizeof(k->id), "%s", key_id);
-    k->rules = pol_compile(rules, &k->rules_bad, "key", key_id);
-    free(rules);
+    k->rules = pol_compile(row.rules, &k->rules_bad, "key", key_id);
+    kg_store_budget_key_clear(&row);
 
     pthread_rwlock_wrlock(&p->lock);
     if (p->nentries >= POLICY_MAX_ENTRIES) {
@@ -331,7 +280,7 @@ static kg_err_t pol_entry(kg_policy_t *p, const char *key_id, pol_key_t **out)
             pol_ws_free(ws);
         }
     }
-    HASH_FIND_STR(p->wss, ws_id, k->ws);
+    HASH_FIND_STR(p->wss, row.workspace_id, k->ws);
     if (k->ws == NULL) {
         /* Flushed meanwhile: let the caller retry from the start. */
         pthread_rwlock_unlock(&p->lock);
@@ -362,7 +311,6 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
     kg_policy_t *p = calloc(1, sizeof(*p));
     kg_store_opts_t sopts = {0, busy_timeout_ms, 0};
     kg_ratelimit_opts_t ropts;
-    sqlite3_stmt *st;
     kg_err_t rc;
 
     *out = NULL;
@@ -384,10 +332,7 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
     }
     if (rc == KG_OK) {
         /* Reservations of a run that did not stop cleanly: reclaimed. */
-        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
-        rc = st ? kg_store_exec_stmt(p->store, st,
-                                     "reclaiming stale reservations", diag)
-                : KG_ERR_STORE;
+        rc = kg_store_budget_reservations_clear(p->store, diag);
     }
     if (rc != KG_OK) {
         kg_policy_free(&p);
@@ -756,35 +701,23 @@ typedef struct pol_persist {
 static void pol_persist_one(void *ud, const kg_budget_entry_t *e)
 {
     pol_persist_t *pp = ud;
-    sqlite3_stmt *st;
 
     if (e->credits || pp->rc != KG_OK || e->reserved <= 0) {
         return;
     }
-    st = kg_store_stmt(pp->p->store, pol_sql_reserved, pp->diag);
-    if (st == NULL) {
-        pp->rc = KG_ERR_STORE;
-        return;
-    }
-    sqlite3_bind_int64(st, 1, e->reserved);
-    kg_store_bind_text(st, 2, e->id);
-    pp->rc =
-        kg_store_exec_stmt(pp->p->store, st, "saving reservations", pp->diag);
+    pp->rc = kg_store_budget_reservation_set(pp->p->store, e->id, e->reserved,
+                                             pp->diag);
 }
 
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
 {
     pol_persist_t pp = {p, KG_OK, diag};
-    sqlite3_stmt *st;
 
     kg_ratelimit_sweep(p->rate, now_ms);
     pthread_mutex_lock(&p->store_mu);
     pp.rc = kg_store_begin(p->store, diag);
     if (pp.rc == KG_OK) {
-        st = kg_store_stmt(p->store, pol_sql_reclaim, diag);
-        pp.rc =
-            st ? kg_store_exec_stmt(p->store, st, "saving reservations", diag)
-               : KG_ERR_STORE;
+        pp.rc = kg_store_budget_reservations_clear(p->store, diag);
     }
     if (pp.rc == KG_OK) {
         kg_budget_foreach_reserved(p->budget, pol_persist_one, &pp);

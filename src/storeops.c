@@ -239,6 +239,10 @@ kg_err_t kg_storeops_status(kg_store_t *store, const kg_config_t *cfg,
                             kg_storeops_status_t *out, kg_diag_t *diag)
 {
     const char *path = kg_store_path(store);
+    /* The local files: the store's own only when it is a file (SQLite);
+     * the usage journal always lives beside [store] path. */
+    bool local = strcmp(kg_store_backend_name(store), "sqlite") == 0;
+    const char *base = local ? path : cfg->store_path;
     storeops_pending_t pend;
     kg_err_t rc;
 
@@ -246,12 +250,14 @@ kg_err_t kg_storeops_status(kg_store_t *store, const kg_config_t *cfg,
     snprintf(out->path, sizeof(out->path), "%s", path);
     out->schema_version = kg_store_schema_version(store);
     out->retention = cfg->usage_retention;
-    storeops_file(&out->files[KG_STOREOPS_FILE_DB], "store", path, "");
-    storeops_file(&out->files[KG_STOREOPS_FILE_WAL], "wal", path, "-wal");
-    storeops_file(&out->files[KG_STOREOPS_FILE_SHM], "shm", path, "-shm");
-    storeops_file(&out->files[KG_STOREOPS_FILE_JOURNAL_A], "usage-a", path,
+    if (local) {
+        storeops_file(&out->files[KG_STOREOPS_FILE_DB], "store", path, "");
+        storeops_file(&out->files[KG_STOREOPS_FILE_WAL], "wal", path, "-wal");
+        storeops_file(&out->files[KG_STOREOPS_FILE_SHM], "shm", path, "-shm");
+    }
+    storeops_file(&out->files[KG_STOREOPS_FILE_JOURNAL_A], "usage-a", base,
                   KG_USAGEDB_JOURNAL_A);
-    storeops_file(&out->files[KG_STOREOPS_FILE_JOURNAL_B], "usage-b", path,
+    storeops_file(&out->files[KG_STOREOPS_FILE_JOURNAL_B], "usage-b", base,
                   KG_USAGEDB_JOURNAL_B);
     storeops_file(&out->files[KG_STOREOPS_FILE_HASH_KEY], "hash.key",
                   cfg->hash_key_file, "");
@@ -273,7 +279,7 @@ kg_err_t kg_storeops_status(kg_store_t *store, const kg_config_t *cfg,
     }
     memset(&pend, 0, sizeof(pend));
     pend.store = store;
-    rc = kg_usagedb_journal_scan(path, storeops_pending_fn, &pend,
+    rc = kg_usagedb_journal_scan(base, storeops_pending_fn, &pend,
                                  &out->journal, diag);
     if (rc == KG_OK && pend.rc != KG_OK) {
         rc = pend.rc;
@@ -300,6 +306,9 @@ static json_t *storeops_files_json(const kg_storeops_status_t *st)
         const kg_storeops_file_t *f = &st->files[i];
         char mode[8];
 
+        if (f->name == NULL) {
+            continue; /* not a file of this store (PostgreSQL) */
+        }
         snprintf(mode, sizeof(mode), "%04o", (unsigned)f->mode);
         if (json_array_append_new(
                 files,

@@ -25,33 +25,6 @@
 #include "keygate/store_usage.h"
 #include "keygate/usage_sums.h"
 
-static const char ud_sql_event[] =
-    "INSERT INTO usage_events (request_id, key_id, workspace_id, at_ms, "
-    "operation, model, provider, mode, status, prompt_tokens, "
-    "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
-    "client_ip, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING";
-/*
- * Touches no column of the key-revision triggers: no cache flush. ?4 is
- * the start of the budget period the charge falls in (-1: the key has no
- * period): a new period restarts period_usage, a charge for a period
- * older than the stored one only counts toward the lifetime usage.
- */
-static const char ud_sql_key[] =
-    "UPDATE api_keys SET usage = usage + ?1, "
-    "last_used_at = max(coalesce(last_used_at, 0), ?2), "
-    "period_usage = CASE WHEN period IS NULL OR ?4 < 0 OR "
-    "coalesce(period_started_at, -1) > ?4 "
-    "THEN period_usage WHEN period_started_at = ?4 THEN period_usage + ?1 "
-    "ELSE ?1 END, "
-    "period_started_at = CASE WHEN period IS NULL OR ?4 < 0 OR "
-    "coalesce(period_started_at, -1) > ?4 THEN period_started_at ELSE ?4 END "
-    "WHERE id = ?3";
-/* Credits mode: the pool's cost comes off the workspace's balance. */
-static const char ud_sql_credits[] =
-    "UPDATE workspaces SET credits_balance = credits_balance - ? "
-    "WHERE id = ?";
-
 /* A queued event and, once its batch ran, its outcome. */
 typedef struct ud_item {
     kg_usage_event_t ev;
@@ -76,12 +49,11 @@ typedef struct ud_item {
  * UD_NICE, which makes it lose the CPU to a loop soon after it has used
  * its share (and still leaves it a quarter of a core against one busy
  * loop, more than it needs), and yields after every UD_YIELD_US of a
- * batch. SQLite calls ud_progress every UD_PROGRESS_OPS virtual machine
- * steps.
+ * batch. The store calls ud_progress now and then while a statement runs
+ * (kg_store_usage_set_progress).
  */
-#define UD_NICE         5
-#define UD_YIELD_US     50
-#define UD_PROGRESS_OPS 400
+#define UD_NICE     5
+#define UD_YIELD_US 50
 
 /* A journal segment's state; see "the journal" below. */
 typedef enum ud_seg_state {
@@ -101,14 +73,15 @@ typedef struct ud_seg {
 } ud_seg_t;
 
 /*
- * A batch's totals, folded before they are written: one usage_rollup
- * upsert per (key, hour, model, provider) (kg_store_usage_rollup_add), one
- * api_keys update per (key, budget period) and one credits update per
- * workspace, instead of one of each per event. Folding is exact: each
- * statement adds its values (last_used_at and the rollup's latency maximum
- * take the maximum), and two charges for the same period_start applied one
- * after the other give the same row as their sum applied once (see
- * ud_sql_key); charges for different periods stay separate statements.
+ * A batch's totals, folded before they are written: one rollup add per
+ * (key, hour, model, provider) (kg_store_usage_rollup_add), one key charge
+ * per (key, budget period) (kg_store_usage_charge_key) and one credits
+ * charge per workspace, instead of one of each per event. Folding is
+ * exact: each operation adds its values (last_used_at and the rollup's
+ * latency maximum take the maximum), and two charges for the same
+ * period_start applied one after the other give the same row as their sum
+ * applied once (store_usage.h); charges for different periods stay
+ * separate operations.
  * Only events whose usage_events row was inserted are folded, so an event
  * already stored (the same request_id) is never counted twice.
  */
@@ -123,6 +96,8 @@ typedef enum ud_fold_kind {
 #define UD_FOLD_SLOTS 1024
 _Static_assert(UD_FOLD_SLOTS >= 2 * KG_USAGEDB_BATCH_MAX,
                "the fold's hash table has room for a batch");
+_Static_assert(KG_USAGEDB_BATCH_MAX <= KG_STORE_USAGE_BATCH_MAX,
+               "the store takes a whole batch in one insert");
 
 typedef struct ud_acc {
     const kg_usage_event_t *ev; /* the group's first event: its strings */
@@ -171,8 +146,11 @@ struct kg_usagedb {
     bool yielding;                  /* in a batch: ud_maybe_yield */
     int64_t yield_at;               /* monotonic µs of its last yield */
     ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
-    ud_item_t *scratch;             /* KG_USAGEDB_BATCH_MAX replayed events */
-    unsigned char *rbuf;            /* reading the journal */
+    kg_usage_record_t recs[KG_USAGEDB_BATCH_MAX]; /* the batch's rows */
+    kg_err_t verdicts[KG_USAGEDB_BATCH_MAX];      /* and their outcomes */
+    kg_store_progress_t progress;                 /* ud_progress, on w */
+    ud_item_t *scratch;  /* KG_USAGEDB_BATCH_MAX replayed events */
+    unsigned char *rbuf; /* reading the journal */
 };
 
 /* In a batch, give the CPU to whoever waits for it once every UD_YIELD_US
@@ -191,12 +169,10 @@ static void ud_maybe_yield(kg_usagedb_t *w)
     }
 }
 
-/* SQLite's progress handler on the writer's connection; never interrupts
- * the statement. */
-static int ud_progress(void *arg)
+/* The progress hook on the writer's store handle. */
+static void ud_progress(void *arg)
 {
     ud_maybe_yield(arg);
-    return 0;
 }
 
 /* True when s has a NUL within its size bytes. */
@@ -230,48 +206,34 @@ static bool ud_event_valid(const kg_usage_event_t *ev)
            ev->ttft_ms >= -1;
 }
 
-/* The usage_events row. KG_OK, a per-event verdict, or a batch failure. */
-static kg_err_t ud_insert_event(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                                kg_diag_t *diag)
-{
-    sqlite3_stmt *st = kg_store_stmt(w->store, ud_sql_event, diag);
-    int src;
+/* The usage_events row of a valid event (its strings fit: same sizes). */
+#define UD_COPY(r, ev, f)                                                    \
+    do {                                                                     \
+        _Static_assert(sizeof((r)->f) == sizeof((ev)->f), "same size: " #f); \
+        memcpy((r)->f, (ev)->f, sizeof((r)->f));                             \
+    } while (0)
 
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, ev->request_id);
-    kg_store_bind_text(st, 2, ev->key_id);
-    kg_store_bind_text(st, 3, ev->workspace_id);
-    sqlite3_bind_int64(st, 4, ev->at_ms);
-    kg_store_bind_text(st, 5, ev->operation);
-    kg_store_bind_text(st, 6, ev->model);
-    kg_store_bind_text(st, 7, ev->provider);
-    kg_store_bind_text(st, 8, ev->mode);
-    sqlite3_bind_int(st, 9, ev->status);
-    sqlite3_bind_int64(st, 10, ev->prompt_tokens);
-    sqlite3_bind_int64(st, 11, ev->completion_tokens);
-    sqlite3_bind_int64(st, 12, ev->cached_tokens);
-    sqlite3_bind_int64(st, 13, ev->cost);
-    sqlite3_bind_int64(st, 14, ev->latency_ms);
-    kg_store_bind_opt_int(st, 15, ev->ttft_ms);
-    sqlite3_bind_int(st, 16, ev->streamed ? 1 : 0);
-    kg_store_bind_text(st, 17, ev->client_ip);
-    kg_store_bind_text(st, 18, ev->error_code[0] ? ev->error_code : NULL);
-    src = sqlite3_step(st);
-    kg_store_reset(st);
-    if (src == SQLITE_DONE) {
-        return sqlite3_changes(kg_store_db(w->store)) == 0 ? KG_ERR_EXISTS
-                                                           : KG_OK;
-    }
-    /* A failed statement undoes only itself: the batch goes on. */
-    if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        return KG_ERR_NOT_FOUND;
-    }
-    if ((src & 0xff) == SQLITE_CONSTRAINT) {
-        return KG_ERR_INVAL;
-    }
-    return kg_store_error(w->store, src, "recording usage", diag);
+static void ud_record(kg_usage_record_t *r, const kg_usage_event_t *ev)
+{
+    r->id = 0;
+    UD_COPY(r, ev, request_id);
+    UD_COPY(r, ev, key_id);
+    UD_COPY(r, ev, workspace_id);
+    r->at_ms = ev->at_ms;
+    UD_COPY(r, ev, operation);
+    UD_COPY(r, ev, model);
+    UD_COPY(r, ev, provider);
+    UD_COPY(r, ev, mode);
+    r->status = ev->status;
+    r->prompt_tokens = ev->prompt_tokens;
+    r->completion_tokens = ev->completion_tokens;
+    r->cached_tokens = ev->cached_tokens;
+    r->cost = ev->cost;
+    r->latency_ms = ev->latency_ms;
+    r->ttft_ms = ev->ttft_ms;
+    r->streamed = ev->streamed;
+    UD_COPY(r, ev, client_ip);
+    UD_COPY(r, ev, error_code);
 }
 
 static uint32_t ud_hash_str(uint32_t h, const char *s)
@@ -381,7 +343,6 @@ static void ud_fold_event(kg_usagedb_t *w, const kg_usage_event_t *ev)
 static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
 {
     const ud_fold_t *f = &w->fold[UD_FOLD_HOURLY];
-    sqlite3_stmt *st;
     kg_err_t rc = KG_OK;
 
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
@@ -401,28 +362,15 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_store_stmt(w->store, ud_sql_key, diag);
-        if (st == NULL) {
-            return KG_ERR_STORE;
-        }
-        sqlite3_bind_int64(st, 1, a->cost);
-        sqlite3_bind_int64(st, 2, a->last_s);
-        kg_store_bind_text(st, 3, a->ev->key_id);
-        sqlite3_bind_int64(st, 4, a->num);
-        rc = kg_store_exec_stmt(w->store, st, "recording key usage", diag);
+        rc = kg_store_usage_charge_key(w->store, a->ev->key_id, a->cost,
+                                       a->last_s, a->num, diag);
     }
     f = &w->fold[UD_FOLD_CREDITS];
     for (size_t i = 0; rc == KG_OK && i < f->n; i++) {
         const ud_acc_t *a = &f->acc[i];
 
-        st = kg_store_stmt(w->store, ud_sql_credits, diag);
-        if (st == NULL) {
-            return KG_ERR_STORE;
-        }
-        sqlite3_bind_int64(st, 1, a->cost);
-        kg_store_bind_text(st, 2, a->ev->workspace_id);
-        rc = kg_store_exec_stmt(w->store, st, "charging workspace credits",
-                                diag);
+        rc = kg_store_usage_charge_credits(w->store, a->ev->workspace_id,
+                                           a->cost, diag);
     }
     return rc;
 }
@@ -436,18 +384,24 @@ static kg_err_t ud_fold_write(kg_usagedb_t *w, kg_diag_t *diag)
 static kg_err_t ud_apply(kg_usagedb_t *w, ud_item_t *items, size_t cap,
                          size_t head, size_t n, kg_diag_t *diag)
 {
+    kg_err_t rc;
+
     for (int k = 0; k < UD_FOLD__COUNT; k++) {
         ud_fold_reset(&w->fold[k]);
     }
     for (size_t i = 0; i < n; i++) {
+        ud_record(&w->recs[i], &items[(head + i) % cap].ev);
+    }
+    rc = kg_store_usage_events_insert(w->store, w->recs, n, w->verdicts, diag);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
         ud_item_t *it = &items[(head + i) % cap];
 
-        it->rc = ud_insert_event(w, &it->ev, diag);
+        it->rc = w->verdicts[i];
         if (it->rc == KG_OK) {
             ud_fold_event(w, &it->ev);
-        } else if (it->rc != KG_ERR_NOT_FOUND && it->rc != KG_ERR_EXISTS &&
-                   it->rc != KG_ERR_INVAL) {
-            return it->rc;
         }
     }
     return ud_fold_write(w, diag);
@@ -842,6 +796,18 @@ static ud_read_t ud_reader_next(ud_reader_t *r, kg_usage_event_t *ev)
  *   (and start and stop, alone) moves SEALED -> EMPTYING -> FREE.
  */
 
+/* Seal the active segment and make the free one active (mu held; the
+ * other segment must be FREE). */
+static void ud_seg_switch_locked(kg_usagedb_t *w)
+{
+    ud_seg_t *s = &w->seg[w->jcur];
+
+    s->state = UD_SEG_SEALED;
+    s->seal_seq = w->submit_seq;
+    w->seg[1 - w->jcur].state = UD_SEG_ACTIVE;
+    w->jcur = 1 - w->jcur;
+}
+
 /* Append rec to the active segment, switching first if it is due (mu
  * held). True when the whole record is in the file. */
 static bool ud_journal_append(kg_usagedb_t *w, const unsigned char *rec,
@@ -861,10 +827,7 @@ static bool ud_journal_append(kg_usagedb_t *w, const unsigned char *rec,
      * as soon as the events before the switch have settled. */
     if ((s->bytes >= KG_USAGEDB_JOURNAL_SWITCH || s->pinned) &&
         o->state == UD_SEG_FREE) {
-        s->state = UD_SEG_SEALED;
-        s->seal_seq = w->submit_seq;
-        o->state = UD_SEG_ACTIVE;
-        w->jcur = 1 - w->jcur;
+        ud_seg_switch_locked(w);
         s = o;
     }
     if (s->bytes + len > KG_USAGEDB_JOURNAL_MAX) {
@@ -1138,6 +1101,38 @@ static void ud_linger(kg_usagedb_t *w)
     }
 }
 
+/* Whether the journal holds events of failed batches (mu held). */
+static bool ud_journal_owes_locked(const kg_usagedb_t *w)
+{
+    return w->jon && (w->seg[0].pinned || w->seg[1].pinned ||
+                      w->seg[0].state == UD_SEG_SEALED ||
+                      w->seg[1].state == UD_SEG_SEALED);
+}
+
+/*
+ * With nothing queued but events of failed batches in the journal (the
+ * store was away), wait at most a second for work, then seal the active
+ * segment if it holds such events and apply what is sealed: usage comes
+ * back as soon as the store does, not at the next append or at stop
+ * (mu held; all submitted events are settled, so a seal is at once
+ * ready to empty).
+ */
+static void ud_idle_reclaim_locked(kg_usagedb_t *w)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 1;
+    pthread_cond_timedwait(&w->work_cv, &w->mu, &until);
+    if (w->count != 0 || w->stopping) {
+        return;
+    }
+    if (w->seg[w->jcur].pinned && w->seg[1 - w->jcur].state == UD_SEG_FREE) {
+        ud_seg_switch_locked(w);
+    }
+    ud_reclaim_locked(w);
+}
+
 static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
@@ -1161,7 +1156,11 @@ static void *ud_main(void *arg)
         kg_err_t rc;
 
         while (w->count == 0 && !w->stopping) {
-            pthread_cond_wait(&w->work_cv, &w->mu);
+            if (ud_journal_owes_locked(w)) {
+                ud_idle_reclaim_locked(w);
+            } else {
+                pthread_cond_wait(&w->work_cv, &w->mu);
+            }
         }
         if (w->count == 0) {
             break; /* stopping and drained */
@@ -1465,6 +1464,14 @@ static void ud_free(kg_usagedb_t **wp)
 kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
                           size_t queue_max, kg_usagedb_t **out, kg_diag_t *diag)
 {
+    return kg_usagedb_start_at(store_path, store_path, busy_timeout_ms,
+                               queue_max, out, diag);
+}
+
+kg_err_t kg_usagedb_start_at(const char *location, const char *journal_base,
+                             int busy_timeout_ms, size_t queue_max,
+                             kg_usagedb_t **out, kg_diag_t *diag)
+{
     kg_store_opts_t opts = {.flags = 0, .busy_timeout_ms = busy_timeout_ms};
     pthread_condattr_t cattr;
     kg_usagedb_t *w = NULL;
@@ -1508,11 +1515,12 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
         rc = KG_ERR_NOMEM;
         goto out;
     }
-    rc = kg_store_open(store_path, &opts, &w->store, diag);
+    rc = kg_store_open(location, &opts, &w->store, diag);
     if (rc == KG_OK) {
-        sqlite3_progress_handler(kg_store_db(w->store), UD_PROGRESS_OPS,
-                                 ud_progress, w);
-        rc = ud_journal_open(w, store_path, diag);
+        w->progress.fn = ud_progress;
+        w->progress.ud = w;
+        kg_store_usage_set_progress(w->store, &w->progress);
+        rc = ud_journal_open(w, journal_base, diag);
     }
     if (rc == KG_OK) {
         rc = ud_journal_replay(w, diag);

@@ -9,36 +9,10 @@
 #include "keygate/clock.h"
 #include "keygate/money.h"
 #include "keygate/timefmt.h"
+#include "keygate/store_workspaces.h"
 
 static const char *const ws_mode_names[] = {"api-keys", "credits", "hybrid",
                                             "pool"};
-
-#define WS_COLUMNS                                                           \
-    "w.id, w.name, w.mode, w.credits_balance, w.rules, w.created_at, "       \
-    "w.updated_at, (SELECT count(*) FROM api_keys k WHERE k.workspace_id = " \
-    "w.id AND k.status != 'deleted')"
-
-static const char ws_sql_get[] = "SELECT " WS_COLUMNS " FROM workspaces w "
-                                 "WHERE w.id = ?1 OR w.name = ?1 "
-                                 "ORDER BY w.id = ?1 DESC LIMIT 1";
-static const char ws_sql_list[] =
-    "SELECT " WS_COLUMNS " FROM workspaces w ORDER BY w.name";
-static const char ws_sql_insert[] =
-    "INSERT INTO workspaces (id, name, mode, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?)";
-static const char ws_sql_update[] =
-    "UPDATE workspaces SET name = ?, mode = ?, rules = ?, updated_at = ? "
-    "WHERE id = ?";
-static const char ws_sql_credit[] =
-    "UPDATE workspaces SET credits_balance = credits_balance + ?, "
-    "updated_at = ? WHERE id = ?";
-/*
- * An operator's credit change must reach a running gateway, but the usage
- * writer's own charges must not flush its caches: so the revision is
- * bumped here, not by a trigger on credits_balance.
- */
-static const char ws_sql_bump_revision[] =
-    "UPDATE key_revision SET rev = rev + 1 WHERE id = 1";
 
 const char *kg_ws_mode_name(kg_ws_mode_t mode)
 {
@@ -59,87 +33,62 @@ bool kg_ws_mode_parse(const char *s, kg_ws_mode_t *mode)
     return false;
 }
 
-static kg_err_t ws_from_row(sqlite3_stmt *st, kg_workspace_t *ws)
+/* A stored row as the module's type; takes over the row's rules. */
+static void ws_from_row(kg_store_workspace_t *row, kg_workspace_t *ws)
 {
     memset(ws, 0, sizeof(*ws));
-    snprintf(ws->id, sizeof(ws->id), "%s", kg_store_col_text(st, 0));
-    snprintf(ws->name, sizeof(ws->name), "%s", kg_store_col_text(st, 1));
-    if (!kg_ws_mode_parse(kg_store_col_text(st, 2), &ws->mode)) {
+    snprintf(ws->id, sizeof(ws->id), "%s", row->id);
+    snprintf(ws->name, sizeof(ws->name), "%s", row->name);
+    if (!kg_ws_mode_parse(row->mode, &ws->mode)) {
         ws->mode = KG_MODE_API_KEYS;
     }
-    ws->credits_balance = sqlite3_column_int64(st, 3);
-    ws->rules = strdup(kg_store_col_text(st, 4));
-    ws->created_at = sqlite3_column_int64(st, 5);
-    ws->updated_at = sqlite3_column_int64(st, 6);
-    ws->key_count = sqlite3_column_int64(st, 7);
-    return ws->rules ? KG_OK : KG_ERR_NOMEM;
+    ws->credits_balance = row->credits_balance;
+    ws->rules = row->rules;
+    row->rules = NULL;
+    ws->created_at = row->created_at;
+    ws->updated_at = row->updated_at;
+    ws->key_count = row->key_count;
 }
 
 kg_err_t kg_workspace_get(kg_store_t *store, const char *ref,
                           kg_workspace_t *out, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, ws_sql_get, diag);
+    kg_store_workspace_t row;
     kg_err_t rc;
-    int src;
 
     memset(out, 0, sizeof(*out));
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, ref);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        rc = ws_from_row(st, out);
-    } else if (src == SQLITE_DONE) {
+    rc = kg_store_workspace_get(store, ref, &row, diag);
+    if (rc == KG_OK) {
+        ws_from_row(&row, out);
+    } else if (rc == KG_ERR_NOT_FOUND) {
         rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND, "no workspace '%.64s'", ref);
-    } else {
-        rc = kg_store_error(store, src, "reading a workspace", diag);
     }
-    kg_store_reset(st);
     return rc;
 }
 
 kg_err_t kg_workspace_list(kg_store_t *store, kg_workspace_t **list,
                            size_t *count, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, ws_sql_list, diag);
-    kg_workspace_t *arr = NULL;
+    kg_store_workspace_t *rows = NULL;
     size_t n = 0;
-    size_t cap = 0;
-    kg_err_t rc = KG_OK;
-    int src;
+    kg_err_t rc;
 
     *list = NULL;
     *count = 0;
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            kg_workspace_t *grown = realloc(arr, ncap * sizeof(*arr));
-
-            if (grown == NULL) {
-                rc = KG_ERR_NOMEM;
-                break;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        rc = ws_from_row(st, &arr[n++]);
-        if (rc != KG_OK) {
-            break;
-        }
-    }
-    if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(store, src, "listing workspaces", diag);
-    }
-    kg_store_reset(st);
-    if (rc != KG_OK) {
-        kg_workspace_list_free(&arr, n);
+    rc = kg_store_workspace_list(store, &rows, &n, diag);
+    if (rc != KG_OK || n == 0) {
+        kg_store_workspace_list_free(&rows, n);
         return rc;
     }
-    *list = arr;
+    *list = calloc(n, sizeof(**list));
+    if (*list == NULL) {
+        kg_store_workspace_list_free(&rows, n);
+        return KG_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ws_from_row(&rows[i], &(*list)[i]);
+    }
+    kg_store_workspace_list_free(&rows, n);
     *count = n;
     return KG_OK;
 }
@@ -181,7 +130,7 @@ kg_err_t kg_workspace_create(kg_store_t *store, const char *actor,
                              kg_workspace_t *out, kg_diag_t *diag)
 {
     char id[KG_WORKSPACE_ID_LEN + 1];
-    sqlite3_stmt *st;
+    kg_store_workspace_t row;
     json_t *detail = NULL;
     int64_t now = kg_clock_now();
     kg_err_t rc;
@@ -199,17 +148,13 @@ kg_err_t kg_workspace_create(kg_store_t *store, const char *actor,
     }
     kg_token_random_base62(id, KG_WORKSPACE_ID_LEN);
     id[KG_WORKSPACE_ID_LEN] = '\0';
-    st = kg_store_stmt(store, ws_sql_insert, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, id);
-    kg_store_bind_text(st, 2, name);
-    kg_store_bind_text(st, 3, kg_ws_mode_name(mode));
-    sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_int64(st, 5, now);
-    rc = kg_store_exec_stmt(store, st, "creating a workspace", diag);
+    memset(&row, 0, sizeof(row));
+    snprintf(row.id, sizeof(row.id), "%s", id);
+    snprintf(row.name, sizeof(row.name), "%s", name);
+    snprintf(row.mode, sizeof(row.mode), "%s", kg_ws_mode_name(mode));
+    row.created_at = now;
+    row.updated_at = now;
+    rc = kg_store_workspace_insert(store, &row, diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -262,7 +207,6 @@ kg_err_t kg_workspace_update(kg_store_t *store, const char *actor,
                              kg_workspace_t *out, kg_diag_t *diag)
 {
     kg_workspace_t ws;
-    sqlite3_stmt *st;
     json_t *changed = NULL;
     json_t *detail = NULL;
     const char *name;
@@ -297,17 +241,10 @@ kg_err_t kg_workspace_update(kg_store_t *store, const char *actor,
             goto out;
         }
     }
-    st = kg_store_stmt(store, ws_sql_update, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, name);
-    kg_store_bind_text(st, 2, kg_ws_mode_name(mode));
-    kg_store_bind_text(st, 3, rules);
-    sqlite3_bind_int64(st, 4, kg_clock_now());
-    kg_store_bind_text(st, 5, ws.id);
-    rc = kg_store_exec_stmt(store, st, "updating a workspace", diag);
+    rc = kg_store_workspace_update(
+        store, ws.id, changes->name,
+        changes->set_mode ? kg_ws_mode_name(changes->mode) : NULL,
+        changes->rules, kg_clock_now(), diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -335,16 +272,34 @@ out:
     return rc;
 }
 
+/* Why a credit change of delta to a balance of before was refused. */
+static kg_err_t ws_credit_refused(const kg_workspace_t *ws, int64_t before,
+                                  int64_t delta, kg_diag_t *diag)
+{
+    char from[KG_MONEY_STRLEN];
+    char amount[KG_MONEY_STRLEN];
+
+    if (before + delta < 0) {
+        return kg_diag_fail(diag, KG_ERR_INVAL,
+                            "cannot deduct %s USD: workspace '%s' has %s USD",
+                            kg_money_format(-delta, amount, sizeof(amount)),
+                            ws->name,
+                            kg_money_format(before, from, sizeof(from)));
+    }
+    return kg_diag_fail(diag, KG_ERR_INVAL,
+                        "the balance would exceed the maximum amount");
+}
+
 kg_err_t kg_workspace_credit(kg_store_t *store, const char *actor,
                              const char *ref, int64_t delta, const char *note,
                              kg_workspace_t *out, kg_diag_t *diag)
 {
     kg_workspace_t ws;
-    sqlite3_stmt *st;
     json_t *detail = NULL;
     char from[KG_MONEY_STRLEN];
     char to[KG_MONEY_STRLEN];
     char amount[KG_MONEY_STRLEN];
+    int64_t before = 0;
     kg_err_t rc;
 
     memset(&ws, 0, sizeof(ws));
@@ -370,43 +325,20 @@ kg_err_t kg_workspace_credit(kg_store_t *store, const char *actor,
     if (rc != KG_OK) {
         goto out;
     }
-    if (ws.credits_balance + delta < 0) {
-        rc = kg_diag_fail(
-            diag, KG_ERR_INVAL,
-            "cannot deduct %s USD: workspace '%s' has %s USD",
-            kg_money_format(-delta, amount, sizeof(amount)), ws.name,
-            kg_money_format(ws.credits_balance, from, sizeof(from)));
-        goto out;
+    /* One conditional write: the balance never leaves [0, the maximum]. */
+    rc = kg_store_workspace_credit(store, ws.id, delta, KG_MONEY_MAX,
+                                   kg_clock_now(), &before, diag);
+    if (rc == KG_ERR_STATE) {
+        rc = ws_credit_refused(&ws, before, delta, diag);
     }
-    if (ws.credits_balance + delta > KG_MONEY_MAX) {
-        rc = kg_diag_fail(diag, KG_ERR_INVAL,
-                          "the balance would exceed the maximum amount");
-        goto out;
-    }
-    st = kg_store_stmt(store, ws_sql_credit, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, delta);
-    sqlite3_bind_int64(st, 2, kg_clock_now());
-    kg_store_bind_text(st, 3, ws.id);
-    rc = kg_store_exec_stmt(store, st, "crediting a workspace", diag);
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(store, ws_sql_bump_revision, diag);
-    rc = st ? kg_store_exec_stmt(store, st, "crediting a workspace", diag)
-            : KG_ERR_STORE;
-    if (rc != KG_OK) {
-        goto out;
-    }
-    detail =
-        json_pack("{s:s, s:s, s:s, s:s?}", "delta",
-                  kg_money_format(delta, amount, sizeof(amount)), "from",
-                  kg_money_format(ws.credits_balance, from, sizeof(from)), "to",
-                  kg_money_format(ws.credits_balance + delta, to, sizeof(to)),
-                  "note", note);
+    detail = json_pack("{s:s, s:s, s:s, s:s?}", "delta",
+                       kg_money_format(delta, amount, sizeof(amount)), "from",
+                       kg_money_format(before, from, sizeof(from)), "to",
+                       kg_money_format(before + delta, to, sizeof(to)), "note",
+                       note);
     rc = kg_audit_record(store, actor, "credit", "workspace", ws.id, detail,
                          diag);
 out:

@@ -19,26 +19,11 @@ static const char wc_label[] = "workspace_credentials";
 #define WC_CONTEXT_MAX \
     (sizeof(wc_label) + KG_WORKSPACE_ID_LEN + 1 + KG_PROVIDER_NAME_MAX + 1)
 
-#define WC_COLUMNS "workspace_id, provider, last4, created_at, updated_at"
-
-static const char wc_sql_upsert[] =
-    "INSERT INTO workspace_credentials (workspace_id, provider, nonce, "
-    "ciphertext, last4, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-    "?6, ?6) ON CONFLICT (workspace_id, provider) DO UPDATE SET "
-    "nonce = excluded.nonce, ciphertext = excluded.ciphertext, "
-    "last4 = excluded.last4, updated_at = excluded.updated_at";
-static const char wc_sql_get[] =
-    "SELECT " WC_COLUMNS " FROM workspace_credentials "
-    "WHERE workspace_id = ? AND provider = ?";
-static const char wc_sql_list[] =
-    "SELECT " WC_COLUMNS " FROM workspace_credentials "
-    "WHERE workspace_id = ? ORDER BY provider";
-static const char wc_sql_delete[] =
-    "DELETE FROM workspace_credentials WHERE workspace_id = ? AND provider = ?";
-static const char wc_sql_count[] = "SELECT count(*) FROM workspace_credentials";
-static const char wc_sql_load[] =
-    "SELECT nonce, ciphertext FROM workspace_credentials "
-    "WHERE workspace_id = ? AND provider = ?";
+_Static_assert(sizeof(((kg_wscred_info_t *)0)->last4) ==
+                   KG_WSCRED_LAST4_LEN + 1,
+               "a stored last4 holds KG_WSCRED_LAST4_LEN characters");
+_Static_assert(KG_STORE_SEALED_MAX == KG_WSCRED_MAX + KG_SECRETBOX_MAC_LEN,
+               "a stored ciphertext holds the longest credential");
 
 kg_err_t kg_wscred_check(const char *secret, size_t len, kg_diag_t *diag)
 {
@@ -104,45 +89,6 @@ static kg_err_t wc_check_provider(const char *provider, kg_diag_t *diag)
     return KG_OK;
 }
 
-static void wc_from_row(sqlite3_stmt *st, kg_wscred_info_t *info)
-{
-    memset(info, 0, sizeof(*info));
-    snprintf(info->workspace_id, sizeof(info->workspace_id), "%s",
-             kg_store_col_text(st, 0));
-    snprintf(info->provider, sizeof(info->provider), "%s",
-             kg_store_col_text(st, 1));
-    snprintf(info->last4, sizeof(info->last4), "%s", kg_store_col_text(st, 2));
-    info->created_at = sqlite3_column_int64(st, 3);
-    info->updated_at = sqlite3_column_int64(st, 4);
-}
-
-/* The row of (workspace id, provider); KG_ERR_NOT_FOUND without a diag. */
-static kg_err_t wc_get_by_id(kg_store_t *s, const char *workspace_id,
-                             const char *provider, kg_wscred_info_t *out,
-                             kg_diag_t *diag)
-{
-    sqlite3_stmt *st = kg_store_stmt(s, wc_sql_get, diag);
-    kg_err_t rc = KG_OK;
-    int src;
-
-    memset(out, 0, sizeof(*out));
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        wc_from_row(st, out);
-    } else if (src == SQLITE_DONE) {
-        rc = KG_ERR_NOT_FOUND;
-    } else {
-        rc = kg_store_error(s, src, "reading a workspace credential", diag);
-    }
-    kg_store_reset(st);
-    return rc;
-}
-
 /* The audit event of a change: the provider and last4, nothing else. */
 static kg_err_t wc_audit(kg_store_t *s, const char *actor, const char *action,
                          const char *workspace_id, const char *provider,
@@ -168,35 +114,29 @@ static kg_err_t wc_write(kg_store_t *s, const kg_secretbox_t *sb,
                          kg_diag_t *diag)
 {
     unsigned char context[WC_CONTEXT_MAX];
-    unsigned char nonce[KG_SECRETBOX_NONCE_LEN];
-    unsigned char *cipher = malloc(len + KG_SECRETBOX_MAC_LEN);
     size_t clen = wc_context(workspace_id, provider, context);
-    sqlite3_stmt *st;
+    kg_store_sealed_t *sealed = malloc(sizeof(*sealed));
+    kg_store_credential_t row;
     kg_err_t rc;
 
-    if (cipher == NULL) {
+    if (sealed == NULL) {
         return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
-    rc = kg_secretbox_seal(sb, context, clen, secret, len, nonce, cipher);
+    memset(&row, 0, sizeof(row));
+    snprintf(row.workspace_id, sizeof(row.workspace_id), "%s", workspace_id);
+    snprintf(row.provider, sizeof(row.provider), "%s", provider);
+    snprintf(row.last4, sizeof(row.last4), "%s", last4);
+    row.updated_at = kg_clock_now();
+    sealed->nonce_len = sizeof(sealed->nonce);
+    sealed->cipher_len = len + KG_SECRETBOX_MAC_LEN;
+    rc = kg_secretbox_seal(sb, context, clen, secret, len, sealed->nonce,
+                           sealed->cipher);
     if (rc != KG_OK) {
         kg_diag_set(diag, "cannot encrypt the credential");
-        goto out;
+    } else {
+        rc = kg_store_credential_put(s, &row, sealed, diag);
     }
-    st = kg_store_stmt(s, wc_sql_upsert, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
-    }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
-    sqlite3_bind_blob(st, 3, nonce, sizeof(nonce), SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 4, cipher, (int)(len + KG_SECRETBOX_MAC_LEN),
-                      SQLITE_TRANSIENT);
-    kg_store_bind_text(st, 5, last4);
-    sqlite3_bind_int64(st, 6, kg_clock_now());
-    rc = kg_store_exec_stmt(s, st, "storing a workspace credential", diag);
-out:
-    free(cipher);
+    free(sealed);
     return rc;
 }
 
@@ -238,13 +178,21 @@ kg_err_t kg_wscred_set(kg_store_t *s, const kg_secretbox_t *sb,
     return rc;
 }
 
+/* KG_ERR_NOT_FOUND: the workspace has no credential for provider. */
+static kg_err_t wc_no_credential(const kg_workspace_t *ws, const char *provider,
+                                 kg_diag_t *diag)
+{
+    return kg_diag_fail(diag, KG_ERR_NOT_FOUND,
+                        "workspace '%s' has no credential for provider '%s'",
+                        ws->name, provider);
+}
+
 kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
                           const char *workspace_ref, const char *provider,
                           kg_wscred_info_t *deleted, kg_diag_t *diag)
 {
     kg_wscred_info_t info;
     kg_workspace_t ws;
-    sqlite3_stmt *st;
     kg_err_t rc;
 
     memset(&ws, 0, sizeof(ws));
@@ -264,24 +212,19 @@ kg_err_t kg_wscred_delete(kg_store_t *s, const char *actor,
     if (rc != KG_OK) {
         goto out;
     }
-    rc = wc_get_by_id(s, ws.id, provider, &info, diag);
+    rc = kg_store_credential_get(s, ws.id, provider, &info, diag);
     if (rc == KG_ERR_NOT_FOUND) {
-        rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND,
-                          "workspace '%s' has no credential for provider "
-                          "'%s'",
-                          ws.name, provider);
+        rc = wc_no_credential(&ws, provider, diag);
     }
     if (rc != KG_OK) {
         goto out;
     }
-    st = kg_store_stmt(s, wc_sql_delete, diag);
-    if (st == NULL) {
-        rc = KG_ERR_STORE;
-        goto out;
+    rc = kg_store_credential_delete(s, ws.id, provider, diag);
+    if (rc == KG_ERR_NOT_FOUND) {
+        /* Another instance deleted it since the read above (a PostgreSQL
+         * transaction does not lock what it read). */
+        rc = wc_no_credential(&ws, provider, diag);
     }
-    kg_store_bind_text(st, 1, ws.id);
-    kg_store_bind_text(st, 2, provider);
-    rc = kg_store_exec_stmt(s, st, "deleting a workspace credential", diag);
     if (rc == KG_OK) {
         rc = wc_audit(s, actor, "credential-delete", ws.id, provider,
                       info.last4, diag);
@@ -315,7 +258,7 @@ kg_err_t kg_wscred_get(kg_store_t *s, const char *workspace_ref,
     if (rc != KG_OK) {
         return rc;
     }
-    rc = wc_get_by_id(s, ws.id, provider, out, diag);
+    rc = kg_store_credential_get(s, ws.id, provider, out, diag);
     if (rc == KG_ERR_NOT_FOUND) {
         kg_diag_set(diag, "workspace '%s' has no credential for provider '%s'",
                     ws.name, provider);
@@ -327,13 +270,8 @@ kg_err_t kg_wscred_get(kg_store_t *s, const char *workspace_ref,
 kg_err_t kg_wscred_list(kg_store_t *s, const char *workspace_ref,
                         kg_wscred_info_t **list, size_t *n, kg_diag_t *diag)
 {
-    kg_wscred_info_t *arr = NULL;
     kg_workspace_t ws;
-    sqlite3_stmt *st;
-    size_t used = 0;
-    size_t cap = 0;
     kg_err_t rc;
-    int src;
 
     *list = NULL;
     *n = 0;
@@ -341,85 +279,38 @@ kg_err_t kg_wscred_list(kg_store_t *s, const char *workspace_ref,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(s, wc_sql_list, diag);
-    if (st == NULL) {
-        kg_workspace_clear(&ws);
-        return KG_ERR_STORE;
-    }
-    kg_store_bind_text(st, 1, ws.id);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (used == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            kg_wscred_info_t *grown = realloc(arr, ncap * sizeof(*arr));
-
-            if (grown == NULL) {
-                rc = kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
-                break;
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        wc_from_row(st, &arr[used++]);
-    }
-    if (rc == KG_OK && src != SQLITE_DONE) {
-        rc = kg_store_error(s, src, "listing workspace credentials", diag);
-    }
-    kg_store_reset(st);
+    rc = kg_store_credential_list(s, ws.id, list, n, diag);
     kg_workspace_clear(&ws);
-    if (rc != KG_OK || used == 0) {
-        free(arr);
-        return rc;
-    }
-    *list = arr;
-    *n = used;
-    return KG_OK;
+    return rc;
 }
 
 kg_err_t kg_wscred_count(kg_store_t *s, int64_t *n, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(s, wc_sql_count, diag);
-    kg_err_t rc = KG_OK;
-    int src;
-
-    *n = 0;
-    if (st == NULL) {
-        return KG_ERR_STORE;
-    }
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        *n = sqlite3_column_int64(st, 0);
-    } else {
-        rc = kg_store_error(s, src, "counting workspace credentials", diag);
-    }
-    kg_store_reset(st);
-    return rc;
+    return kg_store_credential_count(s, n, diag);
 }
 
-/* Decrypt the row under st (nonce, ciphertext) into new sodium memory. */
-static kg_err_t wc_open_row(sqlite3_stmt *st, const kg_secretbox_t *sb,
-                            const char *workspace_id, const char *provider,
-                            char **secret, size_t *len, kg_diag_t *diag)
+/* Decrypt a sealed row into new sodium memory. */
+static kg_err_t wc_open_row(const kg_store_sealed_t *row,
+                            const kg_secretbox_t *sb, const char *workspace_id,
+                            const char *provider, char **secret, size_t *len,
+                            kg_diag_t *diag)
 {
     unsigned char context[WC_CONTEXT_MAX];
     size_t clen = wc_context(workspace_id, provider, context);
-    const void *nonce = sqlite3_column_blob(st, 0);
-    const void *cipher = sqlite3_column_blob(st, 1);
-    int nlen = sqlite3_column_bytes(st, 0);
-    int cbytes = sqlite3_column_bytes(st, 1);
     size_t plen;
     char *plain = NULL;
     kg_err_t rc = KG_ERR_STORE_CORRUPT;
 
-    if (nonce != NULL && nlen == KG_SECRETBOX_NONCE_LEN && cipher != NULL &&
-        cbytes > KG_SECRETBOX_MAC_LEN &&
-        cbytes <= KG_WSCRED_MAX + KG_SECRETBOX_MAC_LEN) {
-        plen = (size_t)cbytes - KG_SECRETBOX_MAC_LEN;
+    if (row->nonce_len == KG_SECRETBOX_NONCE_LEN &&
+        row->cipher_len > KG_SECRETBOX_MAC_LEN &&
+        row->cipher_len <= KG_WSCRED_MAX + KG_SECRETBOX_MAC_LEN) {
+        plen = row->cipher_len - KG_SECRETBOX_MAC_LEN;
         plain = sodium_malloc(plen + 1);
         if (plain == NULL) {
             return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
         }
-        rc = kg_secretbox_open(sb, context, clen, nonce, cipher, (size_t)cbytes,
-                               plain);
+        rc = kg_secretbox_open(sb, context, clen, row->nonce, row->cipher,
+                               row->cipher_len, plain);
         if (rc == KG_OK && kg_wscred_check(plain, plen, NULL) != KG_OK) {
             rc = KG_ERR_STORE_CORRUPT;
         }
@@ -445,9 +336,8 @@ kg_err_t kg_wscred_load(kg_store_t *s, const kg_secretbox_t *sb,
                         const char *workspace_id, const char *provider,
                         char **secret, size_t *len, kg_diag_t *diag)
 {
-    sqlite3_stmt *st;
+    kg_store_sealed_t *row = NULL;
     kg_err_t rc;
-    int src;
 
     *secret = NULL;
     *len = 0;
@@ -455,23 +345,19 @@ kg_err_t kg_wscred_load(kg_store_t *s, const kg_secretbox_t *sb,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(s, wc_sql_load, diag);
-    if (st == NULL) {
-        return KG_ERR_STORE;
+    row = malloc(sizeof(*row));
+    if (row == NULL) {
+        return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
-    kg_store_bind_text(st, 1, workspace_id);
-    kg_store_bind_text(st, 2, provider);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        rc = wc_open_row(st, sb, workspace_id, provider, secret, len, diag);
-    } else if (src == SQLITE_DONE) {
+    rc = kg_store_credential_sealed(s, workspace_id, provider, row, diag);
+    if (rc == KG_OK) {
+        rc = wc_open_row(row, sb, workspace_id, provider, secret, len, diag);
+    } else if (rc == KG_ERR_NOT_FOUND) {
         rc = kg_diag_fail(diag, KG_ERR_NOT_FOUND,
                           "workspace %.64s has no credential for provider %s",
                           workspace_id, provider);
-    } else {
-        rc = kg_store_error(s, src, "reading a workspace credential", diag);
     }
-    kg_store_reset(st);
+    free(row);
     return rc;
 }
 

@@ -28,6 +28,7 @@ typedef enum kg_setting_type {
     KG_SETTING_BOOL,        /* on/off, true/false, yes/no → bool */
     KG_SETTING_LISTEN,      /* "127.0.0.1:8080", "[::1]:8080" (string) */
     KG_SETTING_LISTEN_OPT,  /* like LISTEN, or "" (off) */
+    KG_SETTING_STORE_URL,   /* "" or a postgresql:// URL (string) */
     KG_SETTING_URL,         /* a provider base URL (string) */
     KG_SETTING_PROVIDER_TYPE, /* openai | anthropic → kg_provider_type_t */
     KG_SETTING_PROVIDER_NAME, /* a provider name (string), resolved later */
@@ -59,6 +60,8 @@ typedef struct kg_config {
     char *path; /* the file read, or NULL for built-in defaults */
     /* [store] */
     char *store_path;
+    char *store_url;           /* "" unless a PostgreSQL store is configured */
+    int64_t store_stale_after; /* seconds; 0: cached keys never go stale */
     int64_t store_busy_timeout_ms;
     /* [keys] */
     char *keys_prefix;
@@ -219,5 +222,12 @@ void kg_config_free(kg_config_t **cfg);
  * optional values are null. NULL on no memory.
  */
 json_t *kg_config_to_json(const kg_config_t *cfg);
+
+/*
+ * Where the store is: [store] url when set (PostgreSQL), else [store]
+ * path (SQLite). Borrowed from cfg. With a url, path still names where
+ * the local files (the usage journal) live.
+ */
+const char *kg_config_store_location(const kg_config_t *cfg);
 
 #endif /* KEYGATE_CONFIG_H */

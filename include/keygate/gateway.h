@@ -19,6 +19,7 @@
 #include "keygate/proxy.h"
 #include "keygate/secretbox.h"
 #include "keygate/usagedb.h"
+#include "keygate/watch.h"
 
 struct kg_worker;
 
@@ -42,6 +43,7 @@ typedef struct kg_gateway {
     kg_policy_t *policy;
     kg_cidr_list_t *trusted_proxies; /* NULL: the socket peer is the client */
     kg_usagedb_t *usage;
+    kg_watch_t *watch;          /* NULL on a store that does not notify */
     kg_proxy_opts_t proxy_opts; /* each worker's proxy starts from these */
     struct kg_worker **workers; /* event loops ([server] threads) */
     unsigned nworkers;

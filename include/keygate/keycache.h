@@ -130,6 +130,15 @@ kg_err_t kg_keycache_verify(kg_keycache_t *c, const kg_token_t *tok,
 kg_err_t kg_keycache_refresh(kg_keycache_t *c) KG_MUST_CHECK;
 
 /*
+ * Bound how long cached entries answer while the store cannot be read:
+ * once no read of the store (a refresh or a miss) has succeeded for
+ * seconds, every verification goes to the store, which answers it or
+ * fails with a store error (503), never a pass. 0 (the default): cached
+ * entries never go stale. Call before the cache is shared.
+ */
+void kg_keycache_set_stale_after(kg_keycache_t *c, int64_t seconds);
+
+/*
  * Start a thread that calls kg_keycache_refresh every interval_ms (0:
  * KG_KEYCACHE_DEFAULT_INTERVAL_MS, at most 60000); kg_keycache_free stops
  * it. Without it the cache sees store changes only when

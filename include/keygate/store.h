@@ -1,8 +1,8 @@
-/* The SQLite store: opening, schema migrations and cached statements. */
+/* The key store: one handle on SQLite or PostgreSQL, its schema and
+ * transactions. */
 #ifndef KEYGATE_STORE_H
 #define KEYGATE_STORE_H
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,60 +31,39 @@ typedef struct kg_store_opts {
 } kg_store_opts_t;
 
 /*
- * Open the store at path: WAL, busy timeout, foreign keys, then migrate the
- * schema to the target version. A handle belongs to one thread at a time.
- * Returns KG_OK with *out new (kg_store_close), or one of
- * KG_ERR_STORE_MISSING, KG_ERR_STORE_CORRUPT (not a keygate store),
- * KG_ERR_STORE_VERSION (newer than this build), KG_ERR_STORE (unwritable,
- * I/O), KG_ERR_STORE_BUSY, with diag for the operator.
+ * Open the store at location — a file path (SQLite, the embedded default)
+ * or a postgresql:// URL — and migrate its schema to the target version.
+ * A handle belongs to one thread at a time. Returns KG_OK with *out new
+ * (kg_store_close), or one of KG_ERR_STORE_MISSING, KG_ERR_STORE_CORRUPT
+ * (not a keygate store), KG_ERR_STORE_VERSION (newer than this build),
+ * KG_ERR_STORE (unreachable, unwritable, I/O), KG_ERR_STORE_BUSY, with diag
+ * for the operator (never a password).
  */
-kg_err_t kg_store_open(const char *path, const kg_store_opts_t *opts,
+kg_err_t kg_store_open(const char *location, const kg_store_opts_t *opts,
                        kg_store_t **out, kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Finalize statements, close, set *store to NULL. */
+/* Close the handle (NULL is fine), set *store to NULL. */
 void kg_store_close(kg_store_t **store);
 
 /* The schema version of the open store. */
-int kg_store_schema_version(kg_store_t *store);
-
-/* The path the store was opened with (borrowed). */
-const char *kg_store_path(const kg_store_t *store);
+int kg_store_schema_version(const kg_store_t *store);
 
 /*
- * A prepared statement for sql, compiled once per handle and cached by the
- * address of sql, which must be a string literal or otherwise live as long
- * as the store. The statement is reset and unbound; call kg_store_reset()
- * when done with it. Returns NULL on error (diag set).
+ * Where the store is, for messages: the path, or the URL without its
+ * password (borrowed).
  */
-sqlite3_stmt *kg_store_stmt(kg_store_t *store, const char *sql,
-                            kg_diag_t *diag);
+const char *kg_store_path(const kg_store_t *store);
 
-/* Reset and clear a statement from kg_store_stmt(). */
-void kg_store_reset(sqlite3_stmt *stmt);
+/* The backend's name: "sqlite" or "postgresql". */
+const char *kg_store_backend_name(const kg_store_t *store);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+/*
+ * A transaction: begin takes the write lock at once on SQLite (BEGIN
+ * IMMEDIATE); commit rolls back when it fails.
+ */
 kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag) KG_MUST_CHECK;
 kg_err_t kg_store_commit(kg_store_t *store, kg_diag_t *diag) KG_MUST_CHECK;
 void kg_store_rollback(kg_store_t *store);
-
-/*
- * Map an SQLite result code to a keygate error, with diag describing the
- * failed action (no SQL text, no bound values). SQLITE_OK/DONE/ROW → KG_OK.
- */
-kg_err_t kg_store_error(kg_store_t *store, int sqlite_rc, const char *action,
-                        kg_diag_t *diag);
-
-/* Execute a statement that returns no rows; KG_OK or a mapped error. */
-kg_err_t kg_store_exec_stmt(kg_store_t *store, sqlite3_stmt *stmt,
-                            const char *action, kg_diag_t *diag) KG_MUST_CHECK;
-
-/* Bind helpers: NULL for an absent string, or for a negative int64. */
-int kg_store_bind_text(sqlite3_stmt *stmt, int idx, const char *s);
-int kg_store_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v);
-
-/* Column helpers: "" for NULL text, -1 for NULL integers. */
-const char *kg_store_col_text(sqlite3_stmt *stmt, int col);
-int64_t kg_store_col_opt_int(sqlite3_stmt *stmt, int col);
 
 /*
  * A cheap read that proves the store answers (for /readyz): KG_OK or the
@@ -92,7 +71,23 @@ int64_t kg_store_col_opt_int(sqlite3_stmt *stmt, int col);
  */
 kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag) KG_MUST_CHECK;
 
-/* The underlying handle, for code that needs sqlite3 directly (borrowed). */
-sqlite3 *kg_store_db(kg_store_t *store);
+/*
+ * Whether the store pushes changes of the key revision made by any
+ * process (PostgreSQL: LISTEN/NOTIFY); SQLite does not, and its readers
+ * poll the revision.
+ */
+bool kg_store_notifies(const kg_store_t *store);
+
+/*
+ * Wait up to timeout_ms for a change of the key revision. *changed is true
+ * when one was signalled, and also on the first call of a connection (after
+ * every reconnect): what changed while nobody listened is unknown, so the
+ * caller reads the revision then. Use a handle of its own for this: it
+ * holds the connection while it waits. KG_OK, or a store error when the
+ * server cannot be reached (the next call reconnects); KG_ERR_STORE on a
+ * backend that does not notify.
+ */
+kg_err_t kg_store_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                              kg_diag_t *diag) KG_MUST_CHECK;
 
 #endif /* KEYGATE_STORE_H */

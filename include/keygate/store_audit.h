@@ -1,4 +1,4 @@
-/* The store's audit queries: pages of audit events, newest first. */
+/* The store's audit trail: appending events, pages of them newest first. */
 #ifndef KEYGATE_STORE_AUDIT_H
 #define KEYGATE_STORE_AUDIT_H
 
@@ -9,9 +9,9 @@
 #include "keygate/store.h"
 
 /*
- * Backend-neutral: what the audit module asks of the store when it reads
- * the trail. The SQLite implementation is src/store/sqlite/audit.c; its
- * index choices are in docs/store.md.
+ * Backend-neutral: what the audit module asks of the store when it writes
+ * and reads the trail. The SQLite implementation is
+ * src/store/sqlite/audit.c; its index choices are in docs/store.md.
  */
 
 #define KG_AUDIT_ACTOR_MAX       64
@@ -43,6 +43,16 @@ typedef struct kg_audit_filter {
     char object_type[KG_AUDIT_OBJECT_TYPE_MAX + 1];
     char object_id[KG_AUDIT_OBJECT_ID_MAX + 1];
 } kg_audit_filter_t;
+
+/*
+ * Append one audit event at `at` (unix seconds), inside the caller's
+ * transaction when one is open. detail is JSON text ("{}" for none); the
+ * strings are stored as given. Returns KG_OK or a store error (diag).
+ */
+kg_err_t kg_store_audit_insert(kg_store_t *store, int64_t at, const char *actor,
+                               const char *action, const char *object_type,
+                               const char *object_id, const char *detail,
+                               kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
  * Up to limit (>= 1) events the filter selects with an id below before_id

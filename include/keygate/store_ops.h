@@ -49,6 +49,11 @@ typedef struct kg_store_space {
 } kg_store_space_t;
 
 /*
+ * Online backup is the SQLite store's: a file copied page by page. Another
+ * backend (PostgreSQL has its own tools) may lack it and then answers
+ * KG_ERR_STORE, "not supported by the <name> store"; the other operations
+ * below every backend has.
+ *
  * Copy the store's committed state into dest, an existing empty file the
  * caller made (mode 0600), which becomes a complete store. The copy is one
  * consistent snapshot: it is taken in steps of KG_STORE_BACKUP_STEP_PAGES
@@ -61,28 +66,35 @@ typedef struct kg_store_space {
 kg_err_t kg_store_backup_copy(kg_store_t *store, const char *dest,
                               int64_t *pages, kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Record a completed backup (one transaction). KG_OK or a store error. */
+/*
+ * Record a completed backup (one transaction). KG_OK or a store error.
+ * PostgreSQL keeps no backup records: KG_ERR_STORE, not supported.
+ */
 kg_err_t kg_store_backup_record(kg_store_t *store,
                                 const kg_store_backup_info_t *info,
                                 kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
  * The newest backup record into *out, *found telling whether there is
- * one. KG_OK or a store error (diag).
+ * one (never on PostgreSQL). KG_OK or a store error (diag).
  */
 kg_err_t kg_store_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
                               bool *found, kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
  * The rows of each of keygate's KG_STORE_NTABLES tables into out, in a
- * fixed order (workspaces first). Counting reads every row of the large
- * tables: about a second per 10 million usage events. KG_OK or a store
- * error (diag).
+ * fixed order (workspaces first; store_backups last, 0 rows on PostgreSQL,
+ * which lacks it). Counting reads every row of the large tables: about a
+ * second per 10 million usage events. KG_OK or a store error (diag).
  */
 kg_err_t kg_store_counts(kg_store_t *store, kg_store_count_t *out,
                          kg_diag_t *diag) KG_MUST_CHECK;
 
-/* Page size, page count and free pages into *out. KG_OK or a store error. */
+/*
+ * Page size, page count and free pages into *out. On PostgreSQL: the
+ * server's block size, the database's size (pg_database_size) in blocks
+ * rounded up, and 0 free pages. KG_OK or a store error.
+ */
 kg_err_t kg_store_space(kg_store_t *store, kg_store_space_t *out,
                         kg_diag_t *diag) KG_MUST_CHECK;
 

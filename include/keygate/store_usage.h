@@ -1,4 +1,4 @@
-/* The store's usage queries: hourly rollups and pages of usage events. */
+/* The store's usage rows: events, hourly rollups, charges, retention. */
 #ifndef KEYGATE_STORE_USAGE_H
 #define KEYGATE_STORE_USAGE_H
 
@@ -87,6 +87,66 @@ typedef struct kg_usage_record {
 } kg_usage_record_t;
 
 /*
+ * Insert n (<= KG_STORE_USAGE_BATCH_MAX) usage events in order, inside
+ * the caller's transaction; each record's id is ignored (the store assigns
+ * it). verdicts[i] gets the outcome of events[i]: KG_OK (stored),
+ * KG_ERR_EXISTS (an event with its request_id is already stored; nothing
+ * written), KG_ERR_NOT_FOUND (its key does not exist) or KG_ERR_INVAL (the
+ * store refused its values); a refused event undoes only itself. Returns
+ * KG_OK when every event has its verdict, else a store error that fails
+ * the whole batch (diag; the caller rolls back, the verdicts mean nothing).
+ */
+#define KG_STORE_USAGE_BATCH_MAX 512
+kg_err_t kg_store_usage_events_insert(kg_store_t *store,
+                                      const kg_usage_record_t *events, size_t n,
+                                      kg_err_t *verdicts,
+                                      kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Charge cost (micro-USD) to key_id inside the caller's transaction: its
+ * lifetime usage grows by cost and its last_used_at becomes at least
+ * last_used (unix seconds). period_start is the start of the budget period
+ * the charge falls in (-1: none): for a key with a period, a charge for its
+ * current period adds to its period usage, one for a newer period starts
+ * that period with cost, one for an older period counts toward the
+ * lifetime usage only. Two charges for the same period_start give the same
+ * row as their sum charged once. Changes nothing that invalidates cached
+ * keys. Returns KG_OK (also when no key has the id) or a store error.
+ */
+kg_err_t kg_store_usage_charge_key(kg_store_t *store, const char *key_id,
+                                   int64_t cost, int64_t last_used,
+                                   int64_t period_start,
+                                   kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * Credits mode: take cost (micro-USD) off workspace_id's credits balance
+ * inside the caller's transaction. Returns KG_OK (also when no workspace
+ * has the id) or a store error (diag).
+ */
+kg_err_t kg_store_usage_charge_credits(kg_store_t *store,
+                                       const char *workspace_id, int64_t cost,
+                                       kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * A background writer's hook into long work on its handle: fn(ud) is
+ * called now and then while a statement runs (there it may give up the
+ * CPU); it must not use the store. The struct is borrowed until the hook
+ * is cleared (NULL) or the handle closed.
+ */
+typedef struct kg_store_progress {
+    void (*fn)(void *ud);
+    void *ud;
+} kg_store_progress_t;
+
+/*
+ * Install (or, with NULL, clear) the hook on this handle. A backend that
+ * cannot call it ignores it (PostgreSQL: its statements wait for the
+ * server, off the CPU): nothing to check.
+ */
+void kg_store_usage_set_progress(kg_store_t *store,
+                                 const kg_store_progress_t *progress);
+
+/*
  * Add row's sums to its stored rollup row (created when missing), inside
  * the caller's transaction: counts add up, latency_ms_max takes the
  * maximum; workspace_id is set when the row is made. Returns KG_OK,
@@ -104,8 +164,11 @@ typedef bool (*kg_store_rollup_fn)(void *ud, const kg_usage_rollup_t *row);
 
 /*
  * Hand every rollup row the filter selects to fn: hours in [from, to)
- * (both multiples of 3600, from < to). Returns KG_OK (also when fn stopped
- * the scan), KG_ERR_INVAL for unaligned bounds, or a store error (diag).
+ * (both multiples of 3600, from < to). SQLite reads them in one snapshot;
+ * PostgreSQL in queries of up to 1024 rows, each its own snapshot outside
+ * a transaction (a row is still handed out once). Returns KG_OK (also when
+ * fn stopped the scan), KG_ERR_INVAL for unaligned bounds, or a store
+ * error (diag).
  */
 kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
                                     const kg_usage_filter_t *filter,

@@ -57,7 +57,9 @@ typedef enum kg_storeops_file_kind {
 } kg_storeops_file_kind_t;
 
 typedef struct kg_storeops_file {
-    const char *name; /* "store", "wal", "shm", "usage-a", ... (literal) */
+    const char *name; /* "store", "wal", "shm", "usage-a", ... (literal);
+                         NULL: not a file of this store (the store's own
+                         files on PostgreSQL) */
     char path[PATH_MAX];
     bool present;
     int64_t bytes;

@@ -130,6 +130,15 @@ kg_err_t kg_usagedb_start(const char *store_path, int busy_timeout_ms,
                           kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
+ * kg_usagedb_start with the store at location (a path or a postgresql://
+ * URL) and the journal's files at journal_base + "-usage-a"/"-usage-b"
+ * (a local path: the journal keeps events while the store is away).
+ */
+kg_err_t kg_usagedb_start_at(const char *location, const char *journal_base,
+                             int busy_timeout_ms, size_t queue_max,
+                             kg_usagedb_t **out, kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
  * Copy *ev into the queue; done (may be NULL) is called with ud once the
  * event is committed or has failed. Never blocks on the store. Returns
  * KG_OK, KG_ERR_UNAVAILABLE when the queue is full or the writer stopping

@@ -10,6 +10,7 @@
 #include "keygate/providers.h"
 #include "keygate/secretbox.h"
 #include "keygate/store.h"
+#include "keygate/store_credentials.h"
 #include "keygate/workspaces.h"
 
 /* A credential: 1..KG_WSCRED_MAX bytes of printable ASCII, no spaces. */
@@ -19,14 +20,12 @@
 /* ... and only when it has at least this many (else none are shown). */
 #define KG_WSCRED_LAST4_MIN 12
 
-/* What may be shown of a stored credential: never the secret. */
-typedef struct kg_wscred_info {
-    char workspace_id[KG_WORKSPACE_ID_LEN + 1];
-    char provider[KG_PROVIDER_NAME_MAX + 1];
-    char last4[KG_WSCRED_LAST4_LEN + 1]; /* "" for a short credential */
-    int64_t created_at;                  /* unix seconds */
-    int64_t updated_at;
-} kg_wscred_info_t;
+/*
+ * What may be shown of a stored credential, never the secret: the store's
+ * row (keygate/store_credentials.h) of workspace_id, provider, last4 (""
+ * for a short credential), created_at and updated_at (unix seconds).
+ */
+typedef kg_store_credential_t kg_wscred_info_t;
 
 /*
  * Whether secret (len bytes) may be a credential: 1..KG_WSCRED_MAX bytes of

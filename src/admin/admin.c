@@ -102,7 +102,8 @@ static kg_err_t admin_pool_init(admin_pool_t *p, const kg_config_t *cfg,
         return kg_diag_fail(diag, KG_ERR_NOMEM, "out of memory");
     }
     for (; p->n < n && rc == KG_OK; p->n++) {
-        rc = kg_store_open(cfg->store_path, &opts, &p->stores[p->n], diag);
+        rc = kg_store_open(kg_config_store_location(cfg), &opts,
+                           &p->stores[p->n], diag);
         if (rc != KG_OK) {
             break;
         }

@@ -191,7 +191,8 @@ int kg_cli_open_store(kg_cli_t *cli)
     }
     memset(&opts, 0, sizeof(opts));
     opts.busy_timeout_ms = (int)cli->cfg->store_busy_timeout_ms;
-    rc = kg_store_open(cli->cfg->store_path, &opts, &cli->store, &diag);
+    rc = kg_store_open(kg_config_store_location(cli->cfg), &opts, &cli->store,
+                       &diag);
     if (rc != KG_OK) {
         kg_cli_fail(rc, &diag);
         return KG_EXIT_RUNTIME;

@@ -53,6 +53,8 @@ int kg_cli_admin_tokens(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_usage(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_audit(kg_cli_t *cli, int argc, char **argv);
 int kg_cli_store(kg_cli_t *cli, int argc, char **argv);
+/* store migrate (cli_store_migrate.c). */
+int kg_cli_store_migrate(kg_cli_t *cli, int argc, char **argv);
 
 /*
  * Run the subcommand named argv[0] from table (NULL-terminated), or print

@@ -133,7 +133,8 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
         kg_store_opts_t opts = {KG_STORE_CREATE,
                                 (int)cli->cfg->store_busy_timeout_ms, 0};
 
-        rc = kg_store_open(cli->cfg->store_path, &opts, &cli->store, &diag);
+        rc = kg_store_open(kg_config_store_location(cli->cfg), &opts,
+                           &cli->store, &diag);
     }
     if (rc == KG_OK) {
         /* Refuse an unreadable or loose key now rather than at first use. */
@@ -154,15 +155,15 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
     mode = kg_ws_mode_name(ws.mode);
     kg_workspace_clear(&ws);
     if (cli->json) {
-        return kg_cli_print_json(
-            json_pack("{s:s, s:s, s:b, s:s, s:b, s:i, s:{s:s, s:s}}", "store",
-                      cli->cfg->store_path, "hashKey", cli->cfg->hash_key_file,
-                      "hashKeyCreated", new_key, "secretKey",
-                      cli->cfg->secret_key_file, "secretKeyCreated", new_secret,
-                      "schemaVersion", kg_store_schema_version(cli->store),
-                      "workspace", "name", KG_WORKSPACE_DEFAULT, "mode", mode));
+        return kg_cli_print_json(json_pack(
+            "{s:s, s:s, s:b, s:s, s:b, s:i, s:{s:s, s:s}}", "store",
+            kg_store_path(cli->store), "hashKey", cli->cfg->hash_key_file,
+            "hashKeyCreated", new_key, "secretKey", cli->cfg->secret_key_file,
+            "secretKeyCreated", new_secret, "schemaVersion",
+            kg_store_schema_version(cli->store), "workspace", "name",
+            KG_WORKSPACE_DEFAULT, "mode", mode));
     }
-    printf("Store:      %s (schema %d)\n", cli->cfg->store_path,
+    printf("Store:      %s (schema %d)\n", kg_store_path(cli->store),
            kg_store_schema_version(cli->store));
     printf("Hash key:   %s (%s)\n", cli->cfg->hash_key_file,
            new_key ? "created" : "kept");

@@ -139,6 +139,9 @@ static bool store_files_table(const kg_storeops_status_t *st)
         char mode[8];
         const char *row[4] = {f->name, "missing", "-", f->path};
 
+        if (f->name == NULL) {
+            continue; /* not a file of this store (PostgreSQL) */
+        }
         if (f->present) {
             snprintf(mode, sizeof(mode), "%04o", (unsigned)f->mode);
             row[1] = store_size(f->bytes, size, sizeof(size));
@@ -269,6 +272,8 @@ static const kg_cli_command_t store_commands[] = {
     {"backup", store_backup, "copy the store into a file, online"},
     {"status", store_status,
      "files, rows, usage journal backlog and the last backup"},
+    {"migrate", kg_cli_store_migrate,
+     "copy a SQLite store into a PostgreSQL store"},
     {NULL, NULL, NULL},
 };
 

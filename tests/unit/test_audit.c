@@ -10,6 +10,7 @@
 #include "keygate/audit.h"
 #include "keygate/clock.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "unit_util.h"
 
 #define UT_N 53
@@ -98,7 +99,7 @@ static int64_t *ut_reference(const char *where, size_t *n)
 
     snprintf(sql, sizeof(sql),
              "SELECT id FROM audit_events WHERE %s ORDER BY id DESC", where);
-    return ut_sql_ids(kg_store_db(ut_store), sql, UT_N, n);
+    return ut_sql_ids(kg_sqlite_db(ut_store), sql, UT_N, n);
 }
 
 /* Pages of 4 hold every selected event once, newest first. */

@@ -208,6 +208,8 @@ static const ut_bad_row_t ut_bad_rows[] = {
      "[keys]\nprefix = ab\n[log]\nlevel = info\n[keys]\nprefix = cd\n", 6,
      "[keys] prefix", "more than once"},
     {"bad duration", "[keys]\nmax_ttl = 3x\n", 2, "[keys] max_ttl", "'3x'"},
+    {"store url not postgresql", "[store]\nurl = mysql://db/keygate\n", 2,
+     "[store] url", "postgresql://"},
     {"negative duration", "[keys]\ndefault_ttl = -1d\n", 2,
      "[keys] default_ttl", "'-1d'"},
     {"duration over 100 years", "[keys]\nmax_ttl = 36501d\n", 2,

@@ -14,6 +14,7 @@
 #include "keygate/keyhash.h"
 #include "keygate/keys.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/token.h"
 #include "keygate/usagedb.h"
 #include "keygate/workspaces.h"
@@ -114,7 +115,7 @@ static int64_t ut_rev(kg_store_t *store)
     sqlite3_stmt *st = NULL;
     int64_t rev;
 
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(store),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(store),
                                         "SELECT rev FROM key_revision", -1, &st,
                                         NULL),
                      SQLITE_OK);
@@ -127,7 +128,7 @@ static int64_t ut_rev(kg_store_t *store)
 static void ut_exec(kg_store_t *store, const char *sql)
 {
     char *err = NULL;
-    int rc = sqlite3_exec(kg_store_db(store), sql, NULL, NULL, &err);
+    int rc = sqlite3_exec(kg_sqlite_db(store), sql, NULL, NULL, &err);
 
     ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
     sqlite3_free(err);
@@ -201,7 +202,7 @@ START_TEST(test_migration_v2_to_v3)
     ck_assert_int_eq(kg_workspace_create(s, "cli:test", KG_WORKSPACE_DEFAULT,
                                          KG_MODE_API_KEYS, NULL, &diag),
                      KG_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(s),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(s),
                                         "SELECT rev FROM key_revision", -1, &st,
                                         NULL),
                      SQLITE_ERROR);
@@ -212,7 +213,7 @@ START_TEST(test_migration_v2_to_v3)
     ck_assert_int_eq(kg_store_schema_version(s), KG_STORE_SCHEMA_VERSION);
     ck_assert_int_eq(ut_rev(s), 0);
     /* The one row is enforced. */
-    ck_assert_int_ne(sqlite3_exec(kg_store_db(s),
+    ck_assert_int_ne(sqlite3_exec(kg_sqlite_db(s),
                                   "INSERT INTO key_revision VALUES (2, 0)",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
@@ -391,6 +392,49 @@ START_TEST(test_hit_miss_negative)
     ck_assert_uint_eq(s.entries, 2);
     ck_assert_uint_eq(s.flushes, 0);
     kg_keycache_free(&c);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
+ * With stale_after, cached entries answer only while a read of the store
+ * succeeded within it; past it a verification goes to the store (a miss),
+ * whose success confirms the cache again.
+ */
+START_TEST(test_stale_after)
+{
+    ut_fx_t fx;
+    kg_keycache_t *c;
+    kg_token_t good;
+    kg_keycache_stats_t s;
+
+    ut_fx_open(&fx);
+    kg_clock_set_fake(UT_T0);
+    ut_key(&fx.ctx, "good", KG_NONE, &good);
+    c = ut_cache(&fx, 0);
+    kg_keycache_set_stale_after(c, 30);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_clock_set_fake(UT_T0 + 30);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 1);
+    ck_assert_uint_eq(s.hits, 1);
+    /* 31 s without a read of the store: the next answer reads it. */
+    kg_clock_set_fake(UT_T0 + 31);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 2);
+    ck_assert_uint_eq(s.hits, 2);
+    /* A refresh confirms the cache too. */
+    kg_clock_set_fake(UT_T0 + 100);
+    ut_refresh(c);
+    ck_assert_int_eq(kg_keycache_verify(c, &good, NULL), KG_OK);
+    kg_keycache_stats(c, &s);
+    ck_assert_uint_eq(s.misses, 2);
+    ck_assert_uint_eq(s.hits, 3);
+    kg_keycache_free(&c);
+    kg_clock_set_fake(0);
     ut_fx_close(&fx);
 }
 END_TEST
@@ -1140,6 +1184,7 @@ static Suite *keycache_suite(void)
     tcase_add_test(tc, test_revision_triggers);
     tcase_add_test(tc, test_agrees_with_store);
     tcase_add_test(tc, test_hit_miss_negative);
+    tcase_add_test(tc, test_stale_after);
     tcase_add_test(tc, test_seen_once_per_second);
     tcase_add_test(tc, test_refresh_sees_cli_changes);
     tcase_add_test(tc, test_miss_catches_up);

@@ -12,6 +12,8 @@
 #include "keygate/keys.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "keygate/store_keys.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/timefmt.h"
 #include "keygate/workspaces.h"
 #include "unit_util.h"
@@ -116,7 +118,7 @@ static int64_t ut_int(const char *sql, const char *param)
     int64_t v;
 
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &st, NULL),
         SQLITE_OK);
     if (param != NULL) {
         sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
@@ -136,7 +138,7 @@ static int64_t ut_count_keys(void)
 static void ut_add_usage(const kg_key_t *key, const char *request_id)
 {
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = kg_store_db(ut_store);
+    sqlite3 *db = kg_sqlite_db(ut_store);
 
     ck_assert_int_eq(sqlite3_prepare_v2(db,
                                         "INSERT INTO usage_events "
@@ -263,7 +265,7 @@ START_TEST(test_create)
                             "= ?",
                             key.id),
                      1);
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(ut_store),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(ut_store),
                                         "SELECT hash, expires_at FROM "
                                         "key_secrets WHERE key_id = ?",
                                         -1, &st, NULL),
@@ -690,6 +692,67 @@ START_TEST(test_update_every_field)
     ck_assert_int_eq(out.period_started_at, KG_NONE);
     ck_assert_int_eq(out.rpm, KG_NONE);
     ck_assert_str_eq(out.name, "renamed");
+    kg_key_clear(&out);
+    kg_key_clear(&key);
+}
+END_TEST
+
+/*
+ * The usage writer adds to a key's period spend while the key is edited:
+ * an update writes that spend only when it restarts the period, never
+ * the value it read back.
+ */
+START_TEST(test_update_keeps_period_spend)
+{
+    kg_key_t key;
+    kg_key_t out;
+    kg_key_t stale;
+    kg_key_spec_t spec = ut_spec("budgeted");
+    char token[KG_TOKEN_STRLEN];
+    kg_diag_t diag = {{0}};
+
+    spec.set_period_limit = true;
+    spec.period = KG_PERIOD_DAY;
+    spec.period_limit = 5 * INT64_C(1000000);
+    ck_assert_msg(kg_keys_create(&ut_ctx, &spec, &key, token, &diag) == KG_OK,
+                  "%s", diag.msg);
+    ck_assert_int_eq(key.period_usage, 0);
+    ck_assert_int_eq(sqlite3_exec(kg_sqlite_db(ut_store),
+                                  "UPDATE api_keys SET period_usage = 700",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+
+    /* Another limit in the same period keeps the spend. */
+    spec = ut_spec(NULL);
+    spec.set_period_limit = true;
+    spec.period = KG_PERIOD_DAY;
+    spec.period_limit = 9 * INT64_C(1000000);
+    ck_assert_int_eq(kg_keys_update(&ut_ctx, key.id, &spec, &out, &diag),
+                     KG_OK);
+    ck_assert_int_eq(out.period_limit, 9 * INT64_C(1000000));
+    ck_assert_int_eq(out.period_usage, 700);
+    ck_assert_int_eq(out.period_started_at, ut_t0);
+    kg_key_clear(&out);
+
+    /* The store's update, given a row read before the spend moved, leaves
+     * the spend alone unless told to restart the period. */
+    stale = key; /* period_usage 0, as read at creation */
+    stale.period_limit = 8 * INT64_C(1000000);
+    ck_assert_int_eq(kg_store_key_update(ut_store, &stale, false, ut_t0, &diag),
+                     KG_OK);
+    ck_assert_int_eq(
+        ut_int("SELECT period_usage FROM api_keys WHERE id = ?", key.id), 700);
+    ck_assert_int_eq(
+        ut_int("SELECT period_limit FROM api_keys WHERE id = ?", key.id),
+        8 * INT64_C(1000000));
+
+    /* Another period restarts it. */
+    spec.period = KG_PERIOD_MONTH;
+    ck_assert_int_eq(kg_keys_update(&ut_ctx, key.id, &spec, &out, &diag),
+                     KG_OK);
+    ck_assert_int_eq(out.period, KG_PERIOD_MONTH);
+    ck_assert_int_eq(out.period_usage, 0);
+    ck_assert_int_eq(out.period_started_at, ut_utc(2026, 6, 1, 0, 0, 0));
     kg_key_clear(&out);
     kg_key_clear(&key);
 }
@@ -1154,7 +1217,7 @@ static bool ut_contains(const void *hay, size_t len, const char *needle,
 /* Scan every value of every table for each of the secrets. */
 static size_t ut_scan_store(char secrets[][KG_TOKEN_STRLEN], size_t nsecrets)
 {
-    sqlite3 *db = kg_store_db(ut_store);
+    sqlite3 *db = kg_sqlite_db(ut_store);
     sqlite3_stmt *tables = NULL;
     size_t values = 0;
 
@@ -1259,6 +1322,7 @@ static Suite *keys_suite(void)
     tcase_add_test(tc, test_ttl_bounds);
     tcase_add_test(tc, test_get_and_list);
     tcase_add_test(tc, test_update_every_field);
+    tcase_add_test(tc, test_update_keeps_period_spend);
     tcase_add_test(tc, test_update_refused_changes_nothing);
     tcase_add_test(tc, test_disable_enable);
     tcase_add_test(tc, test_enable_expired_refused);

@@ -9,6 +9,7 @@
 
 #include "keygate/keys.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "unit_util.h"
 
@@ -74,7 +75,7 @@ START_TEST(test_create)
     ck_assert_int_eq(ut_file_mode(path), 0600);
     ck_assert_int_eq(kg_store_schema_version(store), KG_STORE_SCHEMA_VERSION);
     ck_assert_str_eq(kg_store_path(store), path);
-    db = kg_store_db(store);
+    db = kg_sqlite_db(store);
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert_int_eq(ut_int(db, "PRAGMA application_id"),
@@ -288,7 +289,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_msg(kg_store_open(path, &v1, &store, &diag) == KG_OK, "%s",
                   diag.msg);
     ck_assert_int_eq(kg_store_schema_version(store), 1);
-    db = kg_store_db(store);
+    db = kg_sqlite_db(store);
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"), 1);
     ck_assert(ut_has_table(db, "api_keys"));
     ck_assert(!ut_has_table(db, "usage_events"));
@@ -364,7 +365,7 @@ START_TEST(test_migrate_from_v1)
     ck_assert_msg(kg_store_open(path, &ut_existing, &store, &diag) == KG_OK,
                   "%s", diag.msg);
     ck_assert_int_eq(kg_store_schema_version(store), KG_STORE_SCHEMA_VERSION);
-    db = kg_store_db(store);
+    db = kg_sqlite_db(store);
     ck_assert_int_eq(ut_int(db, "PRAGMA user_version"),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert(ut_has_table(db, "usage_events"));
@@ -433,7 +434,7 @@ START_TEST(test_migrate_v4_to_v5_pool_mode)
     ck_assert_msg(kg_store_open(path, &v4, &old, &diag) == KG_OK, "%s",
                   diag.msg);
     ck_assert_int_eq(kg_store_schema_version(old), 4);
-    db = kg_store_db(old);
+    db = kg_sqlite_db(old);
     ck_assert_int_eq(ut_try(db, "INSERT INTO workspaces (id, name, mode, "
                                 "created_at, updated_at) VALUES "
                                 "('WWWWWWWWWWWW', 'default', 'credits', 1, 1)"),
@@ -456,9 +457,9 @@ START_TEST(test_migrate_v4_to_v5_pool_mode)
     ck_assert_msg(kg_store_open(path, &v5, &store, &diag) == KG_OK, "%s",
                   diag.msg);
     ck_assert_int_eq(kg_store_schema_version(store), 5);
-    ck_assert_int_eq(ut_int(kg_store_db(store), "PRAGMA user_version"), 5);
+    ck_assert_int_eq(ut_int(kg_sqlite_db(store), "PRAGMA user_version"), 5);
     for (int i = 0; i < 2; i++) {
-        db = kg_store_db(i == 0 ? store : old);
+        db = kg_sqlite_db(i == 0 ? store : old);
         ck_assert_int_eq(ut_try(db, "UPDATE workspaces SET mode = 'pool'"),
                          SQLITE_OK);
         ck_assert_int_ne(ut_try(db, "UPDATE workspaces SET mode = 'free'"),
@@ -470,7 +471,7 @@ START_TEST(test_migrate_v4_to_v5_pool_mode)
         ck_assert_int_eq(ut_try(db, "UPDATE usage_events SET mode = 'credits'"),
                          SQLITE_OK);
     }
-    db = kg_store_db(store);
+    db = kg_sqlite_db(store);
     /* Rows, foreign keys and the revision trigger are as before. */
     ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM usage_events"), 1);
     ck_assert_int_eq(ut_int(db, "SELECT count(*) FROM api_keys"), 1);
@@ -534,7 +535,7 @@ START_TEST(test_transactions)
     ut_tmpdir(dir);
     ut_join(path, dir, "keygate.db");
     ck_assert_int_eq(kg_store_open(path, &ut_create, &store, &diag), KG_OK);
-    db = kg_store_db(store);
+    db = kg_sqlite_db(store);
     ck_assert_int_eq(kg_store_begin(store, &diag), KG_OK);
     ck_assert_int_eq(sqlite3_exec(db,
                                   "INSERT INTO workspaces (id, name, "
@@ -589,7 +590,7 @@ START_TEST(test_error_map)
     const ut_errmap_row_t *row = &ut_errmap_rows[_i];
     kg_diag_t diag = {{0}};
 
-    ck_assert_int_eq(kg_store_error(NULL, row->sqlite_rc, "testing", &diag),
+    ck_assert_int_eq(kg_sqlite_error(NULL, row->sqlite_rc, "testing", &diag),
                      row->want);
     if (row->want != KG_OK) {
         ck_assert_ptr_nonnull(strstr(diag.msg, "testing"));
@@ -609,24 +610,24 @@ START_TEST(test_stmt_helpers)
     ut_tmpdir(dir);
     ut_join(path, dir, "keygate.db");
     ck_assert_int_eq(kg_store_open(path, &ut_create, &store, &diag), KG_OK);
-    st = kg_store_stmt(store, sql_a, &diag);
+    st = kg_sqlite_stmt(store, sql_a, &diag);
     ck_assert_ptr_nonnull(st);
     /* Cached by the address of the text. */
-    ck_assert_ptr_eq(kg_store_stmt(store, sql_a, &diag), st);
-    ck_assert_int_eq(kg_store_bind_text(st, 1, NULL), SQLITE_OK);
-    ck_assert_int_eq(kg_store_bind_opt_int(st, 2, -1), SQLITE_OK);
-    ck_assert_int_eq(kg_store_bind_opt_int(st, 3, 7), SQLITE_OK);
+    ck_assert_ptr_eq(kg_sqlite_stmt(store, sql_a, &diag), st);
+    ck_assert_int_eq(kg_sqlite_bind_text(st, 1, NULL), SQLITE_OK);
+    ck_assert_int_eq(kg_sqlite_bind_opt_int(st, 2, -1), SQLITE_OK);
+    ck_assert_int_eq(kg_sqlite_bind_opt_int(st, 3, 7), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    ck_assert_str_eq(kg_store_col_text(st, 0), "");
-    ck_assert_int_eq(kg_store_col_opt_int(st, 1), -1);
-    ck_assert_int_eq(kg_store_col_opt_int(st, 2), 7);
-    kg_store_reset(st);
-    kg_store_reset(NULL);
+    ck_assert_str_eq(kg_sqlite_col_text(st, 0), "");
+    ck_assert_int_eq(kg_sqlite_col_opt_int(st, 1), -1);
+    ck_assert_int_eq(kg_sqlite_col_opt_int(st, 2), 7);
+    kg_sqlite_reset(st);
+    kg_sqlite_reset(NULL);
     /* Bindings were cleared by the reset. */
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    ck_assert_int_eq(kg_store_col_opt_int(st, 2), -1);
-    kg_store_reset(st);
-    ck_assert_ptr_null(kg_store_stmt(store, "SELECT FROM nothing", &diag));
+    ck_assert_int_eq(kg_sqlite_col_opt_int(st, 2), -1);
+    kg_sqlite_reset(st);
+    ck_assert_ptr_null(kg_sqlite_stmt(store, "SELECT FROM nothing", &diag));
     ck_assert(diag.msg[0] != '\0');
     kg_store_close(&store);
     ut_tmpdir_remove(dir);

@@ -1,4 +1,5 @@
-/* Unit tests of the store's usage reads: event pages, plans, the backfill. */
+/* Unit tests of the store's usage rows: writes, event pages, plans, the
+ * backfill. */
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -9,6 +10,8 @@
 
 #include "keygate/audit.h"
 #include "keygate/store.h"
+#include "keygate/store_ops.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
 #include "keygate/usage_query.h"
 #include "keygate/usagedb.h"
@@ -41,10 +44,10 @@ static void ut_keys(kg_store_t *s)
     kg_diag_t diag = {{0}};
 
     ck_assert_int_eq(kg_workspace_ensure_default(s, UT_ACTOR, &diag), KG_OK);
-    ut_exec(kg_store_db(s),
+    ut_exec(kg_sqlite_db(s),
             "INSERT INTO workspaces (id, name, created_at, updated_at) VALUES "
             "('" UT_WS_X "', 'ws-x', 1, 1), ('" UT_WS_Y "', 'ws-y', 1, 1)");
-    ut_exec(kg_store_db(s),
+    ut_exec(kg_sqlite_db(s),
             "INSERT INTO api_keys (id, workspace_id, name, prefix, last4, "
             "created_at, updated_at) SELECT k.column1, w.id, 'k', 'kg', "
             "'abcd', 1, 1 FROM (VALUES ('" UT_KEY_A "'), ('" UT_KEY_B "')) k, "
@@ -211,7 +214,7 @@ static int64_t *ut_reference(const char *where, size_t *n)
              "SELECT id FROM usage_events WHERE %s ORDER BY at_ms DESC, id "
              "DESC",
              where);
-    return ut_sql_ids(kg_store_db(ut_store), sql, UT_N, n);
+    return ut_sql_ids(kg_sqlite_db(ut_store), sql, UT_N, n);
 }
 
 /* Page through with limit 7: every selected event once, in order. */
@@ -227,7 +230,7 @@ START_TEST(test_pages)
     int pages = 0;
     kg_diag_t diag = {{0}};
 
-    ut_insert_events(kg_store_db(ut_store), UT_N);
+    ut_insert_events(kg_sqlite_db(ut_store), UT_N);
     want = ut_reference(row->where, &want_n);
     do {
         kg_usage_events_query_t q;
@@ -273,7 +276,7 @@ START_TEST(test_page_fields)
     kg_diag_t diag = {{0}};
     size_t n = 0;
 
-    ut_insert_events(kg_store_db(ut_store), 4);
+    ut_insert_events(kg_sqlite_db(ut_store), 4);
     memset(&f, 0, sizeof(f));
     f.base.to = KG_USAGE_TIME_MAX;
     f.status_max = 999;
@@ -420,7 +423,7 @@ START_TEST(test_cursor_checks)
     char audit[KG_QUERY_CURSOR_STRLEN];
     kg_diag_t diag = {{0}};
 
-    ut_insert_events(kg_store_db(ut_store), 40);
+    ut_insert_events(kg_sqlite_db(ut_store), 40);
     ut_first_cursor(key_a, 1, cursor);
     ck_assert_int_eq(ut_page_with(key_a, 1, cursor, &diag), KG_OK);
     /* The range may move (a relative from); the filters may not. */
@@ -542,7 +545,7 @@ static void ut_plan(sqlite3_stmt *st, char *out, size_t len)
 
     snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", sqlite3_sql(st));
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &eq, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &eq, NULL),
         SQLITE_OK);
     out[0] = '\0';
     while (sqlite3_step(eq) == SQLITE_ROW) {
@@ -631,7 +634,7 @@ START_TEST(test_plans)
         kg_store_audit_page(ut_store, &af, INT64_MAX, 5, &aev, &n, &diag),
         KG_OK);
     kg_audit_events_free(&aev, n);
-    while ((st = sqlite3_next_stmt(kg_store_db(ut_store), st)) != NULL) {
+    while ((st = sqlite3_next_stmt(kg_sqlite_db(ut_store), st)) != NULL) {
         const char *sql = sqlite3_sql(st);
 
         for (size_t i = 0; i < UT_NROWS(ut_plan_rows); i++) {
@@ -724,14 +727,14 @@ START_TEST(test_backfill_matches_writer)
      * hourly table. */
     ut_open(KG_STORE_VERSION_USAGE_ROLLUP - 1);
     ut_keys(ut_store);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ut_insert_events(db, UT_BACKFILL_N);
     ut_exec(db, "INSERT INTO usage_hourly (key_id, hour, model, requests) "
                 "SELECT key_id, at_ms / 3600000 * 3600, model, count(*) FROM "
                 "usage_events GROUP BY 1, 2, 3");
     kg_store_close(&ut_store);
     ut_open(0);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ck_assert_int_eq(kg_store_schema_version(ut_store),
                      KG_STORE_SCHEMA_VERSION);
     ck_assert_int_ne(
@@ -770,10 +773,10 @@ START_TEST(test_backfill_sums)
 
     ut_open(KG_STORE_VERSION_USAGE_ROLLUP - 1);
     ut_keys(ut_store);
-    ut_insert_events(kg_store_db(ut_store), UT_BACKFILL_N);
+    ut_insert_events(kg_sqlite_db(ut_store), UT_BACKFILL_N);
     kg_store_close(&ut_store);
     ut_open(0);
-    db = kg_store_db(ut_store);
+    db = kg_sqlite_db(ut_store);
     ck_assert_int_eq(
         sqlite3_prepare_v2(
             db,
@@ -797,6 +800,251 @@ START_TEST(test_backfill_sums)
 }
 END_TEST
 
+/* ---- writes -------------------------------------------------------------- */
+
+/* One integer a query on the store's file returns. */
+static int64_t ut_int(const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Event i of ut_event as a stored row. */
+static void ut_row(kg_usage_record_t *r, int i)
+{
+    kg_usage_event_t ev;
+
+    ut_event(&ev, i);
+    memset(r, 0, sizeof(*r));
+    r->id = 12345; /* ignored on insert */
+    snprintf(r->request_id, sizeof(r->request_id), "%s", ev.request_id);
+    snprintf(r->key_id, sizeof(r->key_id), "%s", ev.key_id);
+    snprintf(r->workspace_id, sizeof(r->workspace_id), "%s", ev.workspace_id);
+    r->at_ms = ev.at_ms;
+    snprintf(r->operation, sizeof(r->operation), "%s", ev.operation);
+    snprintf(r->model, sizeof(r->model), "%s", ev.model);
+    snprintf(r->provider, sizeof(r->provider), "%s", ev.provider);
+    snprintf(r->mode, sizeof(r->mode), "%s", ev.mode);
+    r->status = ev.status;
+    r->prompt_tokens = ev.prompt_tokens;
+    r->completion_tokens = ev.completion_tokens;
+    r->cached_tokens = ev.cached_tokens;
+    r->cost = ev.cost;
+    r->latency_ms = ev.latency_ms;
+    r->ttft_ms = ev.ttft_ms;
+    r->streamed = ev.streamed;
+    snprintf(r->client_ip, sizeof(r->client_ip), "%s", ev.client_ip);
+    snprintf(r->error_code, sizeof(r->error_code), "%s", ev.error_code);
+}
+
+/* A batch: each event gets its own verdict, the refused ones undo only
+ * themselves, and what is stored reads back field for field. */
+START_TEST(test_events_insert)
+{
+    kg_usage_record_t in[5];
+    kg_usage_record_t out[6];
+    kg_err_t verdicts[5];
+    kg_usage_events_filter_t f;
+    kg_diag_t diag = {{0}};
+    size_t n = 0;
+
+    for (int i = 0; i < 5; i++) {
+        ut_row(&in[i], i);
+    }
+    snprintf(in[1].key_id, sizeof(in[1].key_id), "NoSuchKey000");
+    snprintf(in[2].request_id, sizeof(in[2].request_id), "%s",
+             in[0].request_id);
+    snprintf(in[3].mode, sizeof(in[3].mode), "bogus");
+    ck_assert_int_eq(kg_store_begin(ut_store, &diag), KG_OK);
+    ck_assert_msg(
+        kg_store_usage_events_insert(ut_store, in, 5, verdicts, &diag) == KG_OK,
+        "%s", diag.msg);
+    ck_assert_int_eq(kg_store_commit(ut_store, &diag), KG_OK);
+    ck_assert_int_eq(verdicts[0], KG_OK);
+    ck_assert_int_eq(verdicts[1], KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(verdicts[2], KG_ERR_EXISTS);
+    ck_assert_int_eq(verdicts[3], KG_ERR_INVAL);
+    ck_assert_int_eq(verdicts[4], KG_OK);
+
+    memset(&f, 0, sizeof(f));
+    f.base.to = KG_USAGE_TIME_MAX;
+    f.status_max = 999;
+    ck_assert_int_eq(kg_store_usage_events_page(ut_store, &f, INT64_MAX,
+                                                INT64_MAX, 6, out, &n, &diag),
+                     KG_OK);
+    ck_assert_uint_eq(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        const kg_usage_record_t *want = &in[i == 0 ? 4 : 0]; /* newest first */
+
+        ck_assert_int_ne(out[i].id, 12345);
+        out[i].id = want->id;
+        ck_assert_msg(memcmp(&out[i], want, sizeof(*want)) == 0,
+                      "row %zu differs", i);
+    }
+
+    /* Over the bound: refused whole. */
+    ck_assert_int_eq(kg_store_usage_events_insert(ut_store, in,
+                                                  KG_STORE_USAGE_BATCH_MAX + 1,
+                                                  verdicts, &diag),
+                     KG_ERR_INVAL);
+}
+END_TEST
+
+/* Key charges: lifetime usage always, period usage by period, last use the
+ * latest. */
+START_TEST(test_charge_key)
+{
+    kg_diag_t diag = {{0}};
+
+    ut_exec(kg_sqlite_db(ut_store),
+            "UPDATE api_keys SET period = 'day', period_usage = 0, "
+            "period_started_at = 86400 WHERE id = '" UT_KEY_A "'");
+    ck_assert_int_eq(kg_store_begin(ut_store, &diag), KG_OK);
+    /* The current period, twice: adds up. */
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, UT_KEY_A, 5, 90000, 86400, &diag),
+        KG_OK);
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, UT_KEY_A, 7, 80000, 86400, &diag),
+        KG_OK);
+    ck_assert_int_eq(kg_store_commit(ut_store, &diag), KG_OK);
+    ck_assert_int_eq(ut_int("SELECT usage * 1000000 + period_usage * 1000 + "
+                            "(period_started_at = 86400) FROM api_keys "
+                            "WHERE id = '" UT_KEY_A "'"),
+                     12012001);
+    ck_assert_int_eq(ut_int("SELECT last_used_at FROM api_keys WHERE id = "
+                            "'" UT_KEY_A "'"),
+                     90000);
+
+    /* An older period counts toward the lifetime only; a newer one starts
+     * anew; a key without a period keeps its period usage. */
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, UT_KEY_A, 3, 100, 0, &diag), KG_OK);
+    ck_assert_int_eq(ut_int("SELECT usage * 1000000 + period_usage * 1000 + "
+                            "(period_started_at = 86400) FROM api_keys "
+                            "WHERE id = '" UT_KEY_A "'"),
+                     15012001);
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, UT_KEY_A, 4, 180000, 172800, &diag),
+        KG_OK);
+    ck_assert_int_eq(ut_int("SELECT usage * 1000000 + period_usage * 1000 + "
+                            "(period_started_at = 172800) FROM api_keys "
+                            "WHERE id = '" UT_KEY_A "'"),
+                     19004001);
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, UT_KEY_B, 9, 50, 172800, &diag),
+        KG_OK);
+    ck_assert_int_eq(ut_int("SELECT usage * 1000 + period_usage + "
+                            "(period_started_at IS NULL) FROM api_keys "
+                            "WHERE id = '" UT_KEY_B "'"),
+                     9001);
+    /* No such key: nothing to charge, no error. */
+    ck_assert_int_eq(
+        kg_store_usage_charge_key(ut_store, "NoSuchKey000", 1, 1, -1, &diag),
+        KG_OK);
+}
+END_TEST
+
+START_TEST(test_charge_credits)
+{
+    kg_diag_t diag = {{0}};
+
+    ut_exec(kg_sqlite_db(ut_store),
+            "UPDATE workspaces SET credits_balance = 1000 WHERE id = "
+            "'" UT_WS_X "'");
+    ck_assert_int_eq(
+        kg_store_usage_charge_credits(ut_store, UT_WS_X, 250, &diag), KG_OK);
+    ck_assert_int_eq(
+        kg_store_usage_charge_credits(ut_store, UT_WS_X, 1000, &diag), KG_OK);
+    ck_assert_int_eq(ut_int("SELECT credits_balance FROM workspaces WHERE "
+                            "id = '" UT_WS_X "'"),
+                     -250);
+    ck_assert_int_eq(ut_int("SELECT credits_balance FROM workspaces WHERE "
+                            "id = '" UT_WS_Y "'"),
+                     0);
+}
+END_TEST
+
+static void ut_count_calls(void *ud)
+{
+    (*(int *)ud)++;
+}
+
+/* The progress hook runs during long statements, until it is cleared. */
+START_TEST(test_progress_hook)
+{
+    int calls = 0;
+    const kg_store_progress_t hook = {ut_count_calls, &calls};
+
+    ut_insert_events(kg_sqlite_db(ut_store), UT_N);
+    kg_store_usage_set_progress(ut_store, &hook);
+    ck_assert_int_eq(ut_int("SELECT sum(length(model) + cost) FROM "
+                            "usage_events"),
+                     ut_int("SELECT sum(length(model)) + sum(cost) FROM "
+                            "usage_events"));
+    ck_assert_int_gt(calls, 0);
+    kg_store_usage_set_progress(ut_store, NULL);
+    calls = 0;
+    (void)ut_int("SELECT sum(cost) FROM usage_events");
+    ck_assert_int_eq(calls, 0);
+}
+END_TEST
+
+/* A backend without the tables answers "not supported", outputs cleared. */
+START_TEST(test_backend_without_tables)
+{
+    const kg_store_backend_t bare = {.name = "bare"};
+    struct kg_store s = {.be = &bare, .location = (char *)"bare://"};
+    kg_store_maint_ops_t no_backup = kg_sqlite_maint_ops;
+    const kg_store_backend_t partial = {.name = "partial", .maint = &no_backup};
+    kg_store_progress_t hook = {ut_count_calls, NULL};
+    kg_diag_t diag = {{0}};
+    int64_t a = 7;
+    int64_t b = 7;
+    size_t n = 7;
+    bool stored = true;
+    kg_audit_event_t *events = (kg_audit_event_t *)&diag;
+    kg_audit_filter_t af = {.to = KG_AUDIT_TIME_MAX};
+
+    ck_assert_int_eq(kg_store_usage_span(&s, &a, &b, &diag), KG_ERR_STORE);
+    ck_assert_ptr_nonnull(strstr(diag.msg, "not supported by the bare store"));
+    ck_assert_int_eq(a, -1);
+    ck_assert_int_eq(b, -1);
+    ck_assert_int_eq(kg_store_usage_prune(&s, 1, 1, &n, &diag), KG_ERR_STORE);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(kg_store_usage_stored(&s, "r", &stored, &diag),
+                     KG_ERR_STORE);
+    ck_assert(!stored);
+    kg_store_usage_set_progress(&s, &hook); /* nothing to do */
+    ck_assert_int_eq(
+        kg_store_audit_insert(&s, 1, "a", "b", "c", "d", "{}", &diag),
+        KG_ERR_STORE);
+    ck_assert_int_eq(
+        kg_store_audit_page(&s, &af, INT64_MAX, 1, &events, &n, &diag),
+        KG_ERR_STORE);
+    ck_assert_ptr_null(events);
+    ck_assert_int_eq(kg_store_backup_copy(&s, "/nonexistent", &a, &diag),
+                     KG_ERR_STORE);
+    ck_assert_int_eq(a, 0);
+
+    /* A maintenance table without online backup: the copy is refused. */
+    no_backup.backup_copy = NULL;
+    s.be = &partial;
+    ck_assert_int_eq(kg_store_backup_copy(&s, "/nonexistent", &a, &diag),
+                     KG_ERR_STORE);
+    ck_assert_ptr_nonnull(
+        strstr(diag.msg, "online backup: not supported by the partial store"));
+}
+END_TEST
+
 static void ut_tmpdir_fixture(void)
 {
     ut_tmpdir(ut_dir);
@@ -812,6 +1060,7 @@ static Suite *store_usage_suite(void)
 {
     Suite *s = suite_create("store_usage");
     TCase *tc = tcase_create("pages");
+    TCase *wr = tcase_create("writes");
     TCase *mig = tcase_create("migration");
 
     tcase_add_checked_fixture(tc, ut_setup, ut_teardown);
@@ -824,6 +1073,13 @@ static Suite *store_usage_suite(void)
     tcase_add_test(tc, test_csv_row_max);
     tcase_add_test(tc, test_plans);
     suite_add_tcase(s, tc);
+    tcase_add_checked_fixture(wr, ut_setup, ut_teardown);
+    tcase_add_test(wr, test_events_insert);
+    tcase_add_test(wr, test_charge_key);
+    tcase_add_test(wr, test_charge_credits);
+    tcase_add_test(wr, test_progress_hook);
+    tcase_add_test(wr, test_backend_without_tables);
+    suite_add_tcase(s, wr);
     tcase_add_checked_fixture(mig, ut_tmpdir_fixture, ut_tmpdir_teardown);
     tcase_add_test(mig, test_backfill_matches_writer);
     tcase_add_test(mig, test_backfill_sums);

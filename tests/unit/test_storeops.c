@@ -14,6 +14,7 @@
 
 #include "keygate/config.h"
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_ops.h"
 #include "keygate/store_usage.h"
 #include "keygate/storeops.h"
@@ -63,7 +64,7 @@ static void ut_setup(void)
                   "%s", diag.msg);
     ck_assert_int_eq(kg_workspace_ensure_default(ut_store, UT_ACTOR, &diag),
                      KG_OK);
-    ut_exec(kg_store_db(ut_store),
+    ut_exec(kg_sqlite_db(ut_store),
             "INSERT INTO api_keys (id, workspace_id, name, prefix, last4, "
             "created_at, updated_at) SELECT '" UT_KEY "', id, 'k', 'kg', "
             "'abcd', 1, 1 FROM workspaces WHERE name = 'default'");
@@ -139,7 +140,7 @@ START_TEST(test_backup_consistent_under_writes)
              "object_type, object_id, detail) SELECT 1, 'fill', 'fill', "
              "'key', i, hex(randomblob(%d)) FROM c",
              UT_FILL_ROWS, UT_FILL_BYTES / 2);
-    ut_exec(kg_store_db(ut_store), sql);
+    ut_exec(kg_sqlite_db(ut_store), sql);
     ut_join(dest, ut_dir, "backup.db");
     memset(&w, 0, sizeof(w));
     ck_assert_int_eq(pthread_create(&th, NULL, ut_writer_main, &w), 0);
@@ -218,7 +219,8 @@ START_TEST(test_backup_destinations)
     ck_assert_int_eq(kg_storeops_backup(ut_store, sub, 0, UT_ACTOR, &b, &diag),
                      KG_ERR_INVAL);
     ck_assert_int_eq(
-        ut_int(kg_store_db(ut_store), "SELECT count(*) FROM store_backups"), 2);
+        ut_int(kg_sqlite_db(ut_store), "SELECT count(*) FROM store_backups"),
+        2);
     {
         char cmd[UT_PATH_MAX + 32];
         char out[UT_PATH_MAX];
@@ -249,7 +251,7 @@ static void ut_events(const char *tag, int64_t at_ms, int n)
              "workspace_id, at_ms, operation, status) SELECT '%s-' || i, "
              "'" UT_KEY "', 'w', %lld + i, 'chat', 200 FROM c",
              n, tag, (long long)at_ms);
-    ut_exec(kg_store_db(ut_store), sql);
+    ut_exec(kg_sqlite_db(ut_store), sql);
 }
 
 /* Prune takes the oldest events before the cut-off, a batch at a time,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "keygate/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/store_usage.h"
 #include "keygate/usage_query.h"
 #include "keygate/workspaces.h"
@@ -26,7 +27,7 @@ static void ut_key_row(const char *id, const char *ws)
 {
     sqlite3_stmt *st = NULL;
 
-    ck_assert_int_eq(sqlite3_prepare_v2(kg_store_db(ut_store),
+    ck_assert_int_eq(sqlite3_prepare_v2(kg_sqlite_db(ut_store),
                                         "INSERT INTO api_keys (id, "
                                         "workspace_id, name, prefix, last4, "
                                         "created_at, updated_at) VALUES (?, "

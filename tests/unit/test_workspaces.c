@@ -11,6 +11,9 @@
 #include "keygate/clock.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
+#include "keygate/store_budget.h"
+#include "keygate/store_workspaces.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "unit_util.h"
 
@@ -48,7 +51,7 @@ static int64_t ut_count(const char *sql)
     int64_t v;
 
     ck_assert_int_eq(
-        sqlite3_prepare_v2(kg_store_db(ut_store), sql, -1, &st, NULL),
+        sqlite3_prepare_v2(kg_sqlite_db(ut_store), sql, -1, &st, NULL),
         SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     v = sqlite3_column_int64(st, 0);
@@ -406,6 +409,156 @@ START_TEST(test_credit_extreme_delta)
 }
 END_TEST
 
+/* The store's credit write is conditional: it never leaves [0, max]. */
+START_TEST(test_store_credit_conditional)
+{
+    kg_workspace_t ws;
+    kg_diag_t diag = {{0}};
+    int64_t before = -1;
+    int64_t rev;
+
+    ck_assert_int_eq(kg_workspace_create(ut_store, UT_ACTOR, "cond",
+                                         KG_MODE_CREDITS, &ws, &diag),
+                     KG_OK);
+    rev = ut_count("SELECT rev FROM key_revision");
+    ck_assert_int_eq(kg_store_workspace_credit(ut_store, ws.id, 5 * UT_USD,
+                                               10 * UT_USD, ut_t0 + 1, &before,
+                                               &diag),
+                     KG_OK);
+    ck_assert_int_eq(before, 0);
+    ck_assert_int_eq(ut_count("SELECT rev FROM key_revision"), rev + 1);
+    /* Below zero, and above max: refused with the balance seen. */
+    ck_assert_int_eq(kg_store_workspace_credit(ut_store, ws.id, -6 * UT_USD,
+                                               10 * UT_USD, ut_t0 + 2, &before,
+                                               &diag),
+                     KG_ERR_STATE);
+    ck_assert_int_eq(before, 5 * UT_USD);
+    ck_assert_int_eq(kg_store_workspace_credit(ut_store, ws.id, 6 * UT_USD,
+                                               10 * UT_USD, ut_t0 + 2, &before,
+                                               &diag),
+                     KG_ERR_STATE);
+    ck_assert_int_eq(before, 5 * UT_USD);
+    ck_assert_int_eq(ut_count("SELECT rev FROM key_revision"), rev + 1);
+    ck_assert_int_eq(ut_count("SELECT credits_balance + updated_at FROM "
+                              "workspaces WHERE name = 'cond'"),
+                     5 * UT_USD + ut_t0 + 1);
+    /* Exactly down to zero. */
+    ck_assert_int_eq(kg_store_workspace_credit(ut_store, ws.id, -5 * UT_USD,
+                                               10 * UT_USD, ut_t0 + 3, &before,
+                                               &diag),
+                     KG_OK);
+    ck_assert_int_eq(before, 5 * UT_USD);
+    ck_assert_int_eq(ut_count("SELECT credits_balance FROM workspaces WHERE "
+                              "name = 'cond'"),
+                     0);
+    ck_assert_int_eq(kg_store_workspace_credit(ut_store, "nope", 1, 10, ut_t0,
+                                               &before, &diag),
+                     KG_ERR_NOT_FOUND);
+    kg_workspace_clear(&ws);
+}
+END_TEST
+
+/* An update writes only the fields it is given. */
+START_TEST(test_store_update_targeted)
+{
+    kg_store_workspace_t row;
+    kg_workspace_t ws;
+    kg_diag_t diag = {{0}};
+
+    ck_assert_int_eq(kg_workspace_create(ut_store, UT_ACTOR, "target",
+                                         KG_MODE_HYBRID, &ws, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_store_workspace_update(ut_store, ws.id, NULL, NULL,
+                                               "{\"allowModels\":[\"m\"]}",
+                                               ut_t0 + 9, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_store_workspace_get(ut_store, "target", &row, &diag),
+                     KG_OK);
+    ck_assert_str_eq(row.name, "target");
+    ck_assert_str_eq(row.mode, "hybrid");
+    ck_assert_str_eq(row.rules, "{\"allowModels\":[\"m\"]}");
+    ck_assert_int_eq(row.updated_at, ut_t0 + 9);
+    kg_store_workspace_clear(&row);
+    ck_assert_int_eq(kg_store_workspace_update(ut_store, ws.id, "renamed",
+                                               "pool", NULL, ut_t0 + 10, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_store_workspace_get(ut_store, ws.id, &row, &diag),
+                     KG_OK);
+    ck_assert_str_eq(row.name, "renamed");
+    ck_assert_str_eq(row.mode, "pool");
+    ck_assert_str_eq(row.rules, "{\"allowModels\":[\"m\"]}");
+    kg_store_workspace_clear(&row);
+    ck_assert_int_eq(kg_store_workspace_update(ut_store, "nope", "x", NULL,
+                                               NULL, ut_t0, &diag),
+                     KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_store_workspace_get(ut_store, "target", &row, &diag),
+                     KG_ERR_NOT_FOUND);
+    ck_assert_ptr_null(row.rules);
+    kg_workspace_clear(&ws);
+}
+END_TEST
+
+/* What the policy reads and writes: revision, rules, reservations. */
+START_TEST(test_store_budget)
+{
+    kg_store_budget_workspace_t bw;
+    kg_store_budget_key_t bk;
+    kg_workspace_t ws;
+    kg_diag_t diag = {{0}};
+    int64_t rev = -1;
+    int64_t rev2 = -1;
+    char *sql;
+
+    ck_assert_int_eq(kg_workspace_create(ut_store, UT_ACTOR, "pol",
+                                         KG_MODE_CREDITS, &ws, &diag),
+                     KG_OK);
+    ck_assert_int_eq(kg_workspace_credit(ut_store, UT_ACTOR, ws.id, 3 * UT_USD,
+                                         NULL, NULL, &diag),
+                     KG_OK);
+    sql = sqlite3_mprintf(
+        "INSERT INTO api_keys (id, workspace_id, name, prefix, last4, "
+        "created_at, updated_at, rules) VALUES ('KKKKKKKKKKKK', %Q, 'k', "
+        "'kg', 'abcd', 1, 1, '{\"denyModels\":[\"x\"]}')",
+        ws.id);
+    ck_assert_ptr_nonnull(sql);
+    ck_assert_int_eq(
+        sqlite3_exec(kg_sqlite_db(ut_store), sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(sql);
+
+    ck_assert_int_eq(kg_store_budget_revision(ut_store, &rev, &diag), KG_OK);
+    ck_assert_int_eq(rev, ut_count("SELECT rev FROM key_revision"));
+    ck_assert_int_eq(
+        kg_store_budget_key_get(ut_store, "KKKKKKKKKKKK", &bk, &diag), KG_OK);
+    ck_assert_str_eq(bk.workspace_id, ws.id);
+    ck_assert_str_eq(bk.rules, "{\"denyModels\":[\"x\"]}");
+    kg_store_budget_key_clear(&bk);
+    ck_assert_ptr_null(bk.rules);
+    ck_assert_int_eq(
+        kg_store_budget_key_get(ut_store, "ZZZZZZZZZZZZ", &bk, &diag),
+        KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(kg_store_budget_workspace_get(ut_store, ws.id, &bw, &diag),
+                     KG_OK);
+    ck_assert_str_eq(bw.mode, "credits");
+    ck_assert_str_eq(bw.rules, "{}");
+    ck_assert_int_eq(bw.credits_balance, 3 * UT_USD);
+    kg_store_budget_workspace_clear(&bw);
+    ck_assert_int_eq(kg_store_budget_workspace_get(ut_store, "pol", &bw, &diag),
+                     KG_ERR_NOT_FOUND); /* an id, not a name */
+
+    /* The reservations snapshot never moves the revision. */
+    ck_assert_int_eq(
+        kg_store_budget_reservation_set(ut_store, "KKKKKKKKKKKK", 700, &diag),
+        KG_OK);
+    ck_assert_int_eq(ut_count("SELECT reserved FROM api_keys"), 700);
+    ck_assert_int_eq(kg_store_budget_reservations_clear(ut_store, &diag),
+                     KG_OK);
+    ck_assert_int_eq(ut_count("SELECT reserved FROM api_keys"), 0);
+    ck_assert_int_eq(kg_store_budget_revision(ut_store, &rev2, &diag), KG_OK);
+    ck_assert_int_eq(rev2, rev);
+    kg_workspace_clear(&ws);
+}
+END_TEST
+
 START_TEST(test_modes_and_json)
 {
     kg_workspace_t ws;
@@ -463,6 +616,9 @@ static Suite *workspaces_suite(void)
     tcase_add_test(tc, test_credits);
     tcase_add_test(tc, test_modes_and_json);
     tcase_add_test(tc, test_credit_extreme_delta);
+    tcase_add_test(tc, test_store_credit_conditional);
+    tcase_add_test(tc, test_store_update_targeted);
+    tcase_add_test(tc, test_store_budget);
     suite_add_tcase(s, tc);
     return s;
 }

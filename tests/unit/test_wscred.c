@@ -14,6 +14,8 @@
 #include "keygate/config.h"
 #include "keygate/secretbox.h"
 #include "keygate/store.h"
+#include "keygate/store_credentials.h"
+#include "store/sqlite/sqlite_store.h"
 #include "keygate/workspaces.h"
 #include "keygate/wscred.h"
 #include "unit_util.h"
@@ -83,9 +85,9 @@ static int64_t ut_int(kg_store_t *s, const char *sql)
     sqlite3_stmt *st = NULL;
     int64_t v;
 
-    ck_assert_msg(sqlite3_prepare_v2(kg_store_db(s), sql, -1, &st, NULL) ==
+    ck_assert_msg(sqlite3_prepare_v2(kg_sqlite_db(s), sql, -1, &st, NULL) ==
                       SQLITE_OK,
-                  "%s: %s", sql, sqlite3_errmsg(kg_store_db(s)));
+                  "%s: %s", sql, sqlite3_errmsg(kg_sqlite_db(s)));
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -94,7 +96,7 @@ static int64_t ut_int(kg_store_t *s, const char *sql)
 
 static int ut_exec(kg_store_t *s, const char *sql)
 {
-    return sqlite3_exec(kg_store_db(s), sql, NULL, NULL, NULL);
+    return sqlite3_exec(kg_sqlite_db(s), sql, NULL, NULL, NULL);
 }
 
 static int64_t ut_rev(kg_store_t *s)
@@ -555,7 +557,7 @@ static void ut_copy_row(kg_store_t *s, const char *from_ws, const char *from_p,
 
     ck_assert_ptr_nonnull(sql);
     ck_assert_msg(ut_exec(s, sql) == SQLITE_OK, "%s",
-                  sqlite3_errmsg(kg_store_db(s)));
+                  sqlite3_errmsg(kg_sqlite_db(s)));
     sqlite3_free(sql);
 }
 
@@ -585,6 +587,96 @@ START_TEST(test_binding)
                                        "name = 'default')"),
                      SQLITE_OK);
     ut_expect_corrupt(fx.store, fx.sb, fx.ws_default, "openai");
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/* The store keeps and hands back sealed bytes as they are. */
+START_TEST(test_store_sealed_rows)
+{
+    kg_store_credential_t row;
+    kg_store_credential_t *list = NULL;
+    kg_store_sealed_t *sealed = calloc(1, sizeof(*sealed));
+    kg_store_sealed_t *got = calloc(1, sizeof(*got));
+    kg_diag_t diag = {{0}};
+    size_t n = 0;
+    int64_t count = -1;
+    int64_t rev;
+    ut_fx_t fx;
+
+    ck_assert_ptr_nonnull(sealed);
+    ck_assert_ptr_nonnull(got);
+    ut_fx_open(&fx);
+    memset(&row, 0, sizeof(row));
+    memcpy(row.workspace_id, fx.ws_team, sizeof(row.workspace_id));
+    snprintf(row.provider, sizeof(row.provider), "%s", "openai");
+    snprintf(row.last4, sizeof(row.last4), "%s", "WXYZ");
+    row.updated_at = UT_T0;
+    sealed->nonce_len = KG_SECRETBOX_NONCE_LEN;
+    memset(sealed->nonce, 0x5a, sizeof(sealed->nonce));
+    sealed->cipher_len = 40;
+    memset(sealed->cipher, 0xa5, sealed->cipher_len);
+    rev = ut_rev(fx.store);
+    ck_assert_int_eq(kg_store_credential_put(fx.store, &row, sealed, &diag),
+                     KG_OK);
+    ck_assert_int_gt(ut_rev(fx.store), rev);
+    /* A replacement keeps created_at. */
+    row.updated_at = UT_T0 + 5;
+    sealed->cipher_len = 41;
+    ck_assert_int_eq(kg_store_credential_put(fx.store, &row, sealed, &diag),
+                     KG_OK);
+    ck_assert_int_eq(
+        kg_store_credential_sealed(fx.store, fx.ws_team, "openai", got, &diag),
+        KG_OK);
+    ck_assert_uint_eq(got->nonce_len, KG_SECRETBOX_NONCE_LEN);
+    ck_assert_mem_eq(got->nonce, sealed->nonce, KG_SECRETBOX_NONCE_LEN);
+    ck_assert_uint_eq(got->cipher_len, 41);
+    ck_assert_mem_eq(got->cipher, sealed->cipher, 41);
+    memset(&row, 0, sizeof(row));
+    ck_assert_int_eq(
+        kg_store_credential_get(fx.store, fx.ws_team, "openai", &row, &diag),
+        KG_OK);
+    ck_assert_str_eq(row.last4, "WXYZ");
+    ck_assert_int_eq(row.created_at, UT_T0);
+    ck_assert_int_eq(row.updated_at, UT_T0 + 5);
+    ck_assert_int_eq(
+        kg_store_credential_list(fx.store, fx.ws_team, &list, &n, &diag),
+        KG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(list[0].provider, "openai");
+    free(list);
+    ck_assert_int_eq(
+        kg_store_credential_list(fx.store, fx.ws_default, &list, &n, &diag),
+        KG_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(list);
+    ck_assert_int_eq(kg_store_credential_count(fx.store, &count, &diag), KG_OK);
+    ck_assert_int_eq(count, 1);
+
+    /* A ciphertext longer than any credential is reported, not copied. */
+    ck_assert_int_eq(ut_exec(fx.store, "UPDATE workspace_credentials SET "
+                                       "ciphertext = zeroblob(5000)"),
+                     SQLITE_OK);
+    ck_assert_int_eq(
+        kg_store_credential_sealed(fx.store, fx.ws_team, "openai", got, &diag),
+        KG_OK);
+    ck_assert_uint_eq(got->cipher_len, 5000);
+    ut_expect_corrupt(fx.store, fx.sb, fx.ws_team, "openai");
+
+    ck_assert_int_eq(
+        kg_store_credential_delete(fx.store, fx.ws_team, "openai", &diag),
+        KG_OK);
+    ck_assert_int_eq(
+        kg_store_credential_delete(fx.store, fx.ws_team, "openai", &diag),
+        KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(
+        kg_store_credential_sealed(fx.store, fx.ws_team, "openai", got, &diag),
+        KG_ERR_NOT_FOUND);
+    ck_assert_int_eq(
+        kg_store_credential_get(fx.store, fx.ws_team, "openai", &row, &diag),
+        KG_ERR_NOT_FOUND);
+    free(sealed);
+    free(got);
     ut_fx_close(&fx);
 }
 END_TEST
@@ -943,6 +1035,7 @@ static Suite *wscred_suite(void)
     tcase_add_test(tc, test_not_found_and_bad_input);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_binding);
+    tcase_add_test(tc, test_store_sealed_rows);
     tcase_add_test(tc, test_wrong_key_file);
     tcase_add_test(tc, test_no_plaintext_in_store_files);
     tcase_add_test(tc, test_audit);

@@ -1,10 +1,15 @@
-/* SQLite statements that read the audit trail. */
+/* SQLite statements that write and read the audit trail. */
 #include "keygate/store_audit.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char audit_sql_insert[] =
+    "INSERT INTO audit_events (at, actor, action, object_type, object_id, "
+    "detail) VALUES (?, ?, ?, ?, ?, ?)";
 
 /*
  * Audit pages: ?1 object id, ?2 the cursor's id (rows below it), ?3 and ?4
@@ -45,25 +50,44 @@ static void audit_free(kg_audit_event_t *arr, size_t n)
     free(arr);
 }
 
+static kg_err_t audit_insert(kg_store_t *store, int64_t at, const char *actor,
+                             const char *action, const char *object_type,
+                             const char *object_id, const char *detail,
+                             kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, audit_sql_insert, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, at);
+    kg_sqlite_bind_text(st, 2, actor);
+    kg_sqlite_bind_text(st, 3, action);
+    kg_sqlite_bind_text(st, 4, object_type);
+    kg_sqlite_bind_text(st, 5, object_id);
+    kg_sqlite_bind_text(st, 6, detail);
+    return kg_sqlite_exec(store, st, "writing the audit event", diag);
+}
+
 /* Read the current row into e; false when out of memory. */
 static bool audit_read(sqlite3_stmt *st, kg_audit_event_t *e)
 {
     memset(e, 0, sizeof(*e));
     e->id = sqlite3_column_int64(st, 0);
     e->at = sqlite3_column_int64(st, 1);
-    audit_copy(e->actor, sizeof(e->actor), kg_store_col_text(st, 2));
-    audit_copy(e->action, sizeof(e->action), kg_store_col_text(st, 3));
+    audit_copy(e->actor, sizeof(e->actor), kg_sqlite_col_text(st, 2));
+    audit_copy(e->action, sizeof(e->action), kg_sqlite_col_text(st, 3));
     audit_copy(e->object_type, sizeof(e->object_type),
-               kg_store_col_text(st, 4));
-    audit_copy(e->object_id, sizeof(e->object_id), kg_store_col_text(st, 5));
-    e->detail = strdup(kg_store_col_text(st, 6));
+               kg_sqlite_col_text(st, 4));
+    audit_copy(e->object_id, sizeof(e->object_id), kg_sqlite_col_text(st, 5));
+    e->detail = strdup(kg_sqlite_col_text(st, 6));
     return e->detail != NULL;
 }
 
-kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
-                             int64_t before_id, size_t limit,
-                             kg_audit_event_t **events, size_t *count,
-                             kg_diag_t *diag)
+static kg_err_t audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
+                           int64_t before_id, size_t limit,
+                           kg_audit_event_t **events, size_t *count,
+                           kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_audit_event_t *arr = NULL;
@@ -77,20 +101,20 @@ kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
     if (limit == 0) {
         return KG_OK;
     }
-    st = kg_store_stmt(store,
-                       filter->object_id[0] ? audit_sql_page_object
-                                            : audit_sql_page_all,
-                       diag);
+    st = kg_sqlite_stmt(store,
+                        filter->object_id[0] ? audit_sql_page_object
+                                             : audit_sql_page_all,
+                        diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, audit_opt(filter->object_id));
+    kg_sqlite_bind_text(st, 1, audit_opt(filter->object_id));
     sqlite3_bind_int64(st, 2, before_id);
     sqlite3_bind_int64(st, 3, filter->from);
     sqlite3_bind_int64(st, 4, filter->to);
-    kg_store_bind_text(st, 5, audit_opt(filter->actor));
-    kg_store_bind_text(st, 6, audit_opt(filter->action));
-    kg_store_bind_text(st, 7, audit_opt(filter->object_type));
+    kg_sqlite_bind_text(st, 5, audit_opt(filter->actor));
+    kg_sqlite_bind_text(st, 6, audit_opt(filter->action));
+    kg_sqlite_bind_text(st, 7, audit_opt(filter->object_type));
     sqlite3_bind_int64(st, 8, (sqlite3_int64)limit);
     while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
@@ -112,10 +136,10 @@ kg_err_t kg_store_audit_page(kg_store_t *store, const kg_audit_filter_t *filter,
         n++;
     }
     if (src != SQLITE_ROW) {
-        rc = kg_store_error(store, src, "reading the audit log", diag);
+        rc = kg_sqlite_error(store, src, "reading the audit log", diag);
     }
 out:
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (rc != KG_OK) {
         audit_free(arr, n);
         return rc;
@@ -124,3 +148,8 @@ out:
     *count = n;
     return KG_OK;
 }
+
+const kg_store_audit_ops_t kg_sqlite_audit_ops = {
+    .insert = audit_insert,
+    .page = audit_page,
+};

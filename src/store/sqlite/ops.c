@@ -1,5 +1,6 @@
 /* SQLite statements of the store's operations: online backup, counts, size. */
 #include "keygate/store_ops.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static const char *const ops_space_sql[3] = {
 static kg_err_t ops_int(kg_store_t *store, const char *sql, const char *action,
                         int64_t *out, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, sql, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, sql, diag);
     int src;
 
     *out = 0;
@@ -52,8 +53,8 @@ static kg_err_t ops_int(kg_store_t *store, const char *sql, const char *action,
     if (src == SQLITE_ROW) {
         *out = sqlite3_column_int64(st, 0);
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, action, diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, action, diag);
 }
 
 /* PRAGMA quick_check on the copy: "ok" or the first problem. */
@@ -70,9 +71,9 @@ static kg_err_t ops_check_copy(sqlite3 *db, const char *dest, kg_diag_t *diag)
     if (src != SQLITE_ROW) {
         rc = kg_diag_fail(diag, KG_ERR_IO, "%s: checking the copy: %s", dest,
                           sqlite3_errstr(src));
-    } else if (strcmp(kg_store_col_text(st, 0), "ok") != 0) {
+    } else if (strcmp(kg_sqlite_col_text(st, 0), "ok") != 0) {
         rc = kg_diag_fail(diag, KG_ERR_IO, "%s: the copy is damaged: %.200s",
-                          dest, kg_store_col_text(st, 0));
+                          dest, kg_sqlite_col_text(st, 0));
     }
     sqlite3_finalize(st);
     return rc;
@@ -97,10 +98,10 @@ static int ops_step_all(sqlite3_backup *bk)
     return src;
 }
 
-kg_err_t kg_store_backup_copy(kg_store_t *store, const char *dest,
-                              int64_t *pages, kg_diag_t *diag)
+static kg_err_t ops_backup_copy(kg_store_t *store, const char *dest,
+                                int64_t *pages, kg_diag_t *diag)
 {
-    sqlite3 *src_db = kg_store_db(store);
+    sqlite3 *src_db = kg_sqlite_db(store);
     sqlite3 *dst = NULL;
     sqlite3_backup *bk = NULL;
     kg_err_t rc;
@@ -115,7 +116,7 @@ kg_err_t kg_store_backup_copy(kg_store_t *store, const char *dest,
      */
     src = sqlite3_exec(src_db, "BEGIN; SELECT count(*) FROM sqlite_schema",
                        NULL, NULL, NULL);
-    rc = kg_store_error(store, src, "starting the backup", diag);
+    rc = kg_sqlite_error(store, src, "starting the backup", diag);
     if (rc != KG_OK) {
         goto out;
     }
@@ -152,9 +153,9 @@ out:
     return rc;
 }
 
-kg_err_t kg_store_backup_record(kg_store_t *store,
-                                const kg_store_backup_info_t *info,
-                                kg_diag_t *diag)
+static kg_err_t ops_backup_record(kg_store_t *store,
+                                  const kg_store_backup_info_t *info,
+                                  kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_err_t rc;
@@ -163,18 +164,18 @@ kg_err_t kg_store_backup_record(kg_store_t *store,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(store, ops_sql_record, diag);
+    st = kg_sqlite_stmt(store, ops_sql_record, diag);
     if (st == NULL) {
         kg_store_rollback(store);
         return KG_ERR_STORE;
     }
     sqlite3_bind_int64(st, 1, info->at);
-    kg_store_bind_text(st, 2, info->path);
+    kg_sqlite_bind_text(st, 2, info->path);
     sqlite3_bind_int64(st, 3, info->bytes);
     sqlite3_bind_int64(st, 4, info->pages);
     sqlite3_bind_int64(st, 5, info->duration_ms);
-    kg_store_bind_text(st, 6, info->actor);
-    rc = kg_store_exec_stmt(store, st, "recording the backup", diag);
+    kg_sqlite_bind_text(st, 6, info->actor);
+    rc = kg_sqlite_exec(store, st, "recording the backup", diag);
     if (rc == KG_OK) {
         rc = kg_store_commit(store, diag);
     } else {
@@ -183,10 +184,10 @@ kg_err_t kg_store_backup_record(kg_store_t *store,
     return rc;
 }
 
-kg_err_t kg_store_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
-                              bool *found, kg_diag_t *diag)
+static kg_err_t ops_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
+                                bool *found, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, ops_sql_last, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, ops_sql_last, diag);
     int src;
 
     memset(out, 0, sizeof(*out));
@@ -198,19 +199,19 @@ kg_err_t kg_store_backup_last(kg_store_t *store, kg_store_backup_info_t *out,
     if (src == SQLITE_ROW) {
         *found = true;
         out->at = sqlite3_column_int64(st, 0);
-        snprintf(out->path, sizeof(out->path), "%s", kg_store_col_text(st, 1));
+        snprintf(out->path, sizeof(out->path), "%s", kg_sqlite_col_text(st, 1));
         out->bytes = sqlite3_column_int64(st, 2);
         out->pages = sqlite3_column_int64(st, 3);
         out->duration_ms = sqlite3_column_int64(st, 4);
         snprintf(out->actor, sizeof(out->actor), "%s",
-                 kg_store_col_text(st, 5));
+                 kg_sqlite_col_text(st, 5));
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, "reading the last backup", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "reading the last backup", diag);
 }
 
-kg_err_t kg_store_counts(kg_store_t *store, kg_store_count_t *out,
-                         kg_diag_t *diag)
+static kg_err_t ops_counts(kg_store_t *store, kg_store_count_t *out,
+                           kg_diag_t *diag)
 {
     kg_err_t rc = KG_OK;
 
@@ -222,8 +223,8 @@ kg_err_t kg_store_counts(kg_store_t *store, kg_store_count_t *out,
     return rc;
 }
 
-kg_err_t kg_store_space(kg_store_t *store, kg_store_space_t *out,
-                        kg_diag_t *diag)
+static kg_err_t ops_space(kg_store_t *store, kg_store_space_t *out,
+                          kg_diag_t *diag)
 {
     kg_err_t rc;
 
@@ -240,3 +241,11 @@ kg_err_t kg_store_space(kg_store_t *store, kg_store_space_t *out,
     }
     return rc;
 }
+
+const kg_store_maint_ops_t kg_sqlite_maint_ops = {
+    .backup_copy = ops_backup_copy,
+    .backup_record = ops_backup_record,
+    .backup_last = ops_backup_last,
+    .counts = ops_counts,
+    .space = ops_space,
+};

@@ -1,5 +1,6 @@
-/* SQLite statements of the usage rollup and the usage events queries. */
+/* SQLite statements of the usage rows: events, rollup, charges, queries. */
 #include "keygate/store_usage.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -142,29 +143,174 @@ static void usage_read_sums(sqlite3_stmt *st, int first, kg_usage_sums_t *s)
     }
 }
 
-kg_err_t kg_store_usage_rollup_add(kg_store_t *store,
-                                   const kg_usage_rollup_t *row,
-                                   kg_diag_t *diag)
+static kg_err_t usage_rollup_add(kg_store_t *store,
+                                 const kg_usage_rollup_t *row, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_rollup_add, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_rollup_add, diag);
     int src;
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, row->key_id);
+    kg_sqlite_bind_text(st, 1, row->key_id);
     sqlite3_bind_int64(st, 2, row->hour);
-    kg_store_bind_text(st, 3, row->model);
-    kg_store_bind_text(st, 4, row->provider);
-    kg_store_bind_text(st, 5, row->workspace_id);
+    kg_sqlite_bind_text(st, 3, row->model);
+    kg_sqlite_bind_text(st, 4, row->provider);
+    kg_sqlite_bind_text(st, 5, row->workspace_id);
     usage_bind_sums(st, 6, &row->sums);
     src = sqlite3_step(st);
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
         return kg_diag_fail(diag, KG_ERR_NOT_FOUND,
                             "recording hourly usage: no key %s", row->key_id);
     }
-    return kg_store_error(store, src, "recording hourly usage", diag);
+    return kg_sqlite_error(store, src, "recording hourly usage", diag);
+}
+
+/* One usage_events row; a repeated request_id is not stored twice. */
+static const char usage_sql_event[] =
+    "INSERT INTO usage_events (request_id, key_id, workspace_id, at_ms, "
+    "operation, model, provider, mode, status, prompt_tokens, "
+    "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
+    "client_ip, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING";
+/*
+ * Touches no column of the key-revision triggers: no cache flush. ?4 is
+ * the start of the budget period the charge falls in (-1: the key has no
+ * period): a new period restarts period_usage, a charge for a period
+ * older than the stored one only counts toward the lifetime usage.
+ */
+static const char usage_sql_charge_key[] =
+    "UPDATE api_keys SET usage = usage + ?1, "
+    "last_used_at = max(coalesce(last_used_at, 0), ?2), "
+    "period_usage = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 "
+    "THEN period_usage WHEN period_started_at = ?4 THEN period_usage + ?1 "
+    "ELSE ?1 END, "
+    "period_started_at = CASE WHEN period IS NULL OR ?4 < 0 OR "
+    "coalesce(period_started_at, -1) > ?4 THEN period_started_at ELSE ?4 END "
+    "WHERE id = ?3";
+/* Credits mode: the pool's cost comes off the workspace's balance. */
+static const char usage_sql_charge_credits[] =
+    "UPDATE workspaces SET credits_balance = credits_balance - ? "
+    "WHERE id = ?";
+
+/* SQLite calls the progress hook every this many virtual machine steps. */
+#define USAGE_PROGRESS_OPS 400
+
+/* Insert one event with st (usage_sql_event): its verdict, or the error
+ * that fails the batch. */
+static kg_err_t usage_insert_one(kg_store_t *store, sqlite3_stmt *st,
+                                 const kg_usage_record_t *r, kg_diag_t *diag)
+{
+    int src;
+
+    kg_sqlite_bind_text(st, 1, r->request_id);
+    kg_sqlite_bind_text(st, 2, r->key_id);
+    kg_sqlite_bind_text(st, 3, r->workspace_id);
+    sqlite3_bind_int64(st, 4, r->at_ms);
+    kg_sqlite_bind_text(st, 5, r->operation);
+    kg_sqlite_bind_text(st, 6, r->model);
+    kg_sqlite_bind_text(st, 7, r->provider);
+    kg_sqlite_bind_text(st, 8, r->mode);
+    sqlite3_bind_int(st, 9, r->status);
+    sqlite3_bind_int64(st, 10, r->prompt_tokens);
+    sqlite3_bind_int64(st, 11, r->completion_tokens);
+    sqlite3_bind_int64(st, 12, r->cached_tokens);
+    sqlite3_bind_int64(st, 13, r->cost);
+    sqlite3_bind_int64(st, 14, r->latency_ms);
+    kg_sqlite_bind_opt_int(st, 15, r->ttft_ms);
+    sqlite3_bind_int(st, 16, r->streamed ? 1 : 0);
+    kg_sqlite_bind_text(st, 17, r->client_ip);
+    kg_sqlite_bind_text(st, 18, r->error_code[0] ? r->error_code : NULL);
+    src = sqlite3_step(st);
+    kg_sqlite_reset(st);
+    if (src == SQLITE_DONE) {
+        return sqlite3_changes(kg_sqlite_db(store)) == 0 ? KG_ERR_EXISTS
+                                                         : KG_OK;
+    }
+    /* A failed statement undoes only itself: the batch goes on. */
+    if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return KG_ERR_NOT_FOUND;
+    }
+    if ((src & 0xff) == SQLITE_CONSTRAINT) {
+        return KG_ERR_INVAL;
+    }
+    return kg_sqlite_error(store, src, "recording usage", diag);
+}
+
+static kg_err_t usage_events_insert(kg_store_t *store,
+                                    const kg_usage_record_t *events, size_t n,
+                                    kg_err_t *verdicts, kg_diag_t *diag)
+{
+    sqlite3_stmt *st;
+
+    if (n > KG_STORE_USAGE_BATCH_MAX) {
+        return kg_diag_fail(diag, KG_ERR_INVAL,
+                            "recording usage: %zu events in one batch", n);
+    }
+    st = kg_sqlite_stmt(store, usage_sql_event, diag);
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        verdicts[i] = usage_insert_one(store, st, &events[i], diag);
+        if (verdicts[i] != KG_OK && verdicts[i] != KG_ERR_EXISTS &&
+            verdicts[i] != KG_ERR_NOT_FOUND && verdicts[i] != KG_ERR_INVAL) {
+            return verdicts[i];
+        }
+    }
+    return KG_OK;
+}
+
+static kg_err_t usage_charge_key(kg_store_t *store, const char *key_id,
+                                 int64_t cost, int64_t last_used,
+                                 int64_t period_start, kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_charge_key, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, cost);
+    sqlite3_bind_int64(st, 2, last_used);
+    kg_sqlite_bind_text(st, 3, key_id);
+    sqlite3_bind_int64(st, 4, period_start);
+    return kg_sqlite_exec(store, st, "recording key usage", diag);
+}
+
+static kg_err_t usage_charge_credits(kg_store_t *store,
+                                     const char *workspace_id, int64_t cost,
+                                     kg_diag_t *diag)
+{
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_charge_credits, diag);
+
+    if (st == NULL) {
+        return KG_ERR_STORE;
+    }
+    sqlite3_bind_int64(st, 1, cost);
+    kg_sqlite_bind_text(st, 2, workspace_id);
+    return kg_sqlite_exec(store, st, "charging workspace credits", diag);
+}
+
+/* SQLite's progress handler: calls the hook, never interrupts. */
+static int usage_progress(void *arg)
+{
+    const kg_store_progress_t *p = arg;
+
+    p->fn(p->ud);
+    return 0;
+}
+
+static void usage_set_progress(kg_store_t *store,
+                               const kg_store_progress_t *progress)
+{
+    if (progress == NULL) {
+        sqlite3_progress_handler(kg_sqlite_db(store), 0, NULL, NULL);
+    } else {
+        sqlite3_progress_handler(kg_sqlite_db(store), USAGE_PROGRESS_OPS,
+                                 usage_progress, (void *)progress);
+    }
 }
 
 /* NULL for "" (any), else the text. */
@@ -176,17 +322,17 @@ static const char *usage_opt(const char *s)
 static void usage_read_rollup(sqlite3_stmt *st, kg_usage_rollup_t *row)
 {
     row->hour = sqlite3_column_int64(st, 0);
-    row->key_id = kg_store_col_text(st, 1);
-    row->workspace_id = kg_store_col_text(st, 2);
-    row->model = kg_store_col_text(st, 3);
-    row->provider = kg_store_col_text(st, 4);
+    row->key_id = kg_sqlite_col_text(st, 1);
+    row->workspace_id = kg_sqlite_col_text(st, 2);
+    row->model = kg_sqlite_col_text(st, 3);
+    row->provider = kg_sqlite_col_text(st, 4);
     usage_read_sums(st, 5, &row->sums);
 }
 
-kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
-                                    const kg_usage_filter_t *filter,
-                                    kg_store_rollup_fn fn, void *ud,
-                                    kg_diag_t *diag)
+static kg_err_t usage_rollup_scan(kg_store_t *store,
+                                  const kg_usage_filter_t *filter,
+                                  kg_store_rollup_fn fn, void *ud,
+                                  kg_diag_t *diag)
 {
     const char *sql = filter->key_id[0]         ? usage_sql_scan_key
                       : filter->workspace_id[0] ? usage_sql_scan_workspace
@@ -200,16 +346,16 @@ kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
         return kg_diag_fail(diag, KG_ERR_INVAL,
                             "usage rollup: the range must be whole hours");
     }
-    st = kg_store_stmt(store, sql, diag);
+    st = kg_sqlite_stmt(store, sql, diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, usage_opt(filter->key_id));
+    kg_sqlite_bind_text(st, 1, usage_opt(filter->key_id));
     sqlite3_bind_int64(st, 2, filter->from);
     sqlite3_bind_int64(st, 3, filter->to);
-    kg_store_bind_text(st, 4, usage_opt(filter->workspace_id));
-    kg_store_bind_text(st, 5, usage_opt(filter->model));
-    kg_store_bind_text(st, 6, usage_opt(filter->provider));
+    kg_sqlite_bind_text(st, 4, usage_opt(filter->workspace_id));
+    kg_sqlite_bind_text(st, 5, usage_opt(filter->model));
+    kg_sqlite_bind_text(st, 6, usage_opt(filter->provider));
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         usage_read_rollup(st, &row);
         if (!fn(ud, &row)) {
@@ -217,8 +363,8 @@ kg_err_t kg_store_usage_rollup_scan(kg_store_t *store,
             break;
         }
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, "reading usage", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "reading usage", diag);
 }
 
 static void usage_copy(char *dst, size_t len, const char *src)
@@ -230,32 +376,33 @@ static void usage_read_event(sqlite3_stmt *st, kg_usage_record_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(st, 0);
-    usage_copy(r->request_id, sizeof(r->request_id), kg_store_col_text(st, 1));
-    usage_copy(r->key_id, sizeof(r->key_id), kg_store_col_text(st, 2));
+    usage_copy(r->request_id, sizeof(r->request_id), kg_sqlite_col_text(st, 1));
+    usage_copy(r->key_id, sizeof(r->key_id), kg_sqlite_col_text(st, 2));
     usage_copy(r->workspace_id, sizeof(r->workspace_id),
-               kg_store_col_text(st, 3));
+               kg_sqlite_col_text(st, 3));
     r->at_ms = sqlite3_column_int64(st, 4);
-    usage_copy(r->operation, sizeof(r->operation), kg_store_col_text(st, 5));
-    usage_copy(r->model, sizeof(r->model), kg_store_col_text(st, 6));
-    usage_copy(r->provider, sizeof(r->provider), kg_store_col_text(st, 7));
-    usage_copy(r->mode, sizeof(r->mode), kg_store_col_text(st, 8));
+    usage_copy(r->operation, sizeof(r->operation), kg_sqlite_col_text(st, 5));
+    usage_copy(r->model, sizeof(r->model), kg_sqlite_col_text(st, 6));
+    usage_copy(r->provider, sizeof(r->provider), kg_sqlite_col_text(st, 7));
+    usage_copy(r->mode, sizeof(r->mode), kg_sqlite_col_text(st, 8));
     r->status = sqlite3_column_int(st, 9);
     r->prompt_tokens = sqlite3_column_int64(st, 10);
     r->completion_tokens = sqlite3_column_int64(st, 11);
     r->cached_tokens = sqlite3_column_int64(st, 12);
     r->cost = sqlite3_column_int64(st, 13);
     r->latency_ms = sqlite3_column_int64(st, 14);
-    r->ttft_ms = kg_store_col_opt_int(st, 15);
+    r->ttft_ms = kg_sqlite_col_opt_int(st, 15);
     r->streamed = sqlite3_column_int(st, 16) != 0;
-    usage_copy(r->client_ip, sizeof(r->client_ip), kg_store_col_text(st, 17));
-    usage_copy(r->error_code, sizeof(r->error_code), kg_store_col_text(st, 18));
+    usage_copy(r->client_ip, sizeof(r->client_ip), kg_sqlite_col_text(st, 17));
+    usage_copy(r->error_code, sizeof(r->error_code),
+               kg_sqlite_col_text(st, 18));
 }
 
-kg_err_t kg_store_usage_events_page(kg_store_t *store,
-                                    const kg_usage_events_filter_t *filter,
-                                    int64_t before_at_ms, int64_t before_id,
-                                    size_t limit, kg_usage_record_t *out,
-                                    size_t *count, kg_diag_t *diag)
+static kg_err_t usage_events_page(kg_store_t *store,
+                                  const kg_usage_events_filter_t *filter,
+                                  int64_t before_at_ms, int64_t before_id,
+                                  size_t limit, kg_usage_record_t *out,
+                                  size_t *count, kg_diag_t *diag)
 {
     const kg_usage_filter_t *b = &filter->base;
     sqlite3_stmt *st;
@@ -273,19 +420,19 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
         last_ms = before_at_ms;
         last_id = before_id;
     }
-    st = kg_store_stmt(
+    st = kg_sqlite_stmt(
         store, b->key_id[0] ? usage_sql_events_key : usage_sql_events_all,
         diag);
     if (st == NULL) {
         return KG_ERR_STORE;
     }
-    kg_store_bind_text(st, 1, usage_opt(b->key_id));
+    kg_sqlite_bind_text(st, 1, usage_opt(b->key_id));
     sqlite3_bind_int64(st, 2, b->from * 1000);
     sqlite3_bind_int64(st, 3, last_ms);
     sqlite3_bind_int64(st, 4, last_id);
-    kg_store_bind_text(st, 5, usage_opt(b->workspace_id));
-    kg_store_bind_text(st, 6, usage_opt(b->model));
-    kg_store_bind_text(st, 7, usage_opt(b->provider));
+    kg_sqlite_bind_text(st, 5, usage_opt(b->workspace_id));
+    kg_sqlite_bind_text(st, 6, usage_opt(b->model));
+    kg_sqlite_bind_text(st, 7, usage_opt(b->provider));
     sqlite3_bind_int(st, 8, filter->status_min);
     sqlite3_bind_int(st, 9, filter->status_max);
     sqlite3_bind_int64(st, 10, (sqlite3_int64)limit);
@@ -295,9 +442,9 @@ kg_err_t kg_store_usage_events_page(kg_store_t *store,
     if (n == limit) {
         src = SQLITE_DONE;
     }
-    kg_store_reset(st);
+    kg_sqlite_reset(st);
     *count = n;
-    return kg_store_error(store, src, "reading usage events", diag);
+    return kg_sqlite_error(store, src, "reading usage events", diag);
 }
 
 /*
@@ -315,8 +462,8 @@ static const char usage_sql_span[] =
 static const char usage_sql_stored[] =
     "SELECT 1 FROM usage_events WHERE request_id = ?1";
 
-kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
-                              size_t limit, size_t *deleted, kg_diag_t *diag)
+static kg_err_t usage_prune(kg_store_t *store, int64_t before_ms, size_t limit,
+                            size_t *deleted, kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     kg_err_t rc;
@@ -331,16 +478,16 @@ kg_err_t kg_store_usage_prune(kg_store_t *store, int64_t before_ms,
     if (rc != KG_OK) {
         return rc;
     }
-    st = kg_store_stmt(store, usage_sql_prune, diag);
+    st = kg_sqlite_stmt(store, usage_sql_prune, diag);
     if (st == NULL) {
         rc = KG_ERR_STORE;
         goto out;
     }
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, (int64_t)limit);
-    rc = kg_store_exec_stmt(store, st, "deleting old usage events", diag);
+    rc = kg_sqlite_exec(store, st, "deleting old usage events", diag);
     if (rc == KG_OK) {
-        *deleted = (size_t)sqlite3_changes(kg_store_db(store));
+        *deleted = (size_t)sqlite3_changes(kg_sqlite_db(store));
         rc = kg_store_commit(store, diag);
     }
 out:
@@ -351,10 +498,10 @@ out:
     return rc;
 }
 
-kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
-                             int64_t *newest_ms, kg_diag_t *diag)
+static kg_err_t usage_span(kg_store_t *store, int64_t *oldest_ms,
+                           int64_t *newest_ms, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_span, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_span, diag);
     int src;
 
     *oldest_ms = -1;
@@ -364,17 +511,17 @@ kg_err_t kg_store_usage_span(kg_store_t *store, int64_t *oldest_ms,
     }
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        *oldest_ms = kg_store_col_opt_int(st, 0);
-        *newest_ms = kg_store_col_opt_int(st, 1);
+        *oldest_ms = kg_sqlite_col_opt_int(st, 0);
+        *newest_ms = kg_sqlite_col_opt_int(st, 1);
     }
-    kg_store_reset(st);
-    return kg_store_error(store, src, "reading the usage events' span", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "reading the usage events' span", diag);
 }
 
-kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
-                               bool *stored, kg_diag_t *diag)
+static kg_err_t usage_stored(kg_store_t *store, const char *request_id,
+                             bool *stored, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, usage_sql_stored, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, usage_sql_stored, diag);
     int src;
 
     *stored = false;
@@ -384,6 +531,19 @@ kg_err_t kg_store_usage_stored(kg_store_t *store, const char *request_id,
     sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
     src = sqlite3_step(st);
     *stored = src == SQLITE_ROW;
-    kg_store_reset(st);
-    return kg_store_error(store, src, "looking up a usage event", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, src, "looking up a usage event", diag);
 }
+
+const kg_store_usage_ops_t kg_sqlite_usage_ops = {
+    .events_insert = usage_events_insert,
+    .charge_key = usage_charge_key,
+    .charge_credits = usage_charge_credits,
+    .set_progress = usage_set_progress,
+    .rollup_add = usage_rollup_add,
+    .rollup_scan = usage_rollup_scan,
+    .events_page = usage_events_page,
+    .prune = usage_prune,
+    .span = usage_span,
+    .stored = usage_stored,
+};

@@ -1,5 +1,7 @@
-/* The SQLite store: opening, schema migrations and cached statements. */
-#include "keygate/store.h"
+/* The SQLite backend: opening, schema migrations and cached statements. */
+#include "store/sqlite/sqlite_store.h"
+
+#include <assert.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,13 +18,20 @@ typedef struct store_stmt {
     sqlite3_stmt *stmt;
 } store_stmt_t;
 
-struct kg_store {
+/* An SQLite handle: the base first, so a kg_store_t * is one of these. */
+typedef struct sqlite_store {
+    kg_store_t base;
     sqlite3 *db;
-    char *path;
-    int schema_version;
     size_t nstmts;
     store_stmt_t stmts[STORE_MAX_STMTS];
-};
+} sqlite_store_t;
+
+/* The SQLite handle behind a store handle of this backend. */
+static sqlite_store_t *sq(kg_store_t *store)
+{
+    assert(store->be == &kg_sqlite_backend);
+    return (sqlite_store_t *)store;
+}
 
 /*
  * Schema migrations, in order: migration i brings the store from version i
@@ -312,10 +321,10 @@ static const store_step_fn store_steps[KG_STORE_SCHEMA_VERSION] = {
     [4] = store_allow_pool_mode,
 };
 
-kg_err_t kg_store_error(kg_store_t *store, int sqlite_rc, const char *action,
-                        kg_diag_t *diag)
+kg_err_t kg_sqlite_error(kg_store_t *store, int sqlite_rc, const char *action,
+                         kg_diag_t *diag)
 {
-    const char *path = store ? store->path : "store";
+    const char *path = store ? store->location : "store";
     const char *why = sqlite3_errstr(sqlite_rc);
 
     switch (sqlite_rc & 0xff) {
@@ -348,9 +357,9 @@ kg_err_t kg_store_error(kg_store_t *store, int sqlite_rc, const char *action,
 static kg_err_t store_exec(kg_store_t *store, const char *sql,
                            const char *action, kg_diag_t *diag)
 {
-    int rc = sqlite3_exec(store->db, sql, NULL, NULL, NULL);
+    int rc = sqlite3_exec(sq(store)->db, sql, NULL, NULL, NULL);
 
-    return kg_store_error(store, rc, action, diag);
+    return kg_sqlite_error(store, rc, action, diag);
 }
 
 /* Read a single-integer PRAGMA. */
@@ -360,7 +369,7 @@ static kg_err_t store_pragma_int(kg_store_t *store, const char *sql,
     sqlite3_stmt *st = NULL;
     int rc;
 
-    rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
+    rc = sqlite3_prepare_v2(sq(store)->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -369,7 +378,7 @@ static kg_err_t store_pragma_int(kg_store_t *store, const char *sql,
         }
     }
     sqlite3_finalize(st);
-    return kg_store_error(store, rc, "reading the schema", diag);
+    return kg_sqlite_error(store, rc, "reading the schema", diag);
 }
 
 /*
@@ -419,7 +428,7 @@ static kg_err_t store_allow_pool_mode(kg_store_t *store, kg_diag_t *diag)
     if (rc != KG_OK) {
         return rc;
     }
-    src = sqlite3_prepare_v2(store->db, edit_sql, -1, &st, NULL);
+    src = sqlite3_prepare_v2(sq(store)->db, edit_sql, -1, &st, NULL);
     for (size_t i = 0; src == SQLITE_OK &&
                        i < sizeof(store_pool_edits) / sizeof(*store_pool_edits);
          i++) {
@@ -430,18 +439,18 @@ static kg_err_t store_allow_pool_mode(kg_store_t *store, kg_diag_t *diag)
         sqlite3_bind_text(st, 2, e->to, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, e->table, -1, SQLITE_STATIC);
         src = sqlite3_step(st);
-        if (src == SQLITE_DONE && sqlite3_changes(store->db) != 1) {
+        if (src == SQLITE_DONE && sqlite3_changes(sq(store)->db) != 1) {
             rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
                               "%s: migrating the schema: table %s is not "
                               "as keygate made it",
-                              store->path, e->table);
+                              store->location, e->table);
             break;
         }
         src = src == SQLITE_DONE ? SQLITE_OK : src;
     }
     sqlite3_finalize(st);
     if (rc == KG_OK) {
-        rc = kg_store_error(store, src, "migrating the schema", diag);
+        rc = kg_sqlite_error(store, src, "migrating the schema", diag);
     }
     if (rc == KG_OK) {
         snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld",
@@ -484,14 +493,15 @@ static kg_err_t store_migrate(kg_store_t *store, int target, kg_diag_t *diag)
     if (app_id != KG_STORE_APPLICATION_ID && (app_id != 0 || tables != 0)) {
         rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
                           "%s is an SQLite database but not a keygate store",
-                          store->path);
+                          store->location);
         goto out;
     }
     if (version > KG_STORE_SCHEMA_VERSION) {
         rc = kg_diag_fail(diag, KG_ERR_STORE_VERSION,
                           "%s has schema version %d, newer than this keygate "
                           "(%d); upgrade keygate",
-                          store->path, (int)version, KG_STORE_SCHEMA_VERSION);
+                          store->location, (int)version,
+                          KG_STORE_SCHEMA_VERSION);
         goto out;
     }
     for (int v = (int)version; v < target; v++) {
@@ -544,12 +554,12 @@ static kg_err_t store_create_file(const char *path, kg_diag_t *diag)
 static kg_err_t store_prepare_handle(kg_store_t *store, int busy_timeout_ms,
                                      kg_diag_t *diag)
 {
-    sqlite3_busy_timeout(store->db, busy_timeout_ms);
-    sqlite3_extended_result_codes(store->db, 1);
-    if (sqlite3_db_readonly(store->db, "main") == 1) {
+    sqlite3_busy_timeout(sq(store)->db, busy_timeout_ms);
+    sqlite3_extended_result_codes(sq(store)->db, 1);
+    if (sqlite3_db_readonly(sq(store)->db, "main") == 1) {
         return kg_diag_fail(diag, KG_ERR_STORE,
                             "store %s is not writable by this user",
-                            store->path);
+                            store->location);
     }
     return store_exec(store, "PRAGMA foreign_keys = ON", "opening", diag);
 }
@@ -574,7 +584,7 @@ static kg_err_t store_identify(kg_store_t *store, kg_diag_t *diag)
         (app_id != 0 || tables != 0)) {
         rc = kg_diag_fail(diag, KG_ERR_STORE_CORRUPT,
                           "%s is an SQLite database but not a keygate store",
-                          store->path);
+                          store->location);
     }
     return rc;
 }
@@ -587,8 +597,8 @@ static kg_err_t store_set_journal(kg_store_t *store, kg_diag_t *diag)
     int src;
 
     /* journal_mode answers with the mode in force; it must be WAL. */
-    src = sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1, &st,
-                             NULL);
+    src = sqlite3_prepare_v2(sq(store)->db, "PRAGMA journal_mode = WAL", -1,
+                             &st, NULL);
     if (src == SQLITE_OK) {
         src = sqlite3_step(st);
         if (src == SQLITE_ROW) {
@@ -598,7 +608,7 @@ static kg_err_t store_set_journal(kg_store_t *store, kg_diag_t *diag)
         }
     }
     sqlite3_finalize(st);
-    rc = kg_store_error(store, src, "enabling WAL", diag);
+    rc = kg_sqlite_error(store, src, "enabling WAL", diag);
     if (rc != KG_OK) {
         return rc;
     }
@@ -623,9 +633,10 @@ static kg_err_t store_set_io(kg_store_t *store, kg_diag_t *diag)
     return store_exec(store, "PRAGMA mmap_size = 1073741824", "opening", diag);
 }
 
-kg_err_t kg_store_open(const char *path, const kg_store_opts_t *opts,
-                       kg_store_t **out, kg_diag_t *diag)
+kg_err_t kg_sqlite_open(const char *path, const kg_store_opts_t *opts,
+                        kg_store_t **out, kg_diag_t *diag)
 {
+    sqlite_store_t *handle = NULL;
     kg_store_t *store = NULL;
     struct stat st;
     kg_err_t rc = KG_OK;
@@ -651,17 +662,19 @@ kg_err_t kg_store_open(const char *path, const kg_store_opts_t *opts,
     } else if (!S_ISREG(st.st_mode)) {
         return kg_diag_fail(diag, KG_ERR_STORE, "store %s is not a file", path);
     }
-    store = calloc(1, sizeof(*store));
-    if (store == NULL || (store->path = strdup(path)) == NULL) {
-        free(store);
+    handle = calloc(1, sizeof(*handle));
+    if (handle == NULL || (handle->base.location = strdup(path)) == NULL) {
+        free(handle);
         return KG_ERR_NOMEM;
     }
-    src = sqlite3_open_v2(path, &store->db,
+    handle->base.be = &kg_sqlite_backend;
+    store = &handle->base;
+    src = sqlite3_open_v2(path, &sq(store)->db,
                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
                               SQLITE_OPEN_NOFOLLOW,
                           NULL);
     if (src != SQLITE_OK) {
-        rc = kg_store_error(store, src, "opening", diag);
+        rc = kg_sqlite_error(store, src, "opening", diag);
         goto out;
     }
     rc = store_prepare_handle(store, opts->busy_timeout_ms, diag);
@@ -685,67 +698,54 @@ out:
     return rc;
 }
 
-void kg_store_close(kg_store_t **store)
+/* Finalize the statements, close the connection, free the handle. */
+static void sqlite_close(kg_store_t *store)
 {
-    kg_store_t *s;
+    sqlite_store_t *s = sq(store);
 
-    if (store == NULL || *store == NULL) {
-        return;
-    }
-    s = *store;
     for (size_t i = 0; i < s->nstmts; i++) {
         sqlite3_finalize(s->stmts[i].stmt);
     }
     sqlite3_close(s->db);
-    free(s->path);
+    free(s->base.location);
     free(s);
-    *store = NULL;
 }
 
-int kg_store_schema_version(kg_store_t *store)
+sqlite3 *kg_sqlite_db(kg_store_t *store)
 {
-    return store->schema_version;
+    return sq(store)->db;
 }
 
-const char *kg_store_path(const kg_store_t *store)
-{
-    return store->path;
-}
-
-sqlite3 *kg_store_db(kg_store_t *store)
-{
-    return store->db;
-}
-
-sqlite3_stmt *kg_store_stmt(kg_store_t *store, const char *sql, kg_diag_t *diag)
+sqlite3_stmt *kg_sqlite_stmt(kg_store_t *store, const char *sql,
+                             kg_diag_t *diag)
 {
     sqlite3_stmt *st = NULL;
     int rc;
 
-    for (size_t i = 0; i < store->nstmts; i++) {
-        if (store->stmts[i].sql == sql) {
-            return store->stmts[i].stmt;
+    for (size_t i = 0; i < sq(store)->nstmts; i++) {
+        if (sq(store)->stmts[i].sql == sql) {
+            return sq(store)->stmts[i].stmt;
         }
     }
-    rc = sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-                            NULL);
+    rc = sqlite3_prepare_v3(sq(store)->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                            &st, NULL);
     if (rc != SQLITE_OK) {
-        (void)kg_store_error(store, rc, "preparing a statement", diag);
+        (void)kg_sqlite_error(store, rc, "preparing a statement", diag);
         return NULL;
     }
-    if (store->nstmts == STORE_MAX_STMTS) {
+    if (sq(store)->nstmts == STORE_MAX_STMTS) {
         /* Never expected: the statement set is fixed. Still work. */
         sqlite3_finalize(st);
         kg_diag_set(diag, "statement cache full");
         return NULL;
     }
-    store->stmts[store->nstmts].sql = sql;
-    store->stmts[store->nstmts].stmt = st;
-    store->nstmts++;
+    sq(store)->stmts[sq(store)->nstmts].sql = sql;
+    sq(store)->stmts[sq(store)->nstmts].stmt = st;
+    sq(store)->nstmts++;
     return st;
 }
 
-void kg_store_reset(sqlite3_stmt *stmt)
+void kg_sqlite_reset(sqlite3_stmt *stmt)
 {
     if (stmt != NULL) {
         sqlite3_reset(stmt);
@@ -756,52 +756,54 @@ void kg_store_reset(sqlite3_stmt *stmt)
 static const char store_sql_ping[] =
     "SELECT rev FROM key_revision WHERE id = 1";
 
-kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
+static kg_err_t sqlite_ping(kg_store_t *store, kg_diag_t *diag)
 {
-    sqlite3_stmt *st = kg_store_stmt(store, store_sql_ping, diag);
+    sqlite3_stmt *st = kg_sqlite_stmt(store, store_sql_ping, diag);
     int rc;
 
     if (st == NULL) {
         return KG_ERR_STORE;
     }
     rc = sqlite3_step(st);
-    kg_store_reset(st);
-    return kg_store_error(store, rc, "reading the key revision", diag);
+    kg_sqlite_reset(st);
+    return kg_sqlite_error(store, rc, "reading the key revision", diag);
 }
 
-kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag)
+static kg_err_t sqlite_begin(kg_store_t *store, kg_diag_t *diag)
 {
     return store_exec(store, "BEGIN IMMEDIATE", "starting a transaction", diag);
 }
 
-kg_err_t kg_store_commit(kg_store_t *store, kg_diag_t *diag)
+static void sqlite_rollback(kg_store_t *store);
+
+static kg_err_t sqlite_commit(kg_store_t *store, kg_diag_t *diag)
 {
     kg_err_t rc = store_exec(store, "COMMIT", "committing", diag);
 
     if (rc != KG_OK) {
-        kg_store_rollback(store);
+        sqlite_rollback(store);
     }
     return rc;
 }
 
-void kg_store_rollback(kg_store_t *store)
+static void sqlite_rollback(kg_store_t *store)
 {
-    if (!sqlite3_get_autocommit(store->db)) {
-        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!sqlite3_get_autocommit(sq(store)->db)) {
+        sqlite3_exec(sq(store)->db, "ROLLBACK", NULL, NULL, NULL);
     }
 }
 
-kg_err_t kg_store_exec_stmt(kg_store_t *store, sqlite3_stmt *stmt,
-                            const char *action, kg_diag_t *diag)
+kg_err_t kg_sqlite_exec(kg_store_t *store, sqlite3_stmt *stmt,
+                        const char *action, kg_diag_t *diag)
 {
     int rc = sqlite3_step(stmt);
-    kg_err_t err = kg_store_error(store, rc, action, diag);
+    kg_err_t err = kg_sqlite_error(store, rc, action, diag);
 
-    kg_store_reset(stmt);
+    kg_sqlite_reset(stmt);
     return err;
 }
 
-int kg_store_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
+int kg_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
 {
     if (s == NULL) {
         return sqlite3_bind_null(stmt, idx);
@@ -809,7 +811,7 @@ int kg_store_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
     return sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT);
 }
 
-int kg_store_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
+int kg_sqlite_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
 {
     if (v < 0) {
         return sqlite3_bind_null(stmt, idx);
@@ -817,17 +819,35 @@ int kg_store_bind_opt_int(sqlite3_stmt *stmt, int idx, int64_t v)
     return sqlite3_bind_int64(stmt, idx, v);
 }
 
-const char *kg_store_col_text(sqlite3_stmt *stmt, int col)
+const char *kg_sqlite_col_text(sqlite3_stmt *stmt, int col)
 {
     const unsigned char *t = sqlite3_column_text(stmt, col);
 
     return t ? (const char *)t : "";
 }
 
-int64_t kg_store_col_opt_int(sqlite3_stmt *stmt, int col)
+int64_t kg_sqlite_col_opt_int(sqlite3_stmt *stmt, int col)
 {
     if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
         return -1;
     }
     return sqlite3_column_int64(stmt, col);
 }
+
+const kg_store_backend_t kg_sqlite_backend = {
+    .name = "sqlite",
+    .close = sqlite_close,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .ping = sqlite_ping,
+
+    .admin_tokens = &kg_sqlite_admin_tokens_ops,
+    .keys = &kg_sqlite_keys_ops,
+    .workspaces = &kg_sqlite_workspaces_ops,
+    .credentials = &kg_sqlite_credentials_ops,
+    .budget = &kg_sqlite_budget_ops,
+    .usage = &kg_sqlite_usage_ops,
+    .audit = &kg_sqlite_audit_ops,
+    .maint = &kg_sqlite_maint_ops,
+};

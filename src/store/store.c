@@ -1,0 +1,87 @@
+/* The store's handle: chooses the backend by location and forwards to it. */
+#include "store/backend.h"
+
+#include <string.h>
+
+/* Locations that name a PostgreSQL server rather than a file. */
+static bool store_is_url(const char *location)
+{
+    return strncmp(location, "postgresql://", 13) == 0 ||
+           strncmp(location, "postgres://", 11) == 0;
+}
+
+kg_err_t kg_store_open(const char *location, const kg_store_opts_t *opts,
+                       kg_store_t **out, kg_diag_t *diag)
+{
+    *out = NULL;
+    if (store_is_url(location)) {
+        return kg_pg_open(location, opts, out, diag);
+    }
+    return kg_sqlite_open(location, opts, out, diag);
+}
+
+void kg_store_close(kg_store_t **store)
+{
+    if (store != NULL && *store != NULL) {
+        (*store)->be->close(*store);
+        *store = NULL;
+    }
+}
+
+int kg_store_schema_version(const kg_store_t *store)
+{
+    return store->schema_version;
+}
+
+const char *kg_store_path(const kg_store_t *store)
+{
+    return store->location;
+}
+
+const char *kg_store_backend_name(const kg_store_t *store)
+{
+    return store->be->name;
+}
+
+kg_err_t kg_store_begin(kg_store_t *store, kg_diag_t *diag)
+{
+    return store->be->begin(store, diag);
+}
+
+kg_err_t kg_store_commit(kg_store_t *store, kg_diag_t *diag)
+{
+    return store->be->commit(store, diag);
+}
+
+void kg_store_rollback(kg_store_t *store)
+{
+    store->be->rollback(store);
+}
+
+kg_err_t kg_store_ping(kg_store_t *store, kg_diag_t *diag)
+{
+    return store->be->ping(store, diag);
+}
+
+bool kg_store_notifies(const kg_store_t *store)
+{
+    return store->be->wait_change != NULL;
+}
+
+kg_err_t kg_store_wait_change(kg_store_t *store, int timeout_ms, bool *changed,
+                              kg_diag_t *diag)
+{
+    *changed = false;
+    if (store->be->wait_change == NULL) {
+        return kg_store_unsupported(store, "change notifications", diag);
+    }
+    return store->be->wait_change(store, timeout_ms, changed, diag);
+}
+
+kg_err_t kg_store_unsupported(const kg_store_t *s, const char *what,
+                              kg_diag_t *diag)
+{
+    return kg_diag_fail(diag, KG_ERR_STORE,
+                        "%s: %s: not supported by the %s store", s->location,
+                        what, s->be->name);
+}
