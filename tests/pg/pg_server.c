@@ -140,12 +140,19 @@ void pgs_restart(pgs_t *pg)
 
 void pgs_destroy(pgs_t *pg)
 {
-    char cmd[2 * PGS_PATH_MAX];
+    char cmd[3 * PGS_PATH_MAX];
 
     if (pg->dir[0] == '\0') {
         return;
     }
-    pgs_stop(pg, false);
+    /* Whatever a test left it in (a child process may have stopped or
+     * restarted it): stop it if it runs, never abort here. */
+    snprintf(cmd, sizeof(cmd),
+             "runuser -u postgres -- " PGS_BIN "/pg_ctl -D %s/data -m fast -w "
+             "-t 60 stop >/dev/null 2>&1",
+             pg->dir);
+    (void)system(cmd);
+    pg->running = false;
     snprintf(cmd, sizeof(cmd), "rm -rf -- %s", pg->dir);
     (void)system(cmd);
     pg->dir[0] = '\0';

@@ -42,16 +42,30 @@ static void copy_file(const char *from, const char *to)
     free(data);
 }
 
-/* Three worlds, each with its own mock and daemon, one store: the first
- * runs keygate init on it, the others get its key files. */
+/* The server and the root directory: in the parent, so that a test that
+ * times out still has its gateways (noted in the root) and the server
+ * stopped. */
+static void setup_server(void)
+{
+    gwf_root_new("kg-pg-gw");
+    pgs_start(&PG);
+}
+
+static void teardown_server(void)
+{
+    pgs_destroy(&PG);
+    gwf_root_free();
+}
+
+/* Three worlds, each with its own mock and daemon, one store (a database
+ * of its own per test): the first runs keygate init on it, the others get
+ * its key files. */
 static void setup_worlds(void)
 {
     static int n;
     char name[32], extra[PGS_PATH_MAX + 32];
 
-    gwf_root_new("kg-pg-gw");
-    pgs_start(&PG);
-    snprintf(name, sizeof(name), "kg_gw_%d", n++);
+    snprintf(name, sizeof(name), "kg_gw_%d_%d", (int)getpid(), n++);
     pgs_create_db(&PG, name, URL);
     snprintf(extra, sizeof(extra), "[store]\nurl = %s\nstale_after = 2s\n",
              URL);
@@ -82,12 +96,12 @@ static void teardown_worlds(void)
 {
     bool clean = true;
 
+    /* A test that stopped the server leaves it running again. */
+    pgs_restart(&PG);
     for (int i = 0; i < N_GW; i++) {
         clean = gwf_stop_checked(&W[i]) && clean;
         gwf_free(&W[i]);
     }
-    pgs_destroy(&PG);
-    gwf_root_free();
     ck_assert_msg(clean, "a gateway did not stop cleanly");
 }
 
@@ -349,6 +363,7 @@ static Suite *pg_gateway_suite(void)
     Suite *s = suite_create("pg_gateway");
     TCase *tc = tcase_create("three");
 
+    tcase_add_unchecked_fixture(tc, setup_server, teardown_server);
     tcase_add_checked_fixture(tc, setup_worlds, teardown_worlds);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, revoke_on_one_is_refused_by_all_within_a_second);
