@@ -282,7 +282,14 @@ START_TEST(test_failed_auth_throttled)
     ck_assert_int_eq(r.status, 429);
     ck_assert_int_eq(gwf_resp_header(&r, "Retry-After", retry, sizeof(retry)),
                      1);
-    ck_assert_int_gt(atoi(retry), 0);
+    {
+        char *end = NULL;
+        long secs = strtol(retry, &end, 10);
+
+        ck_assert_msg(end != retry && *end == '\0', "Retry-After: %s", retry);
+        ck_assert_int_gt(secs, 0);
+        ck_assert_int_le(secs, 3600);
+    }
     gwf_resp_free(&r);
     gwf_source_ip = "127.0.7.201";
     gwf_admin_http(&W, &r, "GET", "/admin/v1/keys", good, NULL, 0);
