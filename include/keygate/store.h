@@ -58,6 +58,15 @@ const char *kg_store_path(const kg_store_t *store);
 const char *kg_store_backend_name(const kg_store_t *store);
 
 /*
+ * This process's instance id: 16 lowercase hex characters, random, made
+ * once per process start (a restart is a new instance). Instances sharing
+ * a PostgreSQL store mark what is theirs alone with it: budget leases,
+ * reservations in flight, published rate-window counts.
+ */
+#define KG_STORE_INSTANCE_LEN 16
+const char *kg_store_instance_id(void);
+
+/*
  * A transaction: begin takes the write lock at once on SQLite (BEGIN
  * IMMEDIATE); commit rolls back when it fails.
  */

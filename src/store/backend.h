@@ -207,6 +207,10 @@ struct kg_store_backend {
     const kg_store_usage_ops_t *usage;
     const kg_store_audit_ops_t *audit;
     const kg_store_maint_ops_t *maint;
+    /* What instances sharing a store keep per instance (NULL on SQLite,
+     * which serves one gateway): budget leases and rate-window shares. */
+    const struct kg_store_leases_ops *leases;
+    const struct kg_store_rates_ops *rates;
 };
 
 /*

@@ -1,7 +1,26 @@
 /* The store's handle: chooses the backend by location and forwards to it. */
 #include "store/backend.h"
 
+#include <pthread.h>
+#include <sodium.h>
 #include <string.h>
+
+static char store_instance[KG_STORE_INSTANCE_LEN + 1];
+static pthread_once_t store_instance_once = PTHREAD_ONCE_INIT;
+
+static void store_instance_make(void)
+{
+    unsigned char raw[KG_STORE_INSTANCE_LEN / 2];
+
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(store_instance, sizeof(store_instance), raw, sizeof(raw));
+}
+
+const char *kg_store_instance_id(void)
+{
+    pthread_once(&store_instance_once, store_instance_make);
+    return store_instance;
+}
 
 /* Locations that name a PostgreSQL server rather than a file. */
 static bool store_is_url(const char *location)

@@ -196,6 +196,37 @@ static const char *const pg_migrations[] = {
     "CREATE TRIGGER workspace_credentials_rev AFTER INSERT OR UPDATE OR"
     "  DELETE ON workspace_credentials"
     "  FOR EACH STATEMENT EXECUTE FUNCTION keygate_bump_revision();",
+    /* 1 → 2: what each instance keeps in the shared store, marked with its
+     * kg_store_instance_id() and dropped when it stops being renewed
+     * (docs/scale-out.md). No foreign keys: the rows expire on their own
+     * and a key's deletion must not wait on them. Times are the server's
+     * (now()), so instances never compare their own clocks. */
+    "CREATE TABLE budget_leases ("
+    "  scope TEXT NOT NULL CHECK (scope IN ('key', 'credits')),"
+    "  id TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  granted BIGINT NOT NULL CHECK (granted >= 0),"
+    "  expires_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (scope, id, instance));"
+    "CREATE INDEX budget_leases_instance ON budget_leases (instance);"
+    "CREATE TABLE key_reservations ("
+    "  key_id TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  amount BIGINT NOT NULL CHECK (amount >= 0),"
+    "  updated_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (key_id, instance));"
+    "CREATE INDEX key_reservations_instance ON key_reservations (instance);"
+    "CREATE TABLE rate_shares ("
+    "  key_id TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  window_start BIGINT NOT NULL,"
+    "  req_prev BIGINT NOT NULL,"
+    "  req_cur BIGINT NOT NULL,"
+    "  tok_prev BIGINT NOT NULL,"
+    "  tok_cur BIGINT NOT NULL,"
+    "  updated_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (key_id, instance));"
+    "CREATE INDEX rate_shares_instance ON rate_shares (instance);",
 };
 
 _Static_assert(sizeof(pg_migrations) / sizeof(*pg_migrations) ==

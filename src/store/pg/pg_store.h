@@ -16,8 +16,9 @@
  */
 
 /* The newest schema version of the PostgreSQL backend (its own sequence:
- * version 1 is the whole schema of SQLite's version 8). */
-#define KG_PG_SCHEMA_VERSION 1
+ * version 1 is the whole schema of SQLite's version 8; version 2 adds what
+ * instances sharing the store keep per instance). */
+#define KG_PG_SCHEMA_VERSION 2
 /* Parameters one statement may take. */
 #define KG_PG_MAX_PARAMS 40
 /* The notification channel the revision triggers signal. */
