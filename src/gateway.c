@@ -387,7 +387,7 @@ static void gateway_watchdog_init(kg_gateway_t *gw, gateway_maint_t *m)
 static void *gateway_maintenance(void *arg)
 {
     kg_gateway_t *gw = arg;
-    kg_store_opts_t sopts = {0, 0, 0};
+    kg_store_opts_t sopts = {0, 0, 0, NULL};
     kg_diag_t diag = {{0}};
     gateway_maint_t m;
 
@@ -515,7 +515,7 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
         rc = kg_keycache_start(gw->keycache, KG_KEYCACHE_DEFAULT_INTERVAL_MS);
     }
     if (rc == KG_OK) {
-        kg_store_opts_t wopts = {0, (int)cfg->store_busy_timeout_ms, 0};
+        kg_store_opts_t wopts = {0, (int)cfg->store_busy_timeout_ms, 0, NULL};
 
         /* Changes made by other instances reach the caches at once (a
          * store that notifies: PostgreSQL); on SQLite they poll. */

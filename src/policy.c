@@ -309,7 +309,7 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
                        kg_policy_t **out, kg_diag_t *diag)
 {
     kg_policy_t *p = calloc(1, sizeof(*p));
-    kg_store_opts_t sopts = {0, busy_timeout_ms, 0};
+    kg_store_opts_t sopts = {0, busy_timeout_ms, 0, NULL};
     kg_ratelimit_opts_t ropts;
     kg_err_t rc;
 

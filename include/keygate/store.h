@@ -28,6 +28,10 @@ typedef struct kg_store_opts {
     int busy_timeout_ms;
     /* Migrate up to this version; 0 = KG_STORE_SCHEMA_VERSION (tests). */
     int target_version;
+    /* The instance this handle acts for: NULL is kg_store_instance_id();
+     * tests that play several instances in one process give 1 to
+     * KG_STORE_INSTANCE_LEN characters of their own. */
+    const char *instance;
 } kg_store_opts_t;
 
 /*
@@ -65,6 +69,9 @@ const char *kg_store_backend_name(const kg_store_t *store);
  */
 #define KG_STORE_INSTANCE_LEN 16
 const char *kg_store_instance_id(void);
+
+/* The instance the handle acts for (kg_store_opts_t.instance; borrowed). */
+const char *kg_store_instance(const kg_store_t *store);
 
 /*
  * A transaction: begin takes the write lock at once on SQLite (BEGIN

@@ -91,7 +91,7 @@ typedef struct admin_req {
 static kg_err_t admin_pool_init(admin_pool_t *p, const kg_config_t *cfg,
                                 size_t n, kg_diag_t *diag)
 {
-    kg_store_opts_t opts = {0, (int)cfg->store_busy_timeout_ms, 0};
+    kg_store_opts_t opts = {0, (int)cfg->store_busy_timeout_ms, 0, NULL};
     kg_err_t rc = KG_OK;
 
     pthread_mutex_init(&p->mu, NULL);

@@ -131,7 +131,7 @@ int kg_cli_init(kg_cli_t *cli, int argc, char **argv)
     }
     {
         kg_store_opts_t opts = {KG_STORE_CREATE,
-                                (int)cli->cfg->store_busy_timeout_ms, 0};
+                                (int)cli->cfg->store_busy_timeout_ms, 0, NULL};
 
         rc = kg_store_open(kg_config_store_location(cli->cfg), &opts,
                            &cli->store, &diag);

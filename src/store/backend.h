@@ -38,6 +38,7 @@ struct kg_store {
     const kg_store_backend_t *be;
     char *location; /* a path, or a URL without its password */
     int schema_version;
+    char instance[KG_STORE_INSTANCE_LEN + 1]; /* set by kg_store_open */
 };
 
 /* Admin tokens (include/keygate/store_admin_tokens.h). */

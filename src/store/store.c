@@ -32,11 +32,29 @@ static bool store_is_url(const char *location)
 kg_err_t kg_store_open(const char *location, const kg_store_opts_t *opts,
                        kg_store_t **out, kg_diag_t *diag)
 {
+    const char *instance =
+        opts->instance ? opts->instance : kg_store_instance_id();
+    size_t len = strnlen(instance, KG_STORE_INSTANCE_LEN + 1);
+    kg_err_t rc;
+
     *out = NULL;
-    if (store_is_url(location)) {
-        return kg_pg_open(location, opts, out, diag);
+    if (len == 0 || len > KG_STORE_INSTANCE_LEN) {
+        return kg_diag_fail(diag, KG_ERR_INVAL,
+                            "an instance id has 1 to %d characters",
+                            KG_STORE_INSTANCE_LEN);
     }
-    return kg_sqlite_open(location, opts, out, diag);
+    rc = store_is_url(location) ? kg_pg_open(location, opts, out, diag)
+                                : kg_sqlite_open(location, opts, out, diag);
+    if (rc == KG_OK) {
+        memcpy((*out)->instance, instance, len);
+        (*out)->instance[len] = '\0';
+    }
+    return rc;
+}
+
+const char *kg_store_instance(const kg_store_t *store)
+{
+    return store->instance;
 }
 
 void kg_store_close(kg_store_t **store)

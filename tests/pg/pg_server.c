@@ -191,7 +191,7 @@ void pgs_create_db(pgs_t *pg, const char *name, char *url)
 struct kg_store *pgs_open(pgs_t *pg, const char *name)
 {
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -204,7 +204,7 @@ struct kg_store *pgs_open(pgs_t *pg, const char *name)
 struct kg_store *pgs_open_sqlite(const char *dir)
 {
     char path[PGS_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 

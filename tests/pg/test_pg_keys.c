@@ -40,7 +40,7 @@ static void suite_teardown(void)
 /* One more handle on the body's store. */
 static kg_store_t *open_again(void)
 {
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -1042,7 +1042,7 @@ static void on_postgresql(const char *db, void (*body)(kg_store_t *))
 
 static void on_sqlite(void (*body)(kg_store_t *))
 {
-    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0, NULL};
     char dir[UT_PATH_MAX];
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;

@@ -34,7 +34,7 @@ static kg_store_t *open_pg(const char *db)
 START_TEST(migrates_once_and_reopens)
 {
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *a = NULL, *b = NULL;
 
@@ -55,7 +55,7 @@ END_TEST
 /* Instances starting together: every open migrates or finds it done. */
 static void *open_racer(void *arg)
 {
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
     kg_err_t rc = kg_store_open(arg, &opts, &s, &diag);
@@ -85,7 +85,7 @@ END_TEST
 START_TEST(location_and_errors_never_show_the_password)
 {
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -108,7 +108,7 @@ END_TEST
 START_TEST(unreachable_server_is_a_store_error)
 {
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -212,7 +212,7 @@ END_TEST
 START_TEST(admin_tokens_on_sqlite)
 {
     char dir[UT_PATH_MAX], path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -232,7 +232,7 @@ START_TEST(revision_changes_are_notified)
     kg_store_t *s = open_pg("kg_notify");
     kg_store_t *w = NULL;
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     PGconn *c = kg_pg_conn(s);
     PGnotify *n = NULL;
@@ -291,7 +291,7 @@ START_TEST(watch_calls_back_on_changes_and_after_restarts)
 {
     kg_store_t *s = open_pg("kg_watch");
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_watch_t *w = NULL;
     PGresult *r;
@@ -337,7 +337,7 @@ END_TEST
 START_TEST(watch_is_not_started_on_sqlite)
 {
     char dir[UT_PATH_MAX], path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_watch_t *w = NULL;
     kg_store_t *s = NULL;

@@ -47,7 +47,7 @@ typedef struct where {
 
 static kg_store_t *where_open(const where_t *w)
 {
-    kg_store_opts_t opts = {w->pg ? 0 : KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {w->pg ? 0 : KG_STORE_CREATE, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 
@@ -757,7 +757,7 @@ static kg_err_t race_batch(racer_t *r, kg_store_t *s, int b, kg_diag_t *diag)
 static void *race_thread(void *arg)
 {
     racer_t *r = arg;
-    kg_store_opts_t opts = {r->w->pg ? 0 : KG_STORE_CREATE, 10000, 0};
+    kg_store_opts_t opts = {r->w->pg ? 0 : KG_STORE_CREATE, 10000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 

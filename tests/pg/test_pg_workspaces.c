@@ -266,7 +266,7 @@ typedef struct racer {
 static void *racer_run(void *arg)
 {
     racer_t *r = arg;
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_store_t *s = NULL;
     int64_t before = 0;
 
@@ -352,7 +352,7 @@ static void credit_race(kg_store_t *s, const char *location)
 START_TEST(credit_race_on_postgresql)
 {
     char url[PGS_PATH_MAX];
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
     kg_store_t *s = NULL;
 

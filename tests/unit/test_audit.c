@@ -44,7 +44,7 @@ static void ut_record(int i)
 static void ut_setup(void)
 {
     char path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0, NULL};
     kg_diag_t diag = {{0}};
 
     ut_tmpdir(ut_dir);

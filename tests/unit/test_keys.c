@@ -34,7 +34,7 @@ static void ut_setup(void)
 {
     char path[UT_PATH_MAX];
     unsigned char key[KG_KEYHASH_KEY_LEN];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0, NULL};
     kg_diag_t diag = {{0}};
 
     ut_t0 = ut_utc(2026, 6, 1, 0, 0, 0);

@@ -15,8 +15,8 @@
 
 #define UT_ACTOR "test:unit"
 
-static const kg_store_opts_t ut_create = {KG_STORE_CREATE, 1000, 0};
-static const kg_store_opts_t ut_existing = {0, 1000, 0};
+static const kg_store_opts_t ut_create = {KG_STORE_CREATE, 1000, 0, NULL};
+static const kg_store_opts_t ut_existing = {0, 1000, 0, NULL};
 
 /* A single integer from sql (a PRAGMA or a count). */
 static int64_t ut_int(sqlite3 *db, const char *sql)
@@ -249,7 +249,8 @@ START_TEST(test_bad_target)
 {
     char dir[UT_PATH_MAX];
     char path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, KG_STORE_SCHEMA_VERSION + 1};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, KG_STORE_SCHEMA_VERSION + 1,
+                            NULL};
     kg_store_t *store = NULL;
     kg_diag_t diag = {{0}};
 
@@ -270,7 +271,7 @@ START_TEST(test_migrate_from_v1)
     char dir[UT_PATH_MAX];
     char path[UT_PATH_MAX];
     unsigned char key[KG_KEYHASH_KEY_LEN];
-    kg_store_opts_t v1 = {KG_STORE_CREATE, 1000, 1};
+    kg_store_opts_t v1 = {KG_STORE_CREATE, 1000, 1, NULL};
     kg_store_t *store = NULL;
     kg_keyhash_t *hk = NULL;
     kg_keys_ctx_t ctx;
@@ -420,8 +421,8 @@ static int ut_try(sqlite3 *db, const char *sql)
  */
 START_TEST(test_migrate_v4_to_v5_pool_mode)
 {
-    kg_store_opts_t v4 = {KG_STORE_CREATE, 1000, 4};
-    kg_store_opts_t v5 = {0, 1000, 5};
+    kg_store_opts_t v4 = {KG_STORE_CREATE, 1000, 4, NULL};
+    kg_store_opts_t v5 = {0, 1000, 5, NULL};
     char dir[UT_PATH_MAX];
     char path[UT_PATH_MAX];
     kg_store_t *old = NULL;
@@ -528,7 +529,7 @@ START_TEST(test_transactions)
     char path[UT_PATH_MAX];
     kg_store_t *store = NULL;
     kg_store_t *other = NULL;
-    kg_store_opts_t quick = {0, 50, 0};
+    kg_store_opts_t quick = {0, 50, 0, NULL};
     kg_diag_t diag = {{0}};
     sqlite3 *db;
 

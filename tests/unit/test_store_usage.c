@@ -56,7 +56,7 @@ static void ut_keys(kg_store_t *s)
 
 static void ut_open(int version)
 {
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, version};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, version, NULL};
     kg_diag_t diag = {{0}};
 
     ut_join(ut_path, ut_dir, "keygate.db");
@@ -715,7 +715,7 @@ static void ut_same_lines(const char *a, const char *b)
 START_TEST(test_backfill_matches_writer)
 {
     char other[UT_PATH_MAX];
-    kg_store_opts_t fresh = {KG_STORE_CREATE, 1000, 0};
+    kg_store_opts_t fresh = {KG_STORE_CREATE, 1000, 0, NULL};
     kg_store_t *b = NULL;
     kg_usagedb_t *w = NULL;
     kg_diag_t diag = {{0}};

@@ -55,7 +55,7 @@ static int64_t ut_int(sqlite3 *db, const char *sql)
 
 static void ut_setup(void)
 {
-    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 5000, 0, NULL};
     kg_diag_t diag = {{0}};
 
     ut_tmpdir(ut_dir);

@@ -43,7 +43,7 @@ static void ut_key_row(const char *id, const char *ws)
 static void ut_setup(void)
 {
     char path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0, NULL};
     kg_workspace_t ws;
     kg_diag_t diag = {{0}};
 

@@ -27,7 +27,7 @@ static int64_t ut_t0;
 static void ut_setup(void)
 {
     char path[UT_PATH_MAX];
-    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0};
+    kg_store_opts_t opts = {KG_STORE_CREATE, 1000, 0, NULL};
     kg_diag_t diag = {{0}};
 
     ut_t0 = ut_utc(2026, 6, 1, 0, 0, 0);

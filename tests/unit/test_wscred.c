@@ -36,7 +36,7 @@ typedef struct ut_fx {
     char ws_team[KG_WORKSPACE_ID_LEN + 1];
 } ut_fx_t;
 
-static const kg_store_opts_t ut_create = {KG_STORE_CREATE, 1000, 0};
+static const kg_store_opts_t ut_create = {KG_STORE_CREATE, 1000, 0, NULL};
 
 static void ut_key_bytes(unsigned char key[KG_SECRETBOX_KEY_LEN], int seed)
 {
@@ -857,9 +857,9 @@ END_TEST
 
 START_TEST(test_migration_v3_to_v4)
 {
-    kg_store_opts_t v3 = {KG_STORE_CREATE, 1000, 3};
+    kg_store_opts_t v3 = {KG_STORE_CREATE, 1000, 3, NULL};
     /* Exactly migration 3 → 4, whatever newer ones exist. */
-    kg_store_opts_t now = {0, 1000, 4};
+    kg_store_opts_t now = {0, 1000, 4, NULL};
     kg_diag_t diag = {{0}};
     int64_t rev;
     ut_fx_t fx;

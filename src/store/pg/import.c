@@ -340,7 +340,7 @@ kg_err_t kg_store_import_sqlite(const char *sqlite_path, const char *pg_url,
                                 kg_store_import_report_t *report,
                                 kg_diag_t *diag)
 {
-    kg_store_opts_t opts = {0, 5000, 0};
+    kg_store_opts_t opts = {0, 5000, 0, NULL};
     kg_store_t *src = NULL, *dst = NULL;
     kg_err_t rc;
 
