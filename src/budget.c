@@ -4,8 +4,10 @@
  * steady stream of reservations cannot starve the making of an account. */
 #define _GNU_SOURCE
 #include "keygate/budget.h"
+#include "keygate/clock.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,10 @@ typedef struct bg_state {
     /* Credit accounts. */
     int64_t balance;
     int64_t persisted_seen; /* the store's balance as last reflected */
+    /* Leases (kg_budget_leases_enable): the room this instance may spend,
+     * holds included: granted less what it settled since. */
+    int64_t lease;
+    int64_t lease_used_ms; /* monotonic ms of the last reservation */
 } bg_state_t;
 
 /*
@@ -52,6 +58,9 @@ struct kg_budget {
     pthread_rwlock_t lock;
     kg_budget_acct_t *keys;
     kg_budget_acct_t *workspaces;
+    /* Leases: on for a shared store; their validity, monotonic ms. */
+    atomic_bool leases;
+    _Atomic int64_t lease_valid_until;
 };
 
 /* v clamped to [-KG_BUDGET_AMOUNT_MAX, KG_BUDGET_AMOUNT_MAX]. */
@@ -340,6 +349,35 @@ static bool bg_fits(int64_t limit, int64_t spend, int64_t reserved,
     return spend < limit && spend + reserved + amount <= limit;
 }
 
+/* Monotonic milliseconds. */
+static int64_t bg_mono_ms(void)
+{
+    return kg_clock_mono_us() / 1000;
+}
+
+/*
+ * Whether a reservation of amount on account a (locked) must wait for a
+ * lease: leases are on, the account has a limit (a key's lifetime or
+ * period limit; credits always), and the lease is void or too small.
+ * Marks the account used.
+ */
+static bool bg_lease_short(kg_budget_t *b, kg_budget_acct_t *a, int64_t amount)
+{
+    int64_t now;
+
+    if (!atomic_load(&b->leases)) {
+        return false;
+    }
+    if (!a->credits && a->s.usage_limit == KG_NONE &&
+        (a->s.period == KG_PERIOD_NONE || a->s.period_limit == KG_NONE)) {
+        return false;
+    }
+    now = bg_mono_ms();
+    a->s.lease_used_ms = now;
+    return now >= atomic_load(&b->lease_valid_until) ||
+           bg_add(a->s.reserved, amount) > a->s.lease;
+}
+
 static void bg_hold_fill(kg_budget_hold_t *hold, kg_budget_acct_t *a,
                          int64_t amount, int64_t period_start)
 {
@@ -378,6 +416,8 @@ kg_err_t kg_budget_reserve_key(kg_budget_t *b, const char *key_id,
                !bg_fits(a->s.period_limit, a->s.period_usage, a->s.reserved,
                         amount)) {
         rc = KG_ERR_PERIOD_LIMIT;
+    } else if (bg_lease_short(b, a, amount)) {
+        rc = KG_ERR_STATE;
     } else {
         a->s.reserved = bg_add(a->s.reserved, amount);
         bg_hold_fill(hold, a, amount, a->s.period_start);
@@ -449,6 +489,8 @@ kg_err_t kg_budget_reserve_credits(kg_budget_t *b, const char *ws_id,
     pthread_mutex_lock(&a->mu);
     if (a->s.balance <= 0 || a->s.balance - a->s.reserved < amount) {
         rc = KG_ERR_NO_CREDITS;
+    } else if (bg_lease_short(b, a, amount)) {
+        rc = KG_ERR_STATE;
     } else {
         a->s.reserved = bg_add(a->s.reserved, amount);
         bg_hold_fill(hold, a, amount, KG_NONE);
@@ -479,6 +521,9 @@ void kg_budget_settle(kg_budget_t *b, kg_budget_hold_t *hold,
     if (a->s.reserved < 0) {
         a->s.reserved = 0; /* only after saturation */
     }
+    /* Spent from the lease (the store's grant shrinks when the usage
+     * writer commits the cost). */
+    a->s.lease = a->s.lease > cost ? a->s.lease - cost : 0;
     if (a->credits) {
         a->s.balance = bg_add(a->s.balance, -cost);
         goto out;
@@ -594,6 +639,128 @@ size_t kg_budget_foreach_reserved(kg_budget_t *b, kg_budget_foreach_cb cb,
     n += bg_visit(b->workspaces, cb, ud);
     pthread_rwlock_unlock(&b->lock);
     return n;
+}
+
+void kg_budget_leases_enable(kg_budget_t *b)
+{
+    atomic_store(&b->leases, true);
+}
+
+bool kg_budget_leases_lapsed(kg_budget_t *b)
+{
+    return bg_mono_ms() >= atomic_load(&b->lease_valid_until);
+}
+
+void kg_budget_leases_valid(kg_budget_t *b, int64_t until_ms)
+{
+    int64_t cur = atomic_load(&b->lease_valid_until);
+
+    while (until_ms > cur && !atomic_compare_exchange_weak(
+                                 &b->lease_valid_until, &cur, until_ms)) {
+    }
+}
+
+/* Zero the leases of every account of table. */
+static void bg_leases_zero(kg_budget_acct_t *table)
+{
+    kg_budget_acct_t *a = NULL;
+    kg_budget_acct_t *tmp = NULL;
+
+    HASH_ITER(hh, table, a, tmp)
+    {
+        pthread_mutex_lock(&a->mu);
+        a->s.lease = 0;
+        pthread_mutex_unlock(&a->mu);
+    }
+}
+
+void kg_budget_leases_reset(kg_budget_t *b)
+{
+    pthread_rwlock_rdlock(&b->lock);
+    bg_leases_zero(b->keys);
+    bg_leases_zero(b->workspaces);
+    pthread_rwlock_unlock(&b->lock);
+}
+
+int64_t kg_budget_lease_shortfall(kg_budget_t *b, bool credits, const char *id,
+                                  int64_t amount)
+{
+    kg_budget_acct_t *a = bg_find(b, credits, id);
+    int64_t need = 0;
+
+    if (a == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&a->mu);
+    need = bg_add(bg_add(a->s.reserved, bg_spend(amount)), -a->s.lease);
+    pthread_mutex_unlock(&a->mu);
+    return need > 0 ? need : 0;
+}
+
+kg_err_t kg_budget_lease_add(kg_budget_t *b, bool credits, const char *id,
+                             int64_t amount)
+{
+    kg_budget_acct_t *a = bg_find(b, credits, id);
+
+    if (a == NULL) {
+        return KG_ERR_NOT_FOUND;
+    }
+    pthread_mutex_lock(&a->mu);
+    a->s.lease = bg_add(a->s.lease, bg_spend(amount));
+    pthread_mutex_unlock(&a->mu);
+    return KG_OK;
+}
+
+/* Take the unused lease of table's accounts idle since before cutoff
+ * into out[n..max); returns the new n. */
+static size_t bg_leases_take(kg_budget_acct_t *table, int64_t cutoff,
+                             kg_budget_lease_back_t *out, size_t n, size_t max)
+{
+    kg_budget_acct_t *a = NULL;
+    kg_budget_acct_t *tmp = NULL;
+
+    HASH_ITER(hh, table, a, tmp)
+    {
+        if (n >= max) {
+            break;
+        }
+        pthread_mutex_lock(&a->mu);
+        if (a->s.lease > a->s.reserved && a->s.lease_used_ms < cutoff) {
+            memcpy(out[n].id, a->id, sizeof(out[n].id));
+            out[n].credits = a->credits;
+            out[n].unused = a->s.lease - a->s.reserved;
+            a->s.lease = a->s.reserved;
+            n++;
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    return n;
+}
+
+size_t kg_budget_leases_take_idle(kg_budget_t *b, int64_t idle_ms,
+                                  kg_budget_lease_back_t *out, size_t max)
+{
+    int64_t cutoff = idle_ms <= 0 ? INT64_MAX : bg_mono_ms() - idle_ms;
+    size_t n = 0;
+
+    pthread_rwlock_rdlock(&b->lock);
+    n = bg_leases_take(b->keys, cutoff, out, n, max);
+    n = bg_leases_take(b->workspaces, cutoff, out, n, max);
+    pthread_rwlock_unlock(&b->lock);
+    return n;
+}
+
+int64_t kg_budget_lease_held(kg_budget_t *b, bool credits, const char *id)
+{
+    kg_budget_acct_t *a = bg_find(b, credits, id);
+    int64_t held = 0;
+
+    if (a != NULL) {
+        pthread_mutex_lock(&a->mu);
+        held = a->s.lease;
+        pthread_mutex_unlock(&a->mu);
+    }
+    return held;
 }
 
 size_t kg_budget_count(kg_budget_t *b)

@@ -590,6 +590,7 @@ static void gateway_stop(kg_gateway_t *gw)
         if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
             KG_WARN("reservations not cleared: %s", diag.msg);
         }
+        kg_policy_stop(gw->policy);
     }
     if (gw->pid_file_written) {
         kg_pidfile_remove(gw->gen->cfg->server_pid_file);

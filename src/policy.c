@@ -11,6 +11,7 @@
 
 #include "keygate/clock.h"
 #include "keygate/keys.h"
+#include "keygate/leases.h"
 #include "keygate/log.h"
 #include "keygate/money.h"
 #include "keygate/store.h"
@@ -75,6 +76,7 @@ struct kg_policy {
     size_t nentries;
     int64_t revision;
     kg_budget_t *budget;
+    kg_leases_t leases; /* a shared store's budget leases (store_mu) */
     kg_ratelimit_t *rate;
 };
 
@@ -334,6 +336,9 @@ kg_err_t kg_policy_new(const kg_config_t *cfg, const char *store_path,
         /* Reservations of a run that did not stop cleanly: reclaimed. */
         rc = kg_store_budget_reservations_clear(p->store, diag);
     }
+    if (rc == KG_OK) {
+        kg_leases_init(&p->leases, p->budget, p->store);
+    }
     if (rc != KG_OK) {
         kg_policy_free(&p);
         return rc;
@@ -516,6 +521,50 @@ static void pol_ticket_drop_credential(kg_policy_ticket_t *t)
     t->credential_len = 0;
 }
 
+/* Claims a reservation may make before it gives up (other requests of
+ * this process racing for the same room). */
+#define POLICY_CLAIM_TRIES 3
+
+/*
+ * Reserve amount on a key's budgets (credits false) or a workspace's
+ * credits at now_ms. On a shared store, a lease that falls short is
+ * topped up from the store (one round trip, under the store lock) and the
+ * reservation tried again. Returns KG_OK, the budget's refusal
+ * (KG_ERR_USAGE_LIMIT, KG_ERR_PERIOD_LIMIT, KG_ERR_NO_CREDITS),
+ * KG_ERR_NOT_FOUND (no account), or KG_ERR_UNAVAILABLE when the store
+ * could not grant room.
+ */
+static kg_err_t pol_reserve(kg_policy_t *p, bool credits, const char *id,
+                            int64_t amount, int64_t now_ms,
+                            kg_budget_hold_t *hold)
+{
+    kg_err_t rc = KG_ERR_STATE;
+
+    for (int i = 0; i < POLICY_CLAIM_TRIES && rc == KG_ERR_STATE; i++) {
+        kg_diag_t diag = {{0}};
+
+        rc = credits ? kg_budget_reserve_credits(p->budget, id, amount, hold)
+                     : kg_budget_reserve_key(p->budget, id, amount,
+                                             now_ms / 1000, hold);
+        if (rc != KG_ERR_STATE) {
+            break;
+        }
+        pthread_mutex_lock(&p->store_mu);
+        rc = kg_leases_claim(&p->leases, p->budget, p->store, credits, id,
+                             amount, now_ms / 1000, &diag);
+        pthread_mutex_unlock(&p->store_mu);
+        if (rc == KG_OK) {
+            rc = KG_ERR_STATE; /* reserve again */
+        } else if (rc != KG_ERR_USAGE_LIMIT && rc != KG_ERR_PERIOD_LIMIT &&
+                   rc != KG_ERR_NO_CREDITS) {
+            KG_WARN("budget: no lease for %s %s: %s",
+                    credits ? "workspace" : "key", id, diag.msg);
+            rc = KG_ERR_UNAVAILABLE;
+        }
+    }
+    return rc == KG_ERR_STATE ? KG_ERR_UNAVAILABLE : rc;
+}
+
 kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
                          int64_t now_ms, kg_policy_ticket_t *t,
                          kg_policy_denial_t *d)
@@ -586,19 +635,21 @@ kg_err_t kg_policy_admit(kg_policy_t *p, const kg_policy_request_t *req,
         d->err = KG_ERR_RATE_LIMITED;
         return d->err;
     }
-    rc = req->no_charge ? KG_OK
-                        : kg_budget_reserve_key(p->budget, key->id, worst,
-                                                now_ms / 1000, &t->key_hold);
+    rc = req->no_charge
+             ? KG_OK
+             : pol_reserve(p, false, key->id, worst, now_ms, &t->key_hold);
     if (rc == KG_OK && t->credits) {
-        rc = kg_budget_reserve_credits(p->budget, t->workspace_id, worst,
-                                       &t->credit_hold);
+        rc = pol_reserve(p, true, t->workspace_id, worst, now_ms,
+                         &t->credit_hold);
     }
     if (rc != KG_OK) {
         kg_budget_settle(p->budget, &t->key_hold, 0, now_ms / 1000);
         kg_ratelimit_release(p->rate, &t->rate, 0, now_ms);
         pol_ticket_drop_credential(t);
         return pol_deny(d, rc == KG_ERR_NOT_FOUND ? KG_ERR_UNAVAILABLE : rc,
-                        "the gateway lost track of the budget.");
+                        rc == KG_ERR_UNAVAILABLE
+                            ? "the key store is unavailable."
+                            : "the gateway lost track of the budget.");
     }
     t->live = true;
     return KG_OK;
@@ -715,6 +766,8 @@ kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
 
     kg_ratelimit_sweep(p->rate, now_ms);
     pthread_mutex_lock(&p->store_mu);
+    /* A shared store's leases: idle room back, renewals. */
+    kg_leases_tick(&p->leases, p->budget, p->store);
     pp.rc = kg_store_begin(p->store, diag);
     if (pp.rc == KG_OK) {
         pp.rc = kg_store_budget_reservations_clear(p->store, diag);
@@ -729,4 +782,11 @@ kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
     }
     pthread_mutex_unlock(&p->store_mu);
     return pp.rc;
+}
+
+void kg_policy_stop(kg_policy_t *p)
+{
+    pthread_mutex_lock(&p->store_mu);
+    kg_leases_stop(&p->leases, p->budget, p->store);
+    pthread_mutex_unlock(&p->store_mu);
 }

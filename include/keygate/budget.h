@@ -252,6 +252,65 @@ kg_budget_credits_snapshot(kg_budget_t *b, const char *ws_id,
 size_t kg_budget_foreach_reserved(kg_budget_t *b, kg_budget_foreach_cb cb,
                                   void *ud);
 
+/*
+ * Leases: when several gateways share a store, an account with a limit
+ * (a key with a lifetime or period limit; every credit account) spends
+ * only from the room this instance leased from the store
+ * (keygate/store_leases.h, docs/scale-out.md "Budgets"). The lease of an
+ * account counts its holds; settling a hold takes its cost off the lease.
+ * Leases are valid until a monotonic time the caller moves forward after
+ * each claim or renewal; once it passes, every lease is void.
+ *
+ * With leases on, kg_budget_reserve_key and kg_budget_reserve_credits
+ * also answer KG_ERR_STATE: the account's limits allow the amount but its
+ * lease is void or short by kg_budget_lease_shortfall. The caller claims
+ * that much from the store (fresh when kg_budget_leases_lapsed: reset
+ * first), adds the grant with kg_budget_lease_add and reserves again.
+ */
+
+/* Turn leases on (once, before the first reservation). Thread-safe. */
+void kg_budget_leases_enable(kg_budget_t *b);
+
+/* Whether the leases' validity has passed (or was never set). */
+bool kg_budget_leases_lapsed(kg_budget_t *b);
+
+/* Leases are valid until until_ms (monotonic ms, kg_clock_mono_us /
+ * 1000); the validity only moves forward. Thread-safe. */
+void kg_budget_leases_valid(kg_budget_t *b, int64_t until_ms);
+
+/* Forget every lease (they lapsed: the store may have given their room
+ * to other instances). Holds stay. Thread-safe. */
+void kg_budget_leases_reset(kg_budget_t *b);
+
+/* How much the account's lease lacks for a reservation of amount on top
+ * of its holds (0: none, or no such account). Thread-safe. */
+int64_t kg_budget_lease_shortfall(kg_budget_t *b, bool credits, const char *id,
+                                  int64_t amount);
+
+/* Add a grant (>= 0) to the account's lease: KG_OK or KG_ERR_NOT_FOUND. */
+kg_err_t kg_budget_lease_add(kg_budget_t *b, bool credits, const char *id,
+                             int64_t amount) KG_MUST_CHECK;
+
+/* The account's lease (0 without one). Thread-safe. */
+int64_t kg_budget_lease_held(kg_budget_t *b, bool credits, const char *id);
+
+/* Unused room taken back from an account's lease. */
+typedef struct kg_budget_lease_back {
+    char id[KG_BUDGET_ID_MAX + 1];
+    bool credits;
+    int64_t unused;
+} kg_budget_lease_back_t;
+
+/*
+ * Take back the unused part of the lease (lease - holds) of up to max
+ * accounts not reserved on for idle_ms (<= 0: any account, for a stop),
+ * into out[], for the caller to give back to the store. Returns how many
+ * were filled; the rest wait for the next call. Thread-safe; never
+ * allocates.
+ */
+size_t kg_budget_leases_take_idle(kg_budget_t *b, int64_t idle_ms,
+                                  kg_budget_lease_back_t *out, size_t max);
+
 /* How many key and workspace accounts exist. Thread-safe. */
 size_t kg_budget_count(kg_budget_t *b);
 

@@ -160,11 +160,18 @@ void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms);
 void kg_policy_refresh(kg_policy_t *p);
 
 /*
- * Write the reservations in flight to api_keys.reserved (the CLI shows
- * them) and drop idle rate-limit windows; the maintenance thread calls
- * this every second or so.
+ * Write the reservations in flight to the store (the CLI shows them),
+ * drop idle rate-limit windows and, on a shared store, give back idle
+ * budget leases and renew the others (keygate/leases.h); the maintenance
+ * thread calls this every second or so.
  */
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms,
                            kg_diag_t *diag) KG_MUST_CHECK;
+
+/*
+ * At a stop, after the usage writer has stopped: give back the unused
+ * room of every budget lease (a shared store; nothing otherwise).
+ */
+void kg_policy_stop(kg_policy_t *p);
 
 #endif /* KEYGATE_POLICY_H */

@@ -14,6 +14,7 @@
 #include "keygate/store_budget.h"
 #include "keygate/store_credentials.h"
 #include "keygate/store_keys.h"
+#include "keygate/store_leases.h"
 #include "keygate/store_ops.h"
 #include "keygate/store_usage.h"
 #include "keygate/store_workspaces.h"
@@ -136,6 +137,18 @@ typedef struct kg_store_budget_ops {
                                 int64_t amount, kg_diag_t *diag);
 } kg_store_budget_ops_t;
 
+/* Budget leases (include/keygate/store_leases.h); shared stores only. */
+typedef struct kg_store_leases_ops {
+    kg_err_t (*claim)(kg_store_t *s, const kg_store_lease_claim_t *c,
+                      int64_t *granted, kg_diag_t *diag);
+    kg_err_t (*give_back)(kg_store_t *s, kg_store_lease_scope_t scope,
+                          const char *id, int64_t amount, kg_diag_t *diag);
+    kg_err_t (*renew)(kg_store_t *s, int64_t ttl_ms, kg_diag_t *diag);
+    kg_err_t (*outstanding)(kg_store_t *s, kg_store_lease_scope_t scope,
+                            const char *id, int64_t *outstanding,
+                            kg_diag_t *diag);
+} kg_store_leases_ops_t;
+
 typedef struct kg_store_usage_ops {
     kg_err_t (*events_insert)(kg_store_t *s, const kg_usage_record_t *events,
                               size_t n, kg_err_t *verdicts, kg_diag_t *diag);
@@ -210,7 +223,7 @@ struct kg_store_backend {
     const kg_store_maint_ops_t *maint;
     /* What instances sharing a store keep per instance (NULL on SQLite,
      * which serves one gateway): budget leases and rate-window shares. */
-    const struct kg_store_leases_ops *leases;
+    const kg_store_leases_ops_t *leases;
     const struct kg_store_rates_ops *rates;
 };
 

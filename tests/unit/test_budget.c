@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "keygate/budget.h"
 #include "unit_util.h"
@@ -926,6 +927,79 @@ START_TEST(test_huge_values)
 }
 END_TEST
 
+/* Monotonic ms, as the leases' validity counts. */
+static int64_t ut_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* With leases on, a limited account spends only its lease: short or void
+ * leases answer KG_ERR_STATE with the shortfall; grants, settles, idle
+ * give-back and a lapse move the lease as budget.h says. */
+START_TEST(test_leases)
+{
+    kg_budget_t *b = ut_new();
+    kg_budget_hold_t h1 = KG_BUDGET_HOLD_INIT;
+    kg_budget_hold_t h2 = KG_BUDGET_HOLD_INIT;
+    kg_budget_lease_back_t back[4];
+
+    ut_key(b, "lim", 1000, 0);
+    ut_key(b, "free", KG_NONE, 0);
+    kg_budget_leases_enable(b);
+    ck_assert(kg_budget_leases_lapsed(b));
+    /* An account without a limit needs no lease. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "free", 50, 1000, &h1), KG_OK);
+    kg_budget_settle(b, &h1, 50, 1000);
+    /* No valid lease: refused with the whole amount short. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 100, 1000, &h1),
+                     KG_ERR_STATE);
+    ck_assert_int_eq(kg_budget_lease_shortfall(b, false, "lim", 100), 100);
+    ck_assert_int_eq(kg_budget_lease_add(b, false, "lim", 150), KG_OK);
+    ck_assert_int_eq(kg_budget_lease_add(b, false, "none", 1),
+                     KG_ERR_NOT_FOUND);
+    /* Granted but not valid yet. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 100, 1000, &h1),
+                     KG_ERR_STATE);
+    kg_budget_leases_valid(b, ut_mono_ms() + 60000);
+    ck_assert(!kg_budget_leases_lapsed(b));
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 100, 1000, &h1), KG_OK);
+    /* 100 held of 150: another 100 is 50 short. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 100, 1000, &h2),
+                     KG_ERR_STATE);
+    ck_assert_int_eq(kg_budget_lease_shortfall(b, false, "lim", 100), 50);
+    /* The limit itself still refuses first. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 1000, 1000, &h2),
+                     KG_ERR_USAGE_LIMIT);
+    /* Settling spends the cost from the lease: 150 - 70 = 80 left. */
+    kg_budget_settle(b, &h1, 70, 1000);
+    ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 80);
+    /* A busy account gives nothing back; with idle 0 all unused goes. */
+    ck_assert_int_eq(kg_budget_reserve_key(b, "lim", 30, 1000, &h1), KG_OK);
+    ck_assert_uint_eq(kg_budget_leases_take_idle(b, 60000, back, 4), 0);
+    ck_assert_uint_eq(kg_budget_leases_take_idle(b, 0, back, 4), 1);
+    ck_assert_str_eq(back[0].id, "lim");
+    ck_assert(!back[0].credits);
+    ck_assert_int_eq(back[0].unused, 50); /* the 30 held stays */
+    ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 30);
+    /* A cost above the lease empties it, never below zero. */
+    kg_budget_settle(b, &h1, 45, 1000);
+    ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 0);
+    /* Credits always spend from a lease; a reset forgets every lease. */
+    ck_assert_int_eq(kg_budget_sync_credits(b, "ws", 500), KG_OK);
+    ck_assert_int_eq(kg_budget_reserve_credits(b, "ws", 10, &h2), KG_ERR_STATE);
+    ck_assert_int_eq(kg_budget_lease_add(b, true, "ws", 10), KG_OK);
+    ck_assert_int_eq(kg_budget_reserve_credits(b, "ws", 10, &h2), KG_OK);
+    kg_budget_leases_reset(b);
+    ck_assert_int_eq(kg_budget_lease_held(b, true, "ws"), 0);
+    ck_assert_int_eq(kg_budget_lease_shortfall(b, true, "ws", 5), 15);
+    kg_budget_settle(b, &h2, 10, 1000);
+    kg_budget_free(&b);
+}
+END_TEST
+
 static Suite *budget_suite(void)
 {
     Suite *s = suite_create("budget");
@@ -950,6 +1024,7 @@ static Suite *budget_suite(void)
     tcase_add_test(tc, test_foreach_reserved);
     tcase_add_loop_test(tc, test_worst_case, 0, (int)UT_NROWS(ut_worst_rows));
     tcase_add_test(tc, test_huge_values);
+    tcase_add_test(tc, test_leases);
     suite_add_tcase(s, tc);
     return s;
 }

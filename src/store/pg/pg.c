@@ -759,5 +759,6 @@ const kg_store_backend_t kg_pg_backend = {
     .usage = &kg_pg_usage_ops,
     .audit = &kg_pg_audit_ops,
     .maint = &kg_pg_maint_ops,
+    .leases = &kg_pg_leases_ops,
     .keys = &kg_pg_keys_ops,
 };

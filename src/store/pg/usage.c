@@ -165,6 +165,11 @@ static const char usage_sql_charge_key[] =
     "WHERE id = $3";
 /* Credits mode: the pool's cost comes off the workspace's balance, in
  * place (additive across instances). */
+/* The same as kg_store_leases_return: granted never goes below zero (a
+ * request without max_tokens may cost more than its reservation). */
+static const char usage_sql_spend_lease[] =
+    "UPDATE budget_leases SET granted = GREATEST(granted - $4::bigint, 0) "
+    "WHERE scope = $1 AND id = $2 AND instance = $3";
 static const char usage_sql_charge_credits[] =
     "UPDATE workspaces SET credits_balance = credits_balance - $1::bigint "
     "WHERE id = $2";
@@ -352,18 +357,43 @@ static kg_err_t usage_events_insert(kg_store_t *store,
     return KG_OK;
 }
 
+/*
+ * The committed cost comes off this instance's lease on the account (if
+ * it holds one) in the transaction that charges it, so that spend plus
+ * the live leases does not move (store_leases.h). After the account's
+ * row, the order claims lock in too.
+ */
+static kg_err_t usage_spend_lease(kg_store_t *store, const char *scope,
+                                  const char *id, int64_t cost, kg_diag_t *diag)
+{
+    kg_pg_params_t p = {0};
+
+    if (cost <= 0) {
+        return KG_OK;
+    }
+    kg_pg_param_text(&p, scope);
+    kg_pg_param_text(&p, id);
+    kg_pg_param_text(&p, kg_store_instance(store));
+    kg_pg_param_int(&p, cost);
+    return kg_pg_exec(store, usage_sql_spend_lease, &p, NULL,
+                      "spending from a lease", diag);
+}
+
 static kg_err_t usage_charge_key(kg_store_t *store, const char *key_id,
                                  int64_t cost, int64_t last_used,
                                  int64_t period_start, kg_diag_t *diag)
 {
     kg_pg_params_t p = {0};
+    kg_err_t rc;
 
     kg_pg_param_int(&p, cost);
     kg_pg_param_int(&p, last_used);
     kg_pg_param_text(&p, key_id);
     kg_pg_param_int(&p, period_start);
-    return kg_pg_exec(store, usage_sql_charge_key, &p, NULL,
-                      "recording key usage", diag);
+    rc = kg_pg_exec(store, usage_sql_charge_key, &p, NULL,
+                    "recording key usage", diag);
+    return rc == KG_OK ? usage_spend_lease(store, "key", key_id, cost, diag)
+                       : rc;
 }
 
 static kg_err_t usage_charge_credits(kg_store_t *store,
@@ -371,11 +401,15 @@ static kg_err_t usage_charge_credits(kg_store_t *store,
                                      kg_diag_t *diag)
 {
     kg_pg_params_t p = {0};
+    kg_err_t rc;
 
     kg_pg_param_int(&p, cost);
     kg_pg_param_text(&p, workspace_id);
-    return kg_pg_exec(store, usage_sql_charge_credits, &p, NULL,
-                      "charging workspace credits", diag);
+    rc = kg_pg_exec(store, usage_sql_charge_credits, &p, NULL,
+                    "charging workspace credits", diag);
+    return rc == KG_OK
+               ? usage_spend_lease(store, "credits", workspace_id, cost, diag)
+               : rc;
 }
 
 /* NULL for "" (any), else the text. */
