@@ -20,6 +20,19 @@
 /* Completed requests remembered per load thread. */
 #define LOAD_IDS LOAD_MAX
 
+/* The budget race: requests, how many worst cases the budget holds, and
+ * each request's output cap. */
+#define RACE_N          50
+#define RACE_KEEP       5
+#define RACE_MAX_TOKENS 40
+/* A model at 1 micro-USD per token either way: a request's worst case
+ * (docs/policy.md) and its real cost are exact. */
+#define FLAT_MODEL                                           \
+    "[model pg-flat]\nprovider = mock\ninput_price = 1.00\n" \
+    "output_price = 1.00\n"
+#define MSG_USAGE_LIMIT "Unauthorized: keygate API key reached its usage limit."
+#define MSG_NO_CREDITS  "Payment required: workspace has no credits left."
+
 static pgs_t PG;
 static gwf_t W[N_GW];
 static char URL[PGS_PATH_MAX];
@@ -63,12 +76,12 @@ static void teardown_server(void)
 static void setup_worlds(void)
 {
     static int n;
-    char name[32], extra[PGS_PATH_MAX + 32];
+    char name[32], extra[PGS_PATH_MAX + 128];
 
     snprintf(name, sizeof(name), "kg_gw_%d_%d", (int)getpid(), n++);
     pgs_create_db(&PG, name, URL);
-    snprintf(extra, sizeof(extra), "[store]\nurl = %s\nstale_after = 2s\n",
-             URL);
+    snprintf(extra, sizeof(extra),
+             "[store]\nurl = %s\nstale_after = 2s\n\n" FLAT_MODEL, URL);
     for (int i = 0; i < N_GW; i++) {
         gwf_init(&W[i], false);
         gwf_config(&W[i], NULL, NULL, extra);
@@ -154,6 +167,178 @@ START_TEST(revoke_on_one_is_refused_by_all_within_a_second)
                       "instance %d refused the key %.2f s after the revoke", i,
                       now_s() - t0);
     }
+}
+END_TEST
+
+/*
+ * A pg-flat chat body (n: 0..99, one length for all) whose mock reports
+ * the body's own length as prompt tokens and max_tokens as completion
+ * tokens, dripping its answer for about a second: its cost is its worst
+ * case, which it returns.
+ */
+static int64_t flat_body(char *buf, size_t len, int n)
+{
+    size_t prompt = 0;
+
+    /* The length grows with the digits of prompt: a few rounds settle it. */
+    for (int i = 0; i < 8; i++) {
+        snprintf(buf, len,
+                 "{\"model\":\"pg-flat\",\"user\":\"race-%02d\","
+                 "\"max_tokens\":%d,\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"hi\"}],\"mock\":{\"mode\":\"slow_drip\","
+                 "\"interval_ms\":25,\"prompt_tokens\":%zu,"
+                 "\"completion_tokens\":%d}}",
+                 n % 100, RACE_MAX_TOKENS, prompt, RACE_MAX_TOKENS);
+        if (strlen(buf) == prompt) {
+            return (int64_t)prompt + RACE_MAX_TOKENS;
+        }
+        prompt = strlen(buf);
+    }
+    ck_abort_msg("no fixed point for the body length: %s", buf);
+    return -1;
+}
+
+/* One racing request: to one instance, its status and answer kept. */
+typedef struct racer {
+    const gwf_t *f;
+    const gwf_key_t *k;
+    char body[512];
+    long status;
+    char resp[256];
+} racer_t;
+
+static void *racer_main(void *arg)
+{
+    racer_t *r = arg;
+    char bearer[GWF_TOKEN_MAX + 32];
+    gwf_resp_t resp;
+
+    gwf_post(r->f, &resp, "/v1/chat/completions",
+             gwf_bearer(r->k, bearer, sizeof(bearer)), r->body);
+    r->status = resp.curl_rc == 0 ? resp.status : -1;
+    snprintf(r->resp, sizeof(r->resp), "%s", resp.body ? resp.body : "");
+    gwf_resp_free(&resp);
+    return NULL;
+}
+
+/* An integer the store holds (libpq on the test's own connection). */
+static int64_t pg_int(const char *sql, const char *arg)
+{
+    const char *params[1] = {arg};
+    PGconn *c = PQconnectdb(URL);
+    PGresult *r;
+    int64_t v;
+
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
+                  "%s", PQerrorMessage(c));
+    v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* The settled spend of key k (its usage events' cost) once it stops
+ * moving: the writers of all three instances have caught up. */
+static int64_t settled_spend(const gwf_key_t *k)
+{
+    int64_t spend = -1, prev = -2;
+
+    for (int i = 0; i < 50 && spend != prev; i++) {
+        prev = spend;
+        usleep(300 * 1000);
+        spend = pg_int("SELECT coalesce(sum(cost), 0) FROM usage_events "
+                       "WHERE key_id = $1",
+                       k->id);
+    }
+    return spend;
+}
+
+/*
+ * The 50-way budget race spread over the three instances (_i = 0: a key's
+ * usage limit, 1: its workspace's credits) holding exactly RACE_KEEP worst
+ * cases: the spend never passes the budget, and, once the racers' unused
+ * leases went back, the whole budget can still be spent, not more.
+ */
+START_TEST(budget_race_over_three_instances_never_overspends)
+{
+    static racer_t r[RACE_N];
+    pthread_t t[RACE_N];
+    bool credits = _i == 1;
+    long refusal = credits ? 402 : 401;
+    const char *msg = credits ? MSG_NO_CREDITS : MSG_USAGE_LIMIT;
+    kg_harness_result_t res = {0};
+    int64_t worst = 0, spend;
+    char limit[32], ws[32];
+    gwf_key_t k;
+    int ok = 0, later = 0;
+
+    for (int i = 0; i < RACE_N; i++) {
+        int64_t w = flat_body(r[i].body, sizeof(r[i].body), i);
+
+        ck_assert(i == 0 || w == worst);
+        worst = w;
+    }
+    snprintf(limit, sizeof(limit), "0.%06lld", (long long)(RACE_KEEP * worst));
+    if (credits) {
+        snprintf(ws, sizeof(ws), "race-ws");
+        ck_assert_int_eq(gwf_kg(&W[0], &res, "workspaces", "create", ws,
+                                "--mode", "credits", NULL),
+                         0);
+        kg_harness_result_free(&res);
+        ck_assert_int_eq(gwf_kg(&W[0], &res, "workspaces", "credit", ws,
+                                "--add", limit, NULL),
+                         0);
+        kg_harness_result_free(&res);
+        gwf_key_create(&W[0], &k, "race", "--workspace", ws, NULL);
+    } else {
+        gwf_key_create(&W[0], &k, "race", "--usage-limit", limit, NULL);
+    }
+    for (int i = 0; i < RACE_N; i++) {
+        r[i].f = &W[i % N_GW];
+        r[i].k = &k;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, racer_main, &r[i]), 0);
+    }
+    for (int i = 0; i < RACE_N; i++) {
+        pthread_join(t[i], NULL);
+        if (r[i].status == 200) {
+            ok++;
+            continue;
+        }
+        ck_assert_msg(r[i].status == refusal && strstr(r[i].resp, msg),
+                      "racer %d: %ld %s", i, r[i].status, r[i].resp);
+    }
+    ck_assert_msg(ok >= 1 && ok <= RACE_KEEP,
+                  "%d racers succeeded, the budget holds %d", ok, RACE_KEEP);
+    spend = settled_spend(&k);
+    ck_assert_int_eq(spend, ok * worst);
+    /* Idle leases go back within KG_LEASES_IDLE_MS and a tick: what is
+     * left can be spent, one request at a time, through one instance. */
+    usleep(3500 * 1000);
+    for (int i = 0; i < RACE_KEEP + 2; i++) {
+        r[i].f = &W[0];
+        racer_main(&r[i]);
+        if (r[i].status != 200) {
+            break;
+        }
+        later++;
+    }
+    ck_assert_msg(r[later].status == refusal, "after the race: %ld %s",
+                  r[later].status, r[later].resp);
+    ck_assert_int_eq(ok + later, RACE_KEEP);
+    ck_assert_int_eq(settled_spend(&k), RACE_KEEP * worst);
+    if (credits) {
+        ck_assert_int_eq(pg_int("SELECT credits_balance FROM workspaces "
+                                "WHERE name = $1",
+                                ws),
+                         0);
+    }
+    fprintf(stderr,
+            "budget race (%s): %d of %d admitted racing, %d after; spend "
+            "%lld of %lld\n",
+            credits ? "credits" : "usage limit", ok, RACE_N, later,
+            (long long)settled_spend(&k), (long long)(RACE_KEEP * worst));
 }
 END_TEST
 
@@ -367,6 +552,8 @@ static Suite *pg_gateway_suite(void)
     tcase_add_checked_fixture(tc, setup_worlds, teardown_worlds);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, revoke_on_one_is_refused_by_all_within_a_second);
+    tcase_add_loop_test(tc, budget_race_over_three_instances_never_overspends,
+                        0, 2);
     tcase_add_test(tc, kill9_mid_load_loses_no_completed_request);
     tcase_add_test(tc, postgres_restart_mid_load_loses_nothing);
     tcase_add_test(tc, store_down_cached_keys_bounded_uncached_503);
