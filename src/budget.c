@@ -36,6 +36,7 @@ typedef struct bg_state {
      * holds included: granted less what it settled since. */
     int64_t lease;
     int64_t lease_used_ms; /* monotonic ms of the last reservation */
+    int64_t lease_back;    /* taken off the lease, to give back at once */
 } bg_state_t;
 
 /*
@@ -310,6 +311,12 @@ static void bg_sync_period(kg_budget_acct_t *a, const kg_budget_key_state_t *st,
     }
 }
 
+/* Whether limit now is tighter than before (KG_NONE: none). */
+static bool bg_tighter(int64_t before, int64_t now)
+{
+    return now != KG_NONE && (before == KG_NONE || now < before);
+}
+
 kg_err_t kg_budget_sync_key(kg_budget_t *b, const kg_budget_key_state_t *st)
 {
     kg_err_t rc = KG_OK;
@@ -325,6 +332,16 @@ kg_err_t kg_budget_sync_key(kg_budget_t *b, const kg_budget_key_state_t *st)
         goto out;
     }
     pthread_mutex_lock(&a->mu);
+    if (!made && (bg_tighter(a->s.usage_limit, bg_limit(st->usage_limit)) ||
+                  bg_tighter(a->s.period_limit, bg_limit(st->period_limit)))) {
+        /* Room leased under the old limits goes back at the next tick;
+         * new room is claimed under the new ones. */
+        if (a->s.lease > a->s.reserved) {
+            a->s.lease_back =
+                bg_add(a->s.lease_back, a->s.lease - a->s.reserved);
+            a->s.lease = a->s.reserved;
+        }
+    }
     a->s.usage_limit = bg_limit(st->usage_limit);
     a->s.period_limit = bg_limit(st->period_limit);
     if (made || bg_spend(st->usage) > a->s.usage) {
@@ -726,10 +743,15 @@ static size_t bg_leases_take(kg_budget_acct_t *table, int64_t cutoff,
         }
         pthread_mutex_lock(&a->mu);
         if (a->s.lease > a->s.reserved && a->s.lease_used_ms < cutoff) {
+            a->s.lease_back =
+                bg_add(a->s.lease_back, a->s.lease - a->s.reserved);
+            a->s.lease = a->s.reserved;
+        }
+        if (a->s.lease_back > 0) {
             memcpy(out[n].id, a->id, sizeof(out[n].id));
             out[n].credits = a->credits;
-            out[n].unused = a->s.lease - a->s.reserved;
-            a->s.lease = a->s.reserved;
+            out[n].unused = a->s.lease_back;
+            a->s.lease_back = 0;
             n++;
         }
         pthread_mutex_unlock(&a->mu);

@@ -304,7 +304,9 @@ typedef struct kg_budget_lease_back {
 /*
  * Take back the unused part of the lease (lease - holds) of up to max
  * accounts not reserved on for idle_ms (<= 0: any account, for a stop),
- * into out[], for the caller to give back to the store. Returns how many
+ * and of those whose limits kg_budget_sync_key saw tightened (their
+ * unused lease was set aside then), into out[], for the caller to give
+ * back to the store. Returns how many
  * were filled; the rest wait for the next call. Thread-safe; never
  * allocates.
  */

@@ -984,6 +984,15 @@ START_TEST(test_leases)
     ck_assert(!back[0].credits);
     ck_assert_int_eq(back[0].unused, 50); /* the 30 held stays */
     ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 30);
+    /* A tightened limit sets the unused lease aside for the next give
+     * back, busy or not. */
+    ck_assert_int_eq(kg_budget_lease_add(b, false, "lim", 100), KG_OK);
+    ut_key(b, "lim", 900, 0);
+    ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 30);
+    ck_assert_uint_eq(kg_budget_leases_take_idle(b, 60000, back, 4), 1);
+    ck_assert_int_eq(back[0].unused, 100);
+    ut_key(b, "lim", 2000, 0); /* looser: nothing set aside */
+    ck_assert_uint_eq(kg_budget_leases_take_idle(b, 60000, back, 4), 0);
     /* A cost above the lease empties it, never below zero. */
     kg_budget_settle(b, &h1, 45, 1000);
     ck_assert_int_eq(kg_budget_lease_held(b, false, "lim"), 0);
