@@ -557,8 +557,8 @@ static Suite *pg_gateway_suite(void)
     tcase_add_test(tc, revoke_on_one_is_refused_by_all_within_a_second);
     tcase_add_test(tc, kill9_mid_load_loses_no_completed_request);
     tcase_add_test(tc, postgres_restart_mid_load_loses_nothing);
-    tcase_add_test(tc, store_down_cached_keys_bounded_uncached_503);
     tcase_add_test(tc, reservations_in_flight_add_up_across_instances);
+    tcase_add_test(tc, store_down_cached_keys_bounded_uncached_503);
     suite_add_tcase(s, tc);
     return s;
 }
