@@ -867,6 +867,7 @@ kg_err_t kg_gateway_run(kg_config_t **cfgp, const kg_gateway_opts_t *opts,
 {
     kg_gateway_t gw;
     const kg_config_t *cfg;
+    char libpq[KG_STORE_LIBPQ_VERSION_LEN];
     sigset_t set;
     kg_err_t rc;
     int sig = 0;
@@ -890,9 +891,10 @@ kg_err_t kg_gateway_run(kg_config_t **cfgp, const kg_gateway_opts_t *opts,
     }
     cfg = gw.gen->cfg;
     KG_INFO("keygate %s starting (libmicrohttpd %s, libcurl %s, sqlite %s, "
-            "libsodium %s, jansson %s, gnutls %s)",
+            "libpq %s, libsodium %s, jansson %s, gnutls %s)",
             KEYGATE_VERSION, MHD_get_version(),
             curl_version_info(CURLVERSION_NOW)->version, sqlite3_libversion(),
+            kg_store_libpq_version(libpq, sizeof(libpq)),
             sodium_version_string(), JANSSON_VERSION,
             gnutls_check_version(NULL));
     gateway_warn_config(cfg);

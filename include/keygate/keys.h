@@ -49,7 +49,7 @@ typedef struct kg_key {
     int64_t tpm;
     int64_t max_concurrent;
     int64_t grace_until; /* an old secret is valid until then, or KG_NONE */
-    int64_t reserved;    /* in flight in a running gateway (its snapshot) */
+    int64_t reserved;    /* in flight in the running gateways (snapshots) */
 } kg_key_t;
 
 /*
@@ -193,9 +193,10 @@ kg_err_t kg_keys_verify(const kg_keys_ctx_t *ctx, const kg_token_t *tok,
 json_t *kg_key_to_json(const kg_key_t *key);
 
 /*
- * kg_key_to_json plus the budget as of now: "reserved" (in flight in a
- * running gateway), "remaining" (limit − spend − reserved, or null),
- * "periodUsage" of the current period and "periodResetsAt".
+ * kg_key_to_json plus the budget as of now: "reserved" (in flight in the
+ * running gateways: kg_store_budget_reservation_set), "remaining"
+ * (limit − spend − reserved, or null), "periodUsage" of the current period
+ * and "periodResetsAt".
  */
 json_t *kg_key_to_json_budget(const kg_key_t *key, int64_t now);
 

@@ -160,10 +160,13 @@ void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms);
 void kg_policy_refresh(kg_policy_t *p);
 
 /*
- * Write the reservations in flight to the store (the CLI shows them),
- * drop idle rate-limit windows and, on a shared store, give back idle
- * budget leases and renew the others (keygate/leases.h); the maintenance
- * thread calls this every second or so.
+ * Write this instance's reservations in flight to the store
+ * (kg_store_budget_reservation_set: the CLI, the admin API and the
+ * dashboard show them), drop idle rate-limit windows and, on a shared
+ * store, give back idle budget leases and renew the others
+ * (keygate/leases.h); the maintenance thread calls this every second or
+ * so, and the gateway once more at stop, when nothing is in flight, which
+ * leaves none of the reservations.
  */
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms,
                            kg_diag_t *diag) KG_MUST_CHECK;

@@ -62,6 +62,14 @@ const char *kg_store_path(const kg_store_t *store);
 const char *kg_store_backend_name(const kg_store_t *store);
 
 /*
+ * The version of the libpq this process runs with (PQlibVersion, not the
+ * headers it was built with), as "15.10" ("9.6.24" before 10), into out
+ * of len bytes (KG_STORE_LIBPQ_VERSION_LEN is room enough). Returns out.
+ */
+#define KG_STORE_LIBPQ_VERSION_LEN 24
+const char *kg_store_libpq_version(char *out, size_t len);
+
+/*
  * This process's instance id: 16 lowercase hex characters, random, made
  * once per process start (a restart is a new instance). Instances sharing
  * a PostgreSQL store mark what is theirs alone with it: budget leases,

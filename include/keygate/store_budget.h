@@ -14,8 +14,10 @@
  * loads a key's rules and workspace and a workspace's mode, rules and
  * credit balance when it first sees them, drops them when the key
  * revision moves, and writes a snapshot of its budget reservations in
- * flight for the CLI to show. The spend itself is charged by the usage
- * writer. The SQLite implementation is src/store/sqlite/budget.c.
+ * flight for the CLI, the admin API and the dashboard to show (each
+ * instance its own on a shared PostgreSQL store). The spend itself is
+ * charged by the usage writer. The implementations are
+ * src/store/sqlite/budget.c and src/store/pg/budget.c.
  */
 
 /* What the policy loads of a key. */
@@ -59,18 +61,38 @@ kg_err_t kg_store_budget_workspace_get(kg_store_t *store, const char *ws_id,
                                        kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
- * Forget every key's stored reservations (reserved = 0): at start, for
- * those a run that did not stop cleanly left, and before each snapshot.
+ * Seconds after which a reservation snapshot its instance stopped
+ * rewriting no longer counts (PostgreSQL): instances rewrite theirs every
+ * second, so only an instance stopped, cut off from the store or stalled
+ * for this long stops counting.
+ */
+#define KG_STORE_RESERVATION_TTL_S 10
+
+/*
+ * Forget the stored reservations of the handle's instance: at start, and
+ * before each snapshot. On SQLite (one gateway per store) that is every
+ * key's api_keys.reserved, so a start reclaims those of a run that did
+ * not stop cleanly. On PostgreSQL it deletes the instance's rows of
+ * key_reservations (kg_store_instance) and every instance's rows not
+ * rewritten for KG_STORE_RESERVATION_TTL_S (rows another instance is
+ * deleting meanwhile are left to it): another instance's snapshot stays,
+ * and a stopped one's stops counting, then goes. KG_OK or a store error.
  */
 kg_err_t kg_store_budget_reservations_clear(kg_store_t *store,
                                             kg_diag_t *diag) KG_MUST_CHECK;
 
 /*
- * Store amount (micro-USD) as the reservations in flight of key key_id.
- * A snapshot is kg_store_budget_reservations_clear and one of these per
- * key with reservations, in one transaction of the caller's. It assumes
- * one gateway per store: on PostgreSQL, instances sharing a database
- * overwrite each other's snapshot.
+ * Store amount (micro-USD, >= 0) as the handle's instance's reservations
+ * in flight of key key_id. A snapshot is kg_store_budget_reservations_clear
+ * and one of these per key with reservations, in one transaction of the
+ * caller's, so readers see the previous snapshot or the new one whole.
+ * A key's reserved as the store reads it (kg_store_key_get, the key list)
+ * is, on SQLite, the last snapshot; on PostgreSQL, the sum over instances
+ * of their rows rewritten within KG_STORE_RESERVATION_TTL_S (saturated at
+ * INT64_MAX). An unknown key is not an error (SQLite stores nothing;
+ * PostgreSQL keeps a row nothing reads until the next clear). The
+ * snapshot is bookkeeping: it never moves the key revision. KG_OK or a
+ * store error.
  */
 kg_err_t kg_store_budget_reservation_set(kg_store_t *store, const char *key_id,
                                          int64_t amount,

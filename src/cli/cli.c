@@ -15,6 +15,7 @@
 #include "keygate/gateway.h"
 #include "keygate/log.h"
 #include "keygate/pidfile.h"
+#include "keygate/store.h"
 
 static int cli_version(kg_cli_t *cli, int argc, char **argv);
 static int cli_serve(kg_cli_t *cli, int argc, char **argv);
@@ -235,7 +236,9 @@ void kg_cli_close(kg_cli_t *cli)
 static int cli_version(kg_cli_t *cli, int argc, char **argv)
 {
     curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    char libpq[KG_STORE_LIBPQ_VERSION_LEN];
 
+    kg_store_libpq_version(libpq, sizeof(libpq));
     if (argc > 1) {
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
             printf("Usage: keygate version [--json]\n\n"
@@ -246,16 +249,17 @@ static int cli_version(kg_cli_t *cli, int argc, char **argv)
                                   argv[1]);
     }
     if (cli->json) {
-        return kg_cli_print_json(json_pack(
-            "{s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "version", KEYGATE_VERSION,
-            "libraries", "libmicrohttpd", MHD_get_version(), "libcurl",
-            curl->version, "sqlite", sqlite3_libversion(), "libsodium",
-            sodium_version_string(), "jansson", JANSSON_VERSION));
+        return kg_cli_print_json(
+            json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "version",
+                      KEYGATE_VERSION, "libraries", "libmicrohttpd",
+                      MHD_get_version(), "libcurl", curl->version, "sqlite",
+                      sqlite3_libversion(), "libpq", libpq, "libsodium",
+                      sodium_version_string(), "jansson", JANSSON_VERSION));
     }
     printf("keygate %s\n", KEYGATE_VERSION);
-    printf("libmicrohttpd %s, libcurl %s, sqlite %s, libsodium %s, "
+    printf("libmicrohttpd %s, libcurl %s, sqlite %s, libpq %s, libsodium %s, "
            "jansson %s\n",
-           MHD_get_version(), curl->version, sqlite3_libversion(),
+           MHD_get_version(), curl->version, sqlite3_libversion(), libpq,
            sodium_version_string(), JANSSON_VERSION);
     return KG_EXIT_OK;
 }

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <regex.h>
@@ -545,13 +546,22 @@ START_TEST(test_version)
 {
     json_t *j;
     json_t *libs;
+    /* The libpq this test runs with is the binary's (one Debian libpq5):
+     * "major.minor" since version 10. */
+    int pqv = PQlibVersion();
+    char libpq[32];
+    char line[48];
 
+    ck_assert_int_ge(pqv, 100000);
+    snprintf(libpq, sizeof(libpq), "%d.%d", pqv / 10000, pqv % 10000);
+    snprintf(line, sizeof(line), ", libpq %s, ", libpq);
     KG_EXPECT(kg_bare("version", NULL), 0);
     assert_ok();
     ck_assert_msg(strncmp(R.out, "keygate ", 8) == 0 && R.out[8] >= '0' &&
                       R.out[8] <= '9',
                   "%s", R.out);
     assert_out_has("sqlite ");
+    assert_out_has(line);
     KG_EXPECT(kg_bare("--json", "version", NULL), 0);
     assert_ok();
     j = out_json();
@@ -560,6 +570,7 @@ START_TEST(test_version)
     ck_assert(json_is_object(libs));
     ck_assert(strlen(jstr(libs, "sqlite")) > 0);
     ck_assert(strlen(jstr(libs, "libsodium")) > 0);
+    ck_assert_str_eq(jstr(libs, "libpq"), libpq);
     json_decref(j);
     /* --json works after the subcommand too. */
     KG_EXPECT(kg_bare("version", "--json", NULL), 0);

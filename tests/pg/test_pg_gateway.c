@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "gateway_fixture.h"
+#include "keygate/money.h"
+#include "keygate/store_budget.h"
 #include "pg_server.h"
 
 #define N_GW 3
@@ -543,6 +545,192 @@ START_TEST(store_down_cached_keys_bounded_uncached_503)
 }
 END_TEST
 
+/* A chat request in the background whose answer the mock drips slowly
+ * (about 35 pieces, one every interval_ms). */
+typedef struct slow {
+    const gwf_t *f;
+    const gwf_key_t *k;
+    int interval_ms;
+    long status;
+    pthread_t th;
+} slow_t;
+
+static void *slow_main(void *arg)
+{
+    slow_t *s = arg;
+    char bearer[GWF_TOKEN_MAX + 32], body[256];
+    const char *h[] = {"Content-Type: application/json", bearer, NULL};
+    gwf_resp_t r;
+
+    gwf_bearer(s->k, bearer, sizeof(bearer));
+    snprintf(body, sizeof(body),
+             "{\"model\":\"gpt-4o\",\"max_tokens\":16,\"messages\":"
+             "[{\"role\":\"user\",\"content\":\"hi\"}],\"mock\":"
+             "{\"mode\":\"slow_drip\",\"interval_ms\":%d}}",
+             s->interval_ms);
+    gwf_http(s->f, &r, "POST", "/v1/chat/completions", h, body, 60000);
+    s->status = r.curl_rc == 0 ? r.status : -1;
+    gwf_resp_free(&r);
+    return NULL;
+}
+
+static void slow_start(slow_t *s, const gwf_t *f, const gwf_key_t *k,
+                       int interval_ms)
+{
+    memset(s, 0, sizeof(*s));
+    s->f = f;
+    s->k = k;
+    s->interval_ms = interval_ms;
+    ck_assert_int_eq(pthread_create(&s->th, NULL, slow_main, s), 0);
+}
+
+static int64_t money(json_t *j, const char *field)
+{
+    const char *v = json_string_value(json_object_get(j, field));
+    kg_diag_t diag = {{0}};
+    int64_t micro = -1;
+
+    ck_assert_msg(v != NULL, "no \"%s\"", field);
+    ck_assert_msg(kg_money_parse(v, &micro, &diag) == KG_OK, "%s: %s", v,
+                  diag.msg);
+    return micro;
+}
+
+/* What instance f holds for k's requests in flight (GET /v1/key). */
+static int64_t held_by(const gwf_t *f, const gwf_key_t *k)
+{
+    char bearer[GWF_TOKEN_MAX + 32];
+    gwf_resp_t r;
+    json_t *j;
+    int64_t v;
+
+    gwf_get(f, &r, "/v1/key", gwf_bearer(k, bearer, sizeof(bearer)));
+    ck_assert_msg(r.status == 200, "/v1/key: %ld", r.status);
+    j = gwf_resp_json(&r);
+    v = money(j, "reserved");
+    json_decref(j);
+    gwf_resp_free(&r);
+    return v;
+}
+
+/* Wait (up to 5 s) until instance f holds something for k. */
+static int64_t wait_held_by(const gwf_t *f, const gwf_key_t *k)
+{
+    int64_t v = held_by(f, k);
+
+    for (int i = 0; i < 250 && v <= 0; i++) {
+        usleep(20 * 1000);
+        v = held_by(f, k);
+    }
+    ck_assert_msg(v > 0, "nothing reserved on the instance in 5 s");
+    return v;
+}
+
+/* k's reserved as keys show --json prints it through f's CLI. */
+static int64_t shown(gwf_t *f, const gwf_key_t *k)
+{
+    kg_harness_result_t res = {0};
+    json_t *j;
+    int64_t v;
+
+    ck_assert_int_eq(gwf_kg(f, &res, "--json", "keys", "show", k->id, NULL), 0);
+    j = json_loads(res.out, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    v = money(j, "reserved");
+    json_decref(j);
+    kg_harness_result_free(&res);
+    return v;
+}
+
+/* Wait (up to max_ms) until keys show prints want; the value shown last. */
+static int64_t wait_shown(gwf_t *f, const gwf_key_t *k, int64_t want,
+                          int max_ms)
+{
+    double t0 = now_s();
+    int64_t v = shown(f, k);
+
+    while (v != want && (now_s() - t0) * 1000 < max_ms) {
+        usleep(100 * 1000);
+        v = shown(f, k);
+    }
+    return v;
+}
+
+/* The store's rows of key_reservations for key id. */
+static int64_t reservation_rows(const char *id)
+{
+    const char *params[1] = {id};
+    PGconn *c = PQconnectdb(URL);
+    PGresult *r;
+    int64_t n;
+
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    r = PQexecParams(c,
+                     "SELECT count(*) FROM key_reservations WHERE key_id = $1",
+                     1, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
+                  PQerrorMessage(c));
+    n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+/*
+ * Reservations in flight on two instances: the third's CLI shows their
+ * sum; an instance that stops cleanly takes its share with it at once; a
+ * killed one's share counts until KG_STORE_RESERVATION_TTL_S has passed,
+ * then goes from the store too.
+ */
+START_TEST(reservations_in_flight_add_up_across_instances)
+{
+    slow_t a, b;
+    gwf_key_t k;
+    int64_t ra, rb;
+    double killed;
+
+    gwf_key_create(&W[0], &k, "reserve", "--usage-limit", "100", NULL);
+    /* About 5 s on the first instance, 12 s on the second. */
+    slow_start(&a, &W[0], &k, 150);
+    slow_start(&b, &W[1], &k, 350);
+    ra = wait_held_by(&W[0], &k);
+    rb = wait_held_by(&W[1], &k);
+    /* Each instance holds its own request's reservation only. */
+    ck_assert_int_eq(held_by(&W[2], &k), 0);
+    ck_assert_int_eq(wait_shown(&W[2], &k, ra + rb, 3500), ra + rb);
+    ck_assert_int_eq(reservation_rows(k.id), 2);
+
+    /* A clean stop (its request drains first): its row goes with it. */
+    ck_assert_int_eq(gwf_stop(&W[0], 20000), 0);
+    ck_assert_int_eq(pthread_join(a.th, NULL), 0);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_int_eq(reservation_rows(k.id), 1);
+    ck_assert_int_eq(shown(&W[2], &k), rb);
+
+    /* kill -9 with the request in flight: the row stays, and counts until
+     * it is older than the bound. */
+    gwf_kill9(&W[1]);
+    killed = now_s();
+    ck_assert_int_eq(pthread_join(b.th, NULL), 0);
+    ck_assert_int_ne(b.status, 200);
+    ck_assert_int_eq(shown(&W[2], &k), rb);
+    ck_assert_int_eq(
+        wait_shown(&W[2], &k, 0, (KG_STORE_RESERVATION_TTL_S + 10) * 1000), 0);
+    /* Its last snapshot was at most a second before the kill. */
+    ck_assert_msg(now_s() - killed >= KG_STORE_RESERVATION_TTL_S - 2,
+                  "a killed instance's reservation stopped counting %.1f s "
+                  "after the kill",
+                  now_s() - killed);
+    /* The survivor's next snapshot deletes the row (bounded: 5 s). */
+    for (int i = 0; i < 50 && reservation_rows(k.id) != 0; i++) {
+        usleep(100 * 1000);
+    }
+    ck_assert_int_eq(reservation_rows(k.id), 0);
+    gwf_start(&W[0]);
+    gwf_start(&W[1]);
+}
+END_TEST
+
 static Suite *pg_gateway_suite(void)
 {
     Suite *s = suite_create("pg_gateway");
@@ -556,6 +744,7 @@ static Suite *pg_gateway_suite(void)
                         0, 2);
     tcase_add_test(tc, kill9_mid_load_loses_no_completed_request);
     tcase_add_test(tc, postgres_restart_mid_load_loses_nothing);
+    tcase_add_test(tc, reservations_in_flight_add_up_across_instances);
     tcase_add_test(tc, store_down_cached_keys_bounded_uncached_503);
     suite_add_tcase(s, tc);
     return s;

@@ -12,16 +12,33 @@ static const char bud_sql_key[] =
 static const char bud_sql_ws[] =
     "SELECT mode, rules, credits_balance FROM workspaces WHERE id = $1";
 /*
- * The reservations snapshot assumes one gateway per store, as on SQLite:
- * every instance clears every key's reserved and writes its own, so
- * instances sharing the database overwrite each other's snapshot (and one
- * starting clears the others'). api_keys.reserved is bookkeeping: no
- * trigger moves the revision on it.
+ * The reservations snapshot: each instance's rows of key_reservations
+ * (kg_store_instance), rewritten every second, so instances sharing the
+ * store never overwrite each other's. A row not rewritten for
+ * KG_STORE_RESERVATION_TTL_S is an instance that stopped (or is cut off):
+ * reads leave it out, and the next clear of any instance deletes it.
+ *
+ * A clear deletes its own rows first, then sweeps other instances' stale
+ * ones skipping rows locked (by their owner's clear or another sweep). A
+ * sweep never waits, and an instance's rows are all its own once its
+ * first statement is done, so its upserts never wait either: clears
+ * cannot deadlock, even when every row went stale at once (the store was
+ * down). The table holds the keys with requests in flight of the live
+ * instances, so the sweep's scan is small. No trigger moves the revision
+ * on it: bookkeeping.
  */
-static const char bud_sql_clear[] =
-    "UPDATE api_keys SET reserved = 0 WHERE reserved <> 0";
+static const char bud_sql_clear_own[] =
+    "DELETE FROM key_reservations WHERE instance = $1";
+static const char bud_sql_clear_stale[] =
+    "WITH l AS (SELECT key_id, instance FROM key_reservations "
+    "WHERE instance <> $1 AND updated_at <= " KG_PG_RESERVATION_CUTOFF " "
+    "FOR UPDATE SKIP LOCKED) "
+    "DELETE FROM key_reservations r USING l "
+    "WHERE r.key_id = l.key_id AND r.instance = l.instance";
 static const char bud_sql_reserved[] =
-    "UPDATE api_keys SET reserved = $1 WHERE id = $2";
+    "INSERT INTO key_reservations (key_id, instance, amount, updated_at) "
+    "VALUES ($1, $2, $3, now()) ON CONFLICT (key_id, instance) "
+    "DO UPDATE SET amount = excluded.amount, updated_at = excluded.updated_at";
 
 static kg_err_t bud_revision(kg_store_t *store, int64_t *rev, kg_diag_t *diag)
 {
@@ -97,8 +114,18 @@ static kg_err_t bud_workspace_get(kg_store_t *store, const char *ws_id,
 
 static kg_err_t bud_reservations_clear(kg_store_t *store, kg_diag_t *diag)
 {
-    return kg_pg_exec(store, bud_sql_clear, NULL, NULL, "clearing reservations",
-                      diag);
+    kg_pg_params_t p = {0};
+
+    kg_err_t rc;
+
+    kg_pg_param_text(&p, kg_store_instance(store));
+    rc = kg_pg_exec(store, bud_sql_clear_own, &p, NULL, "clearing reservations",
+                    diag);
+    if (rc == KG_OK) {
+        rc = kg_pg_exec(store, bud_sql_clear_stale, &p, NULL,
+                        "clearing stale reservations", diag);
+    }
+    return rc;
 }
 
 static kg_err_t bud_reservation_set(kg_store_t *store, const char *key_id,
@@ -106,8 +133,9 @@ static kg_err_t bud_reservation_set(kg_store_t *store, const char *key_id,
 {
     kg_pg_params_t p = {0};
 
-    kg_pg_param_int(&p, amount);
     kg_pg_param_text(&p, key_id);
+    kg_pg_param_text(&p, kg_store_instance(store));
+    kg_pg_param_int(&p, amount);
     return kg_pg_exec(store, bud_sql_reserved, &p, NULL, "saving reservations",
                       diag);
 }

@@ -20,6 +20,10 @@
 /*
  * Ids are compared byte by byte (COLLATE "C"), as SQLite compares text:
  * the database's own collation would order mixed-case ids otherwise.
+ * reserved is the sum of the live instances' snapshots (src/store/pg/
+ * budget.c), saturated at INT64_MAX: for each key returned, one range of
+ * key_reservations' primary key. api_keys.reserved is SQLite's: PostgreSQL
+ * neither writes nor reads it.
  */
 #define KEY_COLUMNS                                                          \
     "k.id, k.workspace_id, w.name, k.name, k.prefix, k.last4, "              \
@@ -27,7 +31,10 @@
     "k.updated_at, k.last_used_at, k.expires_at, k.usage_limit, k.usage, "   \
     "k.period, k.period_limit, k.period_usage, k.period_started_at, k.rpm, " \
     "k.tpm, k.max_concurrent, (SELECT max(s.expires_at) FROM key_secrets s " \
-    "WHERE s.key_id = k.id AND s.expires_at IS NOT NULL), k.reserved "       \
+    "WHERE s.key_id = k.id AND s.expires_at IS NOT NULL), "                  \
+    "(SELECT least(coalesce(sum(r.amount), 0), 9223372036854775807)"         \
+    "::bigint FROM key_reservations r WHERE r.key_id = k.id "                \
+    "AND r.updated_at > " KG_PG_RESERVATION_CUTOFF ") "                      \
     "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id "
 
 static const char key_sql_get[] = "SELECT " KEY_COLUMNS "WHERE k.id = $1";

@@ -503,6 +503,20 @@ int kg_pg_col_bytes(const PGresult *res, int row, int col, void *out,
            got == len;
 }
 
+const char *kg_store_libpq_version(char *out, size_t len)
+{
+    int v = PQlibVersion();
+
+    /* Since 10: major * 10000 + minor; before: major, minor, patch in
+     * two digits each. */
+    if (v >= 100000) {
+        snprintf(out, len, "%d.%d", v / 10000, v % 10000);
+    } else {
+        snprintf(out, len, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+    }
+    return out;
+}
+
 PGconn *kg_pg_conn(kg_store_t *store)
 {
     return pq(store)->conn;

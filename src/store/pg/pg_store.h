@@ -23,6 +23,15 @@
 #define KG_PG_MAX_PARAMS 40
 /* The notification channel the revision triggers signal. */
 #define KG_PG_CHANNEL "keygate_revision"
+/*
+ * The oldest updated_at of a key_reservations row that still counts, as
+ * an SQL expression: KG_STORE_RESERVATION_TTL_S before the transaction's
+ * start, on the server's clock (instances never compare their own).
+ */
+#define KG_PG_STR_(x) #x
+#define KG_PG_STR(x)  KG_PG_STR_(x)
+#define KG_PG_RESERVATION_CUTOFF \
+    "(now() - interval '" KG_PG_STR(KG_STORE_RESERVATION_TTL_S) " seconds')"
 
 /* The backend's table (src/store/pg/pg.c). */
 extern const kg_store_backend_t kg_pg_backend;

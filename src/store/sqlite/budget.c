@@ -11,7 +11,9 @@ static const char bud_sql_key[] =
     "SELECT rules, workspace_id FROM api_keys WHERE id = ?";
 static const char bud_sql_ws[] =
     "SELECT mode, rules, credits_balance FROM workspaces WHERE id = ?";
-/* api_keys.reserved is bookkeeping: no trigger moves the revision on it. */
+/* One gateway a file: its snapshot is every key's api_keys.reserved, so a
+ * clear takes them all (at start, a crashed run's too). Bookkeeping: no
+ * trigger moves the revision on it. */
 static const char bud_sql_clear[] =
     "UPDATE api_keys SET reserved = 0 WHERE reserved != 0";
 static const char bud_sql_reserved[] =
