@@ -10,12 +10,6 @@ static int64_t leases_mono_ms(void)
     return kg_clock_mono_us() / 1000;
 }
 
-/* a + b for a, b >= 0, saturating at KG_BUDGET_AMOUNT_MAX. */
-static int64_t leases_add(int64_t a, int64_t b)
-{
-    return a > KG_BUDGET_AMOUNT_MAX - b ? KG_BUDGET_AMOUNT_MAX : a + b;
-}
-
 void kg_leases_init(kg_leases_t *l, kg_budget_t *b, const kg_store_t *store)
 {
     l->on = kg_store_leases_shared(store);
@@ -30,7 +24,7 @@ kg_err_t kg_leases_claim(kg_leases_t *l, kg_budget_t *b, kg_store_t *store,
                          int64_t now, kg_diag_t *diag)
 {
     kg_store_lease_claim_t c = {0};
-    int64_t granted = 0, sent, slice;
+    int64_t granted = 0, sent;
     kg_err_t rc;
 
     amount = amount < 0                      ? 0
@@ -45,12 +39,11 @@ kg_err_t kg_leases_claim(kg_leases_t *l, kg_budget_t *b, kg_store_t *store,
     if (c.need == 0 && !c.fresh) {
         return KG_OK; /* another request's claim covers it */
     }
-    slice = amount > KG_BUDGET_AMOUNT_MAX / KG_LEASES_SLICE_REQUESTS
-                ? KG_BUDGET_AMOUNT_MAX
-                : amount * KG_LEASES_SLICE_REQUESTS;
     c.scope = credits ? KG_STORE_LEASE_CREDITS : KG_STORE_LEASE_KEY;
     c.id = id;
-    c.want = leases_add(c.need, slice);
+    /* Half the room per live instance: a busy key claims a few times as
+     * its room shrinks, not once per so many requests. */
+    c.want = KG_BUDGET_AMOUNT_MAX;
     c.ttl_ms = KG_LEASES_TTL_MS;
     c.now = now;
     sent = leases_mono_ms();

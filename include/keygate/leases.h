@@ -25,9 +25,6 @@
 #define KG_LEASES_RENEW_MS (KG_LEASES_TTL_MS / 3)
 /* An account not reserved on for this long gives its unused room back. */
 #define KG_LEASES_IDLE_MS INT64_C(2000)
-/* A claim asks for the room of this many requests like the one that asks
- * (the store grants less when others need it). */
-#define KG_LEASES_SLICE_REQUESTS 64
 
 typedef struct kg_leases {
     bool on;               /* the store is shared */
@@ -42,8 +39,9 @@ void kg_leases_init(kg_leases_t *l, kg_budget_t *b, const kg_store_t *store);
 
 /*
  * A reservation of amount on account (credits, id) at now (unix seconds)
- * found its lease short (KG_ERR_STATE): claim the shortfall and more
- * (KG_LEASES_SLICE_REQUESTS × amount) from the store. When every lease
+ * found its lease short (KG_ERR_STATE): claim from the store the
+ * shortfall or, when more is free, half the free room per live instance
+ * (kg_store_leases_claim). When every lease
  * lapsed, they are forgotten and the claim starts afresh. Returns KG_OK
  * (also when another thread's claim already covers it: reserve again),
  * KG_ERR_USAGE_LIMIT / KG_ERR_PERIOD_LIMIT / KG_ERR_NO_CREDITS when the
