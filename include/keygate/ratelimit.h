@@ -124,7 +124,9 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  * released, at their actual number, in the window of the release; while
  * in flight a request counts its estimate. For its own check, an
  * estimate above tpm counts as tpm (such a request fits an empty window
- * rather than never) and one below 1 as 1.
+ * rather than never) and one below 1 as 1. With instances sharing a store
+ * the counts are this instance's plus the others' as last imported
+ * (kg_ratelimit_import).
  *
  * Checks, in this order; a request is refused when
  *   requests:   the count + 1 > rpm
@@ -173,6 +175,47 @@ size_t kg_ratelimit_sweep(kg_ratelimit_t *rl, int64_t now_ms);
 
 /* Keys tracked now. Thread-safe. */
 size_t kg_ratelimit_key_count(kg_ratelimit_t *rl);
+
+/*
+ * One key's request and token counts as gateway instances sharing a store
+ * exchange them: the fixed windows [window_start - KG_RATELIMIT_WINDOW_MS,
+ * window_start) (prev) and [window_start, window_start +
+ * KG_RATELIMIT_WINDOW_MS) (cur), window_start in ms a multiple of the
+ * window. Tokens include the estimates of requests in flight.
+ */
+typedef struct kg_ratelimit_share {
+    char key_id[KG_RATELIMIT_ID_MAX + 1];
+    int64_t window_start;
+    int64_t req_prev;
+    int64_t req_cur;
+    int64_t tok_prev;
+    int64_t tok_cur;
+} kg_ratelimit_share_t;
+
+/*
+ * This instance's own counts (never the others' it imported) of the keys
+ * whose last request had an rpm or a tpm limit, rolled to the windows of
+ * now_ms, into out: at most max keys, *n set to how many. When more keys
+ * share than max, each call goes on where the previous one stopped, so
+ * that all take turns. Thread-safe; never allocates.
+ */
+void kg_ratelimit_export(kg_ratelimit_t *rl, int64_t now_ms,
+                         kg_ratelimit_share_t *out, size_t max, size_t *n);
+
+/*
+ * Take others[0..n) as the other instances' counts of those keys (their
+ * sums), each replacing what the key's entry held of them; keys not
+ * tracked are skipped (an import never makes an entry). Each row's windows
+ * are aligned to the entry's at now_ms: the same window counts as it is;
+ * a row one window behind counts its cur as previous; one ahead (a clock
+ * a little ahead) counts all it has as current; any other counts nothing.
+ * The others' counts then roll with the entry's windows and count in the
+ * requests and tokens checks, their Retry-After and the remaining and
+ * reset headers until the next import. Concurrency stays this instance's
+ * own. Thread-safe; never allocates.
+ */
+void kg_ratelimit_import(kg_ratelimit_t *rl, const kg_ratelimit_share_t *others,
+                         size_t n, int64_t now_ms);
 
 /*
  * Whether ip (a client address string) may try to authenticate at now_ms:
