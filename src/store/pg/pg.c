@@ -760,4 +760,5 @@ const kg_store_backend_t kg_pg_backend = {
     .audit = &kg_pg_audit_ops,
     .maint = &kg_pg_maint_ops,
     .keys = &kg_pg_keys_ops,
+    .rates = &kg_pg_rates_ops,
 };
