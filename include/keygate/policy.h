@@ -161,8 +161,9 @@ void kg_policy_refresh(kg_policy_t *p);
 
 /*
  * Write the reservations in flight to api_keys.reserved (the CLI shows
- * them) and drop idle rate-limit windows; the maintenance thread calls
- * this every second or so.
+ * them), drop idle rate-limit windows and, on a store that instances
+ * share, exchange the rate windows with the others (kg_rateshare_tick);
+ * the maintenance thread calls this every second or so.
  */
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms,
                            kg_diag_t *diag) KG_MUST_CHECK;
