@@ -2,7 +2,6 @@
 #include "keygate/rateshare.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "keygate/store_rates.h"
 
@@ -12,6 +11,7 @@ kg_err_t kg_rateshare_tick(kg_store_t *store, kg_ratelimit_t *rl,
     kg_ratelimit_share_t *rows = NULL;
     size_t max = kg_ratelimit_key_count(rl);
     size_t n = 0;
+    int64_t live = 0;
     /* The window of now_ms, to which the others' counts are aligned. */
     int64_t window = now_ms - now_ms % KG_RATELIMIT_WINDOW_MS;
     kg_err_t rc = KG_OK;
@@ -28,17 +28,18 @@ kg_err_t kg_rateshare_tick(kg_store_t *store, kg_ratelimit_t *rl,
         }
         kg_ratelimit_export(rl, now_ms, rows, max, &n);
     }
-    if (n > 0) {
-        rc = kg_store_rates_publish(store, rows, n, diag);
-        if (rc != KG_OK) {
-            goto out;
-        }
-        rc = kg_store_rates_others(store, window, rows, n, diag);
-        if (rc != KG_OK) {
-            goto out;
-        }
-        kg_ratelimit_import(rl, rows, n, now_ms);
+    /* With no key to share it still tells the others it is there. */
+    rc = kg_store_rates_publish(store, rows, n, diag);
+    if (rc == KG_OK) {
+        rc = kg_store_rates_live(store, KG_RATESHARE_LIVE_S, &live, diag);
     }
+    if (rc == KG_OK) {
+        rc = kg_store_rates_others(store, window, rows, n, diag);
+    }
+    if (rc != KG_OK) {
+        goto out;
+    }
+    kg_ratelimit_import(rl, rows, n, live, now_ms);
     if (now_ms % KG_RATESHARE_PRUNE_EVERY_MS < KG_RATESHARE_PRUNE_SLOT_MS) {
         rc = kg_store_rates_prune(store, KG_RATESHARE_KEEP_S, NULL, diag);
     }

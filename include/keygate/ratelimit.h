@@ -30,6 +30,12 @@
 #define KG_RATELIMIT_RESET_STRLEN 32
 /* Room for kg_ratelimit_describe's text. */
 #define KG_RATELIMIT_DESCRIBE_STRLEN 96
+/* How long an import's split of the room holds (ms): imports come every
+ * second or so; past this the store is taken as away, and each instance
+ * goes on with the others' counts it has and its own. */
+#define KG_RATELIMIT_SHARE_HOLD_MS INT64_C(5000)
+/* Instances a key's room is split among at most. */
+#define KG_RATELIMIT_SHARE_MAX_N INT64_C(1000)
 
 typedef struct kg_ratelimit kg_ratelimit_t;
 /* One key's windows; private to ratelimit.c. */
@@ -129,8 +135,13 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  * (kg_ratelimit_import).
  *
  * Checks, in this order; a request is refused when
- *   requests:   the count + 1 > rpm
- *   tokens:     the count + estimate > tpm
+ *   requests:   the count + 1 > rpm, or (instances sharing a store) this
+ *               instance's requests since the last import + 1 > its
+ *               share: (room + those requests) / k, room = rpm - the
+ *               count, k the instances splitting the key's room
+ *               (kg_ratelimit_import); the first since the import is
+ *               never refused for its share
+ *   tokens:     the count + estimate > tpm, or its share, as requests
  *   concurrent: requests in flight >= max_concurrent
  * Returns
  *   KG_OK               *t holds the request's share: release it with
@@ -139,7 +150,8 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  *                       time until the request would fit if no other
  *                       came (in-flight estimates taken as settled as
  *                       estimated); 60 s for a limit of 0, 1 s for the
- *                       concurrency limit
+ *                       concurrency limit and for a share used up (its
+ *                       remaining is then 0)
  *   KG_ERR_UNAVAILABLE  max_keys keys are busy (none idle to drop)
  *   KG_ERR_NOMEM        a new key's entry could not be made
  *   KG_ERR_INVAL        key_id empty or longer than KG_RATELIMIT_ID_MAX
@@ -190,6 +202,9 @@ typedef struct kg_ratelimit_share {
     int64_t req_cur;
     int64_t tok_prev;
     int64_t tok_cur;
+    /* Import: how many other instances track the key in these windows
+     * (their sums are above, 0 or not). Export: 0. */
+    int64_t instances;
 } kg_ratelimit_share_t;
 
 /*
@@ -212,10 +227,20 @@ void kg_ratelimit_export(kg_ratelimit_t *rl, int64_t now_ms,
  * The others' counts then roll with the entry's windows and count in the
  * requests and tokens checks, their Retry-After and the remaining and
  * reset headers until the next import. Concurrency stays this instance's
- * own. Thread-safe; never allocates.
+ * own.
+ *
+ * An import also starts a round of the key's split of the room: until the
+ * next import this instance does not see what the others admit, so it
+ * takes at most 1/k of the room it sees (the first request of a round
+ * always may take more; see kg_ratelimit_acquire). k is live, how many
+ * instances share the store (this one included), or 1 + the row's
+ * instances when that is more (rows of an instance that stopped); a key
+ * seen for the first time splits its room among the live until its first
+ * import. The split lapses KG_RATELIMIT_SHARE_HOLD_MS after its import.
+ * n may be 0 (live alone). Thread-safe; never allocates.
  */
 void kg_ratelimit_import(kg_ratelimit_t *rl, const kg_ratelimit_share_t *others,
-                         size_t n, int64_t now_ms);
+                         size_t n, int64_t live, int64_t now_ms);
 
 /*
  * Whether ip (a client address string) may try to authenticate at now_ms:

@@ -193,6 +193,8 @@ typedef struct kg_store_rates_ops {
                         size_t n, kg_diag_t *diag);
     kg_err_t (*others)(kg_store_t *s, int64_t window_start,
                        kg_ratelimit_share_t *rows, size_t n, kg_diag_t *diag);
+    kg_err_t (*live)(kg_store_t *s, int64_t within_s, int64_t *n,
+                     kg_diag_t *diag);
     kg_err_t (*prune)(kg_store_t *s, int64_t older_than_s, int64_t *deleted,
                       kg_diag_t *diag);
 } kg_store_rates_ops_t;

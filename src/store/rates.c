@@ -29,10 +29,19 @@ kg_err_t kg_store_rates_others(kg_store_t *store, int64_t window_start,
         rows[i].req_cur = 0;
         rows[i].tok_prev = 0;
         rows[i].tok_cur = 0;
+        rows[i].instances = 0;
     }
     return RATES_OPS(store)
                ? RATES_OPS(store)->others(store, window_start, rows, n, diag)
                : kg_store_unsupported(store, RATES_WHAT, diag);
+}
+
+kg_err_t kg_store_rates_live(kg_store_t *store, int64_t within_s, int64_t *n,
+                             kg_diag_t *diag)
+{
+    *n = 0;
+    return RATES_OPS(store) ? RATES_OPS(store)->live(store, within_s, n, diag)
+                            : kg_store_unsupported(store, RATES_WHAT, diag);
 }
 
 kg_err_t kg_store_rates_prune(kg_store_t *store, int64_t older_than_s,

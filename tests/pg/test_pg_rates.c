@@ -123,19 +123,57 @@ START_TEST(each_reads_the_others)
     assert_counts(rows[0], 10, 20, 30, 40);
     assert_counts(rows[1], 0, 0, 0, 0); /* only a's own */
     assert_counts(rows[2], 0, 0, 0, 0); /* nobody's */
+    ck_assert_int_eq(rows[0].instances, 1);
+    ck_assert_int_eq(rows[1].instances, 0);
+    ck_assert_int_eq(rows[2].instances, 0);
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(rows[i].window_start, T0);
     }
     assert_counts(others(b, "k1", T0), 1, 2, 3, 4);
     assert_counts(others(b, "k2", T0), 5, 0, 0, 0);
     assert_counts(others(c, "k1", T0), 11, 22, 33, 44);
+    ck_assert_int_eq(others(c, "k1", T0).instances, 2);
 
     /* Replaced, not added to. */
     publish(a, row("k1", T0, 0, 7, 0, 9));
     assert_counts(others(b, "k1", T0), 0, 7, 0, 9);
     assert_counts(others(c, "k1", T0), 10, 27, 30, 49);
+    /* Three keys' rows and the two instances' marks. */
     ck_assert_int_eq(pgs_sql(a, "SELECT count(*) FROM rate_shares", 0, NULL),
-                     3);
+                     5);
+    kg_store_close(&a);
+    kg_store_close(&b);
+    kg_store_close(&c);
+}
+END_TEST
+
+/* Publishing marks an instance live, with or without keys; an instance
+ * that stopped publishing is not live after the given time. */
+START_TEST(live_instances)
+{
+    kg_store_t *a = open_as("inst-a");
+    kg_store_t *b = open_as("inst-b");
+    kg_store_t *c = open_as("inst-c");
+    const char *args[] = {"inst-a"};
+    kg_diag_t diag = {{0}};
+    int64_t n = -1;
+
+    ck_assert_int_eq(kg_store_rates_live(c, 5, &n, &diag), KG_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(kg_store_rates_publish(a, NULL, 0, &diag), KG_OK);
+    publish(b, row("k", T0, 0, 1, 0, 0));
+    ck_assert_int_eq(kg_store_rates_live(c, 5, &n, &diag), KG_OK);
+    ck_assert_int_eq(n, 2);
+    /* The mark is no key's row. */
+    assert_counts(others(c, "", T0), 0, 0, 0, 0);
+    pgs_sql(a,
+            "UPDATE rate_shares SET updated_at = now() - interval '10 seconds' "
+            "WHERE instance = $1",
+            1, args);
+    ck_assert_int_eq(kg_store_rates_live(c, 5, &n, &diag), KG_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(kg_store_rates_live(c, 60, &n, &diag), KG_OK);
+    ck_assert_int_eq(n, 2);
     kg_store_close(&a);
     kg_store_close(&b);
     kg_store_close(&c);
@@ -154,6 +192,8 @@ START_TEST(windows_aligned_to_the_reader)
     assert_counts(others(b, "k", T0 - W), 100, 8, 1000, 80);
     assert_counts(others(b, "k", T0), 8, 0, 80, 0);
     assert_counts(others(b, "k", T0 + W), 0, 0, 0, 0);
+    ck_assert_int_eq(others(b, "k", T0).instances, 1);
+    ck_assert_int_eq(others(b, "k", T0 + W).instances, 0);
     assert_counts(others(b, "k", T0 - 2 * W), 0, 108, 0, 1080);
     assert_counts(others(b, "k", T0 - 3 * W), 0, 0, 0, 0);
     /* Two instances on either side of a boundary, read by a third. */
@@ -188,7 +228,7 @@ START_TEST(stopped_counts_and_prune)
             "WHERE instance = $1",
             1, args);
     ck_assert_int_eq(kg_store_rates_prune(c, 180, &deleted, &diag), KG_OK);
-    ck_assert_int_eq(deleted, 1);
+    ck_assert_int_eq(deleted, 2); /* its key's row and its mark */
     assert_counts(others(c, "k", T0), 0, 4, 0, 0);
     ck_assert_int_eq(kg_store_rates_prune(c, 180, NULL, &diag), KG_OK);
     assert_counts(others(c, "k", T0), 0, 4, 0, 0);
@@ -237,15 +277,39 @@ START_TEST(many_keys_and_odd_ids)
                       "row %zu (%s)", i, rows[i].key_id);
     }
     ck_assert_int_eq(pgs_sql(a, "SELECT count(*) FROM rate_shares", 0, NULL),
-                     (int64_t)n);
+                     (int64_t)n + 1);
     free(rows);
     kg_store_close(&a);
     kg_store_close(&b);
 }
 END_TEST
 
-/* The whole round between two rate limiters, each on its own handle:
- * what one admitted the other counts after a tick of each. */
+/* How many requests of key "k" (limits lim) rl admits in a row at now. */
+static int admit_all(kg_ratelimit_t *rl, const kg_ratelimit_limits_t *lim,
+                     int64_t now)
+{
+    kg_ratelimit_ticket_t t = {0};
+    int n = 0;
+
+    while (n < 100 &&
+           kg_ratelimit_acquire(rl, "k", lim, 0, now, &t, NULL) == KG_OK) {
+        kg_ratelimit_release(rl, &t, 0, now);
+        n++;
+    }
+    return n;
+}
+
+static void tick(kg_store_t *s, kg_ratelimit_t *rl, int64_t now)
+{
+    kg_diag_t diag = {{0}};
+
+    ck_assert_msg(kg_rateshare_tick(s, rl, now, &diag) == KG_OK, "%s",
+                  diag.msg);
+}
+
+/* The whole round between two rate limiters, each on its own handle: what
+ * one admitted the other counts after a tick of each, and between ticks
+ * each takes its share of the room left; together exactly the limit. */
 START_TEST(ticks_share_between_limiters)
 {
     kg_store_t *a = open_as("inst-a");
@@ -253,38 +317,33 @@ START_TEST(ticks_share_between_limiters)
     kg_ratelimit_t *ra = NULL;
     kg_ratelimit_t *rb = NULL;
     kg_ratelimit_limits_t lim = {10, KG_NONE, KG_NONE};
-    kg_ratelimit_ticket_t t = {0};
-    kg_diag_t diag = {{0}};
-    int admitted = 0;
 
     ck_assert_int_eq(kg_ratelimit_new(NULL, &ra), KG_OK);
     ck_assert_int_eq(kg_ratelimit_new(NULL, &rb), KG_OK);
-    for (int i = 0; i < 6; i++) {
-        ck_assert_int_eq(
-            kg_ratelimit_acquire(ra, "k", &lim, 0, T0 + 1000, &t, NULL), KG_OK);
-        kg_ratelimit_release(ra, &t, 0, T0 + 1000);
+    ck_assert_int_eq(admit_all(ra, &lim, T0 + 1000), 10);
+    ck_assert_int_eq(admit_all(rb, &lim, T0 + 1000), 10); /* not shared yet */
+    tick(a, ra, T0 + 2000);
+    tick(b, rb, T0 + 2100);
+    tick(a, ra, T0 + 2200);
+    ck_assert_int_eq(admit_all(ra, &lim, T0 + 2300), 0);
+    ck_assert_int_eq(admit_all(rb, &lim, T0 + 2300), 0);
+
+    /* Two windows later, b then a in turns, each ticking right after the
+     * other published what it admitted: b's room of 10 is split with a
+     * (which tracks the key) until b's next tick; then each takes its
+     * share of what the other left (the first of a round always), and
+     * together they admit exactly the limit. */
+    static const int takes[] = {5, 2, 1, 1, 1, 0, 0};
+    int64_t at = T0 + 2 * W + 1000;
+
+    for (size_t i = 0; i < sizeof(takes) / sizeof(*takes); i++) {
+        bool b_turn = i % 2 == 0;
+
+        tick(b_turn ? a : b, b_turn ? ra : rb, at);
+        tick(b_turn ? b : a, b_turn ? rb : ra, at + 100);
+        ck_assert_int_eq(admit_all(b_turn ? rb : ra, &lim, at + 200), takes[i]);
+        at += 1000;
     }
-    ck_assert_int_eq(
-        kg_ratelimit_acquire(rb, "k", &lim, 0, T0 + 1000, &t, NULL), KG_OK);
-    kg_ratelimit_release(rb, &t, 0, T0 + 1000);
-    ck_assert_msg(kg_rateshare_tick(a, ra, T0 + 2000, &diag) == KG_OK, "%s",
-                  diag.msg);
-    ck_assert_msg(kg_rateshare_tick(b, rb, T0 + 2100, &diag) == KG_OK, "%s",
-                  diag.msg);
-    /* b has 1 of its own and a's 6: 3 more fit. */
-    while (admitted < 20 && kg_ratelimit_acquire(rb, "k", &lim, 0, T0 + 2200,
-                                                 &t, NULL) == KG_OK) {
-        kg_ratelimit_release(rb, &t, 0, T0 + 2200);
-        admitted++;
-    }
-    ck_assert_int_eq(admitted, 3);
-    ck_assert_msg(kg_rateshare_tick(b, rb, T0 + 3000, &diag) == KG_OK, "%s",
-                  diag.msg);
-    ck_assert_msg(kg_rateshare_tick(a, ra, T0 + 3100, &diag) == KG_OK, "%s",
-                  diag.msg);
-    ck_assert_int_eq(
-        kg_ratelimit_acquire(ra, "k", &lim, 0, T0 + 3200, &t, NULL),
-        KG_ERR_RATE_LIMITED);
     kg_ratelimit_free(&ra);
     kg_ratelimit_free(&rb);
     kg_store_close(&a);
@@ -300,6 +359,7 @@ START_TEST(sqlite_does_not_share)
     kg_ratelimit_t *rl = NULL;
     kg_ratelimit_share_t r = row("k", T0, 1, 2, 3, 4);
     kg_diag_t diag = {{0}};
+    int64_t n = -1;
 
     ut_tmpdir(dir);
     s = pgs_open_sqlite(dir);
@@ -309,6 +369,8 @@ START_TEST(sqlite_does_not_share)
     ck_assert_int_eq(kg_store_rates_others(s, T0, &r, 1, &diag), KG_ERR_STORE);
     assert_counts(r, 0, 0, 0, 0);
     ck_assert_int_eq(kg_store_rates_prune(s, 1, NULL, &diag), KG_ERR_STORE);
+    ck_assert_int_eq(kg_store_rates_live(s, 5, &n, &diag), KG_ERR_STORE);
+    ck_assert_int_eq(n, 0);
     /* The tick does nothing there. */
     ck_assert_int_eq(kg_ratelimit_new(NULL, &rl), KG_OK);
     ck_assert_int_eq(kg_rateshare_tick(s, rl, T0, &diag), KG_OK);
@@ -327,6 +389,7 @@ static Suite *pg_rates_suite(void)
     tcase_add_checked_fixture(tc, setup_db, NULL);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, each_reads_the_others);
+    tcase_add_test(tc, live_instances);
     tcase_add_test(tc, windows_aligned_to_the_reader);
     tcase_add_test(tc, stopped_counts_and_prune);
     tcase_add_test(tc, many_keys_and_odd_ids);

@@ -645,10 +645,10 @@ static kg_ratelimit_share_t ut_share(const char *id, int64_t window,
     return sh;
 }
 
-/* Import one row at now. */
+/* Import one row at now, this instance alone live. */
 static void ut_import(kg_ratelimit_t *rl, kg_ratelimit_share_t sh, int64_t now)
 {
-    kg_ratelimit_import(rl, &sh, 1, now);
+    kg_ratelimit_import(rl, &sh, 1, 1, now);
 }
 
 /* How many requests of id (limits lim) are admitted in a row at now. */
@@ -858,6 +858,118 @@ START_TEST(test_share_export_turns)
 }
 END_TEST
 
+/* A key first seen while others share the store: its room is split among
+ * the live instances until its first import, which splits it among those
+ * that count the key; the split lapses when imports stop. */
+START_TEST(test_share_split_new_key)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {30, KG_NONE, KG_NONE};
+    kg_ratelimit_share_t sh;
+    kg_ratelimit_info_t info;
+
+    kg_ratelimit_import(rl, NULL, 0, 3, T0);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 10), 10);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 20, &info),
+                     KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_REQUESTS);
+    ck_assert_int_eq(info.retry_after_s, 1);
+    ck_assert_int_eq(info.remaining_requests, 0);
+    /* Nobody else counts it: the whole room is this instance's. */
+    ut_import(rl, ut_share("k", T0, 0, 0, 0, 0), T0 + 1000);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1010), 20);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 1020, &info),
+                     KG_ERR_RATE_LIMITED);
+    ck_assert_int_gt(info.retry_after_s, 1); /* the window is full */
+    /* Once the last import is older than the hold, new keys are not
+     * split; nor with this instance alone. */
+    ck_assert_int_eq(ut_admit_all(rl, "k2", &lim,
+                                  T0 + 1000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
+                     30);
+    kg_ratelimit_import(rl, NULL, 0, 1, T0 + 2 * W);
+    ck_assert_int_eq(ut_admit_all(rl, "k3", &lim, T0 + 2 * W + 1), 30);
+    /* Split among the live instances even when no other counts the key
+     * yet: 29 left, 9 of them. */
+    sh = ut_share("k3", T0 + 2 * W, 0, 0, 0, 0);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 4 * W);
+    ck_assert_int_eq(ut_hit(rl, "k3", &lim, T0 + 4 * W, NULL), KG_OK);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 4 * W + 1);
+    ck_assert_int_eq(ut_admit_all(rl, "k3", &lim, T0 + 4 * W + 2), 9);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Each import starts a round: this instance takes 1/k of the room it sees
+ * (k = 1 + the instances counting the key), the first request of a round
+ * always, and the split lapses when the next import does not come. */
+START_TEST(test_share_split_rounds)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {30, KG_NONE, KG_NONE};
+    kg_ratelimit_limits_t three = {3, KG_NONE, KG_NONE};
+    kg_ratelimit_share_t sh = ut_share("k", T0, 0, 6, 0, 0);
+
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0, NULL), KG_OK);
+    ck_assert_int_eq(ut_hit(rl, "s", &three, T0, NULL), KG_OK);
+    sh.instances = 2;
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1);
+    /* 30 - 1 - 6 = 23 left: 7 of them (and the first of the round). */
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 2), 7);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    /* 30 - 8 - 6 = 16 left: 5. */
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1001), 5);
+    /* No import for longer than the hold: the window alone. */
+    ck_assert_int_eq(
+        ut_admit_all(rl, "k", &lim, T0 + 1000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
+        11);
+    /* A room smaller than the instances: the first of each round fits. */
+    sh = ut_share("s", T0, 0, 0, 0, 0);
+    sh.instances = 5;
+    kg_ratelimit_import(rl, &sh, 1, 6, T0 + 10);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 11), 1);
+    kg_ratelimit_import(rl, &sh, 1, 6, T0 + 1010);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 1011), 1);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Tokens are split as requests are; a request larger than the share fits
+ * as the first of its round. */
+START_TEST(test_share_split_tokens)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {KG_NONE, 3000, KG_NONE};
+    kg_ratelimit_share_t sh = ut_share("k", T0, 0, 0, 0, 0);
+    kg_ratelimit_ticket_t t1 = {0};
+    kg_ratelimit_ticket_t t2 = {0};
+    kg_ratelimit_info_t info;
+
+    ck_assert_int_eq(kg_ratelimit_acquire(rl, "k", &lim, 0, T0, &t1, NULL),
+                     KG_OK);
+    kg_ratelimit_release(rl, &t1, 0, T0);
+    sh.instances = 2;
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 1500, T0 + 2, &t1, &info), KG_OK);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 100, T0 + 3, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_TOKENS);
+    ck_assert_int_eq(info.remaining_tokens, 0);
+    ck_assert_int_eq(info.retry_after_s, 1);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    /* 1500 left: 500 of them. */
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 500, T0 + 1001, &t2, &info), KG_OK);
+    kg_ratelimit_release(rl, &t2, 500, T0 + 1002);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 1, T0 + 1003, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    kg_ratelimit_release(rl, &t1, 1500, T0 + 1004);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
 typedef struct ut_share_hammer {
     kg_ratelimit_t *rl;
     pthread_barrier_t barrier;
@@ -901,7 +1013,7 @@ static void *ut_share_sync(void *arg)
             rows[i].tok_prev = 0;
             rows[i].tok_cur = 0;
         }
-        kg_ratelimit_import(s->rl, rows, n, T0 + 5);
+        kg_ratelimit_import(s->rl, rows, n, 1, T0 + 5);
     }
     return NULL;
 }
@@ -966,6 +1078,9 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_share_tokens);
     tcase_add_test(tc, test_share_concurrency_untouched);
     tcase_add_test(tc, test_share_export_turns);
+    tcase_add_test(tc, test_share_split_new_key);
+    tcase_add_test(tc, test_share_split_rounds);
+    tcase_add_test(tc, test_share_split_tokens);
     tcase_add_test(tc, test_share_hammer);
     suite_add_tcase(s, tc);
     return s;

@@ -22,41 +22,52 @@
  * One statement a chunk of keys, each row replaced whole (the instance
  * publishes its own counts, never adds to them). The instance's rows are
  * its alone, so instances never wait for each other here; the time is the
- * server's, so that no instance compares its clock with another's.
+ * server's, so that no instance compares its clock with another's. The
+ * row of key '' (no key has an empty id) marks the instance live.
  */
 static const char rates_sql_publish[] =
     "INSERT INTO rate_shares (key_id, instance, window_start, req_prev, "
     "req_cur, tok_prev, tok_cur, updated_at) "
     "SELECT DISTINCT ON (u.k) u.k, $1, u.w, u.rp, u.rc, u.tp, u.tc, now() "
-    "FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], "
-    "$6::bigint[], $7::bigint[]) AS u(k, w, rp, rc, tp, tc) "
+    "FROM (SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[], "
+    "$5::bigint[], $6::bigint[], $7::bigint[]) AS a(k, w, rp, rc, tp, tc) "
+    "WHERE a.k <> '' UNION ALL SELECT '', 0, 0, 0, 0, 0) "
+    "AS u(k, w, rp, rc, tp, tc) "
     "ORDER BY u.k "
     "ON CONFLICT (key_id, instance) DO UPDATE SET "
     "window_start = EXCLUDED.window_start, req_prev = EXCLUDED.req_prev, "
     "req_cur = EXCLUDED.req_cur, tok_prev = EXCLUDED.tok_prev, "
     "tok_cur = EXCLUDED.tok_cur, updated_at = EXCLUDED.updated_at";
 /*
- * The others' sums per key, aligned to the reader's windows ($3, of $4
- * ms): each result row names its key by its place in $1 (from 1); keys no
- * other instance has get no row.
+ * The others' rows aligned to the reader's windows ($3, of $4 ms), then
+ * summed per key, with how many instances have a row in those windows
+ * (they track the key, with counts or not): each result row names its key
+ * by its place in $1 (from 1); keys no other instance has get no row.
  */
 static const char rates_sql_others[] =
-    "SELECT u.i, "
-    "sum(CASE WHEN r.window_start = $3::bigint THEN r.req_prev "
-    "WHEN r.window_start < $3::bigint THEN r.req_cur ELSE 0 END)::bigint, "
-    "sum(CASE WHEN r.window_start = $3::bigint THEN r.req_cur "
+    "SELECT a.i, sum(a.rp)::bigint, sum(a.rc)::bigint, sum(a.tp)::bigint, "
+    "sum(a.tc)::bigint, count(*) "
+    "FROM (SELECT u.i, "
+    "CASE WHEN r.window_start = $3::bigint THEN r.req_prev "
+    "WHEN r.window_start < $3::bigint THEN r.req_cur ELSE 0 END AS rp, "
+    "CASE WHEN r.window_start = $3::bigint THEN r.req_cur "
     "WHEN r.window_start > $3::bigint THEN r.req_prev + r.req_cur "
-    "ELSE 0 END)::bigint, "
-    "sum(CASE WHEN r.window_start = $3::bigint THEN r.tok_prev "
-    "WHEN r.window_start < $3::bigint THEN r.tok_cur ELSE 0 END)::bigint, "
-    "sum(CASE WHEN r.window_start = $3::bigint THEN r.tok_cur "
+    "ELSE 0 END AS rc, "
+    "CASE WHEN r.window_start = $3::bigint THEN r.tok_prev "
+    "WHEN r.window_start < $3::bigint THEN r.tok_cur ELSE 0 END AS tp, "
+    "CASE WHEN r.window_start = $3::bigint THEN r.tok_cur "
     "WHEN r.window_start > $3::bigint THEN r.tok_prev + r.tok_cur "
-    "ELSE 0 END)::bigint "
+    "ELSE 0 END AS tc "
     "FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) "
     "JOIN rate_shares r ON r.key_id = u.k "
     "WHERE r.instance <> $2 AND r.window_start IN ($3::bigint - $4::bigint, "
-    "$3::bigint, $3::bigint + $4::bigint) "
-    "GROUP BY u.i";
+    "$3::bigint, $3::bigint + $4::bigint)) a "
+    "GROUP BY a.i";
+/* The instances live: those whose key '' row is recent (the primary key's
+ * index finds them). */
+static const char rates_sql_live[] =
+    "SELECT count(*) FROM rate_shares WHERE key_id = '' "
+    "AND updated_at >= now() - $1::bigint * interval '1 second'";
 /* Rows another instance is writing are skipped, not waited for: instances
  * pruning at the same time never wait on each other either. */
 static const char rates_sql_prune[] =
@@ -166,18 +177,22 @@ static kg_err_t rates_publish(kg_store_t *store,
     size_t chunk = n < PG_RATES_CHUNK ? n : PG_RATES_CHUNK;
     rates_arrays_t a;
     bool tx = n > chunk;
+    size_t from = 0;
     kg_err_t rc = KG_OK;
 
-    if (n == 0) {
-        return KG_OK;
-    }
     rc = rates_arrays_new(&a, chunk);
     if (rc == KG_OK && tx) {
         rc = kg_store_begin(store, diag);
     }
-    for (size_t from = 0; rc == KG_OK && from < n; from += chunk) {
-        rc = rates_publish_chunk(store, own + from,
-                                 n - from < chunk ? n - from : chunk, &a, diag);
+    /* At least one statement: with no key it marks the instance live. */
+    while (rc == KG_OK) {
+        size_t m = n - from < chunk ? n - from : chunk;
+
+        rc = rates_publish_chunk(store, own + from, m, &a, diag);
+        from += m;
+        if (from >= n) {
+            break;
+        }
     }
     if (tx && rc == KG_OK) {
         rc = kg_store_commit(store, diag);
@@ -216,6 +231,7 @@ static kg_err_t rates_others_chunk(kg_store_t *store, int64_t window_start,
         row->req_cur = kg_pg_col_int(res, r, 2);
         row->tok_prev = kg_pg_col_int(res, r, 3);
         row->tok_cur = kg_pg_col_int(res, r, 4);
+        row->instances = kg_pg_col_int(res, r, 5);
     }
     PQclear(res);
     return rc;
@@ -245,8 +261,26 @@ static kg_err_t rates_others(kg_store_t *store, int64_t window_start,
         for (size_t i = 0; i < n; i++) {
             rows[i].req_prev = rows[i].req_cur = 0;
             rows[i].tok_prev = rows[i].tok_cur = 0;
+            rows[i].instances = 0;
         }
     }
+    return rc;
+}
+
+static kg_err_t rates_live(kg_store_t *store, int64_t within_s, int64_t *n,
+                           kg_diag_t *diag)
+{
+    kg_pg_params_t p = {0};
+    PGresult *res = NULL;
+    kg_err_t rc;
+
+    kg_pg_param_int(&p, within_s);
+    rc = kg_pg_query(store, rates_sql_live, &p, &res,
+                     "counting the instances sharing rate windows", diag);
+    if (rc == KG_OK && PQntuples(res) == 1) {
+        *n = kg_pg_col_int(res, 0, 0);
+    }
+    PQclear(res);
     return rc;
 }
 
@@ -263,5 +297,6 @@ static kg_err_t rates_prune(kg_store_t *store, int64_t older_than_s,
 const kg_store_rates_ops_t kg_pg_rates_ops = {
     .publish = rates_publish,
     .others = rates_others,
+    .live = rates_live,
     .prune = rates_prune,
 };
