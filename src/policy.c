@@ -14,6 +14,7 @@
 #include "keygate/leases.h"
 #include "keygate/log.h"
 #include "keygate/money.h"
+#include "keygate/rateshare.h"
 #include "keygate/store.h"
 #include "keygate/store_budget.h"
 #include "keygate/workspaces.h"
@@ -763,11 +764,17 @@ static void pol_persist_one(void *ud, const kg_budget_entry_t *e)
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
 {
     pol_persist_t pp = {p, KG_OK, diag};
+    kg_diag_t rdiag = {{0}};
 
     kg_ratelimit_sweep(p->rate, now_ms);
     pthread_mutex_lock(&p->store_mu);
     /* A shared store's leases: idle room back, renewals. */
     kg_leases_tick(&p->leases, p->budget, p->store);
+    /* Rate windows shared with the other instances on the store (none on
+     * SQLite); on a failure each instance goes on with what it knows. */
+    if (kg_rateshare_tick(p->store, p->rate, now_ms, &rdiag) != KG_OK) {
+        KG_DEBUG("maintenance: rate limits not shared: %s", rdiag.msg);
+    }
     pp.rc = kg_store_begin(p->store, diag);
     if (pp.rc == KG_OK) {
         pp.rc = kg_store_budget_reservations_clear(p->store, diag);

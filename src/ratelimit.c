@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,18 @@ static unsigned rl_hash(const void *key, size_t len)
 /* Retry-After when the limit is 0 (never fits) or concurrency refused. */
 #define RL_RETRY_NEVER_MS      RL_W
 #define RL_RETRY_CONCURRENT_MS INT64_C(1000)
+/* Retry-After when this instance's share of the room is used: about when
+ * the next import splits the room again. */
+#define RL_RETRY_SHARE_MS INT64_C(1000)
 
 /*
  * One key's windows; everything after mu is read and written under it.
  * The counts are of the two fixed windows [win_start - W, win_start) and
  * [win_start, win_start + W). An entry is freed only when nothing is in
  * flight (kg_ratelimit_sweep), so a ticket may keep a pointer to it.
+ * The o_ counts are the other instances' on a shared store, as last
+ * imported and rolled with the entry's own windows; they count in the
+ * request and token checks, never in concurrency.
  */
 struct kg_ratelimit_entry {
     UT_hash_handle hh;
@@ -68,7 +75,31 @@ struct kg_ratelimit_entry {
     int64_t tok_cur;    /* settled tokens */
     int64_t tok_flight; /* estimates of the requests in flight */
     int64_t flight;     /* requests in flight */
+    int64_t o_req_prev;
+    int64_t o_req_cur;
+    int64_t o_tok_prev; /* settled and in flight */
+    int64_t o_tok_cur;
+    /*
+     * This instance's share of the room between two imports: while the
+     * others' counts are unknown, it takes at most 1/share_n of the room
+     * it sees (share_req and share_tok: its own requests and token
+     * estimates admitted since share_at; the first request of a round
+     * always may). share_at INT64_MIN: no split.
+     */
+    int64_t share_at;
+    int64_t share_n;
+    int64_t share_req;
+    int64_t share_tok;
+    bool shares; /* its last request had an rpm or a tpm limit */
 };
+
+/* An entry's counts as its checks see them: its own and the others'. */
+typedef struct rl_counts {
+    int64_t req_prev;
+    int64_t req_cur;
+    int64_t tok_prev;
+    int64_t tok_cur; /* settled and in flight */
+} rl_counts_t;
 
 /* One client IP's failed authentications. */
 typedef struct rl_ip {
@@ -94,6 +125,13 @@ struct kg_ratelimit {
     rl_ip_t *lru_head;
     rl_ip_t *lru_tail;
     bool ips_lock_made;
+    /* Where the next kg_ratelimit_export starts among the keys that
+     * share, when they are more than one call takes. */
+    atomic_size_t share_next;
+    /* The instances sharing the store at the last import, and when: a new
+     * key's room is split among them until its first import. */
+    atomic_llong live_n;
+    atomic_llong live_at;
 };
 
 /* v clamped to [0, max]. */
@@ -180,6 +218,9 @@ kg_err_t kg_ratelimit_new(const kg_ratelimit_opts_t *opts, kg_ratelimit_t **out)
         goto out;
     }
     rl->opts = o;
+    atomic_init(&rl->share_next, 0);
+    atomic_init(&rl->live_n, 1);
+    atomic_init(&rl->live_at, INT64_MIN);
     rc = rl_lock_new(&rl->keys_lock);
     if (rc != KG_OK) {
         goto out;
@@ -239,13 +280,28 @@ static void rl_roll(kg_ratelimit_entry_t *e, int64_t now)
     if (w == e->win_start + RL_W) {
         e->req_prev = e->req_cur;
         e->tok_prev = e->tok_cur;
+        e->o_req_prev = e->o_req_cur;
+        e->o_tok_prev = e->o_tok_cur;
     } else {
         e->req_prev = 0;
         e->tok_prev = 0;
+        e->o_req_prev = 0;
+        e->o_tok_prev = 0;
     }
     e->req_cur = 0;
     e->tok_cur = 0;
+    e->o_req_cur = 0;
+    e->o_tok_cur = 0;
     e->win_start = w;
+}
+
+/* e's counts, its own and the others' (e->mu held, e rolled). */
+static void rl_counts(const kg_ratelimit_entry_t *e, rl_counts_t *c)
+{
+    c->req_prev = rl_add(e->req_prev, e->o_req_prev);
+    c->req_cur = rl_add(e->req_cur, e->o_req_cur);
+    c->tok_prev = rl_add(e->tok_prev, e->o_tok_prev);
+    c->tok_cur = rl_add(rl_add(e->tok_cur, e->tok_flight), e->o_tok_cur);
 }
 
 /* How far into its current window now is, in [0, RL_W). */
@@ -318,39 +374,73 @@ static void rl_info_init(kg_ratelimit_info_t *info,
 static void rl_info_fill(kg_ratelimit_info_t *info,
                          const kg_ratelimit_entry_t *e, int64_t el)
 {
-    int64_t tok_cur = rl_add(e->tok_cur, e->tok_flight);
+    rl_counts_t c;
 
+    rl_counts(e, &c);
     if (info->limit_requests != KG_NONE) {
         info->remaining_requests = rl_remaining(
-            info->limit_requests, rl_used(e->req_prev, e->req_cur, el));
-        info->reset_requests_ms = rl_reset_ms(e->req_prev, e->req_cur, el);
+            info->limit_requests, rl_used(c.req_prev, c.req_cur, el));
+        info->reset_requests_ms = rl_reset_ms(c.req_prev, c.req_cur, el);
     }
     if (info->limit_tokens != KG_NONE) {
-        info->remaining_tokens =
-            rl_remaining(info->limit_tokens, rl_used(e->tok_prev, tok_cur, el));
-        info->reset_tokens_ms = rl_reset_ms(e->tok_prev, tok_cur, el);
+        info->remaining_tokens = rl_remaining(
+            info->limit_tokens, rl_used(c.tok_prev, c.tok_cur, el));
+        info->reset_tokens_ms = rl_reset_ms(c.tok_prev, c.tok_cur, el);
     }
     info->concurrent = e->flight;
 }
 
 /*
+ * Whether this instance has taken its share of the room of a limit since
+ * the last import at now (see kg_ratelimit_entry): taken (own since then)
+ * plus need above 1/share_n of the room it would see without them (the
+ * room left, limit * W - used, plus taken * W). The first of a round
+ * always fits.
+ */
+static bool rl_share_used(const kg_ratelimit_entry_t *e, int64_t limit,
+                          int64_t used, int64_t taken, int64_t need,
+                          int64_t now)
+{
+    int64_t room = limit * RL_W - used + taken * RL_W;
+
+    if (e->share_at == INT64_MIN ||
+        now - e->share_at > KG_RATELIMIT_SHARE_HOLD_MS || e->share_n <= 1 ||
+        taken == 0) {
+        return false;
+    }
+    return room < 0 || taken + need > room / (e->share_n * RL_W);
+}
+
+/*
  * Check e (rolled, e->mu held) against l for a request estimating est
- * tokens; count it when it fits. Returns the limit that refused it
- * (KG_RATELIMIT_OK: admitted) and in *wait_ms when to retry.
+ * tokens at now; count it when it fits. Returns the limit that refused it
+ * (KG_RATELIMIT_OK: admitted), in *wait_ms when to retry and in *share
+ * whether this instance's share of the room refused it (the window has
+ * room).
  */
 static kg_ratelimit_kind_t rl_admit(kg_ratelimit_entry_t *e,
                                     const kg_ratelimit_limits_t *l, int64_t est,
-                                    int64_t el, int64_t *wait_ms)
+                                    int64_t el, int64_t now, int64_t *wait_ms,
+                                    bool *share)
 {
-    int64_t tok_cur = rl_add(e->tok_cur, e->tok_flight);
+    rl_counts_t c;
     int64_t need = 0;
 
     *wait_ms = 0;
+    *share = false;
+    rl_counts(e, &c);
     if (l->rpm != KG_NONE &&
-        rl_used(e->req_prev, e->req_cur, el) + RL_W > l->rpm * RL_W) {
+        rl_used(c.req_prev, c.req_cur, el) + RL_W > l->rpm * RL_W) {
         *wait_ms = l->rpm == 0
                        ? RL_RETRY_NEVER_MS
-                       : rl_wait_ms(e->req_prev, e->req_cur, 1, l->rpm, el);
+                       : rl_wait_ms(c.req_prev, c.req_cur, 1, l->rpm, el);
+        return KG_RATELIMIT_REQUESTS;
+    }
+    if (l->rpm != KG_NONE &&
+        rl_share_used(e, l->rpm, rl_used(c.req_prev, c.req_cur, el),
+                      e->share_req, 1, now)) {
+        *wait_ms = RL_RETRY_SHARE_MS;
+        *share = true;
         return KG_RATELIMIT_REQUESTS;
     }
     if (l->tpm != KG_NONE) {
@@ -359,8 +449,14 @@ static kg_ratelimit_kind_t rl_admit(kg_ratelimit_entry_t *e,
             *wait_ms = RL_RETRY_NEVER_MS;
             return KG_RATELIMIT_TOKENS;
         }
-        if (rl_used(e->tok_prev, tok_cur, el) + need * RL_W > l->tpm * RL_W) {
-            *wait_ms = rl_wait_ms(e->tok_prev, tok_cur, need, l->tpm, el);
+        if (rl_used(c.tok_prev, c.tok_cur, el) + need * RL_W > l->tpm * RL_W) {
+            *wait_ms = rl_wait_ms(c.tok_prev, c.tok_cur, need, l->tpm, el);
+            return KG_RATELIMIT_TOKENS;
+        }
+        if (rl_share_used(e, l->tpm, rl_used(c.tok_prev, c.tok_cur, el),
+                          e->share_tok, need, now)) {
+            *wait_ms = RL_RETRY_SHARE_MS;
+            *share = true;
             return KG_RATELIMIT_TOKENS;
         }
     }
@@ -371,6 +467,8 @@ static kg_ratelimit_kind_t rl_admit(kg_ratelimit_entry_t *e,
     e->req_cur = rl_add(e->req_cur, 1);
     e->tok_flight = rl_add(e->tok_flight, est);
     e->flight = rl_add(e->flight, 1);
+    e->share_req = rl_add(e->share_req, 1);
+    e->share_tok = rl_add(e->share_tok, est);
     return KG_RATELIMIT_OK;
 }
 
@@ -403,6 +501,23 @@ static size_t rl_sweep_keys(kg_ratelimit_t *rl, int64_t now)
     return n;
 }
 
+/*
+ * A new key's first round (e->mu not needed: e is not in the table yet):
+ * until its first import it knows nothing of the others, so when others
+ * shared the store lately its room is split among all the instances.
+ */
+static void rl_share_start(kg_ratelimit_t *rl, kg_ratelimit_entry_t *e,
+                           int64_t now)
+{
+    int64_t at = atomic_load(&rl->live_at);
+
+    e->share_at = INT64_MIN;
+    if (at != INT64_MIN && now - at <= KG_RATELIMIT_SHARE_HOLD_MS) {
+        e->share_at = now;
+        e->share_n = atomic_load(&rl->live_n);
+    }
+}
+
 /* A new entry for id at now, added (keys_lock written); see acquire. */
 static kg_err_t rl_entry_add(kg_ratelimit_t *rl, const char *id, int64_t now,
                              kg_ratelimit_entry_t **out)
@@ -431,6 +546,7 @@ static kg_err_t rl_entry_add(kg_ratelimit_t *rl, const char *id, int64_t now,
     }
     memcpy(e->id, id, strlen(id) + 1);
     e->win_start = rl_window_of(now);
+    rl_share_start(rl, e, now);
     HASH_ADD_STR(rl->keys, id, e);
     if (e->hh.tbl == NULL) {
         pthread_mutex_destroy(&e->mu);
@@ -491,6 +607,7 @@ kg_err_t kg_ratelimit_acquire(kg_ratelimit_t *rl, const char *key_id,
     int64_t est = rl_bound(est_tokens, KG_RATELIMIT_VALUE_MAX);
     int64_t el = 0;
     int64_t wait = 0;
+    bool share = false;
 
     memset(t, 0, sizeof(*t));
     info = info != NULL ? info : &local;
@@ -513,9 +630,15 @@ kg_err_t kg_ratelimit_acquire(kg_ratelimit_t *rl, const char *key_id,
         goto out;
     }
     rl_roll(e, now_ms);
+    e->shares = l.rpm != KG_NONE || l.tpm != KG_NONE;
     el = rl_elapsed(e, now_ms);
-    info->refused = rl_admit(e, &l, est, el, &wait);
+    info->refused = rl_admit(e, &l, est, el, now_ms, &wait, &share);
     rl_info_fill(info, e, el);
+    if (share && info->refused == KG_RATELIMIT_REQUESTS) {
+        info->remaining_requests = 0;
+    } else if (share) {
+        info->remaining_tokens = 0;
+    }
     if (info->refused == KG_RATELIMIT_OK) {
         t->entry = e;
         t->est_tokens = est;
@@ -624,6 +747,134 @@ size_t kg_ratelimit_key_count(kg_ratelimit_t *rl)
     n = HASH_COUNT(rl->keys);
     pthread_rwlock_unlock(&rl->keys_lock);
     return n;
+}
+
+/* e's own counts at now into *out (e->mu held). */
+static void rl_export_one(kg_ratelimit_entry_t *e, int64_t now,
+                          kg_ratelimit_share_t *out)
+{
+    rl_roll(e, now);
+    memcpy(out->key_id, e->id, sizeof(out->key_id));
+    out->window_start = e->win_start;
+    out->req_prev = e->req_prev;
+    out->req_cur = e->req_cur;
+    out->tok_prev = e->tok_prev;
+    out->tok_cur = rl_add(e->tok_cur, e->tok_flight);
+}
+
+/*
+ * Append to out (while *n < max) the keys that share whose place among
+ * them, counting from 0 in the table's order, is in [from, to) (keys_lock
+ * read). Returns how many keys share.
+ */
+static size_t rl_export_range(kg_ratelimit_t *rl, int64_t now, size_t from,
+                              size_t to, kg_ratelimit_share_t *out, size_t max,
+                              size_t *n)
+{
+    kg_ratelimit_entry_t *e = NULL;
+    kg_ratelimit_entry_t *tmp = NULL;
+    size_t pos = 0;
+
+    HASH_ITER(hh, rl->keys, e, tmp)
+    {
+        pthread_mutex_lock(&e->mu);
+        if (e->shares) {
+            if (pos >= from && pos < to && *n < max) {
+                rl_export_one(e, now, &out[(*n)++]);
+            }
+            pos++;
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    return pos;
+}
+
+void kg_ratelimit_export(kg_ratelimit_t *rl, int64_t now_ms,
+                         kg_ratelimit_share_t *out, size_t max, size_t *n)
+{
+    size_t start = atomic_load(&rl->share_next);
+    size_t total = 0;
+    size_t first = 0;
+
+    *n = 0;
+    pthread_rwlock_rdlock(&rl->keys_lock);
+    total = rl_export_range(rl, now_ms, start, SIZE_MAX, out, max, n);
+    first = *n;
+    if (*n < max && start > 0) {
+        /* From the first key again, up to where this call began. */
+        rl_export_range(rl, now_ms, 0, start, out, max, n);
+    }
+    pthread_rwlock_unlock(&rl->keys_lock);
+    /* The next call goes on after the last key taken. */
+    atomic_store(&rl->share_next,
+                 start + first < total ? start + first : *n - first);
+}
+
+/*
+ * o (the other instances' counts) as e's others, aligned to e's windows,
+ * and a new round of e's share of the room at now, split among the live
+ * instances, or those that count the key when they are more (e->mu held,
+ * e rolled).
+ */
+static void rl_import_one(kg_ratelimit_entry_t *e,
+                          const kg_ratelimit_share_t *o, int64_t live,
+                          int64_t now)
+{
+    int64_t counting = 1 + rl_bound(o->instances, KG_RATELIMIT_SHARE_MAX_N - 1);
+
+    int64_t req_prev = rl_bound(o->req_prev, RL_SUM_MAX);
+    int64_t req_cur = rl_bound(o->req_cur, RL_SUM_MAX);
+    int64_t tok_prev = rl_bound(o->tok_prev, RL_SUM_MAX);
+    int64_t tok_cur = rl_bound(o->tok_cur, RL_SUM_MAX);
+
+    e->o_req_prev = 0;
+    e->o_req_cur = 0;
+    e->o_tok_prev = 0;
+    e->o_tok_cur = 0;
+    if (o->window_start == e->win_start) {
+        e->o_req_prev = req_prev;
+        e->o_req_cur = req_cur;
+        e->o_tok_prev = tok_prev;
+        e->o_tok_cur = tok_cur;
+    } else if (o->window_start == e->win_start - RL_W) {
+        /* Its current window is this one's previous. */
+        e->o_req_prev = req_cur;
+        e->o_tok_prev = tok_cur;
+    } else if (o->window_start == e->win_start + RL_W) {
+        /* A clock a little ahead: everything it counted is recent. */
+        e->o_req_cur = rl_add(req_prev, req_cur);
+        e->o_tok_cur = rl_add(tok_prev, tok_cur);
+    }
+    e->share_at = now;
+    e->share_n = counting > live ? counting : live;
+    e->share_req = 0;
+    e->share_tok = 0;
+}
+
+void kg_ratelimit_import(kg_ratelimit_t *rl, const kg_ratelimit_share_t *others,
+                         size_t n, int64_t live, int64_t now_ms)
+{
+    kg_ratelimit_entry_t *e = NULL;
+
+    live = live < 1 ? 1 : rl_bound(live, KG_RATELIMIT_SHARE_MAX_N);
+    atomic_store(&rl->live_n, live);
+    atomic_store(&rl->live_at, now_ms);
+    pthread_rwlock_rdlock(&rl->keys_lock);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = others[i].key_id;
+
+        if (strnlen(id, sizeof(others[i].key_id)) > KG_RATELIMIT_ID_MAX) {
+            continue; /* not a string */
+        }
+        HASH_FIND_STR(rl->keys, id, e);
+        if (e != NULL) {
+            pthread_mutex_lock(&e->mu);
+            rl_roll(e, now_ms);
+            rl_import_one(e, &others[i], live, now_ms);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    pthread_rwlock_unlock(&rl->keys_lock);
 }
 
 /* ip cut to KG_RATELIMIT_IP_MAX bytes into key (that size + 1). */

@@ -162,9 +162,10 @@ void kg_policy_refresh(kg_policy_t *p);
 /*
  * Write this instance's reservations in flight to the store
  * (kg_store_budget_reservation_set: the CLI, the admin API and the
- * dashboard show them), drop idle rate-limit windows and, on a shared
- * store, give back idle budget leases and renew the others
- * (keygate/leases.h); the maintenance thread calls this every second or
+ * dashboard show them), drop idle rate-limit windows and, on a store that
+ * instances share, give back idle budget leases and renew the others
+ * (keygate/leases.h) and exchange the rate windows with the others
+ * (kg_rateshare_tick); the maintenance thread calls this every second or
  * so, and the gateway once more at stop, when nothing is in flight, which
  * leaves none of the reservations.
  */

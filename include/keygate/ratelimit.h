@@ -30,6 +30,12 @@
 #define KG_RATELIMIT_RESET_STRLEN 32
 /* Room for kg_ratelimit_describe's text. */
 #define KG_RATELIMIT_DESCRIBE_STRLEN 96
+/* How long an import's split of the room holds (ms): imports come every
+ * second or so; past this the store is taken as away, and each instance
+ * goes on with the others' counts it has and its own. */
+#define KG_RATELIMIT_SHARE_HOLD_MS INT64_C(5000)
+/* Instances a key's room is split among at most. */
+#define KG_RATELIMIT_SHARE_MAX_N INT64_C(1000)
 
 typedef struct kg_ratelimit kg_ratelimit_t;
 /* One key's windows; private to ratelimit.c. */
@@ -124,11 +130,18 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  * released, at their actual number, in the window of the release; while
  * in flight a request counts its estimate. For its own check, an
  * estimate above tpm counts as tpm (such a request fits an empty window
- * rather than never) and one below 1 as 1.
+ * rather than never) and one below 1 as 1. With instances sharing a store
+ * the counts are this instance's plus the others' as last imported
+ * (kg_ratelimit_import).
  *
  * Checks, in this order; a request is refused when
- *   requests:   the count + 1 > rpm
- *   tokens:     the count + estimate > tpm
+ *   requests:   the count + 1 > rpm, or (instances sharing a store) this
+ *               instance's requests since the last import + 1 > its
+ *               share: (room + those requests) / k, room = rpm - the
+ *               count, k the instances splitting the key's room
+ *               (kg_ratelimit_import); the first since the import is
+ *               never refused for its share
+ *   tokens:     the count + estimate > tpm, or its share, as requests
  *   concurrent: requests in flight >= max_concurrent
  * Returns
  *   KG_OK               *t holds the request's share: release it with
@@ -137,7 +150,8 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  *                       time until the request would fit if no other
  *                       came (in-flight estimates taken as settled as
  *                       estimated); 60 s for a limit of 0, 1 s for the
- *                       concurrency limit
+ *                       concurrency limit and for a share used up (its
+ *                       remaining is then 0)
  *   KG_ERR_UNAVAILABLE  max_keys keys are busy (none idle to drop)
  *   KG_ERR_NOMEM        a new key's entry could not be made
  *   KG_ERR_INVAL        key_id empty or longer than KG_RATELIMIT_ID_MAX
@@ -173,6 +187,60 @@ size_t kg_ratelimit_sweep(kg_ratelimit_t *rl, int64_t now_ms);
 
 /* Keys tracked now. Thread-safe. */
 size_t kg_ratelimit_key_count(kg_ratelimit_t *rl);
+
+/*
+ * One key's request and token counts as gateway instances sharing a store
+ * exchange them: the fixed windows [window_start - KG_RATELIMIT_WINDOW_MS,
+ * window_start) (prev) and [window_start, window_start +
+ * KG_RATELIMIT_WINDOW_MS) (cur), window_start in ms a multiple of the
+ * window. Tokens include the estimates of requests in flight.
+ */
+typedef struct kg_ratelimit_share {
+    char key_id[KG_RATELIMIT_ID_MAX + 1];
+    int64_t window_start;
+    int64_t req_prev;
+    int64_t req_cur;
+    int64_t tok_prev;
+    int64_t tok_cur;
+    /* Import: how many other instances track the key in these windows
+     * (their sums are above, 0 or not). Export: 0. */
+    int64_t instances;
+} kg_ratelimit_share_t;
+
+/*
+ * This instance's own counts (never the others' it imported) of the keys
+ * whose last request had an rpm or a tpm limit, rolled to the windows of
+ * now_ms, into out: at most max keys, *n set to how many. When more keys
+ * share than max, each call goes on where the previous one stopped, so
+ * that all take turns. Thread-safe; never allocates.
+ */
+void kg_ratelimit_export(kg_ratelimit_t *rl, int64_t now_ms,
+                         kg_ratelimit_share_t *out, size_t max, size_t *n);
+
+/*
+ * Take others[0..n) as the other instances' counts of those keys (their
+ * sums), each replacing what the key's entry held of them; keys not
+ * tracked are skipped (an import never makes an entry). Each row's windows
+ * are aligned to the entry's at now_ms: the same window counts as it is;
+ * a row one window behind counts its cur as previous; one ahead (a clock
+ * a little ahead) counts all it has as current; any other counts nothing.
+ * The others' counts then roll with the entry's windows and count in the
+ * requests and tokens checks, their Retry-After and the remaining and
+ * reset headers until the next import. Concurrency stays this instance's
+ * own.
+ *
+ * An import also starts a round of the key's split of the room: until the
+ * next import this instance does not see what the others admit, so it
+ * takes at most 1/k of the room it sees (the first request of a round
+ * always may take more; see kg_ratelimit_acquire). k is live, how many
+ * instances share the store (this one included), or 1 + the row's
+ * instances when that is more (rows of an instance that stopped); a key
+ * seen for the first time splits its room among the live until its first
+ * import. The split lapses KG_RATELIMIT_SHARE_HOLD_MS after its import.
+ * n may be 0 (live alone). Thread-safe; never allocates.
+ */
+void kg_ratelimit_import(kg_ratelimit_t *rl, const kg_ratelimit_share_t *others,
+                         size_t n, int64_t live, int64_t now_ms);
 
 /*
  * Whether ip (a client address string) may try to authenticate at now_ms:

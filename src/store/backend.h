@@ -16,6 +16,7 @@
 #include "keygate/store_keys.h"
 #include "keygate/store_leases.h"
 #include "keygate/store_ops.h"
+#include "keygate/store_rates.h"
 #include "keygate/store_usage.h"
 #include "keygate/store_workspaces.h"
 
@@ -197,6 +198,19 @@ typedef struct kg_store_maint_ops {
     kg_err_t (*counts)(kg_store_t *s, kg_store_count_t *out, kg_diag_t *diag);
     kg_err_t (*space)(kg_store_t *s, kg_store_space_t *out, kg_diag_t *diag);
 } kg_store_maint_ops_t;
+
+/* Shared rate windows (include/keygate/store_rates.h). The forwarder
+ * zeroes the counts of others' rows before the call. */
+typedef struct kg_store_rates_ops {
+    kg_err_t (*publish)(kg_store_t *s, const kg_ratelimit_share_t *own,
+                        size_t n, kg_diag_t *diag);
+    kg_err_t (*others)(kg_store_t *s, int64_t window_start,
+                       kg_ratelimit_share_t *rows, size_t n, kg_diag_t *diag);
+    kg_err_t (*live)(kg_store_t *s, int64_t within_s, int64_t *n,
+                     kg_diag_t *diag);
+    kg_err_t (*prune)(kg_store_t *s, int64_t older_than_s, int64_t *deleted,
+                      kg_diag_t *diag);
+} kg_store_rates_ops_t;
 
 /* API keys, their secrets and the key revision (include/keygate/
  * store_keys.h). */

@@ -738,6 +738,69 @@ START_TEST(reservations_in_flight_add_up_across_instances)
 }
 END_TEST
 
+/*
+ * Rate limits shared by the three (docs/scale-out.md, "Rate limits"): a
+ * key with rpm = RATE_RPM made on one instance's CLI, RATE_SENT requests
+ * round-robin to the three, one every RATE_GAP_MS. Unshared, each
+ * instance would admit its third of them all (RATE_SENT, and up to three
+ * times the limit with more); shared, the admitted stay within the limit
+ * plus the documented excess: the requests the other instances admit in
+ * RATE_BLIND_MS (two publish intervals and the store's round trip), and
+ * what the sliding window gives back meanwhile when the run crosses a
+ * minute. The rest are 429 with Retry-After.
+ */
+#define RATE_RPM      30
+#define RATE_SENT     (2 * RATE_RPM)
+#define RATE_GAP_MS   200
+#define RATE_BLIND_MS 2500
+START_TEST(rpm_shared_by_three_instances)
+{
+    const char *body = "{\"model\":\"gpt-4o\",\"max_tokens\":16,\"messages\":"
+                       "[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    /* The others get two of every three requests. */
+    double others_per_s = 1000.0 / RATE_GAP_MS * (N_GW - 1) / N_GW;
+    int run_ms = RATE_SENT * RATE_GAP_MS;
+    int bound = RATE_RPM + (int)(others_per_s * RATE_BLIND_MS / 1000 + 0.999) +
+                (RATE_RPM * run_ms + 59999) / 60000;
+    char bearer[GWF_TOKEN_MAX + 32];
+    char rpm[16];
+    int ok[N_GW] = {0};
+    int admitted = 0;
+    int limited = 0;
+    gwf_key_t k;
+
+    snprintf(rpm, sizeof(rpm), "%d", RATE_RPM);
+    gwf_key_create(&W[0], &k, "rates", "--rpm", rpm, NULL);
+    gwf_bearer(&k, bearer, sizeof(bearer));
+    for (int i = 0; i < RATE_SENT; i++) {
+        char retry[32] = "";
+        gwf_resp_t r;
+
+        gwf_post(&W[i % N_GW], &r, "/v1/chat/completions", bearer, body);
+        if (r.curl_rc == 0 && r.status == 200) {
+            ok[i % N_GW]++;
+            admitted++;
+        } else {
+            gwf_assert_error(&r, 429, "rate_limit_exceeded", NULL);
+            ck_assert_int_eq(
+                gwf_resp_header(&r, "Retry-After", retry, sizeof(retry)), 1);
+            ck_assert_int_ge(strtol(retry, NULL, 10), 1);
+            limited++;
+        }
+        gwf_resp_free(&r);
+        usleep(RATE_GAP_MS * 1000);
+    }
+    fprintf(stderr,
+            "rpm %d shared by %d instances: %d of %d admitted (%d, %d, %d), "
+            "%d limited; the bound is %d\n",
+            RATE_RPM, N_GW, admitted, RATE_SENT, ok[0], ok[1], ok[2], limited,
+            bound);
+    ck_assert_int_ge(admitted, RATE_RPM);
+    ck_assert_int_le(admitted, bound);
+    ck_assert_int_lt(bound, RATE_SENT);
+}
+END_TEST
+
 static Suite *pg_gateway_suite(void)
 {
     Suite *s = suite_create("pg_gateway");
@@ -753,6 +816,7 @@ static Suite *pg_gateway_suite(void)
     tcase_add_test(tc, postgres_restart_mid_load_loses_nothing);
     tcase_add_test(tc, reservations_in_flight_add_up_across_instances);
     tcase_add_test(tc, store_down_cached_keys_bounded_uncached_503);
+    tcase_add_test(tc, rpm_shared_by_three_instances);
     suite_add_tcase(s, tc);
     return s;
 }

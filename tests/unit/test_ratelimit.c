@@ -626,6 +626,431 @@ START_TEST(test_hammer_mixed)
 }
 END_TEST
 
+/* ---- sharing with other instances ------------------------------------ */
+
+/* A share row of the others' counts. */
+static kg_ratelimit_share_t ut_share(const char *id, int64_t window,
+                                     int64_t req_prev, int64_t req_cur,
+                                     int64_t tok_prev, int64_t tok_cur)
+{
+    kg_ratelimit_share_t sh;
+
+    memset(&sh, 0, sizeof(sh));
+    snprintf(sh.key_id, sizeof(sh.key_id), "%s", id);
+    sh.window_start = window;
+    sh.req_prev = req_prev;
+    sh.req_cur = req_cur;
+    sh.tok_prev = tok_prev;
+    sh.tok_cur = tok_cur;
+    return sh;
+}
+
+/* Import one row at now, this instance alone live. */
+static void ut_import(kg_ratelimit_t *rl, kg_ratelimit_share_t sh, int64_t now)
+{
+    kg_ratelimit_import(rl, &sh, 1, 1, now);
+}
+
+/* How many requests of id (limits lim) are admitted in a row at now. */
+static int ut_admit_all(kg_ratelimit_t *rl, const char *id,
+                        const kg_ratelimit_limits_t *lim, int64_t now)
+{
+    int n = 0;
+
+    while (n < 1000 && ut_hit(rl, id, lim, now, NULL) == KG_OK) {
+        n++;
+    }
+    return n;
+}
+
+/* The others' counts of the same window count with the own ones; export
+ * gives the own ones alone. */
+START_TEST(test_share_aligned)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {10, KG_NONE, KG_NONE};
+    kg_ratelimit_info_t info;
+    kg_ratelimit_share_t out[4];
+    size_t n = 0;
+
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + i, &info), KG_OK);
+    }
+    ck_assert_int_eq(info.remaining_requests, 7);
+    ut_import(rl, ut_share("k", T0, 0, 6, 0, 0), T0 + 10);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 20, &info), KG_OK);
+    ck_assert_int_eq(info.remaining_requests, 0);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 30, &info),
+                     KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_REQUESTS);
+    /* 10 in this window: the earliest fits again 6 s into the next. */
+    ck_assert_int_eq(info.retry_after_s, 66);
+    ck_assert_int_eq(info.reset_requests_ms, 2 * W - 30);
+    kg_ratelimit_export(rl, T0 + 40, out, 4, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(out[0].key_id, "k");
+    ck_assert_int_eq(out[0].window_start, T0);
+    ck_assert_int_eq(out[0].req_prev, 0);
+    ck_assert_int_eq(out[0].req_cur, 4);
+    /* A later import replaces the earlier one, it does not add to it. */
+    ut_import(rl, ut_share("k", T0, 0, 2, 0, 0), T0 + 50);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 60), 4);
+    /* The others' previous window weighs by its overlap, as the own. */
+    ut_import(rl, ut_share("k", T0 + W, 8, 0, 0, 0), T0 + W + W / 2);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + W + W / 2, &info), KG_OK);
+    /* own 8 * 0.5 + others 8 * 0.5 + this one = 9 */
+    ck_assert_int_eq(info.remaining_requests, 1);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* A row one window behind counts its current window as previous, and the
+ * imported counts roll with the entry's windows. */
+START_TEST(test_share_one_behind)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {10, KG_NONE, KG_NONE};
+
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + W, NULL), KG_OK);
+    /* 30 s into the window: 8 * 0.5 = 4 of theirs, 1 of ours. */
+    ut_import(rl, ut_share("k", T0, 100, 8, 0, 0), T0 + W + W / 2);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + W + W / 2), 5);
+    /* Imported while the same window: rolls into previous with the own
+     * counts. */
+    ck_assert_int_eq(ut_hit(rl, "k2", &lim, T0, NULL), KG_OK);
+    ut_import(rl, ut_share("k2", T0, 0, 7, 0, 0), T0 + 1);
+    /* (1 + 7) * 0.5 = 4 at the middle of the next window. */
+    ck_assert_int_eq(ut_admit_all(rl, "k2", &lim, T0 + W + W / 2), 6);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Counts of windows that no longer overlap count nothing: a row two or
+ * more windows behind, and imported counts two windows later. A row one
+ * ahead (a clock a little fast) counts wholly as current. */
+START_TEST(test_share_stale)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {10, KG_NONE, KG_NONE};
+
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0, NULL), KG_OK);
+    ut_import(rl, ut_share("k", T0 - 2 * W, 50, 50, 0, 0), T0 + 1);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 2), 9);
+    ck_assert_int_eq(ut_hit(rl, "k2", &lim, T0, NULL), KG_OK);
+    ut_import(rl, ut_share("k2", T0, 50, 50, 0, 0), T0 + 1);
+    ck_assert_int_eq(ut_admit_all(rl, "k2", &lim, T0 + 2), 0);
+    /* Two windows on, the own and the imported counts are gone. */
+    ck_assert_int_eq(ut_admit_all(rl, "k2", &lim, T0 + 2 * W), 10);
+    ck_assert_int_eq(ut_hit(rl, "k3", &lim, T0, NULL), KG_OK);
+    ut_import(rl, ut_share("k3", T0 + W, 3, 2, 0, 0), T0 + 1);
+    ck_assert_int_eq(ut_admit_all(rl, "k3", &lim, T0 + 2), 4);
+    /* An import never makes an entry; a bad id is skipped. */
+    ut_import(rl, ut_share("nobody", T0, 0, 1, 0, 0), T0 + 3);
+    ck_assert_uint_eq(kg_ratelimit_key_count(rl), 3);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Tokens: the others' settled and in-flight tokens count; export gives
+ * the own settled tokens plus the estimates in flight. */
+START_TEST(test_share_tokens)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {KG_NONE, 1000, KG_NONE};
+    kg_ratelimit_ticket_t t1 = {0};
+    kg_ratelimit_ticket_t t2 = {0};
+    kg_ratelimit_info_t info;
+    kg_ratelimit_share_t out[2];
+    size_t n = 0;
+
+    ck_assert_int_eq(kg_ratelimit_acquire(rl, "k", &lim, 100, T0, &t1, &info),
+                     KG_OK);
+    kg_ratelimit_release(rl, &t1, 40, T0 + 1);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 100, T0 + 2, &t1, &info), KG_OK);
+    kg_ratelimit_export(rl, T0 + 3, out, 2, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(out[0].tok_cur, 140);
+    ck_assert_int_eq(out[0].tok_prev, 0);
+    ut_import(rl, ut_share("k", T0, 0, 0, 0, 800), T0 + 4);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 61, T0 + 5, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_TOKENS);
+    ck_assert_int_eq(info.remaining_tokens, 60);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 60, T0 + 6, &t2, &info), KG_OK);
+    ck_assert_int_eq(info.remaining_tokens, 0);
+    kg_ratelimit_release(rl, &t1, 0, T0 + 7);
+    kg_ratelimit_release(rl, &t2, 0, T0 + 7);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Concurrency stays per instance: the others' counts never add to it,
+ * and a key limited only in concurrency is not shared. */
+START_TEST(test_share_concurrency_untouched)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {100, KG_NONE, 2};
+    kg_ratelimit_limits_t conc = {KG_NONE, KG_NONE, 1};
+    kg_ratelimit_ticket_t t[3];
+    kg_ratelimit_info_t info;
+    kg_ratelimit_share_t out[4];
+    size_t n = 0;
+
+    memset(t, 0, sizeof(t));
+    ck_assert_int_eq(kg_ratelimit_acquire(rl, "k", &lim, 0, T0, &t[0], &info),
+                     KG_OK);
+    ck_assert_int_eq(kg_ratelimit_acquire(rl, "c", &conc, 0, T0, &t[2], &info),
+                     KG_OK);
+    ut_import(rl, ut_share("k", T0, 0, 50, 0, 0), T0 + 1);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 0, T0 + 2, &t[1], &info), KG_OK);
+    ck_assert_int_eq(info.concurrent, 2);
+    ck_assert_int_eq(info.remaining_requests, 48);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 3, &info), KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_CONCURRENT);
+    kg_ratelimit_export(rl, T0 + 4, out, 4, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(out[0].key_id, "k");
+    ck_assert_int_eq(out[0].req_cur, 2);
+    for (int i = 0; i < 3; i++) {
+        kg_ratelimit_release(rl, &t[i], 0, T0 + 5);
+    }
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* More keys than one export takes: successive exports take turns, each
+ * key once in every round. */
+START_TEST(test_share_export_turns)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {10, KG_NONE, KG_NONE};
+    kg_ratelimit_share_t out[2];
+    char id[8];
+    int seen[5] = {0};
+    size_t n = 0;
+
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "k%d", i);
+        ck_assert_int_eq(ut_hit(rl, id, &lim, T0, NULL), KG_OK);
+    }
+    for (int round = 0; round < 2; round++) {
+        memset(seen, 0, sizeof(seen));
+        for (int call = 0; call < 5; call++) {
+            kg_ratelimit_export(rl, T0 + 1, out, 2, &n);
+            ck_assert_uint_eq(n, 2);
+            for (size_t i = 0; i < n; i++) {
+                ck_assert_int_eq(out[i].key_id[0], 'k');
+                seen[out[i].key_id[1] - '0']++;
+            }
+        }
+        /* Five calls of two: every key twice, none left out. */
+        for (int i = 0; i < 5; i++) {
+            ck_assert_int_eq(seen[i], 2);
+        }
+    }
+    kg_ratelimit_export(rl, T0 + 1, out, 0, &n);
+    ck_assert_uint_eq(n, 0);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* A key first seen while others share the store: its room is split among
+ * the live instances until its first import, which splits it among those
+ * that count the key; the split lapses when imports stop. */
+START_TEST(test_share_split_new_key)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {30, KG_NONE, KG_NONE};
+    kg_ratelimit_share_t sh;
+    kg_ratelimit_info_t info;
+
+    kg_ratelimit_import(rl, NULL, 0, 3, T0);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 10), 10);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 20, &info),
+                     KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_REQUESTS);
+    ck_assert_int_eq(info.retry_after_s, 1);
+    ck_assert_int_eq(info.remaining_requests, 0);
+    /* Nobody else counts it: the whole room is this instance's. */
+    ut_import(rl, ut_share("k", T0, 0, 0, 0, 0), T0 + 1000);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1010), 20);
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0 + 1020, &info),
+                     KG_ERR_RATE_LIMITED);
+    ck_assert_int_gt(info.retry_after_s, 1); /* the window is full */
+    /* Once the last import is older than the hold, new keys are not
+     * split; nor with this instance alone. */
+    ck_assert_int_eq(ut_admit_all(rl, "k2", &lim,
+                                  T0 + 1000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
+                     30);
+    kg_ratelimit_import(rl, NULL, 0, 1, T0 + 2 * W);
+    ck_assert_int_eq(ut_admit_all(rl, "k3", &lim, T0 + 2 * W + 1), 30);
+    /* Split among the live instances even when no other counts the key
+     * yet: 29 left, 9 of them. */
+    sh = ut_share("k3", T0 + 2 * W, 0, 0, 0, 0);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 4 * W);
+    ck_assert_int_eq(ut_hit(rl, "k3", &lim, T0 + 4 * W, NULL), KG_OK);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 4 * W + 1);
+    ck_assert_int_eq(ut_admit_all(rl, "k3", &lim, T0 + 4 * W + 2), 9);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Each import starts a round: this instance takes 1/k of the room it sees
+ * (k = 1 + the instances counting the key), the first request of a round
+ * always, and the split lapses when the next import does not come. */
+START_TEST(test_share_split_rounds)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {30, KG_NONE, KG_NONE};
+    kg_ratelimit_limits_t three = {3, KG_NONE, KG_NONE};
+    kg_ratelimit_share_t sh = ut_share("k", T0, 0, 6, 0, 0);
+
+    ck_assert_int_eq(ut_hit(rl, "k", &lim, T0, NULL), KG_OK);
+    ck_assert_int_eq(ut_hit(rl, "s", &three, T0, NULL), KG_OK);
+    sh.instances = 2;
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1);
+    /* 30 - 1 - 6 = 23 left: 7 of them (and the first of the round). */
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 2), 7);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    /* 30 - 8 - 6 = 16 left: 5. */
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1001), 5);
+    /* No import for longer than the hold: the window alone. */
+    ck_assert_int_eq(
+        ut_admit_all(rl, "k", &lim, T0 + 1000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
+        11);
+    /* A room smaller than the instances: the first of each round fits. */
+    sh = ut_share("s", T0, 0, 0, 0, 0);
+    sh.instances = 5;
+    kg_ratelimit_import(rl, &sh, 1, 6, T0 + 10);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 11), 1);
+    kg_ratelimit_import(rl, &sh, 1, 6, T0 + 1010);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 1011), 1);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+/* Tokens are split as requests are; a request larger than the share fits
+ * as the first of its round. */
+START_TEST(test_share_split_tokens)
+{
+    kg_ratelimit_t *rl = ut_new(NULL);
+    kg_ratelimit_limits_t lim = {KG_NONE, 3000, KG_NONE};
+    kg_ratelimit_share_t sh = ut_share("k", T0, 0, 0, 0, 0);
+    kg_ratelimit_ticket_t t1 = {0};
+    kg_ratelimit_ticket_t t2 = {0};
+    kg_ratelimit_info_t info;
+
+    ck_assert_int_eq(kg_ratelimit_acquire(rl, "k", &lim, 0, T0, &t1, NULL),
+                     KG_OK);
+    kg_ratelimit_release(rl, &t1, 0, T0);
+    sh.instances = 2;
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 1500, T0 + 2, &t1, &info), KG_OK);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 100, T0 + 3, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.refused, KG_RATELIMIT_TOKENS);
+    ck_assert_int_eq(info.remaining_tokens, 0);
+    ck_assert_int_eq(info.retry_after_s, 1);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    /* 1500 left: 500 of them. */
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 500, T0 + 1001, &t2, &info), KG_OK);
+    kg_ratelimit_release(rl, &t2, 500, T0 + 1002);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 1, T0 + 1003, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    kg_ratelimit_release(rl, &t1, 1500, T0 + 1004);
+    kg_ratelimit_free(&rl);
+}
+END_TEST
+
+typedef struct ut_share_hammer {
+    kg_ratelimit_t *rl;
+    pthread_barrier_t barrier;
+    atomic_int admitted;
+    atomic_bool done;
+} ut_share_hammer_t;
+
+static void *ut_share_admit(void *arg)
+{
+    ut_share_hammer_t *s = arg;
+    kg_ratelimit_limits_t lim = {1000, 100000, 8};
+
+    pthread_barrier_wait(&s->barrier);
+    for (int i = 0; i < UT_ITERS; i++) {
+        kg_ratelimit_ticket_t t = {0};
+        kg_ratelimit_info_t info;
+
+        if (kg_ratelimit_acquire(s->rl, "hot", &lim, 10, T0 + 5, &t, &info) ==
+            KG_OK) {
+            atomic_fetch_add(&s->admitted, 1);
+            kg_ratelimit_release(s->rl, &t, 10, T0 + 5);
+        }
+    }
+    return NULL;
+}
+
+static void *ut_share_sync(void *arg)
+{
+    ut_share_hammer_t *s = arg;
+    kg_ratelimit_share_t rows[4];
+    size_t n = 0;
+
+    pthread_barrier_wait(&s->barrier);
+    while (!atomic_load(&s->done)) {
+        kg_ratelimit_export(s->rl, T0 + 5, rows, 4, &n);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_le(rows[i].req_cur, 600);
+            rows[i].window_start = T0;
+            rows[i].req_prev = 0;
+            rows[i].req_cur = 400;
+            rows[i].tok_prev = 0;
+            rows[i].tok_cur = 0;
+        }
+        kg_ratelimit_import(s->rl, rows, n, 1, T0 + 5);
+    }
+    return NULL;
+}
+
+/* Exports and imports while 8 threads admit: exactly what the others'
+ * 400 leave of the 1000 is admitted, never more. */
+START_TEST(test_share_hammer)
+{
+    static ut_share_hammer_t s;
+    pthread_t th[UT_THREADS + 1];
+    kg_ratelimit_ticket_t t = {0};
+    kg_ratelimit_limits_t lim = {1000, 100000, 8};
+
+    memset(&s, 0, sizeof(s));
+    s.rl = ut_new(NULL);
+    ck_assert_int_eq(kg_ratelimit_acquire(s.rl, "hot", &lim, 0, T0, &t, NULL),
+                     KG_OK);
+    kg_ratelimit_release(s.rl, &t, 0, T0);
+    ut_import(s.rl, ut_share("hot", T0, 0, 400, 0, 0), T0);
+    pthread_barrier_init(&s.barrier, NULL, UT_THREADS + 1);
+    ck_assert_int_eq(pthread_create(&th[UT_THREADS], NULL, ut_share_sync, &s),
+                     0);
+    for (int i = 0; i < UT_THREADS; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, ut_share_admit, &s), 0);
+    }
+    for (int i = 0; i < UT_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    atomic_store(&s.done, true);
+    pthread_join(th[UT_THREADS], NULL);
+    pthread_barrier_destroy(&s.barrier);
+    /* The first request above took one of the 600. */
+    ck_assert_int_eq(atomic_load(&s.admitted), 599);
+    kg_ratelimit_free(&s.rl);
+}
+END_TEST
+
 static Suite *ratelimit_suite(void)
 {
     Suite *s = suite_create("ratelimit");
@@ -647,6 +1072,16 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_auth_bound);
     tcase_add_test(tc, test_hammer_exact);
     tcase_add_test(tc, test_hammer_mixed);
+    tcase_add_test(tc, test_share_aligned);
+    tcase_add_test(tc, test_share_one_behind);
+    tcase_add_test(tc, test_share_stale);
+    tcase_add_test(tc, test_share_tokens);
+    tcase_add_test(tc, test_share_concurrency_untouched);
+    tcase_add_test(tc, test_share_export_turns);
+    tcase_add_test(tc, test_share_split_new_key);
+    tcase_add_test(tc, test_share_split_rounds);
+    tcase_add_test(tc, test_share_split_tokens);
+    tcase_add_test(tc, test_share_hammer);
     suite_add_tcase(s, tc);
     return s;
 }

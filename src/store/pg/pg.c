@@ -775,4 +775,5 @@ const kg_store_backend_t kg_pg_backend = {
     .maint = &kg_pg_maint_ops,
     .leases = &kg_pg_leases_ops,
     .keys = &kg_pg_keys_ops,
+    .rates = &kg_pg_rates_ops,
 };

@@ -46,6 +46,7 @@ extern const kg_store_audit_ops_t kg_pg_audit_ops;
 extern const kg_store_maint_ops_t kg_pg_maint_ops;
 extern const kg_store_keys_ops_t kg_pg_keys_ops;
 extern const kg_store_leases_ops_t kg_pg_leases_ops;
+extern const kg_store_rates_ops_t kg_pg_rates_ops;
 
 /* The values of one statement's parameters, in order ($1, $2, ...). */
 typedef struct kg_pg_params {
