@@ -342,6 +342,8 @@ static void gateway_maint_tick(kg_gateway_t *gw, gateway_maint_t *m)
     }
     /* CLI changes to keys and workspaces reach the policy caches. */
     kg_policy_refresh(gw->policy);
+    /* Rate windows shared with the other instances on the store. */
+    kg_policy_share_rates(gw->policy, kg_clock_now_ms());
     gateway_check_store(gw, m);
     if (now >= m->next_persist) {
         m->next_persist = now + 1000 * 1000;
@@ -380,9 +382,10 @@ static void gateway_watchdog_init(kg_gateway_t *gw, gateway_maint_t *m)
 
 /*
  * Periodic work off the request path, every KG_POLICY_REFRESH_MS: the
- * watchdog, the policy caches' revision check; every second the keys'
- * last use, the reservations snapshot, the heap trim and the status line;
- * the expiry purge and the [usage] retention every purge_interval.
+ * watchdog, the policy caches' revision check, a round of the shared rate
+ * windows; every second the keys' last use, the reservations snapshot,
+ * the heap trim and the status line; the expiry purge and the [usage]
+ * retention every purge_interval.
  */
 static void *gateway_maintenance(void *arg)
 {
@@ -586,7 +589,9 @@ static void gateway_stop(kg_gateway_t *gw)
     if (gw->policy != NULL) {
         kg_diag_t diag = {{0}};
 
-        /* Everything has settled: leave no reservation in the store. */
+        /* Everything has settled: the others count this instance's final
+         * rate windows, and no reservation is left in the store. */
+        kg_policy_share_rates(gw->policy, kg_clock_now_ms());
         if (kg_policy_persist(gw->policy, kg_clock_now_ms(), &diag) != KG_OK) {
             KG_WARN("reservations not cleared: %s", diag.msg);
         }

@@ -761,6 +761,18 @@ static void pol_persist_one(void *ud, const kg_budget_entry_t *e)
                                              pp->diag);
 }
 
+void kg_policy_share_rates(kg_policy_t *p, int64_t now_ms)
+{
+    kg_diag_t diag = {{0}};
+
+    pthread_mutex_lock(&p->store_mu);
+    /* On a failure each instance goes on with what it knows. */
+    if (kg_rateshare_tick(p->store, p->rate, now_ms, &diag) != KG_OK) {
+        KG_DEBUG("maintenance: rate limits not shared: %s", diag.msg);
+    }
+    pthread_mutex_unlock(&p->store_mu);
+}
+
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
 {
     pol_persist_t pp = {p, KG_OK, diag};
@@ -770,10 +782,9 @@ kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms, kg_diag_t *diag)
     pthread_mutex_lock(&p->store_mu);
     /* A shared store's leases: idle room back, renewals. */
     kg_leases_tick(&p->leases, p->budget, p->store);
-    /* Rate windows shared with the other instances on the store (none on
-     * SQLite); on a failure each instance goes on with what it knows. */
-    if (kg_rateshare_tick(p->store, p->rate, now_ms, &rdiag) != KG_OK) {
-        KG_DEBUG("maintenance: rate limits not shared: %s", rdiag.msg);
+    /* Shared rate windows nobody publishes any more (none on SQLite). */
+    if (kg_rateshare_prune(p->store, now_ms, &rdiag) != KG_OK) {
+        KG_DEBUG("maintenance: old rate windows not pruned: %s", rdiag.msg);
     }
     pp.rc = kg_store_begin(p->store, diag);
     if (pp.rc == KG_OK) {

@@ -51,8 +51,9 @@ static unsigned rl_hash(const void *key, size_t len)
 /* Retry-After when the limit is 0 (never fits) or concurrency refused. */
 #define RL_RETRY_NEVER_MS      RL_W
 #define RL_RETRY_CONCURRENT_MS INT64_C(1000)
-/* Retry-After when this instance's share of the room is used: about when
- * the next import splits the room again. */
+/* Retry-After when this instance's share of the room is used: the next
+ * import splits the room again sooner, but Retry-After counts whole
+ * seconds. */
 #define RL_RETRY_SHARE_MS INT64_C(1000)
 
 /*

@@ -40,10 +40,18 @@ kg_err_t kg_rateshare_tick(kg_store_t *store, kg_ratelimit_t *rl,
         goto out;
     }
     kg_ratelimit_import(rl, rows, n, live, now_ms);
-    if (now_ms % KG_RATESHARE_PRUNE_EVERY_MS < KG_RATESHARE_PRUNE_SLOT_MS) {
-        rc = kg_store_rates_prune(store, KG_RATESHARE_KEEP_S, NULL, diag);
-    }
 out:
     free(rows);
+    return rc;
+}
+
+kg_err_t kg_rateshare_prune(kg_store_t *store, int64_t now_ms, kg_diag_t *diag)
+{
+    kg_err_t rc = KG_OK;
+
+    if (kg_store_rates_shared(store) &&
+        now_ms % KG_RATESHARE_PRUNE_EVERY_MS < KG_RATESHARE_PRUNE_SLOT_MS) {
+        rc = kg_store_rates_prune(store, KG_RATESHARE_KEEP_S, NULL, diag);
+    }
     return rc;
 }

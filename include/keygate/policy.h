@@ -160,14 +160,24 @@ void kg_policy_auth_failed(kg_policy_t *p, const char *ip, int64_t now_ms);
 void kg_policy_refresh(kg_policy_t *p);
 
 /*
+ * On a store that instances share, one round of exchanging the rate
+ * windows with the others at now_ms (the wall clock; kg_rateshare_tick);
+ * nothing on one that does not. It reads and writes the store: call it
+ * every KG_POLICY_REFRESH_MS from a thread off the request path (the
+ * gateway's maintenance thread). A failure is logged at debug, and the
+ * instance goes on with what it knows of the others.
+ */
+void kg_policy_share_rates(kg_policy_t *p, int64_t now_ms);
+
+/*
  * Write this instance's reservations in flight to the store
  * (kg_store_budget_reservation_set: the CLI, the admin API and the
  * dashboard show them), drop idle rate-limit windows and, on a store that
  * instances share, give back idle budget leases and renew the others
- * (keygate/leases.h) and exchange the rate windows with the others
- * (kg_rateshare_tick); the maintenance thread calls this every second or
- * so, and the gateway once more at stop, when nothing is in flight, which
- * leaves none of the reservations.
+ * (keygate/leases.h) and prune the shared rate windows nobody publishes
+ * any more (kg_rateshare_prune); the maintenance thread calls this every
+ * second or so, and the gateway once more at stop, when nothing is in
+ * flight, which leaves none of the reservations.
  */
 kg_err_t kg_policy_persist(kg_policy_t *p, int64_t now_ms,
                            kg_diag_t *diag) KG_MUST_CHECK;

@@ -31,7 +31,7 @@
 /* Room for kg_ratelimit_describe's text. */
 #define KG_RATELIMIT_DESCRIBE_STRLEN 96
 /* How long an import's split of the room holds (ms): imports come every
- * second or so; past this the store is taken as away, and each instance
+ * 200 ms or so; past this the store is taken as away, and each instance
  * goes on with the others' counts it has and its own. */
 #define KG_RATELIMIT_SHARE_HOLD_MS INT64_C(5000)
 /* Instances a key's room is split among at most. */

@@ -207,13 +207,14 @@ END_TEST
 
 /* An instance that stopped still counts for the windows it published (it
  * admitted those requests); pruning deletes only rows nobody published
- * for the given time, whoever they belong to. */
+ * for the given time, whoever they belong to, and the maintenance prunes
+ * only in the first seconds of a minute. */
 START_TEST(stopped_counts_and_prune)
 {
     kg_store_t *a = open_as("inst-a");
     kg_store_t *b = open_as("inst-b");
     kg_store_t *c = open_as("inst-c");
-    const char *args[] = {"inst-b"};
+    const char *args[] = {"inst-b", "inst-a"};
     kg_diag_t diag = {{0}};
     int64_t deleted = -1;
 
@@ -227,9 +228,22 @@ START_TEST(stopped_counts_and_prune)
             "UPDATE rate_shares SET updated_at = now() - interval '1 hour' "
             "WHERE instance = $1",
             1, args);
+    /* The maintenance's prune runs in the first seconds of a minute. */
+    ck_assert_int_eq(
+        kg_rateshare_prune(c, T0 + KG_RATESHARE_PRUNE_SLOT_MS, &diag), KG_OK);
+    ck_assert_int_eq(pgs_sql(a, "SELECT count(*) FROM rate_shares", 0, NULL),
+                     4);
     ck_assert_int_eq(kg_store_rates_prune(c, 180, &deleted, &diag), KG_OK);
     ck_assert_int_eq(deleted, 2); /* its key's row and its mark */
     assert_counts(others(c, "k", T0), 0, 4, 0, 0);
+    pgs_sql(a,
+            "UPDATE rate_shares SET updated_at = now() - interval '1 hour' "
+            "WHERE instance = $1",
+            1, args + 1);
+    ck_assert_int_eq(kg_rateshare_prune(c, T0 + 1, &diag), KG_OK);
+    ck_assert_int_eq(pgs_sql(a, "SELECT count(*) FROM rate_shares", 0, NULL),
+                     0);
+    publish(a, row("k", T0, 0, 4, 0, 0));
     ck_assert_int_eq(kg_store_rates_prune(c, 180, NULL, &diag), KG_OK);
     assert_counts(others(c, "k", T0), 0, 4, 0, 0);
     kg_store_close(&a);
@@ -371,9 +385,10 @@ START_TEST(sqlite_does_not_share)
     ck_assert_int_eq(kg_store_rates_prune(s, 1, NULL, &diag), KG_ERR_STORE);
     ck_assert_int_eq(kg_store_rates_live(s, 5, &n, &diag), KG_ERR_STORE);
     ck_assert_int_eq(n, 0);
-    /* The tick does nothing there. */
+    /* The tick and the prune do nothing there. */
     ck_assert_int_eq(kg_ratelimit_new(NULL, &rl), KG_OK);
     ck_assert_int_eq(kg_rateshare_tick(s, rl, T0, &diag), KG_OK);
+    ck_assert_int_eq(kg_rateshare_prune(s, T0, &diag), KG_OK);
     kg_ratelimit_free(&rl);
     kg_store_close(&s);
     ut_tmpdir_remove(dir);
