@@ -81,16 +81,21 @@ struct kg_ratelimit_entry {
     int64_t o_tok_prev; /* settled and in flight */
     int64_t o_tok_cur;
     /*
-     * This instance's share of the room between two imports: while the
-     * others' counts are unknown, it takes at most 1/share_n of the room
-     * it sees (share_req and share_tok: its own requests and token
-     * estimates admitted since share_at; the first request of a round
-     * always may). share_at INT64_MIN: no split.
+     * This instance's share of the room between two imports (a round):
+     * while the others' counts are unknown, it takes at most 1/share_n of
+     * the room it sees. The others split theirs before they see what it
+     * admitted in its last round, so share_req and share_tok (its own
+     * requests and token estimates counted against the share) are those
+     * of this round and the last, round_req and round_tok those of this
+     * round. Anything fits while share_req (share_tok) is 0. share_at
+     * INT64_MIN: no split.
      */
     int64_t share_at;
     int64_t share_n;
     int64_t share_req;
     int64_t share_tok;
+    int64_t round_req;
+    int64_t round_tok;
     bool shares; /* its last request had an rpm or a tpm limit */
 };
 
@@ -392,11 +397,10 @@ static void rl_info_fill(kg_ratelimit_info_t *info,
 }
 
 /*
- * Whether this instance has taken its share of the room of a limit since
- * the last import at now (see kg_ratelimit_entry): taken (own since then)
- * plus need above 1/share_n of the room it would see without them (the
- * room left, limit * W - used, plus taken * W). The first of a round
- * always fits.
+ * Whether this instance has taken its share of the room of a limit at now
+ * (see kg_ratelimit_entry): taken (own in this round and the last) plus
+ * need above 1/share_n of the room it would see without them (the room
+ * left, limit * W - used, plus taken * W). Anything fits when taken is 0.
  */
 static bool rl_share_used(const kg_ratelimit_entry_t *e, int64_t limit,
                           int64_t used, int64_t taken, int64_t need,
@@ -470,6 +474,8 @@ static kg_ratelimit_kind_t rl_admit(kg_ratelimit_entry_t *e,
     e->flight = rl_add(e->flight, 1);
     e->share_req = rl_add(e->share_req, 1);
     e->share_tok = rl_add(e->share_tok, est);
+    e->round_req = rl_add(e->round_req, 1);
+    e->round_tok = rl_add(e->round_tok, est);
     return KG_RATELIMIT_OK;
 }
 
@@ -827,6 +833,7 @@ static void rl_import_one(kg_ratelimit_entry_t *e,
     int64_t req_cur = rl_bound(o->req_cur, RL_SUM_MAX);
     int64_t tok_prev = rl_bound(o->tok_prev, RL_SUM_MAX);
     int64_t tok_cur = rl_bound(o->tok_cur, RL_SUM_MAX);
+    bool last = false;
 
     e->o_req_prev = 0;
     e->o_req_cur = 0;
@@ -846,10 +853,16 @@ static void rl_import_one(kg_ratelimit_entry_t *e,
         e->o_req_cur = rl_add(req_prev, req_cur);
         e->o_tok_cur = rl_add(tok_prev, tok_cur);
     }
+    /* The last round's takes count against this one's share too, unless
+     * it had lapsed (the others have seen them since). */
+    last = e->share_at != INT64_MIN &&
+           now - e->share_at <= KG_RATELIMIT_SHARE_HOLD_MS;
+    e->share_req = last ? e->round_req : 0;
+    e->share_tok = last ? e->round_tok : 0;
+    e->round_req = 0;
+    e->round_tok = 0;
     e->share_at = now;
     e->share_n = counting > live ? counting : live;
-    e->share_req = 0;
-    e->share_tok = 0;
 }
 
 void kg_ratelimit_import(kg_ratelimit_t *rl, const kg_ratelimit_share_t *others,

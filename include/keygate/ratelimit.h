@@ -136,11 +136,11 @@ void kg_ratelimit_free(kg_ratelimit_t **rl);
  *
  * Checks, in this order; a request is refused when
  *   requests:   the count + 1 > rpm, or (instances sharing a store) this
- *               instance's requests since the last import + 1 > its
- *               share: (room + those requests) / k, room = rpm - the
- *               count, k the instances splitting the key's room
- *               (kg_ratelimit_import); the first since the import is
- *               never refused for its share
+ *               instance's requests since the import before the last + 1
+ *               > its share: (room + those requests) / k, room = rpm -
+ *               the count, k the instances splitting the key's room
+ *               (kg_ratelimit_import); when there are none, the request
+ *               is not refused for its share
  *   tokens:     the count + estimate > tpm, or its share, as requests
  *   concurrent: requests in flight >= max_concurrent
  * Returns
@@ -231,8 +231,11 @@ void kg_ratelimit_export(kg_ratelimit_t *rl, int64_t now_ms,
  *
  * An import also starts a round of the key's split of the room: until the
  * next import this instance does not see what the others admit, so it
- * takes at most 1/k of the room it sees (the first request of a round
- * always may take more; see kg_ratelimit_acquire). k is live, how many
+ * takes at most 1/k of the room it sees. The others split theirs before
+ * they see what it admitted in the last round, so those requests and
+ * tokens count against this round's share too (so that a request larger
+ * than a share still moves, one fits when neither round took anything;
+ * see kg_ratelimit_acquire). k is live, how many
  * instances share the store (this one included), or 1 + the row's
  * instances when that is more (rows of an instance that stopped); a key
  * seen for the first time splits its room among the live until its first

@@ -365,6 +365,75 @@ START_TEST(ticks_share_between_limiters)
 }
 END_TEST
 
+/* Three limiters, each on its own handle, ticking every ROUND_MS at
+ * staggered times as gateways do, for run_ms from T0 + W (the fake clock;
+ * one step a millisecond), with one request of key "k" every gap_ms
+ * round-robin to them once each has ticked twice. Returns how many were
+ * admitted, and in *worst the most admitted in any minute. */
+#define ROUND_MS 200
+static int staggered(int64_t rpm, int64_t gap_ms, int64_t run_ms,
+                     int64_t *worst)
+{
+    static const char *const names[] = {"inst-a", "inst-b", "inst-c"};
+    static int64_t at[8192];
+    kg_ratelimit_limits_t lim = {rpm, KG_NONE, KG_NONE};
+    kg_store_t *s[3];
+    kg_ratelimit_t *rl[3];
+    int n = 0;
+
+    for (int i = 0; i < 3; i++) {
+        s[i] = open_as(names[i]);
+        ck_assert_int_eq(kg_ratelimit_new(NULL, &rl[i]), KG_OK);
+    }
+    for (int64_t t = 0; t < run_ms; t++) {
+        kg_ratelimit_ticket_t tk = {0};
+        int i = (int)(t / gap_ms % 3);
+
+        for (int r = 0; r < 3; r++) {
+            if (t % ROUND_MS == r * ROUND_MS / 3 + 7) {
+                tick(s[r], rl[r], T0 + W + t);
+            }
+        }
+        if (t >= 2 * ROUND_MS && t % gap_ms == 0 &&
+            kg_ratelimit_acquire(rl[i], "k", &lim, 0, T0 + W + t, &tk, NULL) ==
+                KG_OK) {
+            kg_ratelimit_release(rl[i], &tk, 0, T0 + W + t);
+            ck_assert_int_lt(n, (int)(sizeof(at) / sizeof(*at)));
+            at[n++] = t;
+        }
+    }
+    *worst = 0;
+    for (int a = 0, b = 0; b < n; b++) {
+        while (at[b] - at[a] >= W) {
+            a++;
+        }
+        *worst = b - a + 1 > *worst ? b - a + 1 : *worst;
+    }
+    for (int i = 0; i < 3; i++) {
+        kg_ratelimit_free(&rl[i]);
+        kg_store_close(&s[i]);
+    }
+    return n;
+}
+
+/* Rounds at staggered times: each instance reads the others' counts as
+ * they were at their last round, before what they admitted since, and its
+ * own last round counts against its share (docs/scale-out.md, "Rate
+ * limits"). A burst at all three, one request a millisecond for two
+ * seconds across ten rounds, gets exactly the limit; a limit below the
+ * number of instances, one request every 10 ms for three minutes, at most
+ * one request an instance in any minute. */
+START_TEST(staggered_rounds_hold_the_limit)
+{
+    int64_t worst = 0;
+
+    ck_assert_int_eq(staggered(30, 1, 2 * ROUND_MS + 2000, &worst), 30);
+    setup_db();
+    ck_assert_int_ge(staggered(2, 10, 3 * W, &worst), 2 * 3);
+    ck_assert_int_le(worst, 3);
+}
+END_TEST
+
 /* SQLite serves one gateway: it does not share, and says so. */
 START_TEST(sqlite_does_not_share)
 {
@@ -409,6 +478,7 @@ static Suite *pg_rates_suite(void)
     tcase_add_test(tc, stopped_counts_and_prune);
     tcase_add_test(tc, many_keys_and_odd_ids);
     tcase_add_test(tc, ticks_share_between_limiters);
+    tcase_add_test(tc, staggered_rounds_hold_the_limit);
     tcase_add_test(tc, sqlite_does_not_share);
     suite_add_tcase(s, tc);
     return s;

@@ -900,8 +900,9 @@ START_TEST(test_share_split_new_key)
 END_TEST
 
 /* Each import starts a round: this instance takes 1/k of the room it sees
- * (k = 1 + the instances counting the key), the first request of a round
- * always, and the split lapses when the next import does not come. */
+ * (k = 1 + the instances counting the key) less what it took in the last
+ * round, the first request of a round when neither took anything, and
+ * the split lapses when the next import does not come. */
 START_TEST(test_share_split_rounds)
 {
     kg_ratelimit_t *rl = ut_new(NULL);
@@ -915,26 +916,33 @@ START_TEST(test_share_split_rounds)
     kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1);
     /* 30 - 1 - 6 = 23 left: 7 of them (and the first of the round). */
     ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 2), 7);
+    /* The 7 count against this round too (the others may not have seen
+     * them when they split theirs): 7 of 23 are taken already. */
     kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1001), 0);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 2000);
     /* 30 - 8 - 6 = 16 left: 5. */
-    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 1001), 5);
+    ck_assert_int_eq(ut_admit_all(rl, "k", &lim, T0 + 2001), 5);
     /* No import for longer than the hold: the window alone. */
     ck_assert_int_eq(
-        ut_admit_all(rl, "k", &lim, T0 + 1000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
+        ut_admit_all(rl, "k", &lim, T0 + 2000 + KG_RATELIMIT_SHARE_HOLD_MS + 1),
         11);
-    /* A room smaller than the instances: the first of each round fits. */
+    /* A room smaller than the instances: the first of a round fits when
+     * the last round took nothing, so every other round. */
     sh = ut_share("s", T0, 0, 0, 0, 0);
     sh.instances = 5;
     kg_ratelimit_import(rl, &sh, 1, 6, T0 + 10);
     ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 11), 1);
     kg_ratelimit_import(rl, &sh, 1, 6, T0 + 1010);
-    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 1011), 1);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 1011), 0);
+    kg_ratelimit_import(rl, &sh, 1, 6, T0 + 2010);
+    ck_assert_int_eq(ut_admit_all(rl, "s", &three, T0 + 2011), 1);
     kg_ratelimit_free(&rl);
 }
 END_TEST
 
 /* Tokens are split as requests are; a request larger than the share fits
- * as the first of its round. */
+ * as the first of its round, and counts against the next one's too. */
 START_TEST(test_share_split_tokens)
 {
     kg_ratelimit_t *rl = ut_new(NULL);
@@ -958,14 +966,19 @@ START_TEST(test_share_split_tokens)
     ck_assert_int_eq(info.remaining_tokens, 0);
     ck_assert_int_eq(info.retry_after_s, 1);
     kg_ratelimit_import(rl, &sh, 1, 3, T0 + 1000);
+    ck_assert_int_eq(
+        kg_ratelimit_acquire(rl, "k", &lim, 500, T0 + 1001, &t2, &info),
+        KG_ERR_RATE_LIMITED);
+    ck_assert_int_eq(info.remaining_tokens, 0);
+    kg_ratelimit_import(rl, &sh, 1, 3, T0 + 2000);
     /* 1500 left: 500 of them. */
     ck_assert_int_eq(
-        kg_ratelimit_acquire(rl, "k", &lim, 500, T0 + 1001, &t2, &info), KG_OK);
-    kg_ratelimit_release(rl, &t2, 500, T0 + 1002);
+        kg_ratelimit_acquire(rl, "k", &lim, 500, T0 + 2001, &t2, &info), KG_OK);
+    kg_ratelimit_release(rl, &t2, 500, T0 + 2002);
     ck_assert_int_eq(
-        kg_ratelimit_acquire(rl, "k", &lim, 1, T0 + 1003, &t2, &info),
+        kg_ratelimit_acquire(rl, "k", &lim, 1, T0 + 2003, &t2, &info),
         KG_ERR_RATE_LIMITED);
-    kg_ratelimit_release(rl, &t1, 1500, T0 + 1004);
+    kg_ratelimit_release(rl, &t1, 1500, T0 + 2004);
     kg_ratelimit_free(&rl);
 }
 END_TEST
