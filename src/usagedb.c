@@ -131,6 +131,7 @@ struct kg_usagedb {
     uint64_t submit_seq; /* events accepted so far */
     uint64_t done_seq;   /* events committed or reported so far */
     size_t urgent;       /* queued events someone may be waiting for */
+    size_t held;         /* places kept for events to come (kg_usagedb_hold) */
     unsigned flushers;   /* threads in kg_usagedb_flush */
     kg_err_t last_failure;
     kg_usagedb_stats_t stats;
@@ -144,6 +145,7 @@ struct kg_usagedb {
 
     /* The writer thread's alone (and start's, before it runs). */
     bool yielding;                  /* in a batch: ud_maybe_yield */
+    bool failing;                   /* the last batch failed (logged) */
     int64_t yield_at;               /* monotonic µs of its last yield */
     ud_fold_t fold[UD_FOLD__COUNT]; /* the batch's folded totals */
     kg_usage_record_t recs[KG_USAGEDB_BATCH_MAX]; /* the batch's rows */
@@ -485,11 +487,21 @@ static kg_err_t ud_retry(kg_usagedb_t *w, int retries, ud_try_fn fn, void *arg,
  */
 static kg_err_t ud_commit_batch(kg_usagedb_t *w, size_t *n, uint64_t *retries)
 {
-    kg_diag_t diag;
+    kg_diag_t diag = {{0}};
     kg_err_t rc;
 
     *retries = 0;
     rc = ud_retry(w, KG_USAGEDB_BUSY_RETRIES, ud_try_batch, n, retries, &diag);
+    /* Logged when batches start and stop failing, not for each one. */
+    if (rc == KG_OK && w->failing) {
+        KG_INFO("usage writer: batches commit again");
+        w->failing = false;
+    } else if (rc != KG_OK && !w->failing) {
+        KG_WARN("usage writer: a batch failed (%s); its journaled events "
+                "are applied once the store takes them",
+                diag.msg);
+        w->failing = true;
+    }
     if (rc != KG_OK) {
         *n = ud_batch_size(w);
         for (size_t i = 0; i < *n; i++) {
@@ -1216,19 +1228,50 @@ static void *ud_main(void *arg)
     return NULL;
 }
 
-kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
-                              kg_usage_done_fn done, void *ud, bool *durable)
+kg_err_t kg_usagedb_hold(kg_usagedb_t *w)
+{
+    kg_err_t rc = KG_OK;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping || w->count + w->held >= w->cap) {
+        w->stats.shed++;
+        rc = KG_ERR_UNAVAILABLE;
+    } else {
+        w->held++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void kg_usagedb_unhold(kg_usagedb_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->held > 0) {
+        w->held--;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* How an event is submitted, and what became of it. */
+typedef struct ud_submission {
+    bool held;       /* it takes a place kg_usagedb_hold kept */
+    bool reads;      /* the caller reads the outcome: it may not wait */
+    bool journaled;  /* out: written to the journal */
+    bool backlogged; /* out: the writer is behind (held only) */
+} ud_submission_t;
+
+/* Queue *ev (see kg_usagedb_submit_ex and kg_usagedb_submit_held). */
+static kg_err_t ud_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                          kg_usage_done_fn done, void *ud, ud_submission_t *sub)
 {
     kg_usage_event_t e;
     unsigned char rec[UD_REC_HEAD + UD_REC_MAX];
     size_t len = 0;
-    bool journaled = false;
     ud_item_t *it;
     kg_err_t rc = ud_event_valid(ev) ? KG_OK : KG_ERR_INVAL;
 
-    if (durable != NULL) {
-        *durable = false;
-    }
+    sub->journaled = false;
+    sub->backlogged = false;
     if (rc == KG_OK) {
         /* The record is built outside the lock; only its write is in it. */
         e = *ev;
@@ -1238,31 +1281,38 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
         len = ud_rec_encode(&e, rec);
     }
     pthread_mutex_lock(&w->mu);
-    if (rc == KG_OK && (w->stopping || w->count == w->cap)) {
+    if (sub->held && w->held > 0) {
+        w->held--; /* the place becomes the queued event's, or is freed */
+    } else if (rc == KG_OK && w->count + w->held >= w->cap) {
+        rc = KG_ERR_UNAVAILABLE;
+    }
+    if (rc == KG_OK && w->stopping) {
         rc = KG_ERR_UNAVAILABLE;
     }
     if (rc != KG_OK) {
         w->stats.rejected++;
         goto out;
     }
-    journaled = ud_journal_append(w, rec, len);
+    sub->journaled = ud_journal_append(w, rec, len);
+    sub->backlogged = sub->held && w->count >= KG_USAGEDB_BACKLOG;
     it = &w->ring[(w->head + w->count) % w->cap];
     it->ev = e;
     it->done = done;
     it->ud = ud;
     it->rc = KG_OK;
-    it->jseg = journaled ? (int8_t)w->jcur : -1;
-    /* A caller that does not read durable waits for done. */
-    it->urgent = durable == NULL || !journaled;
+    it->jseg = sub->journaled ? (int8_t)w->jcur : -1;
+    /* Its submitter waits for done unless it was told it need not. */
+    it->urgent = !sub->reads || !sub->journaled || sub->backlogged;
     w->count++;
     w->urgent += it->urgent;
     w->submit_seq++;
     w->stats.submitted++;
-    if (journaled) {
+    if (sub->journaled) {
         w->stats.journaled++;
     } else {
         w->stats.unjournaled++;
     }
+    w->stats.backlogged += sub->backlogged;
     /* Wake the writer when it is idle or its lingering should end; while
      * it works on a batch it looks at the queue again anyway. */
     if (w->count == 1 || it->urgent || w->count >= UD_LINGER_BATCH) {
@@ -1270,9 +1320,30 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
     }
 out:
     pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                              kg_usage_done_fn done, void *ud, bool *durable)
+{
+    ud_submission_t sub = {.reads = durable != NULL};
+    kg_err_t rc = ud_submit(w, ev, done, ud, &sub);
+
     if (durable != NULL) {
-        *durable = journaled;
+        *durable = rc == KG_OK && sub.journaled;
     }
+    return rc;
+}
+
+kg_err_t kg_usagedb_submit_held(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                                kg_usage_done_fn done, void *ud,
+                                kg_usagedb_receipt_t *receipt)
+{
+    ud_submission_t sub = {.held = true, .reads = true};
+    kg_err_t rc = ud_submit(w, ev, done, ud, &sub);
+
+    receipt->journaled = rc == KG_OK && sub.journaled;
+    receipt->release = receipt->journaled && !sub.backlogged;
     return rc;
 }
 
@@ -1312,6 +1383,7 @@ void kg_usagedb_stats(kg_usagedb_t *w, kg_usagedb_stats_t *out)
     pthread_mutex_lock(&w->mu);
     *out = w->stats;
     out->queued = w->count;
+    out->held = w->held;
     out->journal_bytes = w->seg[0].bytes + w->seg[1].bytes;
     pthread_mutex_unlock(&w->mu);
 }

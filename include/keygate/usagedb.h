@@ -29,6 +29,14 @@
  * event somebody waits for ends it), for fewer, larger transactions.
  */
 #define KG_USAGEDB_LINGER_MS 5
+/*
+ * Back-pressure on the request path (kg_usagedb_submit_held): while this
+ * many events or more wait for the writer, an answer waits for its own
+ * event's commit even when the journal took it. A writer that falls
+ * behind (it shares the CPU with the event loops) slows the answers down
+ * to its pace instead of letting its queue grow until it is full.
+ */
+#define KG_USAGEDB_BACKLOG (4 * KG_USAGEDB_BATCH_MAX)
 
 /*
  * The usage journal: two append-only segment files next to the store,
@@ -93,15 +101,19 @@ typedef struct kg_usagedb kg_usagedb_t;
 
 /* Counters for /metrics. */
 typedef struct kg_usagedb_stats {
-    uint64_t submitted; /* accepted by kg_usagedb_submit */
-    uint64_t rejected;  /* refused by it: queue full, stopping, invalid */
-    uint64_t committed; /* events stored */
-    uint64_t skipped;   /* events reported NOT_FOUND, EXISTS or INVAL */
-    uint64_t failed;    /* events of failed batches */
-    uint64_t batches;   /* transactions committed */
-    uint64_t failures;  /* batches failed */
+    uint64_t submitted;  /* accepted by kg_usagedb_submit */
+    uint64_t rejected;   /* refused by it: queue full, stopping, invalid */
+    uint64_t shed;       /* places refused by kg_usagedb_hold: queue full */
+    uint64_t backlogged; /* held events whose answer waited for the commit
+                            (KG_USAGEDB_BACKLOG) */
+    uint64_t committed;  /* events stored */
+    uint64_t skipped;    /* events reported NOT_FOUND, EXISTS or INVAL */
+    uint64_t failed;     /* events of failed batches */
+    uint64_t batches;    /* transactions committed */
+    uint64_t failures;   /* batches failed */
     uint64_t busy_retries;
     uint64_t queued;        /* waiting now */
+    uint64_t held;          /* places kept for events to come, now */
     uint64_t journaled;     /* accepted and written to the journal */
     uint64_t unjournaled;   /* accepted without it (durable false) */
     uint64_t replayed;      /* stored from the journal, not from the queue */
@@ -141,7 +153,8 @@ kg_err_t kg_usagedb_start_at(const char *location, const char *journal_base,
 /*
  * Copy *ev into the queue; done (may be NULL) is called with ud once the
  * event is committed or has failed. Never blocks on the store. Returns
- * KG_OK, KG_ERR_UNAVAILABLE when the queue is full or the writer stopping
+ * KG_OK, KG_ERR_UNAVAILABLE when the queue is full (the events queued
+ * and the places kg_usagedb_hold kept fill it) or the writer stopping
  * (done is then not called: the caller logs and still answers), or
  * KG_ERR_INVAL for an event with an unterminated string, an empty
  * request_id or operation, a bad key id, mode, status or a negative count.
@@ -168,6 +181,42 @@ kg_err_t kg_usagedb_submit(kg_usagedb_t *w, const kg_usage_event_t *ev,
 kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
                               kg_usage_done_fn done, void *ud,
                               bool *durable) KG_MUST_CHECK;
+
+/*
+ * Keep a place in the queue for the event of a request about to be
+ * admitted, so that no answered request ever finds the queue full: the
+ * place is the event's when it comes (kg_usagedb_submit_held) or is given
+ * back (kg_usagedb_unhold). Other submits leave the places kept alone.
+ * Returns KG_OK, or KG_ERR_UNAVAILABLE when the queued events and the
+ * places kept fill the queue or the writer is stopping: the request is
+ * refused before anything is spent. Thread-safe.
+ */
+kg_err_t kg_usagedb_hold(kg_usagedb_t *w) KG_MUST_CHECK;
+
+/* Give back a place kept by kg_usagedb_hold and not used. Thread-safe. */
+void kg_usagedb_unhold(kg_usagedb_t *w);
+
+/* What became of an event of kg_usagedb_submit_held. */
+typedef struct kg_usagedb_receipt {
+    bool journaled; /* in the journal: it survives a kill -9 from now on */
+    bool release;   /* journaled and the writer not behind: the caller may
+                       answer now; else it waits for done */
+} kg_usagedb_receipt_t;
+
+/*
+ * kg_usagedb_submit_ex for the event of a request whose place
+ * kg_usagedb_hold kept: never refused for room (the place is used, or
+ * freed when the event is refused). *receipt tells whether the caller may
+ * let its answer go before done is called: only when the journal took the
+ * event and fewer than KG_USAGEDB_BACKLOG events wait (back-pressure);
+ * otherwise the event is committed without lingering and the caller waits
+ * for done. Returns KG_OK, KG_ERR_UNAVAILABLE when the writer is stopping,
+ * or KG_ERR_INVAL (as kg_usagedb_submit; done is then not called).
+ * Thread-safe.
+ */
+kg_err_t kg_usagedb_submit_held(kg_usagedb_t *w, const kg_usage_event_t *ev,
+                                kg_usage_done_fn done, void *ud,
+                                kg_usagedb_receipt_t *receipt) KG_MUST_CHECK;
 
 /*
  * Wait until every event submitted before this call has been committed or

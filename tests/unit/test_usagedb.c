@@ -1558,6 +1558,131 @@ static int ut_thread_nice(const char *name)
     return nice;
 }
 
+/*
+ * Places kept for events to come (kg_usagedb_hold): they count against
+ * the queue's room for every submit but the held ones, which are never
+ * refused for room; a refused held event frees its place.
+ */
+START_TEST(test_places_kept)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usage_event_t bad;
+    kg_usagedb_receipt_t r;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+
+    ut_journal_fx(&fx, key);
+    w = ut_writer(&fx, 5000, 3);
+    lock = ut_lock_store(&fx); /* the writer cannot commit */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    }
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_ERR_UNAVAILABLE);
+    ut_jevent(&ev, key, 0);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, NULL, NULL), KG_ERR_UNAVAILABLE);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.held, 3);
+    ck_assert_uint_eq(st.shed, 1);
+
+    /* A held event takes its place: accepted with the queue "full". */
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &ev, ut_tally_done, tally, &r),
+                     KG_OK);
+    ck_assert(r.journaled);
+    ck_assert(r.release); /* the writer is not behind */
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_ERR_UNAVAILABLE);
+    /* A place given back is room for any submit. */
+    kg_usagedb_unhold(w);
+    ut_jevent(&ev, key, 1);
+    ck_assert_int_eq(kg_usagedb_submit(w, &ev, ut_tally_done, tally), KG_OK);
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_ERR_UNAVAILABLE);
+    /* A refused held event frees its place. */
+    bad = ev;
+    bad.cost = -1;
+    r.journaled = r.release = true;
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &bad, NULL, NULL, &r),
+                     KG_ERR_INVAL);
+    ck_assert(!r.journaled && !r.release);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.held, 0);
+    ck_assert_uint_eq(st.queued, 2);
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    ut_unlock_store(lock);
+
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 2);
+    ut_jevent(&ev, key, 2);
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &ev, ut_tally_done, tally, &r),
+                     KG_OK);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.shed, 3);
+    ck_assert_uint_eq(st.held, 0);
+    ck_assert_uint_eq(st.committed, 3);
+    kg_usagedb_stop(&w);
+    ut_assert_jevents(&fx, key, 3);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
+ * Back-pressure: with KG_USAGEDB_BACKLOG events waiting, a held event is
+ * journaled but its answer waits for the commit (release false); below
+ * it, the journal is enough again.
+ */
+START_TEST(test_backlog_holds_answers)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_receipt_t r;
+    kg_usagedb_t *w;
+    kg_usagedb_stats_t st;
+    sqlite3 *lock;
+    bool durable = false;
+    int n = 0;
+
+    ut_journal_fx(&fx, key);
+    w = ut_writer(&fx, 5000, 2 * KG_USAGEDB_BACKLOG);
+    lock = ut_lock_store(&fx);
+    for (; n < KG_USAGEDB_BACKLOG - 1; n++) {
+        ut_jevent(&ev, key, n);
+        ck_assert_int_eq(kg_usagedb_submit_ex(w, &ev, NULL, NULL, &durable),
+                         KG_OK);
+    }
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    ut_jevent(&ev, key, n++);
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &ev, NULL, NULL, &r), KG_OK);
+    ck_assert(r.journaled && r.release); /* BACKLOG - 1 waited before it */
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    ut_jevent(&ev, key, n++);
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &ev, ut_tally_done, tally, &r),
+                     KG_OK);
+    ck_assert(r.journaled);
+    ck_assert(!r.release); /* BACKLOG waited before it */
+    kg_usagedb_stats(w, &st);
+    ck_assert_uint_eq(st.backlogged, 1);
+    ck_assert_int_eq(atomic_load(&tally->calls), 0);
+    ut_unlock_store(lock);
+    ck_assert_int_eq(kg_usagedb_flush(w), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 1);
+
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    ut_jevent(&ev, key, n++);
+    ck_assert_int_eq(kg_usagedb_submit_held(w, &ev, NULL, NULL, &r), KG_OK);
+    ck_assert(r.journaled && r.release);
+    kg_usagedb_stop(&w);
+    ut_assert_jevents(&fx, key, n);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
 /* The writer thread runs at nice 5: it gives the CPU up to an event loop
  * on the same core soon after it has had its share. */
 START_TEST(test_writer_nice)
@@ -1608,6 +1733,8 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_journal_failed_reapply_retried);
     tcase_add_test(tc, test_journal_unavailable_not_durable);
     tcase_add_test(tc, test_journal_durable_events_grouped);
+    tcase_add_test(tc, test_places_kept);
+    tcase_add_test(tc, test_backlog_holds_answers);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
