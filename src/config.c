@@ -1,5 +1,6 @@
 /* keygate's INI configuration, driven by one table of settings. */
 #include "keygate/config.h"
+#include "keygate/usagedb.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,6 +47,10 @@ static const kg_setting_t config_settings[] = {
     {"store", "busy_timeout", KG_SETTING_DURATION_MS,
      CFG(store_busy_timeout_ms), "5s", KG_SETTING_RESTART, 0, 600,
      "how long a store write waits for a lock held by another process"},
+    {"store", "usage_queue", KG_SETTING_INT, CFG(store_usage_queue), "65536",
+     KG_SETTING_RESTART, 1, KG_USAGEDB_QUEUE_MAX,
+     "usage events waiting for the writer, and requests in flight, at most; "
+     "past it requests get 503"},
     {"keys", "prefix", KG_SETTING_PREFIX, CFG(keys_prefix), "kg",
      KG_SETTING_RESTART, 0, 0,
      "token prefix of new keys: 1-16 of [a-z0-9], not 'kgadm'"},

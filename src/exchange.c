@@ -37,6 +37,9 @@ void kg_exchange_unref(kg_exchange_t *ex)
     if (ex->policy != NULL) {
         kg_policy_settle(ex->policy, &ex->ticket, 0, 0, kg_clock_now_ms());
     }
+    if (ex->usage_place != NULL) {
+        kg_usagedb_unhold(ex->usage_place);
+    }
     pthread_mutex_destroy(&ex->mu);
     kg_buf_free(&ex->out);
     free(ex->held);

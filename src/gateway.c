@@ -529,8 +529,9 @@ static kg_err_t gateway_start(kg_gateway_t *gw, const kg_gateway_opts_t *opts,
         /* The journal is a local file: next to [store] path even when
          * the store is a PostgreSQL server. */
         rc = kg_usagedb_start_at(kg_config_store_location(cfg), cfg->store_path,
-                                 (int)cfg->store_busy_timeout_ms, 65536,
-                                 &gw->usage, diag);
+                                 (int)cfg->store_busy_timeout_ms,
+                                 (size_t)cfg->store_usage_queue, &gw->usage,
+                                 diag);
     }
     if (rc != KG_OK) {
         return rc;

@@ -963,8 +963,16 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     preq.max_tokens = info.max_tokens;
     preq.input_estimate = info.input_estimate_tokens;
     preq.input_bound = (int64_t)req->body.len;
+    /* A place for its usage event first: a request is answered only when
+     * its usage can be recorded (shed before anything is spent). */
+    if (kg_usagedb_hold(gw->usage) != KG_OK) {
+        req->retry_after = 1;
+        return http_error(conn, req, KG_ERR_UNAVAILABLE,
+                          "usage recording is behind; retry later.", false);
+    }
     if (kg_policy_admit(gw->policy, &preq, kg_clock_now_ms(), &ticket,
                         &denial) != KG_OK) {
+        kg_usagedb_unhold(gw->usage);
         req->retry_after = denial.retry_after;
         req->rate =
             denial.err == KG_ERR_RATE_LIMITED ? &denial.rate_info : NULL;
@@ -975,11 +983,13 @@ static enum MHD_Result http_forward(struct MHD_Connection *conn,
     /* From here on the ticket belongs to the exchange, which settles it. */
     ex = kg_exchange_new(SIZE_MAX / 2);
     if (ex == NULL) {
+        kg_usagedb_unhold(gw->usage);
         kg_policy_settle(gw->policy, &ticket, 0, 0, kg_clock_now_ms());
         return http_error(conn, req, KG_ERR_NOMEM, NULL, false);
     }
     ex->policy = gw->policy;
     ex->ticket = ticket;
+    ex->usage_place = gw->usage;
     if (http_upstream_body(req, &info, model, ex) != KG_OK) {
         kg_exchange_unref(ex);
         return http_error(conn, req, KG_ERR_BAD_REQUEST,

@@ -648,6 +648,16 @@ static void render_gauges(const kg_metrics_gauges_t *g, const char *version,
                "keygate_usage_events_total{result=\"failed\"} %" PRId64 "\n"
                "keygate_usage_events_total{result=\"rejected\"} %" PRId64 "\n",
                g->usage_committed, g->usage_failed, g->usage_rejected);
+    out_printf(o,
+               "# HELP keygate_usage_backpressure_total Requests the usage "
+               "writer held back: shed (503, no place for their event) or "
+               "answered only once their event committed (the writer was "
+               "behind).\n"
+               "# TYPE keygate_usage_backpressure_total counter\n"
+               "keygate_usage_backpressure_total{action=\"shed\"} %" PRId64 "\n"
+               "keygate_usage_backpressure_total{action=\"waited\"} %" PRId64
+               "\n",
+               g->usage_shed, g->usage_backlogged);
     out_printf(o, "# HELP keygate_usage_commit_duration_seconds Time of the "
                   "usage writer's transactions.\n"
                   "# TYPE keygate_usage_commit_duration_seconds histogram\n");

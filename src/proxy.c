@@ -305,15 +305,25 @@ static void proxy_usage_release(kg_exchange_t *ex)
     pthread_mutex_unlock(&ex->mu);
 }
 
+/* Whether rc is a failed batch's (the store's error), not the event's. */
+static bool proxy_store_failed(kg_err_t rc)
+{
+    return rc == KG_ERR_STORE || rc == KG_ERR_STORE_BUSY ||
+           rc == KG_ERR_STORE_MISSING || rc == KG_ERR_STORE_CORRUPT ||
+           rc == KG_ERR_STORE_VERSION;
+}
+
 /* Called on the usage writer thread once the event has committed. */
 static void proxy_usage_committed(void *ud, kg_err_t rc)
 {
     kg_exchange_t *ex = ud;
 
-    if (rc != KG_OK) {
+    if (rc != KG_OK && !(ex->usage_journaled && proxy_store_failed(rc))) {
+        /* (A journaled event of a failed batch is applied later: the
+         * writer logs the batch.) */
         KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,
                  kg_err_name(rc));
-    } else if (ex->charged_credits > 0 && ex->policy != NULL) {
+    } else if (rc == KG_OK && ex->charged_credits > 0 && ex->policy != NULL) {
         kg_policy_credits_committed(ex->policy, ex->ticket.workspace_id,
                                     ex->charged_credits);
     }
@@ -372,7 +382,8 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     kg_usage_event_t ev;
     kg_price_t price;
     int64_t now_us = kg_clock_mono_us();
-    bool durable = false;
+    kg_usagedb_receipt_t receipt = {false, false};
+    kg_err_t rc;
 
     if (up->usage_sent) {
         return;
@@ -423,10 +434,21 @@ static void proxy_send_usage(upstream_t *up, const kg_usage_t *u, int status,
     proxy_count(up, &ev);
     ex->counted = true;
     kg_exchange_ref(ex);
-    if (kg_usagedb_submit_ex(up->proxy->opts.usage, &ev, proxy_usage_committed,
-                             ex, &durable) != KG_OK) {
-        proxy_usage_committed(ex, KG_ERR_UNAVAILABLE);
-    } else if (durable) {
+    if (ex->usage_place != NULL) {
+        /* The place kept at admission: never refused for room. */
+        ex->usage_place = NULL;
+        rc = kg_usagedb_submit_held(up->proxy->opts.usage, &ev,
+                                    proxy_usage_committed, ex, &receipt);
+    } else {
+        rc =
+            kg_usagedb_submit_ex(up->proxy->opts.usage, &ev,
+                                 proxy_usage_committed, ex, &receipt.journaled);
+        receipt.release = receipt.journaled;
+    }
+    ex->usage_journaled = receipt.journaled;
+    if (rc != KG_OK) {
+        proxy_usage_committed(ex, rc);
+    } else if (receipt.release) {
         proxy_usage_release(ex);
     }
 }

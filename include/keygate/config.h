@@ -63,6 +63,7 @@ typedef struct kg_config {
     char *store_url;           /* "" unless a PostgreSQL store is configured */
     int64_t store_stale_after; /* seconds; 0: cached keys never go stale */
     int64_t store_busy_timeout_ms;
+    int64_t store_usage_queue; /* the usage writer's queue (places) */
     /* [keys] */
     char *keys_prefix;
     int64_t keys_max_ttl;     /* seconds; 0 = no maximum */

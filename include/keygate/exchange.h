@@ -13,6 +13,7 @@
 #include "keygate/policy.h"
 #include "keygate/providers.h"
 #include "keygate/request.h"
+#include "keygate/usagedb.h"
 
 struct MHD_Connection;
 
@@ -75,6 +76,10 @@ typedef struct kg_exchange {
     kg_policy_t *policy; /* borrowed: settles the ticket */
     kg_policy_ticket_t ticket; /* holds released once, at the end */
     int64_t charged_credits;   /* credits charged, reported after commit */
+    /* The writer that keeps a place for its usage event (kg_usagedb_hold);
+     * NULL once the event took it. The last unref gives back one unused. */
+    kg_usagedb_t *usage_place;
+    bool usage_journaled; /* its event is in the usage journal */
     /* Wakes the connection's event loop after a resume from any thread. */
     void (*wake_loop)(void *ud);
     void *wake_loop_ud;

@@ -55,6 +55,8 @@ typedef struct kg_metrics_gauges {
     int64_t usage_committed;
     int64_t usage_failed;
     int64_t usage_rejected;
+    int64_t usage_shed;       /* requests refused: no place for their usage */
+    int64_t usage_backlogged; /* answers that waited for their usage commit */
     const uint64_t *commit_buckets; /* KG_METRICS_BUCKETS + 1, or NULL */
     uint64_t commit_count;
     int64_t commit_sum_us;

@@ -79,6 +79,8 @@ static void admin_gauges(kg_gateway_t *gw, kg_metrics_gauges_t *g,
         g->usage_committed = (int64_t)us->committed;
         g->usage_failed = (int64_t)us->failed;
         g->usage_rejected = (int64_t)us->rejected;
+        g->usage_shed = (int64_t)us->shed;
+        g->usage_backlogged = (int64_t)us->backlogged;
         g->commit_buckets = us->commit_buckets;
         g->commit_count = us->batches;
         g->commit_sum_us = (int64_t)us->commit_us;

@@ -854,6 +854,84 @@ START_TEST(test_status_journal_backlog)
 }
 END_TEST
 
+/*
+ * Back-pressure: with the usage writer stopped (another process holds the
+ * store's write lock) and room for four events, four answers are
+ * journaled and the fifth request is refused with 503 before anything is
+ * spent; once the lock goes, each answered request has its row, the
+ * refused one none, and requests are answered again.
+ */
+START_TEST(test_usage_queue_full_sheds)
+{
+    char cred[160];
+    char admin[160];
+    char auth[200];
+    char retry[16];
+    const char *hdr[] = {auth, NULL};
+    sqlite3 *lock = NULL;
+    gwf_resp_t r;
+    gwf_key_t k;
+    gwf_t f;
+
+    gwf_init(&f, false);
+    gwf_config(&f, NULL, NULL,
+               "[store]\nusage_queue = 4\nbusy_timeout = 60s\n");
+    gwf_init_store(&f);
+    gwf_key_create(&f, &k, "shed", NULL);
+    gwf_start(&f);
+    gwf_bearer(&k, cred, sizeof(cred));
+    gwf_admin_token(&f, "metrics", admin, sizeof(admin));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+    ck_assert_int_eq(sqlite3_open(f.db, &lock), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_busy_timeout(lock, 20000), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < 4; i++) {
+        gwf_post(&f, &r, "/v1/chat/completions", cred, CHAT_BODY);
+        ck_assert_int_eq(r.status, 200);
+        gwf_resp_free(&r);
+    }
+    gwf_post(&f, &r, "/v1/chat/completions", cred, CHAT_BODY);
+    gwf_assert_error(&r, 503, "unavailable",
+                     "Service unavailable: usage recording is behind; retry "
+                     "later.");
+    ck_assert_int_eq(gwf_resp_header(&r, "Retry-After", retry, sizeof(retry)),
+                     1);
+    ck_assert_str_eq(retry, "1");
+    gwf_resp_free(&r);
+
+    ck_assert_int_eq(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    /* Bounded: 20 s for the writer's first batch to commit. */
+    for (int i = 0; i < 200 && gwf_sql_int(&f,
+                                           "SELECT count(*) FROM "
+                                           "usage_events",
+                                           NULL) < 4;
+         i++) {
+        gwf_sleep_ms(100);
+    }
+    ck_assert_int_eq(gwf_sql_int(&f, "SELECT count(*) FROM usage_events", NULL),
+                     4);
+    ck_assert_int_eq(gwf_sql_int(&f,
+                                 "SELECT coalesce(sum(requests), 0) FROM "
+                                 "usage_rollup WHERE key_id = ?",
+                                 k.id),
+                     4);
+    /* (The admin API authenticates against the store: after the lock.) */
+    gwf_admin_http(&f, &r, "GET", "/metrics", hdr, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "keygate_usage_backpressure_total{action=\"shed\"} 1\n"));
+    gwf_resp_free(&r);
+    gwf_assert_serving(&f, &k);
+    ck_assert(gwf_stop_checked(&f));
+    ck_assert_int_eq(gwf_sql_int(&f, "SELECT count(*) FROM usage_events", NULL),
+                     5);
+    gwf_free(&f);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -868,6 +946,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_backup_refusals);
     tcase_add_test(tc, test_retention_prunes_events_keeps_totals);
     tcase_add_test(tc, test_status_journal_backlog);
+    tcase_add_test(tc, test_usage_queue_full_sheds);
     suite_add_tcase(s, tc);
     return s;
 }
