@@ -82,7 +82,7 @@ dpkg-deb -f "$deb" >"$tmp/control"
 expect "Package: keygate" grep -qx 'Package: keygate' "$tmp/control"
 depends=$(sed -n 's/^Depends: //p' "$tmp/control")
 for lib in adduser libc6 libcurl4 libinih1 libjansson4 libmicrohttpd12 \
-  libsodium23 libsqlite3-0 libsystemd0 zlib1g; do
+  libpq5 libsodium23 libsqlite3-0 libsystemd0 zlib1g; do
   if grep -Eq "(^|, )$lib( |,|$)" <<<"$depends"; then ok; else
     fail "Depends lacks $lib: $depends"
   fi
