@@ -358,6 +358,107 @@ START_TEST(watch_is_not_started_on_sqlite)
 }
 END_TEST
 
+/* ---- array parameters ---------------------------------------------- */
+
+/* Text elements that need their quotes (and two their backslashes). */
+static const char *const ARRAY_TEXTS[] = {"a\"b",   "c\\d",    "e,f",  "{g}",
+                                          "",       NULL,      "NULL", " h ",
+                                          "\"\\\"", "\xc3\xa9"};
+#define ARRAY_NTEXTS (sizeof(ARRAY_TEXTS) / sizeof(*ARRAY_TEXTS))
+
+/* What the server makes of an array text: element i into got[i] (NULL
+ * for a NULL element; freed by the caller), the count returned. */
+static size_t array_round_trip(kg_store_t *s, const char *text, char **got,
+                               size_t max)
+{
+    const char *params[] = {text};
+    PGresult *res = PQexecParams(
+        kg_pg_conn(s),
+        "SELECT e FROM unnest($1::text[]) WITH ORDINALITY AS u(e, i) "
+        "ORDER BY i",
+        1, NULL, params, NULL, NULL, 0);
+    size_t n;
+
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s",
+                  PQresultErrorMessage(res));
+    n = (size_t)PQntuples(res);
+    ck_assert_uint_le(n, max);
+    for (size_t i = 0; i < n; i++) {
+        got[i] = PQgetisnull(res, (int)i, 0)
+                     ? NULL
+                     : strdup(PQgetvalue(res, (int)i, 0));
+        ck_assert(PQgetisnull(res, (int)i, 0) || got[i] != NULL);
+    }
+    PQclear(res);
+    return n;
+}
+
+START_TEST(array_parameters_escape_their_elements)
+{
+    kg_store_t *s = open_pg("kg_arrays");
+    kg_pg_array_t a;
+    const char *text = "x";
+    char *got[ARRAY_NTEXTS];
+    char *big = NULL;
+    size_t n;
+
+    kg_pg_array_init(&a);
+    /* Empty, then quoted text, NULL unquoted, integers. */
+    kg_pg_array_start(&a);
+    ck_assert_int_eq(kg_pg_array_finish(&a, &text), KG_OK);
+    ck_assert_str_eq(text, "{}");
+    kg_pg_array_start(&a);
+    for (size_t i = 0; i < ARRAY_NTEXTS; i++) {
+        kg_pg_array_text(&a, ARRAY_TEXTS[i]);
+    }
+    ck_assert_int_eq(kg_pg_array_finish(&a, &text), KG_OK);
+    ck_assert_str_eq(text, "{\"a\\\"b\",\"c\\\\d\",\"e,f\",\"{g}\",\"\",NULL,"
+                           "\"NULL\",\" h \",\"\\\"\\\\\\\"\",\"\xc3\xa9\"}");
+    /* The server reads each element back as it was given. */
+    n = array_round_trip(s, text, got, ARRAY_NTEXTS);
+    ck_assert_uint_eq(n, ARRAY_NTEXTS);
+    for (size_t i = 0; i < n; i++) {
+        if (ARRAY_TEXTS[i] == NULL) {
+            ck_assert_ptr_null(got[i]);
+        } else {
+            ck_assert_ptr_nonnull(got[i]);
+            ck_assert_str_eq(got[i], ARRAY_TEXTS[i]);
+        }
+        free(got[i]);
+    }
+    /* Started again: a new text, the memory kept. */
+    kg_pg_array_start(&a);
+    kg_pg_array_int(&a, 0);
+    kg_pg_array_int(&a, -5);
+    kg_pg_array_int(&a, INT64_MAX);
+    kg_pg_array_int(&a, INT64_MIN);
+    kg_pg_array_opt_int(&a, -1);
+    kg_pg_array_opt_int(&a, 7);
+    ck_assert_int_eq(kg_pg_array_finish(&a, &text), KG_OK);
+    ck_assert_str_eq(text, "{0,-5,9223372036854775807,-9223372036854775808,"
+                           "NULL,7}");
+    /* Past KG_PG_ARRAY_MAX: the finish fails, the next start is clean. */
+    big = malloc(KG_PG_ARRAY_MAX / 2);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'x', KG_PG_ARRAY_MAX / 2 - 1);
+    big[KG_PG_ARRAY_MAX / 2 - 1] = '\0';
+    kg_pg_array_start(&a);
+    kg_pg_array_text(&a, big);
+    kg_pg_array_text(&a, big);
+    kg_pg_array_int(&a, 1);
+    ck_assert_int_eq(kg_pg_array_finish(&a, &text), KG_ERR_NOMEM);
+    ck_assert_ptr_null(text);
+    kg_pg_array_start(&a);
+    kg_pg_array_text(&a, big);
+    ck_assert_int_eq(kg_pg_array_finish(&a, &text), KG_OK);
+    ck_assert_uint_eq(strlen(text), KG_PG_ARRAY_MAX / 2 + 3);
+    free(big);
+    kg_pg_array_free(&a);
+    kg_pg_array_free(&a);
+    kg_store_close(&s);
+}
+END_TEST
+
 static Suite *pg_store_suite(void)
 {
     Suite *s = suite_create("pg_store");
@@ -375,6 +476,7 @@ static Suite *pg_store_suite(void)
     tcase_add_test(tc, reconnects_after_a_server_restart);
     tcase_add_test(tc, watch_calls_back_on_changes_and_after_restarts);
     tcase_add_test(tc, watch_is_not_started_on_sqlite);
+    tcase_add_test(tc, array_parameters_escape_their_elements);
     suite_add_tcase(s, tc);
     return s;
 }

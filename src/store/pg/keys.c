@@ -3,19 +3,12 @@
 #include "keygate/store_keys.h"
 #include "store/pg/pg_store.h"
 
-#include <inttypes.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Keys one touch statement moves: bounds its two array parameters. */
 #define PG_TOUCH_CHUNK 1000
-/* Room for one id in the text of an array parameter: quoted, each byte
- * possibly escaped, and a comma. */
-#define PG_TOUCH_ID_ROOM (2 * KG_TOKEN_ID_LEN + 3)
-/* Room for one time in the text of an array parameter, and a comma. */
-#define PG_TOUCH_AT_ROOM 22
 
 /*
  * Ids are compared byte by byte (COLLATE "C"), as SQLite compares text:
@@ -428,35 +421,29 @@ static int touch_cmp(const void *a, const void *b)
                   ((const kg_key_seen_t *)b)->id);
 }
 
-/* The text of the two array parameters of key_sql_touch for the n seen
- * keys: ids ({"id",...}, quotes and backslashes escaped) and times. */
-static void touch_arrays(const kg_key_seen_t *seen, size_t n, char *ids,
-                         char *ats)
+/* Touch the n seen keys in one statement (key_sql_touch); ids and ats
+ * hold the texts of its two array parameters. */
+static kg_err_t touch_chunk(kg_store_t *store, const kg_key_seen_t *seen,
+                            size_t n, kg_pg_array_t *ids, kg_pg_array_t *ats,
+                            kg_diag_t *diag)
 {
-    char *i = ids;
-    char *a = ats;
+    kg_pg_params_t p = {0};
+    const char *ids_text = NULL;
+    const char *ats_text = NULL;
 
-    *i++ = '{';
-    *a++ = '{';
+    kg_pg_array_start(ids);
+    kg_pg_array_start(ats);
     for (size_t k = 0; k < n; k++) {
-        const char *id = seen[k].id;
-
-        if (k > 0) {
-            *i++ = ',';
-            *a++ = ',';
-        }
-        *i++ = '"';
-        for (size_t c = 0; c < KG_TOKEN_ID_LEN && id[c] != '\0'; c++) {
-            if (id[c] == '"' || id[c] == '\\') {
-                *i++ = '\\';
-            }
-            *i++ = id[c];
-        }
-        *i++ = '"';
-        a += snprintf(a, PG_TOUCH_AT_ROOM, "%" PRId64, seen[k].at);
+        kg_pg_array_text(ids, seen[k].id);
+        kg_pg_array_int(ats, seen[k].at);
     }
-    memcpy(i, "}", 2);
-    memcpy(a, "}", 2);
+    if (kg_pg_array_finish(ids, &ids_text) != KG_OK ||
+        kg_pg_array_finish(ats, &ats_text) != KG_OK) {
+        return KG_ERR_NOMEM;
+    }
+    kg_pg_param_text(&p, ids_text);
+    kg_pg_param_text(&p, ats_text);
+    return kg_pg_exec(store, key_sql_touch, &p, NULL, "noting keys used", diag);
 }
 
 static kg_err_t key_touch(kg_store_t *store, const kg_key_seen_t *seen,
@@ -464,36 +451,30 @@ static kg_err_t key_touch(kg_store_t *store, const kg_key_seen_t *seen,
 {
     size_t chunk = n < PG_TOUCH_CHUNK ? n : PG_TOUCH_CHUNK;
     kg_key_seen_t *sorted = NULL;
-    char *ids = NULL;
-    char *ats = NULL;
+    kg_pg_array_t ids;
+    kg_pg_array_t ats;
     kg_err_t rc = KG_OK;
 
     if (n == 0) {
         return KG_OK;
     }
+    kg_pg_array_init(&ids);
+    kg_pg_array_init(&ats);
     sorted = malloc(n * sizeof(*sorted));
-    ids = malloc(chunk * PG_TOUCH_ID_ROOM + 3);
-    ats = malloc(chunk * PG_TOUCH_AT_ROOM + 3);
-    if (sorted == NULL || ids == NULL || ats == NULL) {
+    if (sorted == NULL) {
         rc = KG_ERR_NOMEM;
         goto out;
     }
     memcpy(sorted, seen, n * sizeof(*sorted));
     qsort(sorted, n, sizeof(*sorted), touch_cmp);
     for (size_t from = 0; rc == KG_OK && from < n; from += chunk) {
-        kg_pg_params_t p = {0};
-
-        touch_arrays(sorted + from, n - from < chunk ? n - from : chunk, ids,
-                     ats);
-        kg_pg_param_text(&p, ids);
-        kg_pg_param_text(&p, ats);
-        rc = kg_pg_exec(store, key_sql_touch, &p, NULL, "noting keys used",
-                        diag);
+        rc = touch_chunk(store, sorted + from,
+                         n - from < chunk ? n - from : chunk, &ids, &ats, diag);
     }
 out:
     free(sorted);
-    free(ids);
-    free(ats);
+    kg_pg_array_free(&ids);
+    kg_pg_array_free(&ats);
     return rc;
 }
 

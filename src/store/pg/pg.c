@@ -469,6 +469,92 @@ void kg_pg_param_bytes(kg_pg_params_t *p, const void *b, size_t len)
     pg_param(p, b, (int)len, 1);
 }
 
+void kg_pg_array_init(kg_pg_array_t *a)
+{
+    kg_buf_init(&a->buf, KG_PG_ARRAY_MAX);
+    a->n = 0;
+    a->err = KG_OK;
+}
+
+/* Append len bytes of p to a's text, keeping the first failure. */
+static void pg_array_put(kg_pg_array_t *a, const char *p, size_t len)
+{
+    if (a->err == KG_OK && kg_buf_append(&a->buf, p, len) != KG_OK) {
+        a->err = KG_ERR_NOMEM;
+    }
+}
+
+void kg_pg_array_start(kg_pg_array_t *a)
+{
+    kg_buf_consume(&a->buf, a->buf.len);
+    a->n = 0;
+    a->err = KG_OK;
+    pg_array_put(a, "{", 1);
+}
+
+/* Start an element: the comma after the one before. */
+static void pg_array_next(kg_pg_array_t *a)
+{
+    if (a->n++ > 0) {
+        pg_array_put(a, ",", 1);
+    }
+}
+
+void kg_pg_array_text(kg_pg_array_t *a, const char *s)
+{
+    pg_array_next(a);
+    if (s == NULL) {
+        pg_array_put(a, "NULL", 4);
+    } else {
+        /* Inside the quotes only a quote and a backslash are special: a
+         * backslash goes before each. */
+        pg_array_put(a, "\"", 1);
+        while (*s != '\0') {
+            size_t run = strcspn(s, "\"\\");
+
+            pg_array_put(a, s, run);
+            s += run;
+            if (*s != '\0') {
+                pg_array_put(a, "\\", 1);
+                pg_array_put(a, s++, 1);
+            }
+        }
+        pg_array_put(a, "\"", 1);
+    }
+}
+
+void kg_pg_array_int(kg_pg_array_t *a, int64_t v)
+{
+    char num[24];
+    int len = snprintf(num, sizeof(num), "%" PRId64, v);
+
+    pg_array_next(a);
+    pg_array_put(a, num, (size_t)len);
+}
+
+void kg_pg_array_opt_int(kg_pg_array_t *a, int64_t v)
+{
+    if (v < 0) {
+        kg_pg_array_text(a, NULL);
+    } else {
+        kg_pg_array_int(a, v);
+    }
+}
+
+kg_err_t kg_pg_array_finish(kg_pg_array_t *a, const char **text)
+{
+    pg_array_put(a, "}", 1);
+    *text = a->err == KG_OK ? a->buf.data : NULL;
+    return a->err;
+}
+
+void kg_pg_array_free(kg_pg_array_t *a)
+{
+    kg_buf_free(&a->buf);
+    a->n = 0;
+    a->err = KG_OK;
+}
+
 const char *kg_pg_col_text(const PGresult *res, int row, int col)
 {
     return PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keygate/buf.h"
 #include "store/backend.h"
 
 /*
@@ -65,6 +66,44 @@ void kg_pg_param_int(kg_pg_params_t *p, int64_t v);
 void kg_pg_param_opt_int(kg_pg_params_t *p, int64_t v);
 void kg_pg_param_bool(kg_pg_params_t *p, int v);
 void kg_pg_param_bytes(kg_pg_params_t *p, const void *b, size_t len);
+
+/* Bytes the text of one array parameter may take, its braces included. */
+#define KG_PG_ARRAY_MAX ((size_t)4 << 20)
+
+/*
+ * The text of one array parameter ({...}, sent as a text parameter and
+ * cast to an array type in the statement), built element by element:
+ * init once, then for each statement start, add its elements and finish;
+ * free at the end. start empties the text and keeps its memory, so one
+ * builder serves statement after statement. Adding never fails by
+ * itself: the first failure (memory, or KG_PG_ARRAY_MAX passed) is kept
+ * and finish reports it.
+ */
+typedef struct kg_pg_array {
+    kg_buf_t buf;
+    size_t n;     /* elements since start */
+    kg_err_t err; /* the first failure since start */
+} kg_pg_array_t;
+
+void kg_pg_array_init(kg_pg_array_t *a);
+void kg_pg_array_start(kg_pg_array_t *a);
+
+/* Append an element: text (quoted, a backslash before each quote and
+ * backslash; NULL → the element NULL), an integer, or an integer that is
+ * NULL when negative. */
+void kg_pg_array_text(kg_pg_array_t *a, const char *s);
+void kg_pg_array_int(kg_pg_array_t *a, int64_t v);
+void kg_pg_array_opt_int(kg_pg_array_t *a, int64_t v);
+
+/*
+ * Close the array: *text is its NUL-terminated text, owned by a and valid
+ * until the next start or free. KG_OK, or KG_ERR_NOMEM (*text NULL) when
+ * an append since start failed: out of memory or past KG_PG_ARRAY_MAX.
+ */
+kg_err_t kg_pg_array_finish(kg_pg_array_t *a, const char **text) KG_MUST_CHECK;
+
+/* Free the text; a is as after init. */
+void kg_pg_array_free(kg_pg_array_t *a);
 
 /*
  * Run the prepared statement for sql (a string literal: the cache key is

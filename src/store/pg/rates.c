@@ -2,19 +2,11 @@
 #include "keygate/store_rates.h"
 #include "store/pg/pg_store.h"
 
-#include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 /* Keys one statement carries: bounds its array parameters. */
 #define PG_RATES_CHUNK 1000
-/* Room for one key id in the text of an array parameter: quoted, each
- * byte possibly escaped, and a comma. */
-#define PG_RATES_ID_ROOM (2 * KG_RATELIMIT_ID_MAX + 3)
-/* Room for one integer in the text of an array parameter, and a comma. */
-#define PG_RATES_INT_ROOM 22
 /* The integer columns a row publishes, in the order of rates_sql_publish. */
 #define PG_RATES_INTS 5
 
@@ -76,95 +68,48 @@ static const char rates_sql_prune[] =
     "interval '1 second' FOR UPDATE SKIP LOCKED) o "
     "WHERE r.key_id = o.key_id AND r.instance = o.instance";
 
-/* The text of an array parameter of the key ids of rows[0..n):
- * {"id",...}, quotes and backslashes escaped. */
-static void rates_ids(const kg_ratelimit_share_t *rows, size_t n, char *out)
+/* The array parameter of the key ids of rows[0..n) into *text (owned by
+ * ids). KG_OK or KG_ERR_NOMEM. */
+static kg_err_t rates_ids(const kg_ratelimit_share_t *rows, size_t n,
+                          kg_pg_array_t *ids, const char **text)
 {
-    char *o = out;
-
-    *o++ = '{';
+    kg_pg_array_start(ids);
     for (size_t k = 0; k < n; k++) {
-        const char *id = rows[k].key_id;
-
-        if (k > 0) {
-            *o++ = ',';
-        }
-        *o++ = '"';
-        for (size_t c = 0; c < KG_RATELIMIT_ID_MAX && id[c] != '\0'; c++) {
-            if (id[c] == '"' || id[c] == '\\') {
-                *o++ = '\\';
-            }
-            *o++ = id[c];
-        }
-        *o++ = '"';
+        kg_pg_array_text(ids, rows[k].key_id);
     }
-    memcpy(o, "}", 2);
+    return kg_pg_array_finish(ids, text);
 }
 
-/* The text of an array parameter of the int64_t at offset off of each of
- * rows[0..n): {1,2,...}. */
-static void rates_ints(const kg_ratelimit_share_t *rows, size_t n, size_t off,
-                       char *out)
-{
-    char *o = out;
-    int64_t v = 0;
-
-    *o++ = '{';
-    for (size_t k = 0; k < n; k++) {
-        memcpy(&v, (const char *)&rows[k] + off, sizeof(v));
-        o += snprintf(o, PG_RATES_INT_ROOM + 1, "%s%" PRId64, k ? "," : "", v);
-    }
-    memcpy(o, "}", 2);
-}
-
-/* The array texts of one chunk of rows: ids and the integer columns. */
-typedef struct rates_arrays {
-    char *ids;
-    char *ints[PG_RATES_INTS];
-} rates_arrays_t;
-
-static kg_err_t rates_arrays_new(rates_arrays_t *a, size_t chunk)
-{
-    memset(a, 0, sizeof(*a));
-    a->ids = malloc(chunk * PG_RATES_ID_ROOM + 3);
-    for (int i = 0; i < PG_RATES_INTS; i++) {
-        a->ints[i] = malloc(chunk * PG_RATES_INT_ROOM + 3);
-        if (a->ints[i] == NULL) {
-            return KG_ERR_NOMEM;
-        }
-    }
-    return a->ids != NULL ? KG_OK : KG_ERR_NOMEM;
-}
-
-static void rates_arrays_free(rates_arrays_t *a)
-{
-    free(a->ids);
-    for (int i = 0; i < PG_RATES_INTS; i++) {
-        free(a->ints[i]);
-    }
-    memset(a, 0, sizeof(*a));
-}
-
-/* Publish rows[0..n) (n <= PG_RATES_CHUNK) in one statement. */
+/* Publish rows[0..n) (n <= PG_RATES_CHUNK) in one statement; a holds the
+ * array texts: the ids, then the integer columns. */
 static kg_err_t rates_publish_chunk(kg_store_t *store,
                                     const kg_ratelimit_share_t *rows, size_t n,
-                                    rates_arrays_t *a, kg_diag_t *diag)
+                                    kg_pg_array_t a[1 + PG_RATES_INTS],
+                                    kg_diag_t *diag)
 {
-    static const size_t offs[PG_RATES_INTS] = {
-        offsetof(kg_ratelimit_share_t, window_start),
-        offsetof(kg_ratelimit_share_t, req_prev),
-        offsetof(kg_ratelimit_share_t, req_cur),
-        offsetof(kg_ratelimit_share_t, tok_prev),
-        offsetof(kg_ratelimit_share_t, tok_cur),
-    };
     kg_pg_params_t p = {0};
+    const char *text = NULL;
+    kg_err_t rc;
 
-    rates_ids(rows, n, a->ids);
     kg_pg_param_text(&p, kg_store_instance(store));
-    kg_pg_param_text(&p, a->ids);
-    for (int i = 0; i < PG_RATES_INTS; i++) {
-        rates_ints(rows, n, offs[i], a->ints[i]);
-        kg_pg_param_text(&p, a->ints[i]);
+    rc = rates_ids(rows, n, &a[0], &text);
+    kg_pg_param_text(&p, text);
+    for (int i = 1; i <= PG_RATES_INTS; i++) {
+        kg_pg_array_start(&a[i]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        kg_pg_array_int(&a[1], rows[k].window_start);
+        kg_pg_array_int(&a[2], rows[k].req_prev);
+        kg_pg_array_int(&a[3], rows[k].req_cur);
+        kg_pg_array_int(&a[4], rows[k].tok_prev);
+        kg_pg_array_int(&a[5], rows[k].tok_cur);
+    }
+    for (int i = 1; rc == KG_OK && i <= PG_RATES_INTS; i++) {
+        rc = kg_pg_array_finish(&a[i], &text);
+        kg_pg_param_text(&p, text);
+    }
+    if (rc != KG_OK) {
+        return rc;
     }
     return kg_pg_exec(store, rates_sql_publish, &p, NULL,
                       "publishing rate windows", diag);
@@ -175,20 +120,22 @@ static kg_err_t rates_publish(kg_store_t *store,
                               kg_diag_t *diag)
 {
     size_t chunk = n < PG_RATES_CHUNK ? n : PG_RATES_CHUNK;
-    rates_arrays_t a;
+    kg_pg_array_t a[1 + PG_RATES_INTS];
     bool tx = n > chunk;
     size_t from = 0;
     kg_err_t rc = KG_OK;
 
-    rc = rates_arrays_new(&a, chunk);
-    if (rc == KG_OK && tx) {
+    for (int i = 0; i <= PG_RATES_INTS; i++) {
+        kg_pg_array_init(&a[i]);
+    }
+    if (tx) {
         rc = kg_store_begin(store, diag);
     }
     /* At least one statement: with no key it marks the instance live. */
     while (rc == KG_OK) {
         size_t m = n - from < chunk ? n - from : chunk;
 
-        rc = rates_publish_chunk(store, own + from, m, &a, diag);
+        rc = rates_publish_chunk(store, own + from, m, a, diag);
         from += m;
         if (from >= n) {
             break;
@@ -199,21 +146,26 @@ static kg_err_t rates_publish(kg_store_t *store,
     } else if (tx) {
         kg_store_rollback(store);
     }
-    rates_arrays_free(&a);
+    for (int i = 0; i <= PG_RATES_INTS; i++) {
+        kg_pg_array_free(&a[i]);
+    }
     return rc;
 }
 
 /* The others' sums of rows[0..n) (n <= PG_RATES_CHUNK), zeroed before. */
 static kg_err_t rates_others_chunk(kg_store_t *store, int64_t window_start,
                                    kg_ratelimit_share_t *rows, size_t n,
-                                   char *ids, kg_diag_t *diag)
+                                   kg_pg_array_t *ids, kg_diag_t *diag)
 {
     kg_pg_params_t p = {0};
     PGresult *res = NULL;
-    kg_err_t rc;
+    const char *text = NULL;
+    kg_err_t rc = rates_ids(rows, n, ids, &text);
 
-    rates_ids(rows, n, ids);
-    kg_pg_param_text(&p, ids);
+    if (rc != KG_OK) {
+        return rc;
+    }
+    kg_pg_param_text(&p, text);
     kg_pg_param_text(&p, kg_store_instance(store));
     kg_pg_param_int(&p, window_start);
     kg_pg_param_int(&p, KG_RATELIMIT_WINDOW_MS);
@@ -242,21 +194,19 @@ static kg_err_t rates_others(kg_store_t *store, int64_t window_start,
                              kg_diag_t *diag)
 {
     size_t chunk = n < PG_RATES_CHUNK ? n : PG_RATES_CHUNK;
-    char *ids = NULL;
+    kg_pg_array_t ids;
     kg_err_t rc = KG_OK;
 
     if (n == 0) {
         return KG_OK;
     }
-    ids = malloc(chunk * PG_RATES_ID_ROOM + 3);
-    if (ids == NULL) {
-        rc = KG_ERR_NOMEM;
-    }
+    kg_pg_array_init(&ids);
     for (size_t from = 0; rc == KG_OK && from < n; from += chunk) {
-        rc = rates_others_chunk(store, window_start, rows + from,
-                                n - from < chunk ? n - from : chunk, ids, diag);
+        rc =
+            rates_others_chunk(store, window_start, rows + from,
+                               n - from < chunk ? n - from : chunk, &ids, diag);
     }
-    free(ids);
+    kg_pg_array_free(&ids);
     if (rc != KG_OK) {
         for (size_t i = 0; i < n; i++) {
             rows[i].req_prev = rows[i].req_cur = 0;

@@ -4,6 +4,7 @@
 #include "store/pg/pg_store.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Rollup rows one scan query fetches; the scan pages on through them. */
@@ -122,25 +123,46 @@ static const char usage_sql_events_all[] =
     USAGE_EVENTS_SELECT USAGE_EVENTS_REST;
 
 /*
- * One usage_events row, one round trip, and its verdict without an error
- * that would abort the caller's transaction: the key is locked FOR KEY
- * SHARE (no instance can delete it before commit) and the row is inserted
- * only when it exists; a request_id already stored, or being stored by
- * another instance's open transaction (ON CONFLICT waits for it), inserts
- * nothing. Answers (key found, row inserted, request_id seen).
+ * A batch of usage_events rows in one statement, one round trip: $1..$18
+ * are arrays, one per column, row i of the batch at place i of each. The
+ * batch's keys are locked FOR KEY SHARE (no instance can delete one before
+ * commit) and a row is inserted only when its key exists: an unknown key
+ * would fail the foreign key and abort the caller's transaction. Of the
+ * rows of one request_id whose key exists, the first is the candidate, the
+ * others are duplicates; a candidate whose request_id is already stored,
+ * or being stored by another instance's open transaction (ON CONFLICT
+ * waits for it), inserts nothing. Rows are inserted in batch order, so
+ * their ids ascend in it. Answers, one row per batch row in order: its
+ * place, (key found, inserted, request_id seen), seen meaning stored
+ * before the statement or by an earlier row of the batch whose key exists.
  */
-static const char usage_sql_event[] =
-    "WITH k AS (SELECT id FROM api_keys WHERE id = $2 FOR KEY SHARE), "
+static const char usage_sql_events[] =
+    "WITH u AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], "
+    "$8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
+    "$13::bigint[], $14::bigint[], $15::bigint[], $16::smallint[], "
+    "$17::text[], $18::text[]) WITH ORDINALITY AS u(request_id, key_id, "
+    "workspace_id, at_ms, operation, model, provider, mode, status, "
+    "prompt_tokens, completion_tokens, cached_tokens, cost, latency_ms, "
+    "ttft_ms, streamed, client_ip, error_code, i)), "
+    "k AS MATERIALIZED (SELECT id FROM api_keys "
+    "WHERE id IN (SELECT key_id FROM u) FOR KEY SHARE), "
+    "c AS MATERIALIZED (SELECT u.*, k.id IS NOT NULL AS found, "
+    "min(u.i) FILTER (WHERE k.id IS NOT NULL) "
+    "OVER (PARTITION BY u.request_id COLLATE \"C\") AS first "
+    "FROM u LEFT JOIN k ON k.id = u.key_id), "
     "ins AS (INSERT INTO usage_events (request_id, key_id, workspace_id, "
     "at_ms, operation, model, provider, mode, status, prompt_tokens, "
     "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
-    "client_ip, error_code) SELECT $1::text, k.id, $3::text, $4::bigint, "
-    "$5::text, $6::text, $7::text, $8::text, $9::bigint, $10::bigint, "
-    "$11::bigint, $12::bigint, $13::bigint, $14::bigint, $15::bigint, "
-    "$16::smallint, $17::text, $18::text FROM k "
-    "ON CONFLICT (request_id) DO NOTHING RETURNING 1) "
-    "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM ins), "
-    "EXISTS (SELECT 1 FROM usage_events WHERE request_id = $1)";
+    "client_ip, error_code) SELECT request_id, key_id, workspace_id, at_ms, "
+    "operation, model, provider, mode, status, prompt_tokens, "
+    "completion_tokens, cached_tokens, cost, latency_ms, ttft_ms, streamed, "
+    "client_ip, error_code FROM c WHERE c.i = c.first ORDER BY c.i "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id) "
+    "SELECT c.i, c.found, ins.request_id IS NOT NULL AND c.i = c.first, "
+    "NOT c.found AND (coalesce(c.first < c.i, false) OR EXISTS (SELECT 1 "
+    "FROM usage_events e WHERE e.request_id = c.request_id)) "
+    "FROM c LEFT JOIN ins ON ins.request_id = c.request_id ORDER BY c.i";
 
 /*
  * SQLite's statement, row for row: touches no column of the key-revision
@@ -291,49 +313,90 @@ static bool usage_refused(const kg_usage_record_t *r)
     return false;
 }
 
-/* Insert one event (usage_sql_event): its verdict, or the error that fails
- * the batch. */
-static kg_err_t usage_insert_one(kg_store_t *store, const kg_usage_record_t *r,
-                                 kg_diag_t *diag)
+/* The columns of usage_sql_events, one array parameter each. */
+#define USAGE_EVENT_COLUMNS 18
+_Static_assert(USAGE_EVENT_COLUMNS <= KG_PG_MAX_PARAMS,
+               "one parameter per column of the batch");
+
+/* The arrays of one batch and, for each row sent, its event's place. */
+typedef struct usage_batch {
+    kg_pg_array_t cols[USAGE_EVENT_COLUMNS];
+    size_t event[KG_STORE_USAGE_BATCH_MAX];
+    size_t n; /* rows sent */
+} usage_batch_t;
+
+/* Add r as the batch's next row, in usage_sql_events' column order. */
+static void usage_batch_add(usage_batch_t *b, const kg_usage_record_t *r)
+{
+    kg_pg_array_t *c = b->cols;
+
+    kg_pg_array_text(&c[0], r->request_id);
+    kg_pg_array_text(&c[1], r->key_id);
+    kg_pg_array_text(&c[2], r->workspace_id);
+    kg_pg_array_int(&c[3], r->at_ms);
+    kg_pg_array_text(&c[4], r->operation);
+    kg_pg_array_text(&c[5], r->model);
+    kg_pg_array_text(&c[6], r->provider);
+    kg_pg_array_text(&c[7], r->mode);
+    kg_pg_array_int(&c[8], r->status);
+    kg_pg_array_int(&c[9], r->prompt_tokens);
+    kg_pg_array_int(&c[10], r->completion_tokens);
+    kg_pg_array_int(&c[11], r->cached_tokens);
+    kg_pg_array_int(&c[12], r->cost);
+    kg_pg_array_int(&c[13], r->latency_ms);
+    kg_pg_array_opt_int(&c[14], r->ttft_ms);
+    kg_pg_array_int(&c[15], r->streamed ? 1 : 0);
+    kg_pg_array_text(&c[16], r->client_ip);
+    kg_pg_array_text(&c[17], r->error_code[0] ? r->error_code : NULL);
+}
+
+/* The verdict of answer row of usage_sql_events, as the batch's events
+ * had one statement each: inserted, else a stored request_id wins over an
+ * unknown key (as on SQLite), else the key is unknown. */
+static kg_err_t usage_verdict(const PGresult *res, int row)
+{
+    if (kg_pg_col_bool(res, row, 2)) {
+        return KG_OK;
+    }
+    if (kg_pg_col_bool(res, row, 1) || kg_pg_col_bool(res, row, 3)) {
+        return KG_ERR_EXISTS;
+    }
+    return KG_ERR_NOT_FOUND;
+}
+
+/* Send the batch's rows (usage_sql_events) and give each its verdict. */
+static kg_err_t usage_batch_send(kg_store_t *store, usage_batch_t *b,
+                                 kg_err_t *verdicts, kg_diag_t *diag)
 {
     kg_pg_params_t p = {0};
     PGresult *res = NULL;
-    kg_err_t rc;
+    const char *text = NULL;
+    kg_err_t rc = KG_OK;
 
-    if (usage_refused(r)) {
-        return KG_ERR_INVAL;
+    for (int c = 0; rc == KG_OK && c < USAGE_EVENT_COLUMNS; c++) {
+        rc = kg_pg_array_finish(&b->cols[c], &text);
+        kg_pg_param_text(&p, text);
     }
-    kg_pg_param_text(&p, r->request_id);
-    kg_pg_param_text(&p, r->key_id);
-    kg_pg_param_text(&p, r->workspace_id);
-    kg_pg_param_int(&p, r->at_ms);
-    kg_pg_param_text(&p, r->operation);
-    kg_pg_param_text(&p, r->model);
-    kg_pg_param_text(&p, r->provider);
-    kg_pg_param_text(&p, r->mode);
-    kg_pg_param_int(&p, r->status);
-    kg_pg_param_int(&p, r->prompt_tokens);
-    kg_pg_param_int(&p, r->completion_tokens);
-    kg_pg_param_int(&p, r->cached_tokens);
-    kg_pg_param_int(&p, r->cost);
-    kg_pg_param_int(&p, r->latency_ms);
-    kg_pg_param_opt_int(&p, r->ttft_ms);
-    kg_pg_param_bool(&p, r->streamed);
-    kg_pg_param_text(&p, r->client_ip);
-    kg_pg_param_text(&p, r->error_code[0] ? r->error_code : NULL);
-    rc = kg_pg_query(store, usage_sql_event, &p, &res, "recording usage", diag);
     if (rc != KG_OK) {
-        return rc;
+        return kg_diag_fail(diag, rc, "recording usage: out of memory");
     }
-    if (PQntuples(res) != 1) {
+    rc =
+        kg_pg_query(store, usage_sql_events, &p, &res, "recording usage", diag);
+    if (rc != KG_OK) {
+        /* A violated constraint the statement guards against: an error
+         * that fails the batch (its transaction is aborted), no verdict. */
+        return rc == KG_ERR_EXISTS ? KG_ERR_STORE : rc;
+    }
+    if ((size_t)PQntuples(res) != b->n) {
         rc = kg_diag_fail(diag, KG_ERR_STORE, "recording usage: no answer");
-    } else if (kg_pg_col_int(res, 0, 1) == 1) {
-        rc = KG_OK;
-    } else if (kg_pg_col_bool(res, 0, 2) || kg_pg_col_int(res, 0, 0) == 1) {
-        /* As on SQLite, a stored request_id wins over an unknown key. */
-        rc = KG_ERR_EXISTS;
-    } else {
-        rc = KG_ERR_NOT_FOUND;
+    }
+    for (int r = 0; rc == KG_OK && r < PQntuples(res); r++) {
+        if (kg_pg_col_int(res, r, 0) != r + 1) {
+            rc = kg_diag_fail(diag, KG_ERR_STORE,
+                              "recording usage: answers out of order");
+        } else {
+            verdicts[b->event[r]] = usage_verdict(res, r);
+        }
     }
     PQclear(res);
     return rc;
@@ -343,18 +406,38 @@ static kg_err_t usage_events_insert(kg_store_t *store,
                                     const kg_usage_record_t *events, size_t n,
                                     kg_err_t *verdicts, kg_diag_t *diag)
 {
+    usage_batch_t *b = NULL;
+    kg_err_t rc = KG_OK;
+
     if (n > KG_STORE_USAGE_BATCH_MAX) {
         return kg_diag_fail(diag, KG_ERR_INVAL,
                             "recording usage: %zu events in one batch", n);
     }
+    b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        return kg_diag_fail(diag, KG_ERR_NOMEM,
+                            "recording usage: out of memory");
+    }
+    for (int c = 0; c < USAGE_EVENT_COLUMNS; c++) {
+        kg_pg_array_init(&b->cols[c]);
+        kg_pg_array_start(&b->cols[c]);
+    }
     for (size_t i = 0; i < n; i++) {
-        verdicts[i] = usage_insert_one(store, &events[i], diag);
-        if (verdicts[i] != KG_OK && verdicts[i] != KG_ERR_EXISTS &&
-            verdicts[i] != KG_ERR_NOT_FOUND && verdicts[i] != KG_ERR_INVAL) {
-            return verdicts[i];
+        if (usage_refused(&events[i])) {
+            verdicts[i] = KG_ERR_INVAL;
+        } else {
+            b->event[b->n++] = i;
+            usage_batch_add(b, &events[i]);
         }
     }
-    return KG_OK;
+    if (b->n > 0) {
+        rc = usage_batch_send(store, b, verdicts, diag);
+    }
+    for (int c = 0; c < USAGE_EVENT_COLUMNS; c++) {
+        kg_pg_array_free(&b->cols[c]);
+    }
+    free(b);
+    return rc;
 }
 
 /*
