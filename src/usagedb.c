@@ -132,6 +132,7 @@ struct kg_usagedb {
     uint64_t done_seq;   /* events committed or reported so far */
     size_t urgent;       /* queued events someone may be waiting for */
     size_t held;         /* places kept for events to come (kg_usagedb_hold) */
+    bool store_failing;  /* the last batch failed, nothing stored since */
     unsigned flushers;   /* threads in kg_usagedb_flush */
     kg_err_t last_failure;
     kg_usagedb_stats_t stats;
@@ -1071,6 +1072,7 @@ static void ud_reclaim_locked(kg_usagedb_t *w)
     pthread_mutex_lock(&w->mu);
     w->stats.replayed += applied;
     if (rc == KG_OK) {
+        w->store_failing = w->store_failing && !pinned;
         s->state = UD_SEG_FREE;
         s->bytes = 0;
         s->pinned = false;
@@ -1145,6 +1147,32 @@ static void ud_idle_reclaim_locked(kg_usagedb_t *w)
     ud_reclaim_locked(w);
 }
 
+/*
+ * With nothing queued after a failed batch and nothing of it to apply
+ * from the journal, wait at most a second for work, then ask whether the
+ * store answers again (mu held; dropped for the ping): requests refused
+ * meanwhile (kg_usagedb_hold) come back as soon as it does.
+ */
+static void ud_idle_probe_locked(kg_usagedb_t *w)
+{
+    struct timespec until;
+    kg_diag_t diag = {{0}};
+    kg_err_t rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 1;
+    pthread_cond_timedwait(&w->work_cv, &w->mu, &until);
+    if (w->count != 0 || w->stopping) {
+        return;
+    }
+    pthread_mutex_unlock(&w->mu);
+    rc = kg_store_ping(w->store, &diag);
+    pthread_mutex_lock(&w->mu);
+    if (rc == KG_OK) {
+        w->store_failing = false;
+    }
+}
+
 static void *ud_main(void *arg)
 {
     kg_usagedb_t *w = arg;
@@ -1170,6 +1198,8 @@ static void *ud_main(void *arg)
         while (w->count == 0 && !w->stopping) {
             if (ud_journal_owes_locked(w)) {
                 ud_idle_reclaim_locked(w);
+            } else if (w->store_failing) {
+                ud_idle_probe_locked(w);
             } else {
                 pthread_cond_wait(&w->work_cv, &w->mu);
             }
@@ -1207,6 +1237,7 @@ static void *ud_main(void *arg)
         w->done_seq += n;
         w->urgent -= urgent;
         w->stats.busy_retries += retries;
+        w->store_failing = rc != KG_OK;
         if (rc == KG_OK) {
             w->stats.batches++;
             w->stats.commit_buckets[kg_metrics_bucket(batch_us)]++;
@@ -1228,12 +1259,26 @@ static void *ud_main(void *arg)
     return NULL;
 }
 
+/*
+ * Whether the journal can take another event (mu held): it is open and
+ * its active segment has room for the largest record.
+ */
+static bool ud_journal_room_locked(const kg_usagedb_t *w)
+{
+    return w->jon && !w->jbroken &&
+           w->seg[w->jcur].bytes + UD_REC_HEAD + UD_REC_MAX <=
+               KG_USAGEDB_JOURNAL_MAX;
+}
+
 kg_err_t kg_usagedb_hold(kg_usagedb_t *w)
 {
     kg_err_t rc = KG_OK;
 
     pthread_mutex_lock(&w->mu);
-    if (w->stopping || w->count + w->held >= w->cap) {
+    /* With the store failing, an event only the journal can keep: none
+     * is admitted when it cannot. */
+    if (w->stopping || w->count + w->held >= w->cap ||
+        (w->store_failing && !ud_journal_room_locked(w))) {
         w->stats.shed++;
         rc = KG_ERR_UNAVAILABLE;
     } else {

@@ -188,8 +188,10 @@ kg_err_t kg_usagedb_submit_ex(kg_usagedb_t *w, const kg_usage_event_t *ev,
  * place is the event's when it comes (kg_usagedb_submit_held) or is given
  * back (kg_usagedb_unhold). Other submits leave the places kept alone.
  * Returns KG_OK, or KG_ERR_UNAVAILABLE when the queued events and the
- * places kept fill the queue or the writer is stopping: the request is
- * refused before anything is spent. Thread-safe.
+ * places kept fill the queue, the writer is stopping, or the store is
+ * failing (the last batch failed; once idle the writer asks it every
+ * second) and the journal cannot keep the event (full, or none): the
+ * request is refused before anything is spent. Thread-safe.
  */
 kg_err_t kg_usagedb_hold(kg_usagedb_t *w) KG_MUST_CHECK;
 

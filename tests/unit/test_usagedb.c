@@ -1630,6 +1630,60 @@ START_TEST(test_places_kept)
 END_TEST
 
 /*
+ * With the store failing and no journal to keep events (a second writer
+ * on the store runs without), no request is admitted; once the store
+ * answers again (the idle writer asks it every second), requests are.
+ */
+START_TEST(test_no_place_while_store_fails_unjournaled)
+{
+    ut_fx_t fx;
+    char key[KG_TOKEN_ID_LEN + 1];
+    ut_tally_t *tally = calloc(1, sizeof(*tally));
+    kg_usage_event_t ev;
+    kg_usagedb_receipt_t r;
+    kg_usagedb_t *w;
+    kg_usagedb_t *w2;
+    sqlite3 *lock;
+    kg_err_t rc = KG_ERR_UNAVAILABLE;
+
+    ut_journal_fx(&fx, key);
+    w = ut_writer(&fx, 5000, 0); /* holds the journal */
+    w2 = ut_writer(&fx, 10, 0);  /* without one; gives up on a lock fast */
+    lock = ut_lock_store(&fx);
+    ck_assert_int_eq(kg_usagedb_hold(w2), KG_OK);
+    ut_jevent(&ev, key, 0);
+    ck_assert_int_eq(kg_usagedb_submit_held(w2, &ev, ut_tally_done, tally, &r),
+                     KG_OK);
+    ck_assert(!r.journaled && !r.release);
+    /* 7 tries × 10 ms + 10+20+...+320 ms of backoff < 1 s. */
+    ck_assert_int_eq(kg_usagedb_flush(w2), KG_ERR_STORE_BUSY);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_ERR_STORE_BUSY]), 1);
+    ck_assert_int_eq(kg_usagedb_hold(w2), KG_ERR_UNAVAILABLE);
+    /* The journaled writer still admits: its journal keeps the events. */
+    ck_assert_int_eq(kg_usagedb_hold(w), KG_OK);
+    kg_usagedb_unhold(w);
+    ut_unlock_store(lock);
+    /* Bounded: 5 s for the writer's next ping. */
+    for (int i = 0; i < 100 && rc != KG_OK; i++) {
+        rc = kg_usagedb_hold(w2);
+        if (rc != KG_OK) {
+            usleep(50 * 1000);
+        }
+    }
+    ck_assert_int_eq(rc, KG_OK);
+    ut_jevent(&ev, key, 1);
+    ck_assert_int_eq(kg_usagedb_submit_held(w2, &ev, ut_tally_done, tally, &r),
+                     KG_OK);
+    ck_assert_int_eq(kg_usagedb_flush(w2), KG_OK);
+    ck_assert_int_eq(atomic_load(&tally->by_rc[KG_OK]), 1);
+    kg_usagedb_stop(&w2);
+    kg_usagedb_stop(&w);
+    free(tally);
+    ut_fx_close(&fx);
+}
+END_TEST
+
+/*
  * Back-pressure: with KG_USAGEDB_BACKLOG events waiting, a held event is
  * journaled but its answer waits for the commit (release false); below
  * it, the journal is enough again.
@@ -1735,6 +1789,7 @@ static Suite *usagedb_suite(void)
     tcase_add_test(tc, test_journal_durable_events_grouped);
     tcase_add_test(tc, test_places_kept);
     tcase_add_test(tc, test_backlog_holds_answers);
+    tcase_add_test(tc, test_no_place_while_store_fails_unjournaled);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
