@@ -34,9 +34,10 @@
  * many events or more wait for the writer, an answer waits for its own
  * event's commit even when the journal took it. A writer that falls
  * behind (it shares the CPU with the event loops) slows the answers down
- * to its pace instead of letting its queue grow until it is full.
+ * to its pace instead of letting its queue grow until it is full. One
+ * batch: an answer waits for at most the batch in progress and its own.
  */
-#define KG_USAGEDB_BACKLOG (4 * KG_USAGEDB_BATCH_MAX)
+#define KG_USAGEDB_BACKLOG KG_USAGEDB_BATCH_MAX
 
 /*
  * The usage journal: two append-only segment files next to the store,
