@@ -34,6 +34,13 @@ const char *kg_err_name(kg_err_t err)
     return e ? e->name : "UNKNOWN";
 }
 
+bool kg_err_is_store(kg_err_t err)
+{
+    return err == KG_ERR_STORE || err == KG_ERR_STORE_BUSY ||
+           err == KG_ERR_STORE_MISSING || err == KG_ERR_STORE_CORRUPT ||
+           err == KG_ERR_STORE_VERSION;
+}
+
 int kg_err_http_status(kg_err_t err)
 {
     const err_info_t *e = err_lookup(err);

@@ -747,9 +747,7 @@ static bool http_first_call(struct MHD_Connection *conn, http_req_t *req,
         kg_token_wipe(&tok);
     }
     if (rc != KG_OK) {
-        if (rc == KG_ERR_STORE || rc == KG_ERR_STORE_BUSY ||
-            rc == KG_ERR_STORE_CORRUPT || rc == KG_ERR_STORE_MISSING ||
-            rc == KG_ERR_STORE_VERSION || rc == KG_ERR_NOMEM ||
+        if (kg_err_is_store(rc) || rc == KG_ERR_NOMEM ||
             rc == KG_ERR_INTERNAL) {
             KG_ERROR("request %s: key verification failed: %s", req->request_id,
                      kg_err_name(rc));

@@ -305,20 +305,12 @@ static void proxy_usage_release(kg_exchange_t *ex)
     pthread_mutex_unlock(&ex->mu);
 }
 
-/* Whether rc is a failed batch's (the store's error), not the event's. */
-static bool proxy_store_failed(kg_err_t rc)
-{
-    return rc == KG_ERR_STORE || rc == KG_ERR_STORE_BUSY ||
-           rc == KG_ERR_STORE_MISSING || rc == KG_ERR_STORE_CORRUPT ||
-           rc == KG_ERR_STORE_VERSION;
-}
-
 /* Called on the usage writer thread once the event has committed. */
 static void proxy_usage_committed(void *ud, kg_err_t rc)
 {
     kg_exchange_t *ex = ud;
 
-    if (rc != KG_OK && !(ex->usage_journaled && proxy_store_failed(rc))) {
+    if (rc != KG_OK && !(ex->usage_journaled && kg_err_is_store(rc))) {
         /* (A journaled event of a failed batch is applied later: the
          * writer logs the batch.) */
         KG_ERROR("request %s: usage event not stored (%s)", ex->request_id,

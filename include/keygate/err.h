@@ -2,6 +2,7 @@
 #ifndef KEYGATE_ERR_H
 #define KEYGATE_ERR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Mark a function whose result must be looked at. */
@@ -98,6 +99,10 @@ typedef enum kg_err {
 
 /* The symbolic name ("INVALID_KEY"); "UNKNOWN" for an out-of-range value. */
 const char *kg_err_name(kg_err_t err);
+
+/* Whether err is one of the store's errors (KG_ERR_STORE*): the store
+ * could not do it, not a verdict on the request. */
+bool kg_err_is_store(kg_err_t err);
 
 /* The HTTP status the error maps to (500 for an out-of-range value). */
 int kg_err_http_status(kg_err_t err);

@@ -141,6 +141,11 @@ START_TEST(test_statuses)
     ck_assert_int_eq(kg_err_http_status(KG_ERR_STORE_CORRUPT), 503);
     ck_assert_int_eq(kg_err_http_status(KG_ERR_STORE_VERSION), 503);
     ck_assert_int_eq(kg_err_http_status(KG_ERR_UNAVAILABLE), 503);
+    /* The store's own errors, and only those, are store errors. */
+    for (int e = 0; e < KG_ERR__COUNT; e++) {
+        ck_assert_int_eq(kg_err_is_store((kg_err_t)e),
+                         strncmp(kg_err_name((kg_err_t)e), "STORE", 5) == 0);
+    }
     ck_assert_str_eq(kg_err_name(KG_ERR_INVALID_KEY), "INVALID_KEY");
     ck_assert_str_eq(kg_err_code(KG_ERR_INVALID_KEY), "invalid_api_key");
     ck_assert_str_eq(kg_err_code(KG_ERR_KEY_EXPIRED), "expired_api_key");
