@@ -767,6 +767,7 @@ static void rl_export_one(kg_ratelimit_entry_t *e, int64_t now,
     out->req_cur = e->req_cur;
     out->tok_prev = e->tok_prev;
     out->tok_cur = rl_add(e->tok_cur, e->tok_flight);
+    out->instances = 0; /* the import's field: nothing read from memory */
 }
 
 /*

@@ -686,9 +686,11 @@ START_TEST(test_share_aligned)
     /* 10 in this window: the earliest fits again 6 s into the next. */
     ck_assert_int_eq(info.retry_after_s, 66);
     ck_assert_int_eq(info.reset_requests_ms, 2 * W - 30);
+    memset(out, 0x5a, sizeof(out)); /* export writes every field */
     kg_ratelimit_export(rl, T0 + 40, out, 4, &n);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(out[0].key_id, "k");
+    ck_assert_int_eq(out[0].instances, 0);
     ck_assert_int_eq(out[0].window_start, T0);
     ck_assert_int_eq(out[0].req_prev, 0);
     ck_assert_int_eq(out[0].req_cur, 4);
@@ -1015,6 +1017,7 @@ static void *ut_share_sync(void *arg)
     kg_ratelimit_share_t rows[4];
     size_t n = 0;
 
+    memset(rows, 0, sizeof(rows));
     pthread_barrier_wait(&s->barrier);
     while (!atomic_load(&s->done)) {
         kg_ratelimit_export(s->rl, T0 + 5, rows, 4, &n);
@@ -1025,6 +1028,7 @@ static void *ut_share_sync(void *arg)
             rows[i].req_cur = 400;
             rows[i].tok_prev = 0;
             rows[i].tok_cur = 0;
+            rows[i].instances = 0; /* no split: this instance alone */
         }
         kg_ratelimit_import(s->rl, rows, n, 1, T0 + 5);
     }
