@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "gateway_fixture.h"
+#include "keygate/usagedb.h"
 
 #define NOTIFY_MSG_MAX 4096
 #define NOTIFY_WAIT_MS 10000
@@ -932,6 +933,72 @@ START_TEST(test_usage_queue_full_sheds)
 }
 END_TEST
 
+/*
+ * Back-pressure through the daemon: with the usage writer stopped (the
+ * store's write lock held elsewhere) and a batch of events waiting, the
+ * next answer waits for its own commit: it does not arrive while the
+ * lock is held, and the daemon answers again once it goes.
+ */
+START_TEST(test_backlog_answer_waits_for_commit)
+{
+    char cred[160];
+    char admin[160];
+    char auth[200];
+    const char *hdr[] = {auth, NULL};
+    const char *post[] = {"Content-Type: application/json", cred, NULL};
+    sqlite3 *lock = NULL;
+    gwf_resp_t r;
+    gwf_key_t k;
+    gwf_t f;
+
+    gwf_init(&f, false);
+    gwf_config(&f, NULL, NULL, "[store]\nbusy_timeout = 60s\n");
+    gwf_init_store(&f);
+    gwf_key_create(&f, &k, "backlog", NULL);
+    gwf_start(&f);
+    gwf_bearer(&k, cred, sizeof(cred));
+    gwf_admin_token(&f, "metrics", admin, sizeof(admin));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+    ck_assert_int_eq(sqlite3_open(f.db, &lock), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_busy_timeout(lock, 20000), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    /* Journaled, so answered at once, until a batch waits. */
+    for (int i = 0; i < KG_USAGEDB_BACKLOG; i++) {
+        gwf_post(&f, &r, "/v1/chat/completions", cred, CHAT_BODY);
+        ck_assert_int_eq(r.status, 200);
+        gwf_resp_free(&r);
+    }
+    gwf_http(&f, &r, "POST", "/v1/chat/completions", post, CHAT_BODY, 1500);
+    ck_assert_int_eq(r.status, 0); /* nothing within 1.5 s */
+    gwf_resp_free(&r);
+
+    ck_assert_int_eq(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    /* Bounded: 20 s for the writer to commit what waited. */
+    for (int i = 0; i < 200 && gwf_sql_int(&f,
+                                           "SELECT count(*) FROM "
+                                           "usage_events",
+                                           NULL) < KG_USAGEDB_BACKLOG + 1;
+         i++) {
+        gwf_sleep_ms(100);
+    }
+    ck_assert_int_eq(gwf_sql_int(&f, "SELECT count(*) FROM usage_events", NULL),
+                     KG_USAGEDB_BACKLOG + 1);
+    gwf_assert_serving(&f, &k);
+    gwf_admin_http(&f, &r, "GET", "/metrics", hdr, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "keygate_usage_backpressure_total{action=\"waited\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "keygate_usage_backpressure_total{action=\"shed\"} 0\n"));
+    gwf_resp_free(&r);
+    ck_assert(gwf_stop_checked(&f));
+    gwf_free(&f);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -947,6 +1014,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_retention_prunes_events_keeps_totals);
     tcase_add_test(tc, test_status_journal_backlog);
     tcase_add_test(tc, test_usage_queue_full_sheds);
+    tcase_add_test(tc, test_backlog_answer_waits_for_commit);
     suite_add_tcase(s, tc);
     return s;
 }
